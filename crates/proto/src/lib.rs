@@ -1,0 +1,26 @@
+//! The FTP protocol without I/O.
+//!
+//! A map of the crate:
+//! - [`line`]: framing of the control connection (CRLF lines, length limit, Telnet escapes).
+//! - [`command`]: one control line → a typed [`Command`], or a [`ParseError`] that knows its reply code.
+//! - [`reply`]: [`Reply`] codes and their single- and multi-line rendering (RFC 959 §4.2).
+//! - [`addr`]: PORT/PASV (RFC 959) and EPRT/EPSV (RFC 2428) address encodings.
+//! - [`listing`]: `LIST` lines in Unix `ls -l` style, MLSx facts (RFC 3659) and timestamps.
+//! - [`ascii`]: TYPE A line-ending translation in both directions, chunk by chunk.
+//!
+//! Nothing here touches a socket, a file or a clock: time is passed in, so everything is
+//! deterministic and property-tested.
+#![forbid(unsafe_code)]
+
+pub mod addr;
+pub mod ascii;
+pub mod command;
+pub mod line;
+pub mod listing;
+pub mod reply;
+
+pub use command::{
+    Command, EpsvArg, FileStructure, MlstFacts, OptsCommand, ParseError, ProtLevel, SiteCommand,
+    TransferMode, TransferType,
+};
+pub use reply::Reply;

@@ -1,0 +1,173 @@
+//! Replies: a three-digit code and one or more lines of text (RFC 959 §4.2).
+
+use std::fmt;
+
+/// A reply to send on the control connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// The three-digit reply code (100..=599).
+    pub code: u16,
+    /// The text lines; more than one makes a multi-line reply.
+    pub lines: Vec<String>,
+}
+
+impl Reply {
+    /// A single-line reply.
+    pub fn new(code: u16, text: impl Into<String>) -> Self {
+        Self {
+            code,
+            lines: vec![text.into()],
+        }
+    }
+
+    /// A multi-line reply: `first` opens it (`code-first`), `last` closes it (`code last`), and
+    /// `body` goes between, each body line indented by one space as RFC 2389 and 3659 show.
+    pub fn multi(
+        code: u16,
+        first: impl Into<String>,
+        body: impl IntoIterator<Item = String>,
+        last: impl Into<String>,
+    ) -> Self {
+        let mut lines = vec![first.into()];
+        lines.extend(body.into_iter().map(|l| format!(" {l}")));
+        lines.push(last.into());
+        Self { code, lines }
+    }
+
+    /// Whether this reply is a positive preliminary, completion or intermediate reply.
+    pub fn is_positive(&self) -> bool {
+        self.code < 400
+    }
+
+    /// The bytes to send. Each line has CR and LF replaced so that no text (a file name, say)
+    /// can end a reply early or forge another one.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64);
+        self.render_into(&mut out);
+        out
+    }
+
+    /// Append the rendered reply to `out`.
+    pub fn render_into(&self, out: &mut Vec<u8>) {
+        let n = self.lines.len().max(1);
+        for i in 0..n {
+            let text = self.lines.get(i).map(String::as_str).unwrap_or("");
+            let clean = sanitize(text);
+            let last = i + 1 == n;
+            if i == 0 || last {
+                let sep = if last { ' ' } else { '-' };
+                out.extend_from_slice(format!("{:03}{sep}{clean}\r\n", self.code).as_bytes());
+            } else {
+                // A middle line that starts like "123 " would end the reply for a client;
+                // RFC 959 asks for it to be indented.
+                if starts_like_code(&clean) {
+                    out.push(b' ');
+                }
+                out.extend_from_slice(clean.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+
+    /// Parse one complete reply from the front of `input`, as a client would: returns the reply
+    /// and how many bytes it used, or `None` if `input` does not yet hold a complete reply.
+    pub fn parse(input: &[u8]) -> Option<(Reply, usize)> {
+        let text = std::str::from_utf8(input).ok()?;
+        let mut used = 0;
+        let mut lines = Vec::new();
+        let mut code: Option<u16> = None;
+        for raw in text.split_inclusive("\r\n") {
+            if !raw.ends_with("\r\n") {
+                return None;
+            }
+            used += raw.len();
+            let line = &raw[..raw.len() - 2];
+            match code {
+                None => {
+                    let c = line.get(..3)?.parse::<u16>().ok()?;
+                    match line.as_bytes().get(3) {
+                        Some(b' ') | None => {
+                            return Some((Reply::new(c, line.get(4..).unwrap_or("")), used));
+                        }
+                        Some(b'-') => {
+                            code = Some(c);
+                            lines.push(line[4..].to_string());
+                        }
+                        Some(_) => return None,
+                    }
+                }
+                Some(c) => {
+                    let end = format!("{c:03} ");
+                    if line.starts_with(&end) || line == end.trim_end() {
+                        lines.push(line.get(4..).unwrap_or("").to_string());
+                        return Some((Reply { code: c, lines }, used));
+                    }
+                    lines.push(line.to_string());
+                }
+            }
+        }
+        None
+    }
+}
+
+fn sanitize(text: &str) -> String {
+    text.replace(['\r', '\n'], " ")
+}
+
+fn starts_like_code(line: &str) -> bool {
+    let b = line.as_bytes();
+    b.len() >= 3 && b[..3].iter().all(u8::is_ascii_digit)
+}
+
+impl fmt::Display for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.code, self.lines.join(" | "))
+    }
+}
+
+/// Quote a path for a 257 reply: wrapped in double quotes, embedded quotes doubled (RFC 959 §7).
+pub fn quote_path(path: &str) -> String {
+    format!("\"{}\"", path.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn renders_single_and_multi_line_replies() {
+        assert_eq!(Reply::new(200, "OK").render(), b"200 OK\r\n");
+        let r = Reply::multi(211, "Features:", ["UTF8".to_string()], "End");
+        assert_eq!(r.render(), b"211-Features:\r\n UTF8\r\n211 End\r\n");
+    }
+
+    #[test]
+    fn a_file_name_cannot_inject_a_reply() {
+        let r = Reply::new(550, "x\r\n230 Logged in");
+        assert_eq!(r.render(), b"550 x  230 Logged in\r\n");
+    }
+
+    #[test]
+    fn quotes_paths_with_quotes() {
+        assert_eq!(quote_path("/a \"b\""), "\"/a \"\"b\"\"\"");
+    }
+
+    proptest! {
+        #[test]
+        fn render_then_parse_round_trips(code in 100u16..600, lines in prop::collection::vec("[ -~]{0,40}", 1..5)) {
+            let reply = Reply { code, lines: lines.clone() };
+            let bytes = reply.render();
+            let (parsed, used) = Reply::parse(&bytes).expect("complete reply");
+            prop_assert_eq!(used, bytes.len());
+            prop_assert_eq!(parsed.code, code);
+            prop_assert_eq!(parsed.lines.len(), lines.len());
+            prop_assert_eq!(parsed.lines.first().map(|s| s.as_str()), lines.first().map(|s| s.as_str()));
+        }
+
+        #[test]
+        fn parse_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+            let _ = Reply::parse(&bytes);
+        }
+    }
+}
