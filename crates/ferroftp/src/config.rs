@@ -1,0 +1,461 @@
+//! The configuration: one TOML file (every key is optional and documented with its default in
+//! `ferroftp.example.toml`), then command-line flags on top. Validation names the key and why.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::auth::Permissions;
+
+/// The whole configuration of a server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The directory served; users without their own `home` are confined to it.
+    pub root: PathBuf,
+    /// The users file (TOML, argon2id hashes). Without one, `serve` makes one user and prints
+    /// its password.
+    pub users_file: Option<PathBuf>,
+    /// The text after `220 ` in the greeting.
+    pub greeting: String,
+    /// Where to accept control connections.
+    #[serde(rename = "listener")]
+    pub listeners: Vec<ListenerConfig>,
+    /// Passive data connections (PASV, EPSV).
+    pub passive: PassiveConfig,
+    /// Active data connections (PORT, EPRT).
+    pub active: ActiveConfig,
+    /// Anonymous logins (USER anonymous / ftp).
+    pub anonymous: AnonymousConfig,
+    /// Limits on sessions, lines and time.
+    pub limits: LimitsConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            root: PathBuf::from("./ftp-root"),
+            users_file: None,
+            greeting: "ferroftp ready".into(),
+            listeners: vec![ListenerConfig::default()],
+            passive: PassiveConfig::default(),
+            active: ActiveConfig::default(),
+            anonymous: AnonymousConfig::default(),
+            limits: LimitsConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// One listening socket for control connections.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// Address and port, e.g. `"0.0.0.0:21"` or `"[::]:21"`.
+    pub bind: SocketAddr,
+    /// How the listener speaks: only `plain` for now.
+    #[serde(default)]
+    pub mode: ListenerMode,
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 2121)),
+            mode: ListenerMode::Plain,
+        }
+    }
+}
+
+/// The protocol a listener speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListenerMode {
+    /// Plain FTP.
+    #[default]
+    Plain,
+}
+
+impl fmt::Display for ListenerMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Plain => "plain",
+        })
+    }
+}
+
+/// Passive mode settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PassiveConfig {
+    /// The port range to listen on, `"LOW-HIGH"`; absent = any free port the OS picks.
+    pub ports: Option<PortRange>,
+    /// The address announced in PASV replies: an IPv4 address or a host name (resolved at
+    /// each PASV); absent = the address the client connected to.
+    pub address: Option<String>,
+    /// Accept a passive data connection from an IP other than the control connection's. Off by
+    /// default: on, anyone who guesses the port can steal the transfer.
+    pub allow_foreign_ip: bool,
+}
+
+/// Active mode settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ActiveConfig {
+    /// Allow PORT and EPRT at all.
+    pub enabled: bool,
+    /// Allow PORT/EPRT to an address other than the client's own (the FTP bounce attack,
+    /// RFC 2577). Off by default.
+    pub allow_foreign_ip: bool,
+    /// Allow PORT/EPRT to ports below 1024 (RFC 2577). Off by default.
+    pub allow_privileged_ports: bool,
+}
+
+impl Default for ActiveConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            allow_foreign_ip: false,
+            allow_privileged_ports: false,
+        }
+    }
+}
+
+/// Anonymous access.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnonymousConfig {
+    /// Accept USER anonymous / USER ftp with any password.
+    pub enabled: bool,
+    /// The anonymous home; absent = `root`.
+    pub home: Option<PathBuf>,
+    /// What anonymous users may do; read-only by default.
+    pub permissions: Permissions,
+}
+
+impl Default for AnonymousConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            home: None,
+            permissions: Permissions::READ_ONLY,
+        }
+    }
+}
+
+/// Limits; breaking one gets a reply and a closed connection.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Longest control line in bytes, including the line end.
+    pub max_line_length: usize,
+    /// Seconds a session may sit without a command (and a transfer without moving a byte).
+    pub idle_timeout_secs: u64,
+    /// Seconds from USER to a successful PASS before the connection is closed.
+    pub login_timeout_secs: u64,
+    /// Seconds to wait for a data connection to be opened.
+    pub data_timeout_secs: u64,
+    /// Sessions at once, in total.
+    pub max_sessions: usize,
+    /// Sessions at once from one IP address.
+    pub max_sessions_per_ip: usize,
+    /// Failed logins in one session before it is closed.
+    pub max_login_failures: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_line_length: 4096,
+            idle_timeout_secs: 300,
+            login_timeout_secs: 60,
+            data_timeout_secs: 30,
+            max_sessions: 1000,
+            max_sessions_per_ip: 32,
+            max_login_failures: 3,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The idle timeout as a duration.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+    /// The login timeout as a duration.
+    pub fn login_timeout(&self) -> Duration {
+        Duration::from_secs(self.login_timeout_secs)
+    }
+    /// The data-connection timeout as a duration.
+    pub fn data_timeout(&self) -> Duration {
+        Duration::from_secs(self.data_timeout_secs)
+    }
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A tracing filter: `info`, `debug`, `ferroftp=debug,warn`, ... (`RUST_LOG` overrides it).
+    pub level: String,
+    /// `text` for people, `json` for log collectors.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// The log line format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object a line.
+    Json,
+}
+
+/// An inclusive port range, written `"LOW-HIGH"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    /// First port.
+    pub low: u16,
+    /// Last port.
+    pub high: u16,
+}
+
+impl PortRange {
+    /// How many ports the range holds.
+    pub fn len(&self) -> usize {
+        usize::from(self.high - self.low) + 1
+    }
+    /// Never true: a range holds at least one port.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+impl FromStr for PortRange {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (lo, hi) = s
+            .split_once('-')
+            .ok_or_else(|| format!("{s:?} is not a port range LOW-HIGH, like 50000-50100"))?;
+        let parse = |p: &str| {
+            p.trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| format!("{p:?} is not a port number 1-65535"))
+        };
+        let (low, high) = (parse(lo)?, parse(hi)?);
+        if low > high {
+            return Err(format!(
+                "the range {s:?} is backwards (LOW must be <= HIGH)"
+            ));
+        }
+        Ok(Self { low, high })
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.low, self.high)
+    }
+}
+
+impl Serialize for PortRange {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A configuration that cannot be used, with the key and the reason.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has a bad key or value.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// toml's message, with line, column and key.
+        message: String,
+    },
+    /// A value is well-formed but unusable.
+    #[error("config key `{key}`: {reason}")]
+    Invalid {
+        /// The dotted key.
+        key: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Config {
+    /// Read and validate a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Check the values that the types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, reason: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.listeners.is_empty() {
+            return invalid("listener", "at least one listener is needed");
+        }
+        for (i, l) in self.listeners.iter().enumerate() {
+            if self.listeners[..i].iter().any(|o| o.bind == l.bind) {
+                return Err(ConfigError::Invalid {
+                    key: "listener.bind",
+                    reason: format!("{} is listed twice", l.bind),
+                });
+            }
+        }
+        if let Some(addr) = &self.passive.address {
+            if let Ok(ip) = addr.parse::<IpAddr>() {
+                if ip.is_ipv6() {
+                    return invalid(
+                        "passive.address",
+                        "PASV can only announce an IPv4 address (IPv6 clients use EPSV, which needs none)",
+                    );
+                }
+            } else if addr.is_empty() || addr.contains(|c: char| c.is_whitespace() || c == '/') {
+                return invalid("passive.address", "must be an IPv4 address or a host name");
+            }
+        }
+        let l = &self.limits;
+        let positive: [(&'static str, u64); 6] = [
+            ("limits.max_line_length", l.max_line_length as u64),
+            ("limits.idle_timeout_secs", l.idle_timeout_secs),
+            ("limits.login_timeout_secs", l.login_timeout_secs),
+            ("limits.data_timeout_secs", l.data_timeout_secs),
+            ("limits.max_sessions", l.max_sessions as u64),
+            ("limits.max_sessions_per_ip", l.max_sessions_per_ip as u64),
+        ];
+        for (key, v) in positive {
+            if v == 0 {
+                return invalid(key, "must be greater than 0");
+            }
+        }
+        if l.max_line_length < 512 {
+            return invalid(
+                "limits.max_line_length",
+                "must be at least 512 (RFC 959 paths and RFC 2640 UTF-8 names need room)",
+            );
+        }
+        if l.max_login_failures == 0 {
+            return invalid("limits.max_login_failures", "must be at least 1");
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return invalid(
+                "log.level",
+                "is not a valid filter such as \"info\" or \"ferroftp=debug\"",
+            );
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML, for `check-config`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        let c: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        c.validate().map_err(|e| e.to_string())?;
+        Ok(c)
+    }
+
+    #[test]
+    fn an_empty_file_gives_the_safe_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.listeners[0].bind.to_string(), "127.0.0.1:2121");
+        assert!(!c.anonymous.enabled);
+        assert!(!c.passive.allow_foreign_ip && !c.active.allow_foreign_ip);
+        assert!(!c.active.allow_privileged_ports);
+    }
+
+    #[test]
+    fn errors_name_the_key_and_the_reason() {
+        let e = parse("[passive]\nports = \"9-3\"\n").unwrap_err();
+        assert!(e.contains("ports") && e.contains("backwards"), "{e}");
+        let e = parse("[limits]\nidle_timeout_secs = 0\n").unwrap_err();
+        assert!(e.contains("limits.idle_timeout_secs"), "{e}");
+        let e = parse("[passive]\nport = \"1-2\"\n").unwrap_err();
+        assert!(e.contains("unknown field") && e.contains("port"), "{e}");
+        let e = parse("[[listener]]\nbind = \"nonsense\"\n").unwrap_err();
+        assert!(e.contains("bind"), "{e}");
+        let e = parse("[passive]\naddress = \"::1\"\n").unwrap_err();
+        assert!(e.contains("passive.address"), "{e}");
+        let e = parse("[anonymous]\npermissions = [\"fly\"]\n").unwrap_err();
+        assert!(e.contains("fly"), "{e}");
+    }
+
+    #[test]
+    fn the_effective_config_round_trips() {
+        let c = parse("root = \"/srv\"\n[passive]\nports = \"50000-50010\"\n").unwrap();
+        let again = parse(&c.to_toml()).unwrap();
+        assert_eq!(
+            again.passive.ports,
+            Some(PortRange {
+                low: 50000,
+                high: 50010
+            })
+        );
+        assert_eq!(again.root, PathBuf::from("/srv"));
+    }
+
+    #[test]
+    fn the_example_file_is_valid_and_matches_the_defaults() {
+        let text = include_str!("../../../ferroftp.example.toml");
+        let example = parse(text).unwrap();
+        assert_eq!(example.to_toml(), Config::default().to_toml());
+    }
+}

@@ -1,0 +1,17 @@
+//! ferroftp: a secure, fast FTP server.
+//!
+//! A map of the crate (the protocol itself, without I/O, is the `ferroftp-proto` crate):
+//! - [`config`]: the TOML configuration, its defaults and validation.
+//! - [`auth`]: virtual users with argon2id hashes and per-user permissions.
+//! - [`storage`]: each user's home on the local filesystem, confined and with atomic uploads.
+//! - [`server`]: listeners, sessions (one task per control connection) and data connections.
+//! - [`observe`]: logging set-up.
+#![deny(unsafe_code)]
+
+pub mod auth;
+pub mod config;
+pub mod observe;
+pub mod server;
+pub mod storage;
+
+pub use server::Server;

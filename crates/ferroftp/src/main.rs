@@ -1,0 +1,257 @@
+//! The `ferroftp` command: serve, manage users, check a configuration.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use ferroftp::auth::{self, HashParams, User, UserDb};
+use ferroftp::config::{Config, ListenerConfig, ListenerMode, LogFormat, PortRange};
+use ferroftp::{Server, observe};
+
+/// A secure, fast FTP server.
+#[derive(Parser, Debug)]
+#[command(name = "ferroftp", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run the server. With no options: serves ./ftp-root on 127.0.0.1:2121 with a generated user.
+    Serve(ServeArgs),
+    /// Add a user to a users file, or change a user's password (read from the terminal or stdin).
+    Passwd(PasswdArgs),
+    /// Validate a configuration file and print the effective configuration.
+    CheckConfig(CheckArgs),
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// Configuration file (TOML); see ferroftp.example.toml. Flags override it.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    overrides: Overrides,
+}
+
+#[derive(Args, Debug)]
+struct Overrides {
+    /// Directory to serve (the home of users without their own).
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// Address to listen on; repeat for several. Replaces the config's listeners.
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Vec<SocketAddr>,
+    /// Passive port range, e.g. 50000-50100.
+    #[arg(long, value_name = "LOW-HIGH")]
+    passive_ports: Option<PortRange>,
+    /// Address announced in PASV replies (IPv4 address or host name).
+    #[arg(long, value_name = "IP|HOSTNAME")]
+    passive_address: Option<String>,
+    /// Users file (TOML with argon2id hashes); manage it with `ferroftp passwd`.
+    #[arg(long, value_name = "FILE")]
+    users: Option<PathBuf>,
+    /// Allow anonymous logins (read-only unless the config says otherwise).
+    #[arg(long)]
+    anonymous: bool,
+    /// Log format.
+    #[arg(long, value_name = "text|json")]
+    log_format: Option<LogFormatArg>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug)]
+struct PasswdArgs {
+    /// The users file to change (created if missing).
+    #[arg(long, value_name = "FILE")]
+    users: PathBuf,
+    /// The user name.
+    name: String,
+    /// The user's home directory (absolute, or relative to the server root).
+    #[arg(long, value_name = "DIR")]
+    home: Option<PathBuf>,
+    /// argon2id memory cost in KiB.
+    #[arg(long, value_name = "KIB", default_value_t = HashParams::default().memory_kib)]
+    argon2_memory: u32,
+    /// argon2id iterations.
+    #[arg(long, value_name = "N", default_value_t = HashParams::default().iterations)]
+    argon2_iterations: u32,
+}
+
+#[derive(Args, Debug)]
+struct CheckArgs {
+    /// The configuration file to check.
+    file: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Serve(args) => serve(args),
+        Cmd::Passwd(args) => passwd(args),
+        Cmd::CheckConfig(args) => check_config(&args.file),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ferroftp: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn effective_config(file: Option<&Path>, o: Overrides) -> anyhow::Result<Config> {
+    let mut config = match file {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(root) = o.root {
+        config.root = root;
+    }
+    if !o.listen.is_empty() {
+        config.listeners = o
+            .listen
+            .into_iter()
+            .map(|bind| ListenerConfig {
+                bind,
+                mode: ListenerMode::Plain,
+            })
+            .collect();
+    }
+    if let Some(ports) = o.passive_ports {
+        config.passive.ports = Some(ports);
+    }
+    if let Some(addr) = o.passive_address {
+        config.passive.address = Some(addr);
+    }
+    if let Some(users) = o.users {
+        config.users_file = Some(users);
+    }
+    if o.anonymous {
+        config.anonymous.enabled = true;
+    }
+    match o.log_format {
+        Some(LogFormatArg::Text) => config.log.format = LogFormat::Text,
+        Some(LogFormatArg::Json) => config.log.format = LogFormat::Json,
+        None => {}
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = effective_config(args.config.as_deref(), args.overrides)?;
+    observe::init(&config.log);
+    prepare_root(&config.root)?;
+    let users = match &config.users_file {
+        Some(path) => UserDb::load(path)?,
+        None => {
+            let password = auth::generate_password();
+            let hash = auth::hash_password(&password, HashParams::default())?;
+            println!("ferroftp: no users file given; this run has one user:");
+            println!("ferroftp:   user: ferro   password: {password}");
+            UserDb::empty().with_user(User::new("ferro"), hash)
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let server = Server::bind(config.clone(), users).await?;
+        for (addr, l) in server.local_addrs().iter().zip(&config.listeners) {
+            println!("ferroftp: listening on {addr} ({})", l.mode);
+            tracing::info!(%addr, mode = %l.mode, root = %config.root.display(), "listening");
+        }
+        server.run(shutdown_signal(), Duration::from_secs(30)).await;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The default root is created on first run; a configured one must exist (a typo should not
+/// silently serve an empty new directory).
+fn prepare_root(root: &Path) -> anyhow::Result<()> {
+    if root.is_dir() {
+        return Ok(());
+    }
+    if root == Config::default().root {
+        std::fs::create_dir_all(root)
+            .with_context(|| format!("cannot create the root directory {}", root.display()))?;
+        tracing::info!(root = %root.display(), "created the root directory");
+        return Ok(());
+    }
+    bail!(
+        "root directory {} does not exist (key `root` / --root)",
+        root.display()
+    )
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received");
+}
+
+fn passwd(args: PasswdArgs) -> anyhow::Result<()> {
+    if std::io::stdin().is_terminal() {
+        eprintln!("New password for {}:", args.name);
+    }
+    let password = auth::read_new_password()?;
+    let params = HashParams {
+        memory_kib: args.argon2_memory,
+        iterations: args.argon2_iterations,
+        ..HashParams::default()
+    };
+    let hash = auth::hash_password(&password, params)?;
+    let created = auth::upsert_user(&args.users, &args.name, &hash, args.home.as_deref())?;
+    let what = if created { "added" } else { "updated" };
+    eprintln!(
+        "ferroftp: user {} {what} in {}",
+        args.name,
+        args.users.display()
+    );
+    Ok(())
+}
+
+fn check_config(file: &Path) -> anyhow::Result<()> {
+    let config = Config::load(file)?;
+    if let Some(users) = &config.users_file {
+        let db = UserDb::load(users)?;
+        eprintln!(
+            "ferroftp: users file {}: {} users",
+            users.display(),
+            db.len()
+        );
+    }
+    print!("{}", config.to_toml());
+    eprintln!("ferroftp: {} is valid", file.display());
+    Ok(())
+}

@@ -1,0 +1,467 @@
+//! Data connections: the passive port allocator, accepting with the peer check, connecting out
+//! for active mode, and the byte-moving loops of a transfer.
+//!
+//! A passive port is a resource like a file descriptor: a [`PassiveListener`] holds it and gives
+//! it back when dropped, whatever path the session takes (used, timed out, replaced by another
+//! PASV, or the session ending).
+
+use std::collections::HashSet;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use ferroftp_proto::ascii;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::config::PortRange;
+
+/// Hands out passive ports from the configured range, round robin, skipping ports in use by
+/// this server or held by another process.
+#[derive(Debug)]
+pub(crate) struct PassivePorts {
+    range: Option<PortRange>,
+    state: Mutex<PortState>,
+}
+
+#[derive(Debug, Default)]
+struct PortState {
+    next: u16,
+    in_use: HashSet<u16>,
+}
+
+impl PassivePorts {
+    /// An allocator over `range` (`None`: let the OS pick any free port).
+    pub(crate) fn new(range: Option<PortRange>) -> Arc<Self> {
+        Arc::new(Self {
+            range,
+            state: Mutex::new(PortState {
+                next: range.map_or(0, |r| r.low),
+                in_use: HashSet::new(),
+            }),
+        })
+    }
+
+    /// Ports currently held by sessions.
+    #[cfg(test)]
+    pub(crate) fn in_use(&self) -> usize {
+        self.lock().in_use.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PortState> {
+        // A panic while holding this lock cannot leave the set inconsistent (every change is a
+        // single insert or remove), so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Listen on a free port of the range at `ip`.
+    pub(crate) fn bind(self: &Arc<Self>, ip: IpAddr) -> io::Result<PassiveListener> {
+        let Some(range) = self.range else {
+            let listener = listen(SocketAddr::new(ip, 0))?;
+            let port = listener.local_addr()?.port();
+            return Ok(PassiveListener {
+                listener,
+                port,
+                owner: None,
+            });
+        };
+        for _ in 0..range.len() {
+            let port = {
+                let mut st = self.lock();
+                let port = st.next;
+                st.next = if port >= range.high {
+                    range.low
+                } else {
+                    port + 1
+                };
+                if !st.in_use.insert(port) {
+                    continue;
+                }
+                port
+            };
+            match listen(SocketAddr::new(ip, port)) {
+                Ok(listener) => {
+                    return Ok(PassiveListener {
+                        listener,
+                        port,
+                        owner: Some(Arc::clone(self)),
+                    });
+                }
+                Err(e) => {
+                    self.lock().in_use.remove(&port);
+                    // Held by another process (or not bindable at all): try the next one.
+                    tracing::debug!(port, error = %e, "passive port unavailable, skipping");
+                }
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("no free port in the passive range {range}"),
+        ))
+    }
+}
+
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // Data connections end in TIME_WAIT on our side; without SO_REUSEADDR the port could not be
+    // listened on again for a minute and the range would drain. (It still refuses a port that
+    // another socket is listening on.)
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(16)
+}
+
+/// A listening passive port; the port returns to the pool when this is dropped.
+#[derive(Debug)]
+pub(crate) struct PassiveListener {
+    listener: TcpListener,
+    port: u16,
+    owner: Option<Arc<PassivePorts>>,
+}
+
+impl PassiveListener {
+    /// The port listened on.
+    #[cfg(test)]
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Accept the client's data connection in the background: the first connection from
+    /// `expected_ip` wins; one from any other address is closed and logged (unless
+    /// `allow_foreign`). Gives up after `timeout`, releasing the port.
+    pub(crate) fn accept_in_background(
+        self,
+        expected_ip: IpAddr,
+        allow_foreign: bool,
+        timeout: Duration,
+    ) -> PendingPassive {
+        let (tx, rx) = oneshot::channel();
+        let port = self.port;
+        let task = tokio::spawn(async move {
+            let result =
+                tokio::time::timeout(timeout, self.accept_from(expected_ip, allow_foreign))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!("no data connection within {} s", timeout.as_secs()),
+                        ))
+                    });
+            // `self` (and so the port) is released here, before the stream is handed over.
+            let _ = tx.send(result);
+        });
+        PendingPassive { port, rx, task }
+    }
+
+    async fn accept_from(&self, expected: IpAddr, allow_foreign: bool) -> io::Result<TcpStream> {
+        loop {
+            let (stream, peer) = self.listener.accept().await?;
+            if allow_foreign || peer.ip().to_canonical() == expected.to_canonical() {
+                return Ok(stream);
+            }
+            tracing::warn!(
+                port = self.port,
+                from = %peer,
+                expected = %expected,
+                "refused a passive data connection from another address than the client's (possible data theft)"
+            );
+        }
+    }
+}
+
+impl Drop for PassiveListener {
+    fn drop(&mut self) {
+        if let Some(owner) = &self.owner {
+            owner.lock().in_use.remove(&self.port);
+        }
+    }
+}
+
+/// A passive data connection being accepted in the background.
+#[derive(Debug)]
+pub(crate) struct PendingPassive {
+    port: u16,
+    rx: oneshot::Receiver<io::Result<TcpStream>>,
+    task: JoinHandle<()>,
+}
+
+impl PendingPassive {
+    /// The port the client was told.
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Wait for the connection (or the accept timeout).
+    pub(crate) async fn connection(mut self) -> io::Result<TcpStream> {
+        match (&mut self.rx).await {
+            Ok(result) => result,
+            Err(_) => Err(io::Error::other("passive accept task ended")),
+        }
+    }
+}
+
+impl Drop for PendingPassive {
+    fn drop(&mut self) {
+        // Ends a pending accept so that the listener, and with it the port, is released now.
+        self.task.abort();
+    }
+}
+
+/// Open an active-mode data connection to `target`, from the control connection's local IP.
+pub(crate) async fn connect_active(
+    local_ip: IpAddr,
+    target: SocketAddr,
+    timeout: Duration,
+) -> io::Result<TcpStream> {
+    let socket = if target.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    let local_ip = match (local_ip.to_canonical(), target.ip()) {
+        (ip @ IpAddr::V4(_), IpAddr::V4(_)) | (ip @ IpAddr::V6(_), IpAddr::V6(_)) => Some(ip),
+        _ => None,
+    };
+    if let Some(ip) = local_ip {
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    tokio::time::timeout(timeout, socket.connect(target))
+        .await
+        .unwrap_or_else(|_| {
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("connecting to {target} took over {} s", timeout.as_secs()),
+            ))
+        })
+}
+
+/// Why a running transfer stopped early.
+#[derive(Debug)]
+pub(crate) enum CopyError {
+    /// The data connection failed or stalled.
+    Network(io::Error),
+    /// The local file failed.
+    Local(io::Error),
+}
+
+const BUF_SIZE: usize = 128 * 1024;
+
+/// Send a file (or any reader) over the data connection, converting to CRLF in TYPE A.
+pub(crate) async fn send<R, W>(
+    mut src: R,
+    dst: &mut W,
+    ascii_mode: bool,
+    progress: &AtomicU64,
+    stall: Duration,
+) -> Result<(), CopyError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; BUF_SIZE];
+    let mut converted = Vec::new();
+    let mut conv = ascii::ToNetwork::default();
+    loop {
+        let n = src.read(&mut buf).await.map_err(CopyError::Local)?;
+        if n == 0 {
+            break;
+        }
+        let out: &[u8] = if ascii_mode {
+            converted.clear();
+            conv.convert(&buf[..n], &mut converted);
+            &converted
+        } else {
+            &buf[..n]
+        };
+        with_stall_timeout(stall, dst.write_all(out))
+            .await
+            .map_err(CopyError::Network)?;
+        progress.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    with_stall_timeout(stall, dst.shutdown())
+        .await
+        .map_err(CopyError::Network)
+}
+
+/// Receive a file from the data connection until the client closes it, converting CRLF to LF
+/// in TYPE A.
+pub(crate) async fn receive<R, W>(
+    src: &mut R,
+    dst: &mut W,
+    ascii_mode: bool,
+    progress: &AtomicU64,
+    stall: Duration,
+) -> Result<(), CopyError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; BUF_SIZE];
+    let mut converted = Vec::new();
+    let mut conv = ascii::FromNetwork::default();
+    loop {
+        let n = with_stall_timeout(stall, src.read(&mut buf))
+            .await
+            .map_err(CopyError::Network)?;
+        if n == 0 {
+            break;
+        }
+        let out: &[u8] = if ascii_mode {
+            converted.clear();
+            conv.convert(&buf[..n], &mut converted);
+            &converted
+        } else {
+            &buf[..n]
+        };
+        dst.write_all(out).await.map_err(CopyError::Local)?;
+        progress.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    if ascii_mode {
+        converted.clear();
+        conv.finish(&mut converted);
+        dst.write_all(&converted).await.map_err(CopyError::Local)?;
+    }
+    dst.flush().await.map_err(CopyError::Local)
+}
+
+async fn with_stall_timeout<T>(
+    stall: Duration,
+    fut: impl std::future::Future<Output = io::Result<T>>,
+) -> io::Result<T> {
+    tokio::time::timeout(stall, fut).await.unwrap_or_else(|_| {
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("no data moved for {} s", stall.as_secs()),
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+    fn free_range(n: u16) -> PortRange {
+        // Find n consecutive free ports by probing; good enough for a test on loopback.
+        for base in (40000u16..60000).step_by(97) {
+            let ok = (base..base + n).all(|p| std::net::TcpListener::bind((LO, p)).is_ok());
+            if ok {
+                return PortRange {
+                    low: base,
+                    high: base + n - 1,
+                };
+            }
+        }
+        panic!("no free range");
+    }
+
+    #[tokio::test]
+    async fn ports_are_released_on_drop_and_busy_ports_skipped() {
+        let range = free_range(3);
+        let ports = PassivePorts::new(Some(range));
+        // Another process (here: a plain socket) holds the middle port.
+        let _held = std::net::TcpListener::bind((LO, range.low + 1)).unwrap();
+        let a = ports.bind(LO).unwrap();
+        let b = ports.bind(LO).unwrap();
+        assert_eq!(a.port(), range.low);
+        assert_eq!(
+            b.port(),
+            range.high,
+            "the held port is skipped, not an error"
+        );
+        assert_eq!(ports.in_use(), 2);
+        assert!(ports.bind(LO).is_err(), "range exhausted");
+        drop(a);
+        assert_eq!(ports.in_use(), 1);
+        let c = ports.bind(LO).unwrap();
+        assert_eq!(c.port(), range.low);
+    }
+
+    #[tokio::test]
+    async fn a_timed_out_accept_releases_its_port() {
+        let ports = PassivePorts::new(Some(free_range(1)));
+        let pending =
+            ports
+                .bind(LO)
+                .unwrap()
+                .accept_in_background(LO, false, Duration::from_millis(50));
+        assert_eq!(ports.in_use(), 1);
+        let err = pending.connection().await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(ports.in_use(), 0);
+    }
+
+    #[tokio::test]
+    async fn dropping_a_pending_accept_releases_its_port() {
+        let ports = PassivePorts::new(Some(free_range(1)));
+        let pending =
+            ports
+                .bind(LO)
+                .unwrap()
+                .accept_in_background(LO, false, Duration::from_secs(30));
+        drop(pending);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(ports.in_use(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_connection_from_another_address_is_refused() {
+        let ports = PassivePorts::new(None);
+        let listener = ports.bind(LO).unwrap();
+        let port = listener.port();
+        let pending = listener.accept_in_background(LO, false, Duration::from_millis(500));
+        // 127.0.0.2 is a different client address on loopback.
+        let thief = TcpSocket::new_v4().unwrap();
+        thief
+            .bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)), 0))
+            .unwrap();
+        let mut thief = thief.connect(SocketAddr::new(LO, port)).await.unwrap();
+        let mut byte = [0u8; 1];
+        assert_eq!(
+            thief.read(&mut byte).await.unwrap_or(0),
+            0,
+            "the thief is disconnected"
+        );
+        let _owner = TcpStream::connect((LO, port)).await.unwrap();
+        let conn = pending.connection().await.unwrap();
+        assert_eq!(conn.peer_addr().unwrap().ip(), LO);
+    }
+
+    #[tokio::test]
+    async fn ascii_send_and_receive_convert_line_ends() {
+        let progress = AtomicU64::new(0);
+        let mut wire = Vec::new();
+        send(
+            &b"a\nb\n"[..],
+            &mut wire,
+            true,
+            &progress,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        assert_eq!(wire, b"a\r\nb\r\n");
+        let mut stored = Vec::new();
+        receive(
+            &mut &wire[..],
+            &mut stored,
+            true,
+            &progress,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        assert_eq!(stored, b"a\nb\n");
+    }
+}

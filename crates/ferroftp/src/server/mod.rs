@@ -1,0 +1,241 @@
+//! The server: listeners, the session table and its limits, and the shared state that every
+//! session reads. Each control connection runs as one task ([`session`]); data connections
+//! and transfers live in [`data`].
+
+mod data;
+mod session;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::auth::UserDb;
+use crate::config::{Config, ListenerConfig};
+
+/// State shared by all sessions.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) root: PathBuf,
+    pub(crate) users: UserDb,
+    pub(crate) ports: Arc<data::PassivePorts>,
+    pub(crate) sessions: SessionTable,
+    /// Bounds the argon2 verifications running at once, so that a login storm cannot take
+    /// every blocking thread and all the memory (each costs ~19 MiB).
+    pub(crate) hash_pool: Semaphore,
+    next_id: AtomicU64,
+}
+
+/// Counts sessions in total and per client IP.
+#[derive(Debug, Default)]
+pub(crate) struct SessionTable {
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// A place in the session table; freed on drop.
+#[derive(Debug)]
+pub(crate) struct SessionPermit {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+}
+
+/// Why a connection was turned away.
+enum Refusal {
+    Total(usize),
+    PerIp(usize),
+}
+
+impl SessionTable {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        self.per_ip.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sessions open now.
+    pub(crate) fn total(&self) -> usize {
+        self.lock().values().sum()
+    }
+}
+
+impl Shared {
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<SessionPermit, Refusal> {
+        let limits = &self.config.limits;
+        let mut table = self.sessions.lock();
+        let total: usize = table.values().sum();
+        if total >= limits.max_sessions {
+            return Err(Refusal::Total(limits.max_sessions));
+        }
+        let n = table.entry(ip).or_insert(0);
+        if *n >= limits.max_sessions_per_ip {
+            return Err(Refusal::PerIp(limits.max_sessions_per_ip));
+        }
+        *n += 1;
+        Ok(SessionPermit {
+            shared: Arc::clone(self),
+            ip,
+        })
+    }
+}
+
+impl Drop for SessionPermit {
+    fn drop(&mut self) {
+        let mut table = self.shared.sessions.lock();
+        if let Some(n) = table.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                table.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// A bound, not yet running server.
+#[derive(Debug)]
+pub struct Server {
+    shared: Arc<Shared>,
+    listeners: Vec<(TcpListener, ListenerConfig)>,
+}
+
+impl Server {
+    /// Bind every listener of `config`; fails before serving anything if one cannot be bound.
+    pub async fn bind(config: Config, users: UserDb) -> anyhow::Result<Self> {
+        let root = std::path::absolute(&config.root)?;
+        let mut listeners = Vec::new();
+        for l in &config.listeners {
+            let listener = TcpListener::bind(l.bind)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {} (listener.bind): {e}", l.bind))?;
+            listeners.push((listener, l.clone()));
+        }
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let shared = Arc::new(Shared {
+            ports: data::PassivePorts::new(config.passive.ports),
+            root,
+            users,
+            sessions: SessionTable::default(),
+            hash_pool: Semaphore::new(workers),
+            next_id: AtomicU64::new(1),
+            config,
+        });
+        Ok(Self { shared, listeners })
+    }
+
+    /// The addresses actually bound (useful with port 0).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|(l, _)| l.local_addr().ok())
+            .collect()
+    }
+
+    /// Serve until `shutdown` completes; then stop accepting and give running sessions up to
+    /// `drain` to finish.
+    pub async fn run(self, shutdown: impl Future<Output = ()>, drain: Duration) {
+        let mut accept_loops = JoinSet::new();
+        let sessions = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
+        for (listener, cfg) in self.listeners {
+            let shared = Arc::clone(&self.shared);
+            let sessions = Arc::clone(&sessions);
+            accept_loops.spawn(accept_loop(listener, cfg, shared, sessions));
+        }
+        shutdown.await;
+        accept_loops.abort_all();
+        tracing::info!(
+            sessions = self.shared.sessions.total(),
+            "shutting down: no new connections; waiting for sessions to finish"
+        );
+        let mut sessions = sessions.lock().await;
+        let drained = tokio::time::timeout(drain, async {
+            while sessions.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                "sessions still open after {} s: closing them",
+                drain.as_secs()
+            );
+            sessions.abort_all();
+            while sessions.join_next().await.is_some() {}
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    cfg: ListenerConfig,
+    shared: Arc<Shared>,
+    sessions: Arc<tokio::sync::Mutex<JoinSet<()>>>,
+) {
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(conn) => {
+                backoff = Duration::from_millis(5);
+                conn
+            }
+            Err(e) => {
+                // EMFILE and friends: wait instead of spinning, and let sessions end meanwhile.
+                tracing::error!(listener = %cfg.bind, error = %e, "accept failed; backing off");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let shared = Arc::clone(&shared);
+        let mut set = sessions.lock().await;
+        // Reap finished sessions so the set does not grow with every connection ever made.
+        while set.try_join_next().is_some() {}
+        set.spawn(handle_connection(stream, peer, shared));
+    }
+}
+
+async fn handle_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+    let permit = match shared.admit(peer.ip()) {
+        Ok(p) => p,
+        Err(refusal) => {
+            let text = match refusal {
+                Refusal::Total(n) => {
+                    format!("Too many connections (the server allows {n}); try later")
+                }
+                Refusal::PerIp(n) => {
+                    format!("Too many connections from your address (at most {n}); try later")
+                }
+            };
+            tracing::warn!(%peer, reason = %text, "connection refused");
+            refuse(stream, &text).await;
+            return;
+        }
+    };
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    if let Err(e) = prepare_control_socket(&stream) {
+        tracing::debug!(%peer, error = %e, "cannot set control socket options");
+    }
+    session::run(stream, peer, id, shared, permit).await;
+}
+
+/// Control sockets keep Telnet "urgent" bytes in line: clients send ABOR as
+/// `IAC IP IAC DM ABOR` with MSG_OOB, and without this the kernel would remove a byte of it.
+fn prepare_control_socket(stream: &TcpStream) -> io::Result<()> {
+    let sock = socket2::SockRef::from(stream);
+    sock.set_out_of_band_inline(true)?;
+    stream.set_nodelay(true)
+}
+
+async fn refuse(mut stream: TcpStream, text: &str) {
+    use tokio::io::AsyncWriteExt;
+    let reply = ferroftp_proto::Reply::new(421, text).render();
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let _ = stream.write_all(&reply).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+}

@@ -1,0 +1,1593 @@
+//! One control connection: the command loop, session state and the command handlers.
+//!
+//! The loop reads the control connection even while a transfer runs, so that ABOR and STAT are
+//! answered mid-transfer; other commands that arrive during a transfer wait in a short queue and
+//! are answered in order afterwards, as pipelining clients expect.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime};
+
+use ferroftp_proto::command::{self, VERBS};
+use ferroftp_proto::line::{self, LineTooLong};
+use ferroftp_proto::listing::{self, Facts, FileKind};
+use ferroftp_proto::reply::quote_path;
+use ferroftp_proto::{
+    Command, EpsvArg, MlstFacts, OptsCommand, ProtLevel, Reply, SiteCommand, TransferType, addr,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, warn};
+
+use super::data::{self, CopyError, PendingPassive};
+use super::{SessionPermit, Shared};
+use crate::auth::{Permission, Permissions};
+use crate::storage::{self, Entry, EntryKind, LocalFs, StorageError, Upload, VPath, WriteMode};
+
+/// Lines read ahead while a transfer runs; past this the connection is not read until the
+/// transfer ends (back-pressure instead of unbounded buffering).
+const MAX_QUEUED_LINES: usize = 16;
+
+/// Serve one control connection to the end.
+pub(crate) async fn run(
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+    shared: Arc<Shared>,
+    permit: SessionPermit,
+) {
+    let span = tracing::info_span!("session", id, %peer, user = tracing::field::Empty);
+    async move {
+        let local = match stream.local_addr() {
+            Ok(a) => SocketAddr::new(a.ip().to_canonical(), a.port()),
+            Err(e) => {
+                debug!(error = %e, "connection gone before the greeting");
+                return;
+            }
+        };
+        info!(local = %local, "session opened");
+        let started = Instant::now();
+        let mut session = Session::new(stream, peer, local, shared);
+        let reason = session.serve().await;
+        let user = session.login.as_ref().map(|l| l.name.clone());
+        info!(
+            reason,
+            user = user.as_deref().unwrap_or("-"),
+            duration_ms = started.elapsed().as_millis() as u64,
+            "session closed"
+        );
+        drop(permit);
+    }
+    .instrument(span)
+    .await;
+}
+
+struct Login {
+    name: String,
+    fs: Arc<LocalFs>,
+    perms: Permissions,
+}
+
+enum DataSetup {
+    None,
+    Passive(PendingPassive),
+    Active(SocketAddr),
+}
+
+struct Running {
+    handle: JoinHandle<Outcome>,
+    cancel: CancellationToken,
+    progress: Arc<AtomicU64>,
+    verb: &'static str,
+    path: VPath,
+    total: Option<u64>,
+    started: Instant,
+}
+
+enum Job {
+    Send(SendSource),
+    Receive(tokio::fs::File, Upload),
+}
+
+enum SendSource {
+    File(tokio::fs::File),
+    Bytes(Vec<u8>),
+}
+
+struct Outcome {
+    result: Result<(), TransferError>,
+    upload: Option<Upload>,
+}
+
+enum TransferError {
+    DataConnection(io::Error),
+    Copy(CopyError),
+    Aborted,
+}
+
+/// What the loop does after a command.
+enum Flow {
+    Continue,
+    Close(&'static str),
+}
+
+/// The refusal of a transfer command, or, when the transfer started (its replies come from the
+/// transfer itself), return from dispatch.
+macro_rules! refused_or_started {
+    ($handler:expr) => {
+        match $handler {
+            Ok(()) => return Ok(Flow::Continue),
+            Err(refusal) => refusal,
+        }
+    };
+}
+
+type ConnectFuture = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;
+
+struct Session {
+    ctrl: TcpStream,
+    inbuf: Vec<u8>,
+    lines: VecDeque<Vec<u8>>,
+    peer: SocketAddr,
+    local: SocketAddr,
+    shared: Arc<Shared>,
+    pending_user: Option<String>,
+    login: Option<Login>,
+    failed_logins: u32,
+    cwd: VPath,
+    ty: TransferType,
+    rest: u64,
+    rnfr: Option<VPath>,
+    epsv_all: bool,
+    mlst: MlstFacts,
+    data: DataSetup,
+    transfer: Option<Running>,
+    last_activity: Instant,
+    connected_at: Instant,
+}
+
+impl Session {
+    fn new(ctrl: TcpStream, peer: SocketAddr, local: SocketAddr, shared: Arc<Shared>) -> Self {
+        let now = Instant::now();
+        Self {
+            ctrl,
+            inbuf: Vec::with_capacity(256),
+            lines: VecDeque::new(),
+            peer,
+            local,
+            shared,
+            pending_user: None,
+            login: None,
+            failed_logins: 0,
+            cwd: VPath::root(),
+            ty: TransferType::Ascii,
+            rest: 0,
+            rnfr: None,
+            epsv_all: false,
+            mlst: MlstFacts::default(),
+            data: DataSetup::None,
+            transfer: None,
+            last_activity: now,
+            connected_at: now,
+        }
+    }
+
+    async fn serve(&mut self) -> &'static str {
+        let greeting = Reply::new(220, self.shared.config.greeting.clone());
+        if self.send(greeting).await.is_err() {
+            return "client gone before the greeting";
+        }
+        let mut chunk = vec![0u8; 4096];
+        loop {
+            while let Some(line) = self.next_runnable_line() {
+                self.last_activity = Instant::now();
+                match self.dispatch(&line).await {
+                    Ok(Flow::Continue) => {}
+                    Ok(Flow::Close(reason)) => return self.close(reason).await,
+                    Err(_) => return self.close("control connection write failed").await,
+                }
+            }
+            let limits = &self.shared.config.limits;
+            let deadline = if self.login.is_some() {
+                self.last_activity + limits.idle_timeout()
+            } else {
+                (self.connected_at + limits.login_timeout())
+                    .min(self.last_activity + limits.idle_timeout())
+            };
+            let may_read = self.lines.len() < MAX_QUEUED_LINES;
+            tokio::select! {
+                read = self.ctrl.read(&mut chunk), if may_read => match read {
+                    Ok(0) | Err(_) => return self.close("client closed the control connection").await,
+                    Ok(n) => {
+                        if let Err(e) = self.ingest(&chunk[..n]) {
+                            let text = format!("Command line too long (the limit is {} bytes)", e.limit);
+                            warn!(limit = e.limit, "control line too long; closing");
+                            let _ = self.send(Reply::new(500, text)).await;
+                            return self.close("control line too long").await;
+                        }
+                    }
+                },
+                outcome = wait_transfer(&mut self.transfer), if self.transfer.is_some() => {
+                    if let Err(_) | Ok(Flow::Close(_)) = self.finish_transfer(outcome).await {
+                        return self.close("client gone during a transfer").await;
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline.into()), if self.transfer.is_none() => {
+                    let what = if self.login.is_some() { "idle" } else { "login" };
+                    let secs = if self.login.is_some() { limits.idle_timeout_secs } else { limits.login_timeout_secs };
+                    let _ = self.send(Reply::new(421, format!("Timeout: no {what} activity for {secs} s; closing control connection"))).await;
+                    return self.close(if self.login.is_some() { "idle timeout" } else { "login timeout" }).await;
+                }
+            }
+        }
+    }
+
+    /// End the session: cancel a transfer (an unfinished upload is discarded by its drop).
+    async fn close(&mut self, reason: &'static str) -> &'static str {
+        if let Some(running) = self.transfer.take() {
+            running.cancel.cancel();
+            if let Ok(outcome) = running.handle.await {
+                if let Some(upload) = outcome.upload {
+                    let _ = blocking(move || {
+                        upload.abort();
+                        Ok(())
+                    })
+                    .await;
+                }
+            }
+            info!(
+                verb = running.verb,
+                path = %running.path,
+                bytes = running.progress.load(Ordering::Relaxed),
+                result = "aborted",
+                "transfer ended by session close"
+            );
+        }
+        let _ = self.ctrl.shutdown().await;
+        reason
+    }
+
+    fn ingest(&mut self, bytes: &[u8]) -> Result<(), LineTooLong> {
+        self.inbuf.extend_from_slice(bytes);
+        let max = self.shared.config.limits.max_line_length;
+        while let Some(line) = line::take_line(&mut self.inbuf, max)? {
+            self.lines.push_back(line);
+        }
+        Ok(())
+    }
+
+    /// The next line to run: anything when idle; during a transfer only ABOR or a bare STAT
+    /// (from anywhere in the queue, since they are meant to overtake).
+    fn next_runnable_line(&mut self) -> Option<Vec<u8>> {
+        if self.transfer.is_none() {
+            return self.lines.pop_front();
+        }
+        let pos = self.lines.iter().position(|l| {
+            let upper = l.to_ascii_uppercase();
+            let trimmed = upper.trim_ascii_end();
+            trimmed == b"ABOR" || trimmed == b"STAT"
+        })?;
+        self.lines.remove(pos)
+    }
+
+    async fn send(&mut self, reply: Reply) -> io::Result<()> {
+        debug!(code = reply.code, text = %reply.lines.join(" | "), "reply");
+        self.ctrl.write_all(&reply.render()).await
+    }
+
+    /// Whether the client has closed the control connection, without waiting; bytes that are
+    /// waiting are kept as commands.
+    fn client_gone(&mut self) -> bool {
+        let mut buf = [0u8; 1024];
+        match self.ctrl.try_read(&mut buf) {
+            Ok(0) => true,
+            Ok(n) => self.ingest(&buf[..n]).is_err(),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+            Err(_) => true,
+        }
+    }
+
+    async fn dispatch(&mut self, raw: &[u8]) -> io::Result<Flow> {
+        let cmd = match command::parse(raw) {
+            Ok(cmd) => cmd,
+            Err(e) => {
+                debug!(error = %e, "bad command");
+                self.rnfr = None;
+                self.send(e.to_reply()).await?;
+                return Ok(Flow::Continue);
+            }
+        };
+        match &cmd {
+            Command::Pass(_) => debug!("command PASS ****"),
+            other => debug!(command = ?other, "command"),
+        }
+        // RNTO must follow RNFR directly (RFC 959 §4.1.3).
+        let rnfr = self.rnfr.take();
+        if self.transfer.is_some() {
+            let reply = match cmd {
+                Command::Abor => {
+                    if let Some(running) = &self.transfer {
+                        running.cancel.cancel();
+                    }
+                    // The 426 and 226 are sent when the transfer task has stopped.
+                    return Ok(Flow::Continue);
+                }
+                _ => self.status_during_transfer(),
+            };
+            self.send(reply).await?;
+            return Ok(Flow::Continue);
+        }
+        if self.login.is_none() && !allowed_before_login(&cmd) {
+            self.send(Reply::new(530, "Please log in with USER and PASS first"))
+                .await?;
+            return Ok(Flow::Continue);
+        }
+        let reply = match cmd {
+            Command::User(name) => self.cmd_user(name),
+            Command::Pass(password) => return self.cmd_pass(password).await,
+            Command::Acct(_) => Reply::new(202, "ACCT not needed on this server"),
+            Command::Quit => {
+                self.send(Reply::new(221, "Goodbye")).await?;
+                return Ok(Flow::Close("client quit"));
+            }
+            Command::Rein => {
+                self.reinitialize();
+                Reply::new(220, "Session reset; ready for a new user")
+            }
+            Command::Cwd(arg) => self.cmd_cwd(&arg).await,
+            Command::Cdup => self.cmd_cwd("..").await,
+            Command::Pwd => Reply::new(
+                257,
+                format!("{} is the current directory", quote_path(self.cwd.as_str())),
+            ),
+            Command::Mkd(arg) => self.cmd_mkd(&arg).await,
+            Command::Rmd(arg) => {
+                self.simple_fs_op(&arg, Permission::Rmdir, "Directory removed", |fs, p| {
+                    fs.rmdir(p)
+                })
+                .await
+            }
+            Command::Dele(arg) => {
+                self.simple_fs_op(&arg, Permission::Delete, "File deleted", |fs, p| {
+                    fs.remove_file(p)
+                })
+                .await
+            }
+            Command::Rnfr(arg) => self.cmd_rnfr(&arg).await,
+            Command::Rnto(arg) => self.cmd_rnto(rnfr, &arg).await,
+            Command::Type(ty) => {
+                self.ty = ty;
+                match ty {
+                    TransferType::Ascii => {
+                        Reply::new(200, "Type set to A (text, CRLF on the wire)")
+                    }
+                    TransferType::Image => Reply::new(200, "Type set to I (binary)"),
+                }
+            }
+            Command::Mode(_) => Reply::new(200, "Mode set to S (stream)"),
+            Command::Stru(_) => Reply::new(200, "Structure set to F (file)"),
+            Command::Pasv => self.cmd_pasv().await,
+            Command::Epsv(arg) => self.cmd_epsv(arg),
+            Command::Port(target) => self.cmd_active(SocketAddr::V4(target), "PORT"),
+            Command::Eprt(target) => self.cmd_active(target, "EPRT"),
+            // Transfer commands reply 150 themselves when they start, and the final reply comes
+            // when the transfer ends; only a refusal is answered here.
+            Command::List(arg) => refused_or_started!(self.cmd_list(arg, ListStyle::List).await),
+            Command::Nlst(arg) => refused_or_started!(self.cmd_list(arg, ListStyle::Nlst).await),
+            Command::Mlsd(arg) => refused_or_started!(self.cmd_list(arg, ListStyle::Mlsd).await),
+            Command::Retr(arg) => refused_or_started!(self.cmd_retr(&arg).await),
+            Command::Stor(arg) => refused_or_started!(self.cmd_store(&arg, false).await),
+            Command::Appe(arg) => refused_or_started!(self.cmd_store(&arg, true).await),
+            Command::Stou(hint) => refused_or_started!(self.cmd_stou(hint).await),
+            Command::Mlst(arg) => self.cmd_mlst(arg).await,
+            Command::Rest(offset) => {
+                self.rest = offset;
+                Reply::new(
+                    350,
+                    format!("Restarting at {offset}; send RETR, STOR or APPE"),
+                )
+            }
+            Command::Abor => self.cmd_abor_idle(),
+            Command::Size(arg) => self.cmd_size(&arg).await,
+            Command::Mdtm(arg) => self.cmd_mdtm(&arg).await,
+            Command::Mfmt(time, arg) => self.cmd_mfmt(time, &arg).await,
+            Command::Feat => feat_reply(),
+            Command::Opts(OptsCommand::Utf8(true)) => Reply::new(200, "UTF8 is always on"),
+            Command::Opts(OptsCommand::Utf8(false)) => {
+                Reply::new(504, "UTF8 cannot be turned off: names are UTF-8 (RFC 2640)")
+            }
+            Command::Opts(OptsCommand::Mlst(facts)) => {
+                self.mlst = facts;
+                Reply::new(200, format!("MLST OPTS {}", facts.render(false)))
+            }
+            Command::Syst => Reply::new(215, "UNIX Type: L8"),
+            Command::Stat(None) => self.status_reply(),
+            Command::Stat(Some(arg)) => self.cmd_stat_path(&arg).await,
+            Command::Help(topic) => help_reply(topic.as_deref()),
+            Command::Noop => Reply::new(200, "NOOP ok"),
+            Command::Allo => Reply::new(202, "No storage allocation necessary"),
+            Command::Site(SiteCommand::Help) => Reply::multi(
+                214,
+                "SITE commands:",
+                ["CHMOD <octal mode> <path>".to_string(), "HELP".to_string()],
+                "End of SITE help",
+            ),
+            Command::Site(SiteCommand::Chmod(mode, arg)) => self.cmd_chmod(mode, &arg).await,
+            Command::Auth(_) => Reply::new(502, "TLS is not available on this server"),
+            Command::Pbsz(_)
+            | Command::Prot(
+                ProtLevel::Clear | ProtLevel::Safe | ProtLevel::Confidential | ProtLevel::Private,
+            ) => Reply::new(503, "Security data exchange needs AUTH first"),
+            Command::Ccc => Reply::new(533, "The control connection is not protected"),
+        };
+        self.send(reply).await?;
+        Ok(Flow::Continue)
+    }
+
+    fn reinitialize(&mut self) {
+        self.pending_user = None;
+        self.login = None;
+        self.cwd = VPath::root();
+        self.ty = TransferType::Ascii;
+        self.rest = 0;
+        self.rnfr = None;
+        self.epsv_all = false;
+        self.mlst = MlstFacts::default();
+        self.data = DataSetup::None;
+        self.connected_at = Instant::now();
+    }
+
+    // ---- access ----
+
+    fn cmd_user(&mut self, name: String) -> Reply {
+        if self.login.is_some() {
+            // A new USER starts a new login (RFC 959 allows changing users).
+            self.reinitialize();
+        }
+        let anonymous = is_anonymous_name(&name) && self.shared.config.anonymous.enabled;
+        self.pending_user = Some(name.clone());
+        if anonymous {
+            Reply::new(
+                331,
+                "Anonymous login ok; send your e-mail address as password",
+            )
+        } else {
+            // The same reply whether or not the user exists.
+            Reply::new(331, format!("Password required for {name}"))
+        }
+    }
+
+    async fn cmd_pass(&mut self, password: String) -> io::Result<Flow> {
+        let Some(name) = self.pending_user.take() else {
+            self.send(Reply::new(503, "Send USER first")).await?;
+            return Ok(Flow::Continue);
+        };
+        let shared = Arc::clone(&self.shared);
+        let anon_cfg = &shared.config.anonymous;
+        let login = if is_anonymous_name(&name) && anon_cfg.enabled {
+            let home = anon_cfg
+                .home
+                .clone()
+                .map_or_else(|| shared.root.clone(), |h| shared.root.join(h));
+            Some((name.clone(), home, anon_cfg.permissions))
+        } else {
+            let users = shared.users.clone();
+            let user_name = name.clone();
+            // argon2 is deliberately slow: off the async workers, and a bounded number at once.
+            let verified = match shared.hash_pool.acquire().await {
+                Ok(_permit) => {
+                    tokio::task::spawn_blocking(move || users.verify(&user_name, &password))
+                        .await
+                        .ok()
+                        .flatten()
+                }
+                Err(_) => None,
+            };
+            verified.map(|user| {
+                let home = user
+                    .home
+                    .clone()
+                    .map_or_else(|| shared.root.clone(), |h| shared.root.join(h));
+                (user.name.clone(), home, user.permissions)
+            })
+        };
+        let Some((user_name, home, perms)) = login else {
+            self.failed_logins += 1;
+            warn!(user = %name, failures = self.failed_logins, "login failed");
+            if self.failed_logins >= shared.config.limits.max_login_failures {
+                self.send(Reply::new(
+                    421,
+                    "Too many failed logins; closing control connection",
+                ))
+                .await?;
+                return Ok(Flow::Close("too many failed logins"));
+            }
+            self.send(Reply::new(530, "Login incorrect")).await?;
+            return Ok(Flow::Continue);
+        };
+        let home_for_open = home.clone();
+        match blocking(move || LocalFs::open(&home_for_open)).await {
+            Ok(fs) => {
+                tracing::Span::current().record("user", user_name.as_str());
+                info!(user = %user_name, home = %home.display(), permissions = %perms, "login ok");
+                self.login = Some(Login {
+                    name: user_name,
+                    fs: Arc::new(fs),
+                    perms,
+                });
+                self.cwd = VPath::root();
+                self.send(Reply::new(230, "Login successful")).await?;
+            }
+            Err(e) => {
+                tracing::error!(user = %user_name, home = %home.display(), error = %e, "home directory unavailable");
+                self.send(Reply::new(530, "Login refused: home directory unavailable"))
+                    .await?;
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    // ---- helpers ----
+
+    fn login(&self) -> Result<&Login, Reply> {
+        self.login
+            .as_ref()
+            .ok_or_else(|| Reply::new(530, "Please log in with USER and PASS first"))
+    }
+
+    fn need(&self, perm: Permission) -> Result<Arc<LocalFs>, Reply> {
+        let login = self.login()?;
+        if login.perms.has(perm) {
+            Ok(Arc::clone(&login.fs))
+        } else {
+            Err(Reply::new(
+                550,
+                format!(
+                    "Permission denied: this account may not {}",
+                    permission_verb(perm)
+                ),
+            ))
+        }
+    }
+
+    fn resolve(&self, arg: &str) -> Result<VPath, Reply> {
+        let path = VPath::resolve(&self.cwd, arg).map_err(|e| fs_reply(arg, &e))?;
+        if path.file_name().is_some_and(storage::is_internal_name) {
+            return Err(Reply::new(553, format!("{arg}: file name not allowed")));
+        }
+        Ok(path)
+    }
+
+    async fn simple_fs_op(
+        &mut self,
+        arg: &str,
+        perm: Permission,
+        done: &'static str,
+        op: impl FnOnce(&LocalFs, &VPath) -> Result<(), StorageError> + Send + 'static,
+    ) -> Reply {
+        let result = async {
+            let fs = self.need(perm)?;
+            let path = self.resolve(arg)?;
+            let p = path.clone();
+            blocking(move || op(&fs, &p))
+                .await
+                .map_err(|e| fs_reply(arg, &e))?;
+            info!(op = permission_verb(perm), path = %path, "file operation");
+            Ok::<_, Reply>(Reply::new(250, done))
+        }
+        .await;
+        result.unwrap_or_else(|r| r)
+    }
+
+    // ---- navigation ----
+
+    async fn cmd_cwd(&mut self, arg: &str) -> Reply {
+        let result = async {
+            let fs = Arc::clone(&self.login()?.fs);
+            let path = self.resolve(arg)?;
+            let p = path.clone();
+            let entry = blocking(move || fs.metadata(&p))
+                .await
+                .map_err(|e| fs_reply(arg, &e))?;
+            if entry.kind != EntryKind::Dir {
+                return Err(Reply::new(550, format!("{arg}: Not a directory")));
+            }
+            let reply = Reply::new(250, format!("Directory changed to {path}"));
+            self.cwd = path;
+            Ok(reply)
+        }
+        .await;
+        result.unwrap_or_else(|r| r)
+    }
+
+    async fn cmd_mkd(&mut self, arg: &str) -> Reply {
+        let result = async {
+            let fs = self.need(Permission::Mkdir)?;
+            let path = self.resolve(arg)?;
+            let p = path.clone();
+            blocking(move || fs.mkdir(&p))
+                .await
+                .map_err(|e| fs_reply(arg, &e))?;
+            info!(op = "mkdir", path = %path, "file operation");
+            Ok::<_, Reply>(Reply::new(
+                257,
+                format!("{} created", quote_path(path.as_str())),
+            ))
+        }
+        .await;
+        result.unwrap_or_else(|r| r)
+    }
+
+    async fn cmd_rnfr(&mut self, arg: &str) -> Reply {
+        let result = async {
+            let fs = self.need(Permission::Rename)?;
+            let path = self.resolve(arg)?;
+            if path.is_root() {
+                return Err(Reply::new(550, "The home directory cannot be renamed"));
+            }
+            let p = path.clone();
+            blocking(move || fs.metadata(&p))
+                .await
+                .map_err(|e| fs_reply(arg, &e))?;
+            self.rnfr = Some(path);
+            Ok(Reply::new(350, "Ready for RNTO"))
+        }
+        .await;
+        result.unwrap_or_else(|r| r)
+    }
+
+    async fn cmd_rnto(&mut self, from: Option<VPath>, arg: &str) -> Reply {
+        let Some(from) = from else {
+            return Reply::new(503, "Send RNFR first");
+        };
+        let result = async {
+            let fs = self.need(Permission::Rename)?;
+            let to = self.resolve(arg)?;
+            let (f, t) = (from.clone(), to.clone());
+            blocking(move || fs.rename(&f, &t))
+                .await
+                .map_err(|e| fs_reply(arg, &e))?;
+            info!(op = "rename", from = %from, to = %to, "file operation");
+            Ok::<_, Reply>(Reply::new(250, "Rename successful"))
+        }
+        .await;
+        result.unwrap_or_else(|r| r)
+    }
+
+    // ---- data connection set-up ----
+
+    async fn cmd_pasv(&mut self) -> Reply {
+        if self.epsv_all {
+            return Reply::new(503, "PASV is not allowed after EPSV ALL");
+        }
+        let announce = match &self.shared.config.passive.address {
+            Some(name) => match resolve_ipv4(name).await {
+                Ok(ip) => ip,
+                Err(e) => {
+                    tracing::error!(address = %name, error = %e, "cannot resolve passive.address");
+                    return Reply::new(
+                        425,
+                        "Cannot open passive connection: the server's passive address does not resolve",
+                    );
+                }
+            },
+            None => match self.local.ip() {
+                IpAddr::V4(ip) => ip,
+                IpAddr::V6(_) => {
+                    return Reply::new(425, "PASV cannot announce an IPv6 address; use EPSV");
+                }
+            },
+        };
+        match self.open_passive() {
+            Ok(port) => Reply::new(
+                227,
+                addr::pasv_reply_text(std::net::SocketAddrV4::new(announce, port)),
+            ),
+            Err(reply) => reply,
+        }
+    }
+
+    fn cmd_epsv(&mut self, arg: EpsvArg) -> Reply {
+        let family = addr::protocol_number(self.local.ip());
+        match arg {
+            EpsvArg::All => {
+                self.epsv_all = true;
+                return Reply::new(200, "EPSV ALL accepted: only EPSV from now on");
+            }
+            EpsvArg::Protocol(p) if p != family => {
+                return Reply::new(
+                    522,
+                    format!("Network protocol not supported, use ({family})"),
+                );
+            }
+            _ => {}
+        }
+        match self.open_passive() {
+            Ok(port) => Reply::new(229, addr::epsv_reply_text(port)),
+            Err(reply) => reply,
+        }
+    }
+
+    fn open_passive(&mut self) -> Result<u16, Reply> {
+        // A new PASV replaces the old one, whose port is released right here.
+        self.data = DataSetup::None;
+        let cfg = &self.shared.config;
+        let listener = self.shared.ports.bind(self.local.ip()).map_err(|e| {
+            tracing::error!(error = %e, "cannot open a passive port");
+            Reply::new(425, format!("Cannot open passive connection: {e}"))
+        })?;
+        let pending = listener.accept_in_background(
+            self.peer.ip(),
+            cfg.passive.allow_foreign_ip,
+            cfg.limits.data_timeout(),
+        );
+        let port = pending.port();
+        debug!(port, "passive port open");
+        self.data = DataSetup::Passive(pending);
+        Ok(port)
+    }
+
+    fn cmd_active(&mut self, target: SocketAddr, verb: &str) -> Reply {
+        let cfg = &self.shared.config.active;
+        if self.epsv_all {
+            return Reply::new(503, format!("{verb} is not allowed after EPSV ALL"));
+        }
+        if !cfg.enabled {
+            return Reply::new(
+                504,
+                "Active mode is disabled on this server; use PASV or EPSV",
+            );
+        }
+        let target = SocketAddr::new(target.ip().to_canonical(), target.port());
+        if !cfg.allow_foreign_ip && target.ip() != self.peer.ip() {
+            warn!(%target, "refused an active connection to another host (FTP bounce, RFC 2577)");
+            return Reply::new(
+                504,
+                format!(
+                    "{verb} refused: the data connection must go to your own address {}",
+                    self.peer.ip()
+                ),
+            );
+        }
+        if !cfg.allow_privileged_ports && target.port() < 1024 {
+            warn!(%target, "refused an active connection to a privileged port (RFC 2577)");
+            return Reply::new(
+                504,
+                format!("{verb} refused: ports below 1024 are not allowed"),
+            );
+        }
+        self.data = DataSetup::Active(target);
+        Reply::new(200, format!("{verb} command successful"))
+    }
+
+    fn take_data_connection(&mut self) -> Result<ConnectFuture, Reply> {
+        match std::mem::replace(&mut self.data, DataSetup::None) {
+            DataSetup::None => Err(Reply::new(425, "Use PASV, EPSV, PORT or EPRT first")),
+            DataSetup::Passive(pending) => Ok(Box::pin(pending.connection())),
+            DataSetup::Active(target) => {
+                let local_ip = self.local.ip();
+                let timeout = self.shared.config.limits.data_timeout();
+                Ok(Box::pin(data::connect_active(local_ip, target, timeout)))
+            }
+        }
+    }
+
+    // ---- transfers ----
+
+    /// Send the 150 and run `job` over the data connection in the background.
+    async fn start_transfer(
+        &mut self,
+        connect: ConnectFuture,
+        opening: String,
+        job: Job,
+        verb: &'static str,
+        path: VPath,
+        total: Option<u64>,
+    ) -> Result<(), Reply> {
+        if self.send(Reply::new(150, opening)).await.is_err() {
+            return Err(Reply::new(426, "Control connection failed"));
+        }
+        let cancel = CancellationToken::new();
+        let progress = Arc::new(AtomicU64::new(0));
+        let ascii_mode = self.ty == TransferType::Ascii;
+        let stall = self.shared.config.limits.idle_timeout();
+        let task_cancel = cancel.clone();
+        let task_progress = Arc::clone(&progress);
+        let handle = tokio::spawn(
+            async move {
+                let mut stream = match tokio::select! {
+                    c = connect => c,
+                    _ = task_cancel.cancelled() => return Outcome { result: Err(TransferError::Aborted), upload: job.into_upload() },
+                } {
+                    Ok(s) => s,
+                    Err(e) => return Outcome { result: Err(TransferError::DataConnection(e)), upload: job.into_upload() },
+                };
+                let _ = stream.set_nodelay(true);
+                match job {
+                    Job::Send(source) => {
+                        let copy = async {
+                            match source {
+                                SendSource::File(f) => data::send(f, &mut stream, ascii_mode, &task_progress, stall).await,
+                                SendSource::Bytes(b) => data::send(&b[..], &mut stream, false, &task_progress, stall).await,
+                            }
+                        };
+                        let result = tokio::select! {
+                            r = copy => r.map_err(TransferError::Copy),
+                            _ = task_cancel.cancelled() => Err(TransferError::Aborted),
+                        };
+                        Outcome { result, upload: None }
+                    }
+                    Job::Receive(mut file, mut upload) => {
+                        let result = {
+                            let copy = data::receive(&mut stream, &mut file, ascii_mode, &task_progress, stall);
+                            tokio::select! {
+                                r = copy => r.map_err(TransferError::Copy),
+                                _ = task_cancel.cancelled() => Err(TransferError::Aborted),
+                            }
+                        };
+                        // Wait for tokio's in-flight write to land, then give the file back to
+                        // the upload for commit or abort.
+                        let _ = file.flush().await;
+                        upload.put_file(file.into_std().await);
+                        Outcome { result, upload: Some(upload) }
+                    }
+                }
+            }
+            .in_current_span(),
+        );
+        self.transfer = Some(Running {
+            handle,
+            cancel,
+            progress,
+            verb,
+            path,
+            total,
+            started: Instant::now(),
+        });
+        Ok(())
+    }
+
+    async fn finish_transfer(&mut self, outcome: Outcome) -> io::Result<Flow> {
+        let Some(running) = self.transfer.take() else {
+            return Ok(Flow::Continue);
+        };
+        let bytes = running.progress.load(Ordering::Relaxed);
+        let elapsed = running.started.elapsed();
+        let (mut replies, result): (Vec<Reply>, String) = match outcome.result {
+            Ok(()) => match outcome.upload {
+                Some(upload) => {
+                    if self.client_gone() {
+                        // The data connection ended but so did the control connection: the
+                        // client was killed or lost, and the upload may be incomplete.
+                        let _ = blocking(move || {
+                            upload.abort();
+                            Ok(())
+                        })
+                        .await;
+                        log_transfer(&running, bytes, elapsed, "aborted: client gone");
+                        return Ok(Flow::Close("client gone during an upload"));
+                    }
+                    match blocking(move || upload.commit()).await {
+                        Ok(()) => (vec![Reply::new(226, "Transfer complete")], "ok".into()),
+                        Err(e) => (vec![storage_failure_reply(&e)], format!("failed: {e}")),
+                    }
+                }
+                None => (vec![Reply::new(226, "Transfer complete")], "ok".into()),
+            },
+            Err(TransferError::Aborted) => (
+                vec![
+                    Reply::new(426, "Transfer aborted; data connection closed"),
+                    Reply::new(226, "ABOR command successful"),
+                ],
+                "aborted by client".into(),
+            ),
+            Err(TransferError::DataConnection(e)) => (
+                vec![Reply::new(425, format!("Cannot open data connection: {e}"))],
+                format!("no data connection: {e}"),
+            ),
+            Err(TransferError::Copy(CopyError::Network(e))) => (
+                vec![Reply::new(
+                    426,
+                    format!("Data connection failed ({e}); transfer aborted"),
+                )],
+                format!("network error: {e}"),
+            ),
+            Err(TransferError::Copy(CopyError::Local(e))) => {
+                let e = StorageError::from(e);
+                (vec![storage_failure_reply(&e)], format!("local error: {e}"))
+            }
+        };
+        log_transfer(&running, bytes, elapsed, &result);
+        for reply in replies.drain(..) {
+            self.send(reply).await?;
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn status_during_transfer(&self) -> Reply {
+        let Some(running) = &self.transfer else {
+            return Reply::new(211, "No transfer in progress");
+        };
+        let bytes = running.progress.load(Ordering::Relaxed);
+        let of = running
+            .total
+            .map(|t| format!(" of {t}"))
+            .unwrap_or_default();
+        Reply::new(
+            213,
+            format!(
+                "Status: {} {}: {bytes}{of} bytes transferred in {} s",
+                running.verb,
+                running.path,
+                running.started.elapsed().as_secs()
+            ),
+        )
+    }
+
+    fn cmd_abor_idle(&mut self) -> Reply {
+        match std::mem::replace(&mut self.data, DataSetup::None) {
+            DataSetup::None => Reply::new(225, "No transfer to abort"),
+            _ => Reply::new(226, "Data connection closed"),
+        }
+    }
+
+    async fn cmd_retr(&mut self, arg: &str) -> Result<(), Reply> {
+        async {
+            let fs = self.need(Permission::Read)?;
+            let path = self.resolve(arg)?;
+            let offset = std::mem::take(&mut self.rest);
+            let p = path.clone();
+            let (file, len) = blocking(move || fs.open_read(&p, offset))
+                .await
+                .map_err(|e| fs_reply(arg, &e))?;
+            let connect = self.take_data_connection()?;
+            let mode = if self.ty == TransferType::Ascii {
+                "ASCII"
+            } else {
+                "BINARY"
+            };
+            let opening = format!(
+                "Opening {mode} mode data connection for {path} ({} bytes)",
+                len - offset
+            );
+            let file = tokio::fs::File::from_std(file);
+            self.start_transfer(
+                connect,
+                opening,
+                Job::Send(SendSource::File(file)),
+                "RETR",
+                path,
+                Some(len - offset),
+            )
+            .await
+        }
+        .await
+    }
+
+    async fn cmd_store(&mut self, arg: &str, append: bool) -> Result<(), Reply> {
+        async {
+            let offset = std::mem::take(&mut self.rest);
+            let (mode, perm, verb) = match (append, offset) {
+                (false, 0) => (WriteMode::Replace, Permission::Write, "STOR"),
+                (false, n) => (WriteMode::At(n), Permission::Append, "STOR"),
+                (true, 0) => (WriteMode::Append, Permission::Append, "APPE"),
+                (true, n) => (WriteMode::At(n), Permission::Append, "APPE"),
+            };
+            let fs = self.need(perm)?;
+            let path = self.resolve(arg)?;
+            if path.is_root() {
+                return Err(Reply::new(553, "Cannot store over the home directory"));
+            }
+            let p = path.clone();
+            let mut upload = blocking(move || fs.create_upload(&p, mode))
+                .await
+                .map_err(|e| fs_reply(arg, &e))?;
+            let connect = self.take_data_connection()?;
+            let file = upload
+                .take_file()
+                .ok_or_else(|| Reply::new(451, "Local error: upload has no file"))?;
+            let file = tokio::fs::File::from_std(file);
+            let opening = format!("Ok to send data for {path}");
+            self.start_transfer(
+                connect,
+                opening,
+                Job::Receive(file, upload),
+                verb,
+                path,
+                None,
+            )
+            .await
+        }
+        .await
+    }
+
+    async fn cmd_stou(&mut self, hint: Option<String>) -> Result<(), Reply> {
+        async {
+            let fs = self.need(Permission::Write)?;
+            self.rest = 0;
+            let hint = hint
+                .as_deref()
+                .map(str::trim)
+                .filter(|h| !h.is_empty() && !h.contains('/'))
+                .unwrap_or("ftp-upload")
+                .to_owned();
+            let dir = self.cwd.clone();
+            let (path, mut upload) = blocking(move || fs.create_unique(&dir, &hint))
+                .await
+                .map_err(|e| fs_reply("STOU", &e))?;
+            let connect = self.take_data_connection()?;
+            let file = upload
+                .take_file()
+                .ok_or_else(|| Reply::new(451, "Local error: upload has no file"))?;
+            let file = tokio::fs::File::from_std(file);
+            let name = path.file_name().unwrap_or_default().to_owned();
+            self.start_transfer(
+                connect,
+                format!("FILE: {name}"),
+                Job::Receive(file, upload),
+                "STOU",
+                path,
+                None,
+            )
+            .await
+        }
+        .await
+    }
+
+    // ---- listings ----
+
+    async fn cmd_list(&mut self, arg: Option<String>, style: ListStyle) -> Result<(), Reply> {
+        async {
+            let fs = self.need(Permission::List)?;
+            let perms = self.login()?.perms;
+            let target = Listing::gather(fs, &self.cwd, arg.as_deref(), style).await?;
+            let now = SystemTime::now();
+            let mut out = Vec::with_capacity(target.entries.len() * 64);
+            for e in &target.entries {
+                let line = match style {
+                    ListStyle::List => {
+                        listing::list_line(&facts(e, &perm_fact(perms, e.kind)), now)
+                    }
+                    ListStyle::Mlsd => {
+                        listing::mlsx_line(&facts(e, &perm_fact(perms, e.kind)), self.mlst)
+                    }
+                    ListStyle::Nlst => format!("{}{}", target.prefix, e.name),
+                };
+                out.extend_from_slice(line.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+            let connect = self.take_data_connection()?;
+            let verb = style.verb();
+            self.start_transfer(
+                connect,
+                format!("Here comes the listing of {}", target.path),
+                Job::Send(SendSource::Bytes(out)),
+                verb,
+                target.path,
+                None,
+            )
+            .await
+        }
+        .await
+    }
+
+    async fn cmd_mlst(&mut self, arg: Option<String>) -> Reply {
+        let result = async {
+            let fs = self.need(Permission::List)?;
+            let perms = self.login()?.perms;
+            let shown = arg.as_deref().unwrap_or(".");
+            let path = self.resolve(shown)?;
+            let p = path.clone();
+            let entry = blocking(move || fs.metadata(&p))
+                .await
+                .map_err(|e| fs_reply(shown, &e))?;
+            let perm = perm_fact(perms, entry.kind);
+            let mut f = facts(&entry, &perm);
+            let full = path.to_string();
+            f.name = &full;
+            let line = listing::mlsx_line(&f, self.mlst);
+            Ok::<_, Reply>(Reply::multi(250, format!("Listing {path}"), [line], "End"))
+        }
+        .await;
+        result.unwrap_or_else(|r| r)
+    }
+
+    async fn cmd_stat_path(&mut self, arg: &str) -> Reply {
+        let result = async {
+            let fs = self.need(Permission::List)?;
+            let perms = self.login()?.perms;
+            let target = Listing::gather(fs, &self.cwd, Some(arg), ListStyle::List).await?;
+            let now = SystemTime::now();
+            let lines = target
+                .entries
+                .iter()
+                .map(|e| listing::list_line(&facts(e, &perm_fact(perms, e.kind)), now));
+            Ok::<_, Reply>(Reply::multi(
+                213,
+                format!("Status of {}:", target.path),
+                lines.collect::<Vec<_>>(),
+                "End of status",
+            ))
+        }
+        .await;
+        result.unwrap_or_else(|r| r)
+    }
+
+    // ---- information ----
+
+    async fn cmd_size(&mut self, arg: &str) -> Reply {
+        let result = async {
+            let fs = self.need(Permission::List)?;
+            let path = self.resolve(arg)?;
+            let ascii_mode = self.ty == TransferType::Ascii;
+            let p = path.clone();
+            let fs2 = Arc::clone(&fs);
+            let entry = blocking(move || fs2.metadata(&p))
+                .await
+                .map_err(|e| fs_reply(arg, &e))?;
+            if entry.kind != EntryKind::File {
+                return Err(Reply::new(550, format!("{arg}: not a regular file")));
+            }
+            if !ascii_mode {
+                return Ok(Reply::new(213, entry.size.to_string()));
+            }
+            // In TYPE A the size is what would be sent (RFC 3659 §4), which takes a read.
+            if entry.size > ASCII_SIZE_LIMIT {
+                return Err(Reply::new(
+                    550,
+                    "SIZE in ASCII mode is not offered for files this large; use TYPE I",
+                ));
+            }
+            let size = blocking(move || {
+                let (file, _) = fs.open_read(&path, 0)?;
+                ascii_size(file).map_err(StorageError::from)
+            })
+            .await
+            .map_err(|e| fs_reply(arg, &e))?;
+            Ok(Reply::new(213, size.to_string()))
+        }
+        .await;
+        result.unwrap_or_else(|r| r)
+    }
+
+    async fn cmd_mdtm(&mut self, arg: &str) -> Reply {
+        let result = async {
+            let fs = self.need(Permission::List)?;
+            let path = self.resolve(arg)?;
+            let entry = blocking(move || fs.metadata(&path))
+                .await
+                .map_err(|e| fs_reply(arg, &e))?;
+            let modified = entry
+                .modified
+                .ok_or_else(|| Reply::new(550, format!("{arg}: modification time unknown")))?;
+            Ok::<_, Reply>(Reply::new(213, listing::format_timeval(modified)))
+        }
+        .await;
+        result.unwrap_or_else(|r| r)
+    }
+
+    async fn cmd_mfmt(&mut self, time: SystemTime, arg: &str) -> Reply {
+        let result = async {
+            let fs = self.need(Permission::Write)?;
+            let path = self.resolve(arg)?;
+            let p = path.clone();
+            blocking(move || fs.set_modified(&p, time))
+                .await
+                .map_err(|e| fs_reply(arg, &e))?;
+            Ok::<_, Reply>(Reply::new(
+                213,
+                format!("Modify={}; {arg}", listing::format_timeval(time)),
+            ))
+        }
+        .await;
+        result.unwrap_or_else(|r| r)
+    }
+
+    async fn cmd_chmod(&mut self, mode: u32, arg: &str) -> Reply {
+        let result = async {
+            let fs = self.need(Permission::Write)?;
+            let path = self.resolve(arg)?;
+            let p = path.clone();
+            blocking(move || fs.set_mode(&p, mode))
+                .await
+                .map_err(|e| fs_reply(arg, &e))?;
+            info!(op = "chmod", path = %path, mode = format!("{mode:o}"), "file operation");
+            Ok::<_, Reply>(Reply::new(200, "SITE CHMOD command successful"))
+        }
+        .await;
+        result.unwrap_or_else(|r| r)
+    }
+
+    fn status_reply(&self) -> Reply {
+        let mut body = vec![format!("Connected to {} from {}", self.local, self.peer)];
+        match &self.login {
+            Some(l) => body.push(format!("Logged in as {}", l.name)),
+            None => body.push("Not logged in".to_string()),
+        }
+        let ty = match self.ty {
+            TransferType::Ascii => "ASCII",
+            TransferType::Image => "BINARY",
+        };
+        body.push(format!(
+            "TYPE: {ty}; STRUcture: File; transfer MODE: Stream"
+        ));
+        body.push(match &self.data {
+            DataSetup::None => "No data connection".to_string(),
+            DataSetup::Passive(p) => format!("Passive mode: waiting on port {}", p.port()),
+            DataSetup::Active(t) => format!("Active mode: will connect to {t}"),
+        });
+        body.push(format!(
+            "Idle timeout: {} s",
+            self.shared.config.limits.idle_timeout_secs
+        ));
+        Reply::multi(211, "ferroftp status:", body, "End of status")
+    }
+}
+
+impl Job {
+    fn into_upload(self) -> Option<Upload> {
+        match self {
+            Job::Receive(file, mut upload) => {
+                // Not yet written to; the std file is only needed for commit or abort.
+                drop(file);
+                let _ = upload.take_file();
+                Some(upload)
+            }
+            Job::Send(_) => None,
+        }
+    }
+}
+
+async fn wait_transfer(running: &mut Option<Running>) -> Outcome {
+    match running {
+        Some(r) => match (&mut r.handle).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                tracing::error!(error = %e, "transfer task failed");
+                Outcome {
+                    result: Err(TransferError::Copy(CopyError::Local(io::Error::other(
+                        "internal error in the transfer",
+                    )))),
+                    upload: None,
+                }
+            }
+        },
+        None => std::future::pending().await,
+    }
+}
+
+fn log_transfer(running: &Running, bytes: u64, elapsed: std::time::Duration, result: &str) {
+    let direction = match running.verb {
+        "STOR" | "APPE" | "STOU" => "upload",
+        "RETR" => "download",
+        _ => "listing",
+    };
+    info!(
+        verb = running.verb,
+        direction,
+        path = %running.path,
+        bytes,
+        duration_ms = elapsed.as_millis() as u64,
+        result,
+        "transfer"
+    );
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ListStyle {
+    List,
+    Nlst,
+    Mlsd,
+}
+
+impl ListStyle {
+    fn verb(self) -> &'static str {
+        match self {
+            Self::List => "LIST",
+            Self::Nlst => "NLST",
+            Self::Mlsd => "MLSD",
+        }
+    }
+}
+
+/// What a listing command shows: the entries, the path listed, and for NLST of a path the
+/// prefix each name gets (so that `NLST dir` answers `dir/a`, as clients' mget expects).
+struct Listing {
+    path: VPath,
+    entries: Vec<Entry>,
+    prefix: String,
+}
+
+impl Listing {
+    async fn gather(
+        fs: Arc<LocalFs>,
+        cwd: &VPath,
+        arg: Option<&str>,
+        style: ListStyle,
+    ) -> Result<Self, Reply> {
+        let shown = arg.unwrap_or(".");
+        let path = VPath::resolve(cwd, shown).map_err(|e| fs_reply(shown, &e))?;
+        let prefix = match arg {
+            Some(a) if style == ListStyle::Nlst => format!("{}/", a.trim_end_matches('/')),
+            _ => String::new(),
+        };
+        let p = path.clone();
+        let fs2 = Arc::clone(&fs);
+        match blocking(move || fs2.metadata(&p)).await {
+            Ok(entry) if entry.kind == EntryKind::Dir => {
+                let p = path.clone();
+                let entries = blocking(move || fs.list(&p))
+                    .await
+                    .map_err(|e| fs_reply(shown, &e))?;
+                Ok(Self {
+                    path,
+                    entries,
+                    prefix,
+                })
+            }
+            Ok(mut entry) => {
+                if style == ListStyle::Mlsd {
+                    return Err(Reply::new(
+                        501,
+                        format!("{shown}: not a directory (use MLST)"),
+                    ));
+                }
+                // A file lists as itself, under the name the client gave.
+                entry.name = if style == ListStyle::Nlst {
+                    shown.to_owned()
+                } else {
+                    entry.name
+                };
+                Ok(Self {
+                    path,
+                    entries: vec![entry],
+                    prefix: String::new(),
+                })
+            }
+            Err(StorageError::NotFound) if is_glob(shown) => {
+                Self::gather_glob(fs, cwd, shown, style == ListStyle::Nlst).await
+            }
+            Err(e) => Err(fs_reply(shown, &e)),
+        }
+    }
+
+    /// `LIST *.txt`, `NLST dir/*.log`: a pattern in the last component, as `mget` sends.
+    async fn gather_glob(
+        fs: Arc<LocalFs>,
+        cwd: &VPath,
+        shown: &str,
+        nlst: bool,
+    ) -> Result<Self, Reply> {
+        let (dir_part, pattern) = match shown.rfind('/') {
+            Some(i) => (&shown[..=i], &shown[i + 1..]),
+            None => ("", shown),
+        };
+        let pat = glob::Pattern::new(pattern)
+            .map_err(|_| Reply::new(501, format!("{shown}: bad pattern")))?;
+        let dir = VPath::resolve(cwd, if dir_part.is_empty() { "." } else { dir_part })
+            .map_err(|e| fs_reply(shown, &e))?;
+        let d = dir.clone();
+        let entries = blocking(move || fs.list(&d))
+            .await
+            .map_err(|e| fs_reply(shown, &e))?;
+        let entries: Vec<Entry> = entries
+            .into_iter()
+            .filter(|e| pat.matches(&e.name))
+            .collect();
+        if entries.is_empty() {
+            return Err(Reply::new(
+                550,
+                format!("{shown}: No such file or directory"),
+            ));
+        }
+        let prefix = if nlst {
+            dir_part.to_owned()
+        } else {
+            String::new()
+        };
+        Ok(Self {
+            path: dir,
+            entries,
+            prefix,
+        })
+    }
+}
+
+fn is_glob(s: &str) -> bool {
+    let last = s.rsplit('/').next().unwrap_or(s);
+    last.contains(['*', '?', '['])
+}
+
+fn facts<'a>(e: &'a Entry, perm: &'a str) -> Facts<'a> {
+    Facts {
+        name: &e.name,
+        kind: match e.kind {
+            EntryKind::File => FileKind::File,
+            EntryKind::Dir => FileKind::Dir,
+            EntryKind::Symlink => FileKind::Symlink,
+            EntryKind::Other => FileKind::Other,
+        },
+        size: e.size,
+        modified: e.modified,
+        mode: e.mode,
+        nlink: e.nlink,
+        perm,
+    }
+}
+
+/// The RFC 3659 `perm` fact: what this user may do with an entry.
+fn perm_fact(perms: Permissions, kind: EntryKind) -> String {
+    let mut s = String::new();
+    let mut add = |p: Permission, c: char| {
+        if perms.has(p) {
+            s.push(c);
+        }
+    };
+    if kind == EntryKind::Dir {
+        s_push_dir(&mut add);
+    } else {
+        add(Permission::Read, 'r');
+        add(Permission::Write, 'w');
+        add(Permission::Append, 'a');
+        add(Permission::Delete, 'd');
+        add(Permission::Rename, 'f');
+    }
+    if kind == EntryKind::Dir {
+        // CWD needs no permission.
+        s.insert(0, 'e');
+    }
+    s
+}
+
+fn s_push_dir(add: &mut impl FnMut(Permission, char)) {
+    add(Permission::List, 'l');
+    add(Permission::Write, 'c');
+    add(Permission::Mkdir, 'm');
+    add(Permission::Delete, 'p');
+    add(Permission::Rmdir, 'd');
+    add(Permission::Rename, 'f');
+}
+
+const ASCII_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
+
+fn ascii_size(mut file: std::fs::File) -> io::Result<u64> {
+    use std::io::Read;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut last_cr = false;
+    let mut total = 0;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(total);
+        }
+        total += ferroftp_proto::ascii::network_size(&buf[..n], &mut last_cr);
+    }
+}
+
+fn allowed_before_login(cmd: &Command) -> bool {
+    matches!(
+        cmd,
+        Command::User(_)
+            | Command::Pass(_)
+            | Command::Acct(_)
+            | Command::Quit
+            | Command::Rein
+            | Command::Feat
+            | Command::Syst
+            | Command::Help(_)
+            | Command::Noop
+            | Command::Opts(_)
+            | Command::Auth(_)
+            | Command::Pbsz(_)
+            | Command::Prot(_)
+            | Command::Ccc
+            | Command::Stat(None)
+            | Command::Abor
+    )
+}
+
+fn is_anonymous_name(name: &str) -> bool {
+    name.eq_ignore_ascii_case("anonymous") || name.eq_ignore_ascii_case("ftp")
+}
+
+fn permission_verb(p: Permission) -> &'static str {
+    match p {
+        Permission::List => "list directories",
+        Permission::Read => "download files",
+        Permission::Write => "upload or change files",
+        Permission::Append => "append to or resume files",
+        Permission::Delete => "delete files",
+        Permission::Rename => "rename",
+        Permission::Mkdir => "create directories",
+        Permission::Rmdir => "remove directories",
+    }
+}
+
+/// The reply for a failed file operation on `shown` (the path as the client wrote it, so no
+/// host path is ever revealed).
+fn fs_reply(shown: &str, e: &StorageError) -> Reply {
+    match e {
+        StorageError::InvalidName => Reply::new(553, format!("{shown}: {e}")),
+        StorageError::NoSpace => Reply::new(452, format!("{shown}: {e}")),
+        StorageError::InvalidOffset => Reply::new(554, format!("{shown}: {e}")),
+        StorageError::Escape => {
+            warn!(path = %shown, "refused a path that leads outside the home directory");
+            Reply::new(550, format!("{shown}: {e}"))
+        }
+        StorageError::Io(io) => {
+            warn!(path = %shown, error = %io, "local file error");
+            Reply::new(451, format!("{shown}: local error"))
+        }
+        _ => Reply::new(550, format!("{shown}: {e}")),
+    }
+}
+
+fn storage_failure_reply(e: &StorageError) -> Reply {
+    match e {
+        StorageError::NoSpace => Reply::new(452, "Transfer failed: no space left on the server"),
+        other => Reply::new(451, format!("Transfer failed: local error ({other})")),
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(StorageError::Io(io::Error::other(e.to_string()))))
+}
+
+async fn resolve_ipv4(name: &str) -> io::Result<std::net::Ipv4Addr> {
+    if let Ok(ip) = name.parse() {
+        return Ok(ip);
+    }
+    tokio::net::lookup_host((name, 0))
+        .await?
+        .find_map(|a| match a.ip() {
+            IpAddr::V4(ip) => Some(ip),
+            IpAddr::V6(_) => None,
+        })
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no IPv4 address"))
+}
+
+fn feat_reply() -> Reply {
+    let features = [
+        "EPRT".to_string(),
+        "EPSV".to_string(),
+        "MDTM".to_string(),
+        "MFMT".to_string(),
+        format!("MLST {}", MlstFacts::default().render(true)),
+        "PASV".to_string(),
+        "REST STREAM".to_string(),
+        "SIZE".to_string(),
+        "TVFS".to_string(),
+        "UTF8".to_string(),
+    ];
+    Reply::multi(211, "Features:", features, "End")
+}
+
+fn help_reply(topic: Option<&str>) -> Reply {
+    match topic {
+        None => {
+            let lines: Vec<String> = VERBS.chunks(10).map(|c| c.join(" ")).collect();
+            Reply::multi(
+                214,
+                "The following commands are recognized:",
+                lines,
+                "Help OK",
+            )
+        }
+        Some(t) if VERBS.contains(&t) => Reply::new(
+            214,
+            format!("{t} is supported; see RFC 959, 2389, 2428 and 3659"),
+        ),
+        Some(t) => Reply::new(502, format!("Unknown command {t}")),
+    }
+}
