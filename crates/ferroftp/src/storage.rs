@@ -1,0 +1,455 @@
+//! The local file system back-end: each session is confined to one home directory.
+//!
+//! # Confinement
+//! Every access goes through a [`cap_std::fs::Dir`] opened on the home once per session
+//! ([`LocalFs::open`]); paths are handed to it relative to that handle, never joined onto a host
+//! path. cap-std resolves every component beneath the home (with `openat2(RESOLVE_BENEATH)` or
+//! an equivalent manual walk), so neither a client argument (`..`, absolute, `%2e%2e` which is
+//! just a name) nor a symlink on disk can reach anything outside it:
+//! - client arguments are first normalized lexically into a [`VPath`] (`..` never climbs
+//!   above `/`);
+//! - a symlink is followed only while its target stays inside the home; one that would leave it
+//!   (including any absolute target, even one that happens to point back into the home) yields
+//!   [`StorageError::Escape`], as does a symlink loop;
+//! - [`LocalFs::list`] shows dangling or escaping symlinks as [`EntryKind::Symlink`] without
+//!   following them;
+//! - operations on the last component that do not follow symlinks (remove, rename) act on the
+//!   link itself, which is inside the home;
+//! - names in the upload temp namespace ([`is_internal_name`]) are hidden from listings and
+//!   refused as a path segment ([`StorageError::InvalidName`]);
+//! - only regular files and directories are opened: a FIFO, socket or device node in the home
+//!   is refused with [`StorageError::PermissionDenied`] (checked before opening and again on
+//!   the opened handle).
+//!
+//! # Uploads
+//! [`LocalFs::create_upload`] returns an [`Upload`]; [`Upload::commit`] `fsync`s the data.
+//! What an interrupted upload (dropped or [`Upload::abort`]ed without commit, or a failed
+//! commit) leaves on disk depends on the [`WriteMode`]:
+//! - [`WriteMode::Replace`] (STOR) writes to `.ferroftp-upload.<random hex>.part`, created
+//!   exclusively in the target's directory, and commit renames it over the target atomically.
+//!   Interrupted: the temp file is removed and the target (if any) is byte-identical to before.
+//!   Only a crash of the whole process can leave a temp file behind; it stays hidden.
+//!   The new file keeps the permission bits of the file it replaces, and replacing a file the
+//!   user could not write is refused. A symlink at the target is replaced, not written through.
+//! - [`WriteMode::Append`] (APPE) writes to the target itself. Interrupted: what was written
+//!   stays (the client is resuming).
+//! - [`WriteMode::At`] (REST + STOR) truncates the target to the offset at creation and writes
+//!   in place. Interrupted: the file is the prefix up to the offset plus what was written.
+//! - [`LocalFs::create_unique`] (STOU) creates a fresh file exclusively and writes in place.
+//!   Interrupted: the partial file stays under its unique name (the client was told the name
+//!   and may resume it); the server may [`LocalFs::remove_file`] it if it prefers.
+//!
+//! All methods block; call them from `spawn_blocking`.
+
+mod error;
+mod upload;
+mod vpath;
+
+#[cfg(test)]
+mod tests;
+
+use std::fs::File;
+use std::io::{self, Seek, SeekFrom};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use std::os::unix::fs::PermissionsExt as _;
+
+use cap_std::fs::PermissionsExt as _;
+use cap_std::fs::{Dir, Metadata, MetadataExt, OpenOptions, Permissions};
+
+pub use error::StorageError;
+pub use upload::{Upload, WriteMode, is_internal_name};
+pub use vpath::{MAX_DEPTH, MAX_PATH_LEN, VPath};
+
+use vpath::is_valid_segment;
+
+/// How many numbered candidates [`LocalFs::create_unique`] tries before random suffixes.
+const UNIQUE_NUMBERED_TRIES: u32 = 999;
+/// How many random-suffix candidates it tries after that.
+const UNIQUE_RANDOM_TRIES: u32 = 16;
+
+/// What a directory entry is (after following a symlink that stays inside the home).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symlink that is dangling or leads outside the home (not followed).
+    Symlink,
+    /// A FIFO, socket or device node.
+    Other,
+}
+
+/// Metadata of one file or directory, as shown to the client.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The last path segment (`"/"` for the home itself).
+    pub name: String,
+    /// What it is.
+    pub kind: EntryKind,
+    /// Size in bytes.
+    pub size: u64,
+    /// Last modification time, if the platform reports it.
+    pub modified: Option<SystemTime>,
+    /// Unix permission and type bits, like `st_mode`.
+    pub mode: u32,
+    /// Number of hard links.
+    pub nlink: u64,
+}
+
+impl Entry {
+    fn from_metadata(name: String, md: &Metadata) -> Self {
+        let ft = md.file_type();
+        let kind = if ft.is_dir() {
+            EntryKind::Dir
+        } else if ft.is_file() {
+            EntryKind::File
+        } else if ft.is_symlink() {
+            EntryKind::Symlink
+        } else {
+            EntryKind::Other
+        };
+        Entry {
+            name,
+            kind,
+            size: md.len(),
+            modified: md.modified().ok().map(|t| t.into_std()),
+            mode: md.mode(),
+            nlink: md.nlink(),
+        }
+    }
+}
+
+/// A user's home, opened once per session. Cheap to clone (the handle is shared); Send + Sync.
+#[derive(Debug, Clone)]
+pub struct LocalFs {
+    root: Arc<Dir>,
+}
+
+impl LocalFs {
+    /// Opens the home directory `home`, which must exist.
+    pub fn open(home: &Path) -> Result<Self, StorageError> {
+        let root = Dir::open_ambient_dir(home, cap_std::ambient_authority())?;
+        Ok(LocalFs {
+            root: Arc::new(root),
+        })
+    }
+
+    /// Metadata of `p`, following symlinks that stay inside the home.
+    pub fn metadata(&self, p: &VPath) -> Result<Entry, StorageError> {
+        check_not_internal(p)?;
+        let md = self.root.metadata(p.relative())?;
+        let name = p.file_name().unwrap_or("/").to_owned();
+        Ok(Entry::from_metadata(name, &md))
+    }
+
+    /// Whether `p` is (or is a symlink inside the home to) a directory.
+    pub fn is_dir(&self, p: &VPath) -> bool {
+        self.metadata(p).is_ok_and(|e| e.kind == EntryKind::Dir)
+    }
+
+    /// The entries of directory `p`, sorted by name, without `.`, `..` or upload temp files.
+    ///
+    /// A symlink whose target is inside the home shows the target's kind and size; a dangling
+    /// or escaping one is listed as [`EntryKind::Symlink`]. Names that are not UTF-8 are
+    /// skipped (the client could not address them).
+    pub fn list(&self, p: &VPath) -> Result<Vec<Entry>, StorageError> {
+        check_not_internal(p)?;
+        let dir = self.root.open_dir(p.relative())?;
+        let mut entries = Vec::new();
+        for dir_entry in dir.entries()? {
+            let dir_entry = dir_entry?;
+            let Ok(name) = dir_entry.file_name().into_string() else {
+                continue;
+            };
+            if !is_valid_segment(&name) || is_internal_name(&name) {
+                continue;
+            }
+            let md = match dir_entry.metadata() {
+                Ok(md) => md,
+                // Removed since the directory was read.
+                Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+                Err(err) => return Err(err.into()),
+            };
+            let md = if md.file_type().is_symlink() {
+                // Follow it from the home, not from `dir`, so links to elsewhere in the home work.
+                p.join(&name)
+                    .ok()
+                    .and_then(|child| self.root.metadata(child.relative()).ok())
+                    .unwrap_or(md)
+            } else {
+                md
+            };
+            entries.push(Entry::from_metadata(name, &md));
+        }
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(entries)
+    }
+
+    /// Opens regular file `p` for download, positioned at `offset`; returns it and its length.
+    ///
+    /// [`StorageError::InvalidOffset`] if `offset` is beyond the end of the file.
+    pub fn open_read(&self, p: &VPath, offset: u64) -> Result<(File, u64), StorageError> {
+        check_not_internal(p)?;
+        check_regular(&self.root.metadata(p.relative())?)?;
+        let mut file = self.root.open(p.relative())?.into_std();
+        let len = check_regular_file(&file)?;
+        if offset > len {
+            return Err(StorageError::InvalidOffset);
+        }
+        file.seek(SeekFrom::Start(offset))?;
+        Ok((file, len))
+    }
+
+    /// Starts an upload to `p`; see [`WriteMode`] and the module documentation.
+    ///
+    /// The parent directory must exist ([`StorageError::NotFound`] otherwise); a directory at
+    /// `p` gives [`StorageError::IsADirectory`]; [`WriteMode::At`] beyond the end of the file
+    /// (or past 0 on a missing file) gives [`StorageError::InvalidOffset`].
+    pub fn create_upload(&self, p: &VPath, mode: WriteMode) -> Result<Upload, StorageError> {
+        check_not_internal(p)?;
+        let (Some(parent), Some(name)) = (p.parent(), p.file_name()) else {
+            return Err(StorageError::IsADirectory);
+        };
+        match mode {
+            WriteMode::Replace => self.create_replace(p, &parent, name),
+            WriteMode::Append => {
+                self.check_write_target(p)?;
+                let mut opts = OpenOptions::new();
+                opts.append(true).create(true);
+                let file = self.root.open_with(p.relative(), &opts)?.into_std();
+                check_regular_file(&file)?;
+                Ok(Upload::in_place(file))
+            }
+            WriteMode::At(offset) => {
+                if !self.check_write_target(p)? && offset > 0 {
+                    // Nothing to resume; but report a missing parent as such.
+                    return match self.metadata(&parent)?.kind {
+                        EntryKind::Dir => Err(StorageError::InvalidOffset),
+                        _ => Err(StorageError::NotADirectory),
+                    };
+                }
+                let mut opts = OpenOptions::new();
+                opts.write(true).create(offset == 0);
+                let mut file = self.root.open_with(p.relative(), &opts)?.into_std();
+                let len = check_regular_file(&file)?;
+                if offset > len {
+                    return Err(StorageError::InvalidOffset);
+                }
+                file.set_len(offset)?;
+                file.seek(SeekFrom::Start(offset))?;
+                Ok(Upload::in_place(file))
+            }
+        }
+    }
+
+    /// STOR: a temp file next to the target, renamed over it on commit.
+    fn create_replace(
+        &self,
+        p: &VPath,
+        parent: &VPath,
+        name: &str,
+    ) -> Result<Upload, StorageError> {
+        let dir = self.root.open_dir(parent.relative())?;
+        let mut keep_mode = None;
+        match dir.symlink_metadata(name) {
+            Ok(md) if md.is_dir() => return Err(StorageError::IsADirectory),
+            Ok(md) if md.is_symlink() => {
+                if self.root.metadata(p.relative()).is_ok_and(|t| t.is_dir()) {
+                    return Err(StorageError::IsADirectory);
+                }
+            }
+            Ok(md) if md.is_file() => {
+                // Replacing must be allowed only where overwriting would be: the user must be
+                // able to write the existing file. Opening without truncation changes nothing.
+                let mut opts = OpenOptions::new();
+                opts.write(true);
+                drop(dir.open_with(name, &opts)?);
+                keep_mode = Some(md.mode() & 0o777);
+            }
+            Ok(_) => {}
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err.into()),
+        }
+        let mut opts = OpenOptions::new();
+        opts.write(true).create_new(true);
+        let mut attempts = 0;
+        let (temp, file) = loop {
+            let temp = upload::temp_name();
+            match dir.open_with(&temp, &opts) {
+                Ok(file) => break (temp, file.into_std()),
+                Err(err) if err.kind() == io::ErrorKind::AlreadyExists && attempts < 8 => {
+                    attempts += 1;
+                }
+                Err(err) => return Err(err.into()),
+            }
+        };
+        // From here on, dropping `upload` removes the temp file.
+        let mut upload = Upload::temp(file, dir, temp, name.to_owned());
+        if let Some(mode) = keep_mode {
+            upload
+                .file()
+                .set_permissions(std::fs::Permissions::from_mode(mode))?;
+        }
+        Ok(upload)
+    }
+
+    /// Checks an in-place upload target: `Ok(true)` if it exists (a regular file), `Ok(false)`
+    /// if it does not; a directory or special file is refused.
+    fn check_write_target(&self, p: &VPath) -> Result<bool, StorageError> {
+        match self.root.metadata(p.relative()) {
+            Ok(md) => check_regular(&md).map(|()| true),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// STOU: creates a file named `hint` in `dir`, or `hint.1`, `hint.2`, ... if taken, and
+    /// returns its path with an in-place upload.
+    pub fn create_unique(&self, dir: &VPath, hint: &str) -> Result<(VPath, Upload), StorageError> {
+        check_not_internal(dir)?;
+        if !is_valid_segment(hint) || is_internal_name(hint) {
+            return Err(StorageError::InvalidName);
+        }
+        let handle = self.root.open_dir(dir.relative())?;
+        let mut opts = OpenOptions::new();
+        opts.write(true).create_new(true);
+        let numbered = (0..=UNIQUE_NUMBERED_TRIES).map(|i| match i {
+            0 => hint.to_owned(),
+            i => format!("{hint}.{i}"),
+        });
+        let random =
+            (0..UNIQUE_RANDOM_TRIES).map(|_| format!("{hint}.{:08x}", rand::random::<u32>()));
+        for name in numbered.chain(random) {
+            let path = dir.join(&name)?;
+            // `create_new` never follows a symlink, so an existing link of that name is "taken".
+            match handle.open_with(&name, &opts) {
+                Ok(file) => return Ok((path, Upload::in_place(file.into_std()))),
+                Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Err(StorageError::AlreadyExists)
+    }
+
+    /// Creates directory `p` (its parent must exist).
+    pub fn mkdir(&self, p: &VPath) -> Result<(), StorageError> {
+        check_not_internal(p)?;
+        if p.is_root() {
+            return Err(StorageError::AlreadyExists);
+        }
+        Ok(self.root.create_dir(p.relative())?)
+    }
+
+    /// Removes empty directory `p`; never the home itself.
+    pub fn rmdir(&self, p: &VPath) -> Result<(), StorageError> {
+        check_not_internal(p)?;
+        if p.is_root() {
+            return Err(StorageError::PermissionDenied);
+        }
+        Ok(self.root.remove_dir(p.relative())?)
+    }
+
+    /// Removes non-directory `p` (a symlink itself, not its target).
+    pub fn remove_file(&self, p: &VPath) -> Result<(), StorageError> {
+        check_not_internal(p)?;
+        if p.is_root() {
+            return Err(StorageError::IsADirectory);
+        }
+        Ok(self.root.remove_file(p.relative())?)
+    }
+
+    /// Renames `from` to `to`, replacing a file (or empty directory) at `to` like `rename(2)`.
+    ///
+    /// Refuses the home itself ([`StorageError::PermissionDenied`]) and moving a directory into
+    /// itself ([`StorageError::InvalidName`]).
+    pub fn rename(&self, from: &VPath, to: &VPath) -> Result<(), StorageError> {
+        check_not_internal(from)?;
+        check_not_internal(to)?;
+        if from.is_root() || to.is_root() {
+            return Err(StorageError::PermissionDenied);
+        }
+        if to
+            .as_str()
+            .strip_prefix(from.as_str())
+            .is_some_and(|rest| rest.starts_with('/'))
+        {
+            return Err(StorageError::InvalidName);
+        }
+        match self.root.rename(from.relative(), &self.root, to.relative()) {
+            Ok(()) => Ok(()),
+            // EINVAL: moving a directory beneath itself by way of a symlink.
+            Err(err) if err.kind() == io::ErrorKind::InvalidInput => Err(StorageError::InvalidName),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Sets the modification time of file or directory `p` (MFMT / SITE UTIME).
+    pub fn set_modified(&self, p: &VPath, t: SystemTime) -> Result<(), StorageError> {
+        check_not_internal(p)?;
+        let md = self.root.metadata(p.relative())?;
+        if !md.is_dir() {
+            check_regular(&md)?;
+        }
+        // Opening for reading works for directories too; fall back to writing for a file the
+        // user may write but not read. Neither changes the file.
+        let mut opts = OpenOptions::new();
+        let file = match self.root.open_with(p.relative(), opts.read(true)) {
+            Ok(file) => file,
+            Err(err) if err.kind() == io::ErrorKind::PermissionDenied && md.is_file() => {
+                let mut opts = OpenOptions::new();
+                self.root.open_with(p.relative(), opts.write(true))?
+            }
+            Err(err) => return Err(err.into()),
+        };
+        let file = file.into_std();
+        let kind = file.metadata()?.file_type();
+        if !kind.is_dir() && !kind.is_file() {
+            return Err(StorageError::PermissionDenied);
+        }
+        Ok(file.set_modified(t)?)
+    }
+
+    /// Sets the permission bits of `p` (SITE CHMOD); only the `0o7777` bits of `mode` are used.
+    pub fn set_mode(&self, p: &VPath, mode: u32) -> Result<(), StorageError> {
+        check_not_internal(p)?;
+        Ok(self
+            .root
+            .set_permissions(p.relative(), Permissions::from_mode(mode & 0o7777))?)
+    }
+}
+
+/// Refuses paths with a segment in the upload temp namespace.
+fn check_not_internal(p: &VPath) -> Result<(), StorageError> {
+    if p.segments().any(is_internal_name) {
+        return Err(StorageError::InvalidName);
+    }
+    Ok(())
+}
+
+/// Only regular files may be opened for data: a directory is `IsADirectory`, anything else
+/// (FIFO, socket, device) `PermissionDenied`.
+fn check_regular(md: &Metadata) -> Result<(), StorageError> {
+    if md.is_dir() {
+        Err(StorageError::IsADirectory)
+    } else if md.is_file() {
+        Ok(())
+    } else {
+        Err(StorageError::PermissionDenied)
+    }
+}
+
+/// [`check_regular`] on an opened handle (closes the check-then-open race); returns the length.
+fn check_regular_file(file: &File) -> Result<u64, StorageError> {
+    let md = file.metadata()?;
+    if md.is_dir() {
+        Err(StorageError::IsADirectory)
+    } else if md.is_file() {
+        Ok(md.len())
+    } else {
+        Err(StorageError::PermissionDenied)
+    }
+}

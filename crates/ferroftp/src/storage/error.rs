@@ -1,0 +1,114 @@
+//! The storage error type and the mapping from OS errors to it.
+
+use std::io;
+
+/// Why a storage operation failed. The `Display` text is short enough for an FTP reply.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The path (or a directory on the way) does not exist.
+    #[error("No such file or directory")]
+    NotFound,
+    /// The OS refused the operation (permissions, read-only file system, the home root...).
+    #[error("Permission denied")]
+    PermissionDenied,
+    /// The target already exists.
+    #[error("File exists")]
+    AlreadyExists,
+    /// A directory was required.
+    #[error("Not a directory")]
+    NotADirectory,
+    /// A non-directory was required.
+    #[error("Is a directory")]
+    IsADirectory,
+    /// The directory still has entries.
+    #[error("Directory not empty")]
+    DirectoryNotEmpty,
+    /// A bad path or name (NUL, too long, too deep, `..` where a name is needed, internal name...).
+    #[error("Invalid file name")]
+    InvalidName,
+    /// A symlink or path that would leave the home, or that cannot be resolved safely (loop).
+    #[error("Path is outside the home directory")]
+    Escape,
+    /// ENOSPC or EDQUOT.
+    #[error("No space left on device")]
+    NoSpace,
+    /// A restart offset beyond the end of the file.
+    #[error("Restart offset is beyond the end of the file")]
+    InvalidOffset,
+    /// Any other I/O error.
+    #[error("{0}")]
+    Io(#[source] io::Error),
+}
+
+/// The message cap-std puts in the error it returns for an escape attempt.
+const CAP_STD_ESCAPE_MESSAGE: &str = "a path led outside of the filesystem";
+
+/// Errno values that `std::io::ErrorKind` cannot express on our MSRV.
+#[cfg(all(
+    target_os = "linux",
+    any(
+        target_arch = "x86",
+        target_arch = "x86_64",
+        target_arch = "arm",
+        target_arch = "aarch64",
+        target_arch = "riscv32",
+        target_arch = "riscv64",
+        target_arch = "powerpc",
+        target_arch = "powerpc64",
+        target_arch = "s390x",
+        target_arch = "loongarch64"
+    )
+))]
+mod errno {
+    pub(super) const ELOOP: Option<i32> = Some(40);
+    pub(super) const ENAMETOOLONG: Option<i32> = Some(36);
+}
+#[cfg(not(all(
+    target_os = "linux",
+    any(
+        target_arch = "x86",
+        target_arch = "x86_64",
+        target_arch = "arm",
+        target_arch = "aarch64",
+        target_arch = "riscv32",
+        target_arch = "riscv64",
+        target_arch = "powerpc",
+        target_arch = "powerpc64",
+        target_arch = "s390x",
+        target_arch = "loongarch64"
+    )
+)))]
+mod errno {
+    pub(super) const ELOOP: Option<i32> = None;
+    pub(super) const ENAMETOOLONG: Option<i32> = None;
+}
+
+/// Classifies an I/O error into the typed variants; `?` on an `io::Result` therefore never
+/// produces `Io` for a condition that has its own variant.
+impl From<io::Error> for StorageError {
+    fn from(err: io::Error) -> Self {
+        use io::ErrorKind as K;
+        // cap-std reports escapes as a PermissionDenied error without an errno.
+        if err.raw_os_error().is_none()
+            && err.kind() == K::PermissionDenied
+            && err.to_string().contains(CAP_STD_ESCAPE_MESSAGE)
+        {
+            return StorageError::Escape;
+        }
+        match err.kind() {
+            K::NotFound => return StorageError::NotFound,
+            K::PermissionDenied | K::ReadOnlyFilesystem => return StorageError::PermissionDenied,
+            K::AlreadyExists => return StorageError::AlreadyExists,
+            K::NotADirectory => return StorageError::NotADirectory,
+            K::IsADirectory => return StorageError::IsADirectory,
+            K::DirectoryNotEmpty => return StorageError::DirectoryNotEmpty,
+            K::StorageFull | K::QuotaExceeded => return StorageError::NoSpace,
+            _ => {}
+        }
+        match err.raw_os_error() {
+            Some(code) if Some(code) == errno::ELOOP => StorageError::Escape,
+            Some(code) if Some(code) == errno::ENAMETOOLONG => StorageError::InvalidName,
+            _ => StorageError::Io(err),
+        }
+    }
+}
