@@ -1,0 +1,1495 @@
+//! Virtual users: the users file, argon2id password hashes and per-user permissions.
+//!
+//! Users are not system accounts. They live in a TOML users file, one `[[user]]` table each:
+//!
+//! ```toml
+//! [[user]]
+//! name = "alice"
+//! password = "$argon2id$v=19$m=19456,t=2,p=1$...."  # PHC string, set with `ferroftp passwd`
+//! home = "/srv/ftp/alice"   # optional: absolute, or relative to the server root; absent = the server root
+//! permissions = ["list", "read", "write", "append", "delete", "rename", "mkdir", "rmdir"]  # optional; absent = all
+//! disabled = false          # optional
+//! ```
+//!
+//! [`UserDb`] is the loaded, validated file; [`UserDb::verify`] checks a password in constant-ish
+//! time whether or not the user exists. [`upsert_user`] edits the file for `ferroftp passwd`.
+//! Passwords never appear in error messages; neither do password hashes.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs;
+use std::io::{self, BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use rand::rngs::OsRng;
+use rand::{Rng, RngCore};
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::ser::{SerializeSeq, Serializer};
+use serde::{Deserialize, Serialize};
+
+/// One permission a user may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Permission {
+    /// List directories (`LIST`, `NLST`, `MLSD`, `MLST`, `STAT path`).
+    List,
+    /// Download files (`RETR`, `SIZE`, `MDTM`).
+    Read,
+    /// Upload files, creating or overwriting them (`STOR`, `STOU`).
+    Write,
+    /// Append to files (`APPE`, `REST` + `STOR`).
+    Append,
+    /// Delete files (`DELE`).
+    Delete,
+    /// Rename files and directories (`RNFR`/`RNTO`).
+    Rename,
+    /// Create directories (`MKD`).
+    Mkdir,
+    /// Remove directories (`RMD`).
+    Rmdir,
+}
+
+impl Permission {
+    /// Every permission, in canonical order.
+    const EVERY: [Permission; 8] = [
+        Permission::List,
+        Permission::Read,
+        Permission::Write,
+        Permission::Append,
+        Permission::Delete,
+        Permission::Rename,
+        Permission::Mkdir,
+        Permission::Rmdir,
+    ];
+
+    /// The lowercase name used in the users file.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Permission::List => "list",
+            Permission::Read => "read",
+            Permission::Write => "write",
+            Permission::Append => "append",
+            Permission::Delete => "delete",
+            Permission::Rename => "rename",
+            Permission::Mkdir => "mkdir",
+            Permission::Rmdir => "rmdir",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Permission> {
+        Permission::EVERY.into_iter().find(|p| p.name() == name)
+    }
+
+    const fn bit(self) -> u16 {
+        1 << (self as u16)
+    }
+}
+
+impl fmt::Display for Permission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A set of permissions (a small bitset, Copy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Permissions(u16);
+
+impl Permissions {
+    /// Every permission.
+    pub const ALL: Permissions = Permissions(
+        Permission::List.bit()
+            | Permission::Read.bit()
+            | Permission::Write.bit()
+            | Permission::Append.bit()
+            | Permission::Delete.bit()
+            | Permission::Rename.bit()
+            | Permission::Mkdir.bit()
+            | Permission::Rmdir.bit(),
+    );
+    /// List and read: a download-only user.
+    pub const READ_ONLY: Permissions = Permissions(Permission::List.bit() | Permission::Read.bit());
+    /// No permission at all.
+    pub const NONE: Permissions = Permissions(0);
+
+    /// Whether `p` is in the set.
+    pub const fn has(self, p: Permission) -> bool {
+        self.0 & p.bit() != 0
+    }
+
+    /// The set with `p` added.
+    #[must_use]
+    pub const fn with(self, p: Permission) -> Self {
+        Permissions(self.0 | p.bit())
+    }
+
+    /// The permissions in the set, in canonical order.
+    pub fn iter(self) -> impl Iterator<Item = Permission> {
+        Permission::EVERY.into_iter().filter(move |p| self.has(*p))
+    }
+}
+
+impl Default for Permissions {
+    /// All permissions, as for a user without a `permissions` key.
+    fn default() -> Self {
+        Permissions::ALL
+    }
+}
+
+impl FromIterator<Permission> for Permissions {
+    fn from_iter<I: IntoIterator<Item = Permission>>(iter: I) -> Self {
+        iter.into_iter().fold(Permissions::NONE, Permissions::with)
+    }
+}
+
+impl fmt::Display for Permissions {
+    /// Comma-separated names, e.g. `list,read,write`; `none` for the empty set.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if *self == Permissions::NONE {
+            return f.write_str("none");
+        }
+        for (i, p) in self.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            f.write_str(p.name())?;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for Permissions {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.iter().count()))?;
+        for p in self.iter() {
+            seq.serialize_element(p.name())?;
+        }
+        seq.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Permissions {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PermissionsVisitor;
+
+        impl<'de> Visitor<'de> for PermissionsVisitor {
+            type Value = Permissions;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of permission names or \"all\"")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Permissions, E> {
+                if v == "all" {
+                    Ok(Permissions::ALL)
+                } else {
+                    Err(E::custom(format_args!(
+                        "expected a list of permission names or \"all\", found the string {v:?}"
+                    )))
+                }
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Permissions, A::Error> {
+                let mut set = Permissions::NONE;
+                while let Some(name) = seq.next_element::<String>()? {
+                    let p = Permission::from_name(&name).ok_or_else(|| {
+                        de::Error::custom(format_args!(
+                            "unknown permission {name:?} (expected one of {})",
+                            Permission::EVERY.map(Permission::name).join(", ")
+                        ))
+                    })?;
+                    set = set.with(p);
+                }
+                Ok(set)
+            }
+        }
+
+        deserializer.deserialize_any(PermissionsVisitor)
+    }
+}
+
+/// A password hash string; `Debug` redacts it so a logged `User` never leaks it.
+#[derive(Clone, Default)]
+struct HashString(String);
+
+impl fmt::Debug for HashString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// A user as loaded from the users file.
+#[derive(Debug, Clone)]
+pub struct User {
+    /// Login name (non-empty, no whitespace or control characters).
+    pub name: String,
+    /// Home directory: absolute, or relative to the server root; `None` = the server root.
+    pub home: Option<PathBuf>,
+    /// What the user may do.
+    pub permissions: Permissions,
+    /// A disabled user cannot log in.
+    pub disabled: bool,
+    password_hash: HashString,
+}
+
+impl User {
+    /// A user with no home (the server root), all permissions, enabled; the password hash is set by [`UserDb::with_user`].
+    pub fn new(name: impl Into<String>) -> Self {
+        User {
+            name: name.into(),
+            home: None,
+            permissions: Permissions::ALL,
+            disabled: false,
+            password_hash: HashString::default(),
+        }
+    }
+}
+
+/// Argon2id cost parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashParams {
+    /// Memory cost in KiB (argon2 `m`).
+    pub memory_kib: u32,
+    /// Number of passes (argon2 `t`).
+    pub iterations: u32,
+    /// Degree of parallelism, in lanes (argon2 `p`).
+    pub parallelism: u32,
+}
+
+impl Default for HashParams {
+    /// 19456 KiB (19 MiB), 2 iterations, 1 lane: OWASP's recommended minimum for argon2id
+    /// (Password Storage Cheat Sheet).
+    fn default() -> Self {
+        HashParams {
+            memory_kib: 19456,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+/// Errors from loading or editing users files, hashing, and reading passwords.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// The users file could not be read.
+    #[error("cannot read users file {}: {error}", path.display())]
+    Read {
+        /// The users file.
+        path: PathBuf,
+        /// The underlying I/O error.
+        error: io::Error,
+    },
+    /// The users file could not be written.
+    #[error("cannot write users file {}: {error}", path.display())]
+    Write {
+        /// The users file.
+        path: PathBuf,
+        /// The underlying I/O error.
+        error: io::Error,
+    },
+    /// The users file is not valid TOML (message includes line and column).
+    #[error("users file {origin}: {message}")]
+    Syntax {
+        /// File name the text came from.
+        origin: String,
+        /// What is wrong, starting with `line L, column C:` when known.
+        message: String,
+    },
+    /// The users file is valid TOML but not a valid users file.
+    #[error("users file {origin}: {message}")]
+    Invalid {
+        /// File name the text came from.
+        origin: String,
+        /// What is wrong, starting with the user (`user "bob"` or `user #3`) and key.
+        message: String,
+    },
+    /// A user name given to [`upsert_user`] is not acceptable.
+    #[error("invalid user name {name:?}: {reason}")]
+    InvalidName {
+        /// The rejected name.
+        name: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// A password hash given to [`upsert_user`] is not an argon2 PHC string.
+    #[error("invalid password hash: {0}")]
+    InvalidHash(String),
+    /// A home directory given to [`upsert_user`] cannot be stored in the users file.
+    #[error("invalid home directory {}: {reason}", path.display())]
+    InvalidHome {
+        /// The rejected path.
+        path: PathBuf,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// The argon2 cost parameters are out of range.
+    #[error("invalid argon2 parameters: {0}")]
+    HashParams(argon2::Error),
+    /// Hashing a password failed.
+    #[error("password hashing failed: {0}")]
+    Hash(argon2::password_hash::Error),
+    /// The operating system's random number generator failed.
+    #[error("cannot get random bytes from the operating system: {0}")]
+    Random(rand::Error),
+    /// Reading a new password from the terminal or stdin failed.
+    #[error("cannot read password: {0}")]
+    ReadPassword(io::Error),
+    /// The two passwords typed at the terminal differ.
+    #[error("passwords do not match")]
+    PasswordMismatch,
+    /// An empty password was given.
+    #[error("empty password refused")]
+    EmptyPassword,
+}
+
+/// Hash `password` with argon2id and a random salt (OsRng); returns the PHC string.
+pub fn hash_password(password: &str, params: HashParams) -> Result<String, AuthError> {
+    let params = Params::new(
+        params.memory_kib,
+        params.iterations,
+        params.parallelism,
+        None,
+    )
+    .map_err(AuthError::HashParams)?;
+    let mut salt = [0u8; 16];
+    OsRng.try_fill_bytes(&mut salt).map_err(AuthError::Random)?;
+    let salt = SaltString::encode_b64(&salt).map_err(AuthError::Hash)?;
+    let hash = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(AuthError::Hash)?;
+    Ok(hash.to_string())
+}
+
+/// Password verified against the dummy hash; its value is irrelevant.
+const DUMMY_PASSWORD: &str = "ferroftp timing-equalisation dummy password";
+
+/// Used only if hashing the dummy password fails (the OS RNG failing): `DUMMY_PASSWORD` hashed with
+/// the default parameters. A test checks it still matches `HashParams::default()`.
+const FALLBACK_DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$ZmVycm9mdHBkdW1teXNhbHQ$B+KaAPYYWIo9yAcOe27JQa0nK6XdqwIEOIl2mClFJF0";
+
+/// The hash verified for unknown and disabled users, so they cost the same as a wrong password.
+fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| {
+        hash_password(DUMMY_PASSWORD, HashParams::default())
+            .unwrap_or_else(|_| FALLBACK_DUMMY_HASH.to_owned())
+    })
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Every hash `verify_hash` ran argon2 against on this thread, for the timing tests.
+    static VERIFIED_HASHES: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Run argon2 for `password` against `hash`. An unparsable hash (only possible via
+/// [`UserDb::with_user`]) is replaced by the dummy hash, so the cost stays the same.
+fn verify_hash(hash: &str, password: &str) -> bool {
+    let (parsed, genuine) = match PasswordHash::new(hash) {
+        Ok(parsed) => (parsed, true),
+        Err(_) => match PasswordHash::new(dummy_hash()) {
+            Ok(parsed) => (parsed, false),
+            Err(_) => return false,
+        },
+    };
+    let ok = Argon2::default()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok();
+    #[cfg(test)]
+    VERIFIED_HASHES.with(|v| v.borrow_mut().push(parsed.to_string()));
+    genuine && ok
+}
+
+/// Check that `hash` is an argon2 PHC string that argon2 can verify against. The error never
+/// contains the string itself: it might be a plaintext password pasted in the wrong place.
+fn check_hash(hash: &str) -> Result<(), String> {
+    const EXPECTED: &str = "expected an argon2id PHC string such as \
+        \"$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>\"; set it with `ferroftp passwd`";
+    let parsed =
+        PasswordHash::new(hash).map_err(|e| format!("not a valid PHC string ({e}); {EXPECTED}"))?;
+    Algorithm::try_from(parsed.algorithm).map_err(|_| {
+        format!(
+            "hash algorithm {:?} is not argon2; {EXPECTED}",
+            parsed.algorithm.as_str()
+        )
+    })?;
+    if let Some(version) = parsed.version {
+        Version::try_from(version)
+            .map_err(|_| format!("unsupported argon2 version {version}; {EXPECTED}"))?;
+    }
+    if parsed.salt.is_none() || parsed.hash.is_none() {
+        return Err(format!("PHC string has no salt or no hash; {EXPECTED}"));
+    }
+    Params::try_from(&parsed)
+        .map_err(|e| format!("invalid argon2 parameters ({e}); {EXPECTED}"))?;
+    Ok(())
+}
+
+/// Check a user name: non-empty, no whitespace, no control characters.
+fn check_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        Err("must not be empty")
+    } else if name.chars().any(char::is_control) {
+        Err("must not contain control characters")
+    } else if name.chars().any(char::is_whitespace) {
+        Err("must not contain whitespace")
+    } else {
+        Ok(())
+    }
+}
+
+/// Check a home directory string.
+fn check_home(home: &str) -> Result<(), &'static str> {
+    if home.is_empty() {
+        Err("must not be empty (leave it out for the server root)")
+    } else if home.contains('\0') {
+        Err("must not contain NUL characters")
+    } else {
+        Ok(())
+    }
+}
+
+/// The set of users. Cheap to clone (wrap in Arc internally) — it's shared by all sessions.
+#[derive(Debug, Clone, Default)]
+pub struct UserDb {
+    users: Arc<BTreeMap<String, User>>,
+}
+
+impl UserDb {
+    /// A database with no users.
+    pub fn empty() -> Self {
+        UserDb::default()
+    }
+
+    /// Read and validate a users file.
+    pub fn load(path: &Path) -> Result<Self, AuthError> {
+        let text = fs::read_to_string(path).map_err(|error| AuthError::Read {
+            path: path.to_owned(),
+            error,
+        })?;
+        let db = UserDb::parse(&text, &path.display().to_string())?;
+        // Compute the dummy hash now, so the first failed login is not slower than later ones.
+        dummy_hash();
+        Ok(db)
+    }
+
+    /// Parse and validate users-file text; `origin` (the file name) is used in error messages.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, AuthError> {
+        let users = parse_raw(text, origin)?
+            .into_iter()
+            .map(|raw| (raw.name.clone(), raw.into_user()))
+            .collect();
+        Ok(UserDb {
+            users: Arc::new(users),
+        })
+    }
+
+    /// Add (or replace) a user with the given PHC hash; used for the generated default user.
+    ///
+    /// The hash is not validated here; a user with an unusable hash simply cannot log in.
+    #[must_use]
+    pub fn with_user(mut self, mut user: User, password_hash: String) -> Self {
+        user.password_hash = HashString(password_hash);
+        Arc::make_mut(&mut self.users).insert(user.name.clone(), user);
+        self
+    }
+
+    /// The user called `name`, if any (including disabled users).
+    pub fn get(&self, name: &str) -> Option<&User> {
+        self.users.get(name)
+    }
+
+    /// Number of users (including disabled users).
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    /// Whether there are no users.
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+
+    /// Check a password. BLOCKING and deliberately slow (argon2): the server calls it inside spawn_blocking.
+    ///
+    /// Returns the user on success; `None` for an unknown user, a disabled user, or a wrong
+    /// password. Unknown and disabled users are checked against a dummy argon2id hash made with
+    /// [`HashParams::default`], so they cost the same time as a wrong password (exactly so for
+    /// users whose hashes use the default parameters).
+    pub fn verify(&self, name: &str, password: &str) -> Option<User> {
+        match self.users.get(name) {
+            Some(user) if !user.disabled => {
+                verify_hash(&user.password_hash.0, password).then(|| user.clone())
+            }
+            _ => {
+                verify_hash(dummy_hash(), password);
+                None
+            }
+        }
+    }
+}
+
+/// Keys allowed in a `[[user]]` table.
+const USER_KEYS: [&str; 5] = ["name", "password", "home", "permissions", "disabled"];
+
+/// Top level of the users file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    user: Vec<toml::Table>,
+}
+
+/// One validated user exactly as written in the file (absent optional keys stay absent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RawUser {
+    name: String,
+    password: String,
+    home: Option<String>,
+    permissions: Option<Permissions>,
+    disabled: Option<bool>,
+}
+
+impl RawUser {
+    /// Validate one `[[user]]` table; `index` is 1-based. Errors start with the user's label.
+    fn from_table(table: &toml::Table, index: usize) -> Result<RawUser, String> {
+        let label = match table.get("name").and_then(toml::Value::as_str) {
+            Some(name) if check_name(name).is_ok() => format!("user {name:?}"),
+            _ => format!("user #{index}"),
+        };
+        if let Some(key) = table.keys().find(|k| !USER_KEYS.contains(&k.as_str())) {
+            return Err(format!(
+                "{label}: unknown key {key:?} (expected one of {})",
+                USER_KEYS.join(", ")
+            ));
+        }
+        let string = |key: &str| -> Result<Option<String>, String> {
+            match table.get(key) {
+                None => Ok(None),
+                Some(toml::Value::String(s)) => Ok(Some(s.clone())),
+                Some(other) => Err(format!(
+                    "{label}: {key}: expected a string, found {}",
+                    other.type_str()
+                )),
+            }
+        };
+        let required = |key: &str| -> Result<String, String> {
+            string(key)?.ok_or_else(|| format!("{label}: missing required key {key:?}"))
+        };
+
+        let name = required("name")?;
+        check_name(&name).map_err(|reason| format!("{label}: name: {reason}"))?;
+        let password = required("password")?;
+        check_hash(&password).map_err(|reason| format!("{label}: password: {reason}"))?;
+        let home = string("home")?;
+        if let Some(home) = &home {
+            check_home(home).map_err(|reason| format!("{label}: home: {reason}"))?;
+        }
+        let permissions = table
+            .get("permissions")
+            .map(|value| {
+                value
+                    .clone()
+                    .try_into::<Permissions>()
+                    .map_err(|e| format!("{label}: permissions: {}", e.message()))
+            })
+            .transpose()?;
+        let disabled = match table.get("disabled") {
+            None => None,
+            Some(toml::Value::Boolean(b)) => Some(*b),
+            Some(other) => {
+                return Err(format!(
+                    "{label}: disabled: expected true or false, found {}",
+                    other.type_str()
+                ));
+            }
+        };
+        Ok(RawUser {
+            name,
+            password,
+            home,
+            permissions,
+            disabled,
+        })
+    }
+
+    fn into_user(self) -> User {
+        User {
+            name: self.name,
+            home: self.home.map(PathBuf::from),
+            permissions: self.permissions.unwrap_or(Permissions::ALL),
+            disabled: self.disabled.unwrap_or(false),
+            password_hash: HashString(self.password),
+        }
+    }
+
+    /// This user as a `[[user]]` table in TOML.
+    fn render(&self) -> String {
+        let mut out = format!(
+            "[[user]]\nname = {}\npassword = {}\n",
+            toml_string(&self.name),
+            toml_string(&self.password)
+        );
+        if let Some(home) = &self.home {
+            out.push_str(&format!("home = {}\n", toml_string(home)));
+        }
+        if let Some(permissions) = self.permissions {
+            let names: Vec<String> = permissions
+                .iter()
+                .map(|p| format!("{:?}", p.name()))
+                .collect();
+            out.push_str(&format!("permissions = [{}]\n", names.join(", ")));
+        }
+        if let Some(disabled) = self.disabled {
+            out.push_str(&format!("disabled = {disabled}\n"));
+        }
+        out
+    }
+}
+
+/// A TOML string literal for `s`.
+fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_owned()).to_string()
+}
+
+/// Parse and validate users-file text into the users as written.
+fn parse_raw(text: &str, origin: &str) -> Result<Vec<RawUser>, AuthError> {
+    let file: RawFile = toml::from_str(text).map_err(|e| AuthError::Syntax {
+        origin: origin.to_owned(),
+        message: describe_toml_error(text, &e),
+    })?;
+    let invalid = |message: String| AuthError::Invalid {
+        origin: origin.to_owned(),
+        message,
+    };
+    let mut first_index: BTreeMap<String, usize> = BTreeMap::new();
+    let mut users = Vec::with_capacity(file.user.len());
+    for (i, table) in file.user.iter().enumerate() {
+        let user = RawUser::from_table(table, i + 1).map_err(invalid)?;
+        if let Some(first) = first_index.insert(user.name.clone(), i + 1) {
+            return Err(invalid(format!(
+                "user {:?}: duplicate user name (user #{} and user #{first} have the same name)",
+                user.name,
+                i + 1
+            )));
+        }
+        users.push(user);
+    }
+    Ok(users)
+}
+
+/// `line L, column C: message` for a toml error, without toml's source excerpt (which could show
+/// a secret on the offending line).
+fn describe_toml_error(text: &str, err: &toml::de::Error) -> String {
+    let message = err.message().trim_end();
+    let Some(before) = err.span().and_then(|span| text.get(..span.start)) else {
+        return message.to_owned();
+    };
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("line {line}, column {column}: {message}")
+}
+
+/// Header written at the top of users files that [`upsert_user`] creates.
+const FILE_HEADER: &str = "\
+# ferroftp users file. Manage with `ferroftp passwd --users FILE NAME [--home DIR]`.
+#
+# [[user]]
+# name = \"alice\"
+# password = \"$argon2id$v=19$m=19456,t=2,p=1$...\"  # argon2id PHC string; set it with `ferroftp passwd`
+# home = \"/srv/ftp/alice\"   # optional: absolute, or relative to the server root; absent = the server root
+# permissions = [\"list\", \"read\", \"write\", \"append\", \"delete\", \"rename\", \"mkdir\", \"rmdir\"]  # optional; absent or \"all\" = all
+# disabled = false          # optional
+";
+
+/// Add or update a user in a users file (creating the file if missing), keeping other users and comments where practical.
+///
+/// The existing file must be a valid users file. The user's `password` (and `home`, when `home`
+/// is `Some`) is edited in place, or a new `[[user]]` table is appended, so comments and layout
+/// survive; if the file's layout makes that impossible (e.g. inline tables), the file is
+/// rewritten from the parsed users, keeping its leading comment block. The file is written
+/// atomically (temporary file in the same directory + rename) with mode 0o600; a symlink is
+/// followed and its target replaced. Concurrent writers are not serialised: the last one wins.
+///
+/// `home`: `Some` = set it; `None` = keep the existing one (or absent for a new user).
+/// Returns whether the user was created (`true`) or updated (`false`).
+pub fn upsert_user(
+    path: &Path,
+    name: &str,
+    password_hash: &str,
+    home: Option<&Path>,
+) -> Result<bool, AuthError> {
+    check_name(name).map_err(|reason| AuthError::InvalidName {
+        name: name.to_owned(),
+        reason,
+    })?;
+    check_hash(password_hash).map_err(AuthError::InvalidHash)?;
+    let home = home
+        .map(|h| {
+            let s = h.to_str().ok_or_else(|| AuthError::InvalidHome {
+                path: h.to_owned(),
+                reason: "not valid UTF-8",
+            })?;
+            check_home(s).map_err(|reason| AuthError::InvalidHome {
+                path: h.to_owned(),
+                reason,
+            })?;
+            Ok(s.to_owned())
+        })
+        .transpose()?;
+
+    let target = resolve_symlink(path);
+    let existing = match fs::read_to_string(&target) {
+        Ok(text) => Some(text),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => None,
+        Err(error) => {
+            return Err(AuthError::Read {
+                path: path.to_owned(),
+                error,
+            });
+        }
+    };
+    let new_user = RawUser {
+        name: name.to_owned(),
+        password: password_hash.to_owned(),
+        home,
+        permissions: None,
+        disabled: None,
+    };
+    let (text, created) = match existing {
+        Some(text) if !text.trim().is_empty() => {
+            edit_users_text(&text, &path.display().to_string(), new_user)?
+        }
+        _ => (format!("{FILE_HEADER}\n{}", new_user.render()), true),
+    };
+    write_atomic(&target, &text).map_err(|error| AuthError::Write {
+        path: path.to_owned(),
+        error,
+    })?;
+    Ok(created)
+}
+
+/// The new text of a users file with `update` applied, and whether the user was created.
+fn edit_users_text(text: &str, origin: &str, update: RawUser) -> Result<(String, bool), AuthError> {
+    let mut expected = parse_raw(text, origin)?;
+    let (edited, created) = match expected.iter_mut().find(|u| u.name == update.name) {
+        Some(user) => {
+            user.password.clone_from(&update.password);
+            if update.home.is_some() {
+                user.home.clone_from(&update.home);
+            }
+            (splice_user(text, &update), false)
+        }
+        None => {
+            let mut edited = text.to_owned();
+            if !edited.ends_with('\n') {
+                edited.push('\n');
+            }
+            edited.push('\n');
+            edited.push_str(&update.render());
+            expected.push(update);
+            (Some(edited), true)
+        }
+    };
+    // Keep the in-place edit only if it means exactly what we intended.
+    match edited {
+        Some(edited) if parse_raw(&edited, origin).ok().as_ref() == Some(&expected) => {
+            Ok((edited, created))
+        }
+        _ => Ok((rewrite(text, &expected), created)),
+    }
+}
+
+/// Spans of the keys [`splice_user`] edits, for one `[[user]]` table.
+#[derive(Deserialize)]
+struct SpannedUser {
+    name: toml::Spanned<toml::Value>,
+    password: toml::Spanned<toml::Value>,
+    home: Option<toml::Spanned<toml::Value>>,
+}
+
+/// Top level of the users file, with spans.
+#[derive(Deserialize)]
+struct SpannedFile {
+    #[serde(default)]
+    user: Vec<SpannedUser>,
+}
+
+/// Replace the password (and home, if `update.home` is set) of an existing user in place.
+/// `None` if the text cannot be edited this way; the caller checks the result.
+fn splice_user(text: &str, update: &RawUser) -> Option<String> {
+    let file: SpannedFile = toml::from_str(text).ok()?;
+    let user = file
+        .user
+        .iter()
+        .find(|u| u.name.get_ref().as_str() == Some(update.name.as_str()))?;
+    let mut edits: Vec<(std::ops::Range<usize>, String)> =
+        vec![(user.password.span(), toml_string(&update.password))];
+    if let Some(new_home) = &update.home {
+        match &user.home {
+            Some(old) => edits.push((old.span(), toml_string(new_home))),
+            None => {
+                // Insert a line after the line holding the later of `name` and `password`.
+                let after = user.name.span().end.max(user.password.span().end);
+                let line = format!("home = {}\n", toml_string(new_home));
+                match text.get(after..)?.find('\n') {
+                    Some(i) => edits.push((after + i + 1..after + i + 1, line)),
+                    None => edits.push((text.len()..text.len(), format!("\n{line}"))),
+                }
+            }
+        }
+    }
+    edits.sort_by_key(|(range, _)| std::cmp::Reverse(range.start));
+    let mut out = text.to_owned();
+    for (range, replacement) in edits {
+        out.get(range.clone())?;
+        out.replace_range(range, &replacement);
+    }
+    Some(out)
+}
+
+/// The users file rewritten from `users`, keeping the original's leading comment block.
+fn rewrite(original: &str, users: &[RawUser]) -> String {
+    let header: String = original
+        .lines()
+        .take_while(|l| l.trim_start().starts_with('#') || l.trim().is_empty())
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let mut out = if header.trim().is_empty() {
+        FILE_HEADER.to_owned()
+    } else {
+        header.trim_end().to_owned() + "\n"
+    };
+    for user in users {
+        out.push('\n');
+        out.push_str(&user.render());
+    }
+    out
+}
+
+/// `path`, or the file it links to if it is a symlink that resolves.
+fn resolve_symlink(path: &Path) -> PathBuf {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            fs::canonicalize(path).unwrap_or_else(|_| path.to_owned())
+        }
+        _ => path.to_owned(),
+    }
+}
+
+/// Write `text` to `path` atomically: a mode-0o600 temporary file in the same directory, fsync, rename.
+fn write_atomic(path: &Path, text: &str) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file name"))?
+        .to_string_lossy();
+    let (tmp, mut file) = create_temp(dir, &file_name)?;
+    let result = (|| {
+        file.write_all(text.as_bytes())?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            // The umask may have cleared bits of 0o600; set it exactly.
+            file.set_permissions(fs::Permissions::from_mode(0o600))?;
+        }
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+        return result;
+    }
+    // Make the rename durable; not all platforms or file systems support syncing a directory.
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Create a new, private temporary file next to the target.
+fn create_temp(dir: &Path, file_name: &str) -> io::Result<(PathBuf, fs::File)> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut attempts = 0;
+    loop {
+        let tmp = dir.join(format!(".{file_name}.{:08x}.tmp", OsRng.next_u32()));
+        match options.open(&tmp) {
+            Ok(file) => return Ok((tmp, file)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 10 => attempts += 1,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Read a new password for `ferroftp passwd`: prompted twice on a terminal, else one line of stdin.
+///
+/// On a terminal (stdin is a TTY) the password is read without echo, twice, and both must match.
+/// Otherwise one line is read from stdin and its line ending (`\n` or `\r\n`) removed.
+/// An empty password is refused.
+pub fn read_new_password() -> Result<String, AuthError> {
+    let password = if io::stdin().is_terminal() {
+        let first =
+            rpassword::prompt_password("New password: ").map_err(AuthError::ReadPassword)?;
+        if first.is_empty() {
+            return Err(AuthError::EmptyPassword);
+        }
+        let second =
+            rpassword::prompt_password("Retype new password: ").map_err(AuthError::ReadPassword)?;
+        if first != second {
+            return Err(AuthError::PasswordMismatch);
+        }
+        first
+    } else {
+        read_password_line(&mut io::stdin().lock())?
+    };
+    if password.is_empty() {
+        return Err(AuthError::EmptyPassword);
+    }
+    Ok(password)
+}
+
+/// One line from `reader` without its line ending.
+fn read_password_line(reader: &mut impl BufRead) -> Result<String, AuthError> {
+    let mut line = String::new();
+    reader
+        .read_line(&mut line)
+        .map_err(AuthError::ReadPassword)?;
+    if line.ends_with('\n') {
+        line.pop();
+        if line.ends_with('\r') {
+            line.pop();
+        }
+    }
+    Ok(line)
+}
+
+/// Characters of generated passwords: alphanumerics without look-alikes (0 O o 1 l I).
+const PASSWORD_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz23456789";
+
+/// Length of generated passwords (about 116 bits of entropy).
+const GENERATED_PASSWORD_LEN: usize = 20;
+
+/// A random password for the generated default user: 20 chars from an unambiguous alphanumeric alphabet, OsRng.
+pub fn generate_password() -> String {
+    (0..GENERATED_PASSWORD_LEN)
+        .map(|_| char::from(PASSWORD_ALPHABET[OsRng.gen_range(0..PASSWORD_ALPHABET.len())]))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Cheap parameters so tests that hash many passwords stay fast.
+    const CHEAP: HashParams = HashParams {
+        memory_kib: 256,
+        iterations: 1,
+        parallelism: 1,
+    };
+
+    fn hash(password: &str) -> String {
+        hash_password(password, CHEAP).expect("hashing")
+    }
+
+    fn take_verified() -> Vec<String> {
+        VERIFIED_HASHES.with(|v| std::mem::take(&mut *v.borrow_mut()))
+    }
+
+    fn users_file(users: &[(&str, &str, &str)]) -> String {
+        users
+            .iter()
+            .map(|(name, hash, extra)| {
+                format!("[[user]]\nname = {name:?}\npassword = {hash:?}\n{extra}\n")
+            })
+            .collect()
+    }
+
+    fn parse_err(text: &str) -> String {
+        UserDb::parse(text, "/x/users.toml")
+            .expect_err("parse should fail")
+            .to_string()
+    }
+
+    #[test]
+    fn hash_and_verify_round_trip() {
+        let h = hash_password("correct horse", HashParams::default()).expect("hash");
+        assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
+        let db = UserDb::empty().with_user(User::new("alice"), h);
+        let user = db.verify("alice", "correct horse").expect("verified");
+        assert_eq!(user.name, "alice");
+        assert_eq!(user.permissions, Permissions::ALL);
+        // Salts are random.
+        assert_ne!(hash("x"), hash("x"));
+    }
+
+    #[test]
+    fn wrong_password_unknown_and_disabled_users_are_rejected() {
+        let h = hash("secret");
+        let text = users_file(&[("alice", &h, ""), ("bob", &h, "disabled = true")]);
+        let db = UserDb::parse(&text, "users.toml").expect("parse");
+        assert!(db.verify("alice", "secret").is_some());
+        assert!(db.verify("alice", "Secret").is_none());
+        assert!(db.verify("alice", "").is_none());
+        assert!(db.verify("carol", "secret").is_none());
+        assert!(db.verify("bob", "secret").is_none());
+        assert!(db.verify("ALICE", "secret").is_none());
+        assert!(db.get("bob").expect("bob").disabled);
+    }
+
+    #[test]
+    fn every_failure_runs_one_argon2_verification() {
+        let h = hash("secret");
+        let text = users_file(&[("alice", &h, ""), ("bob", &h, "disabled = true")]);
+        let db = UserDb::parse(&text, "users.toml").expect("parse");
+        take_verified();
+
+        assert!(db.verify("alice", "wrong").is_none());
+        assert_eq!(take_verified(), vec![h.clone()]);
+
+        // Unknown and disabled users are verified against the dummy hash instead.
+        assert!(db.verify("nobody", "wrong").is_none());
+        assert_eq!(take_verified(), vec![dummy_hash().to_owned()]);
+        assert!(db.verify("bob", "secret").is_none());
+        assert_eq!(take_verified(), vec![dummy_hash().to_owned()]);
+
+        // A user whose hash is unusable also pays for one verification.
+        let db = db.with_user(User::new("broken"), "not a hash".to_owned());
+        assert!(db.verify("broken", "not a hash").is_none());
+        assert_eq!(take_verified(), vec![dummy_hash().to_owned()]);
+    }
+
+    #[test]
+    fn dummy_hash_uses_default_parameters() {
+        let defaults = HashParams::default();
+        for h in [dummy_hash(), FALLBACK_DUMMY_HASH] {
+            let parsed = PasswordHash::new(h).expect("dummy parses");
+            assert_eq!(parsed.algorithm.as_str(), "argon2id");
+            let params = Params::try_from(&parsed).expect("params");
+            assert_eq!(
+                (params.m_cost(), params.t_cost(), params.p_cost()),
+                (
+                    defaults.memory_kib,
+                    defaults.iterations,
+                    defaults.parallelism
+                )
+            );
+            assert!(verify_hash(h, DUMMY_PASSWORD));
+        }
+    }
+
+    #[test]
+    fn parse_full_user() {
+        let h = hash("pw");
+        let text = format!(
+            "# comment\n[[user]]\nname = \"alice\"\npassword = \"{h}\"\nhome = \"/srv/ftp/alice\"\n\
+             permissions = [\"list\", \"read\"]\ndisabled = false\n\n\
+             [[user]]\nname = \"bob\"\npassword = \"{h}\"\npermissions = \"all\"\n\n\
+             [[user]]\nname = \"carol\"\npassword = \"{h}\"\npermissions = []\n"
+        );
+        let db = UserDb::parse(&text, "users.toml").expect("parse");
+        assert_eq!(db.len(), 3);
+        let alice = db.get("alice").expect("alice");
+        assert_eq!(alice.home.as_deref(), Some(Path::new("/srv/ftp/alice")));
+        assert_eq!(alice.permissions, Permissions::READ_ONLY);
+        assert!(!alice.disabled);
+        assert_eq!(db.get("bob").expect("bob").permissions, Permissions::ALL);
+        assert_eq!(db.get("bob").expect("bob").home, None);
+        assert_eq!(
+            db.get("carol").expect("carol").permissions,
+            Permissions::NONE
+        );
+        assert!(UserDb::parse("", "x").expect("empty").is_empty());
+        assert!(UserDb::parse("# nothing\n", "x").expect("empty").is_empty());
+    }
+
+    #[test]
+    fn parse_errors_name_user_and_key() {
+        let h = hash("pw");
+        let err = parse_err(&users_file(&[(
+            "bob",
+            &h,
+            "permissions = [\"list\", \"exec\"]",
+        )]));
+        assert_eq!(
+            err,
+            "users file /x/users.toml: user \"bob\": permissions: unknown permission \"exec\" \
+             (expected one of list, read, write, append, delete, rename, mkdir, rmdir)"
+        );
+
+        let err = parse_err(&users_file(&[("bob", &h, "shell = \"/bin/sh\"")]));
+        assert_eq!(
+            err,
+            "users file /x/users.toml: user \"bob\": unknown key \"shell\" \
+             (expected one of name, password, home, permissions, disabled)"
+        );
+
+        let err = parse_err(&users_file(&[
+            ("bob", &h, ""),
+            ("alice", &h, ""),
+            ("bob", &h, ""),
+        ]));
+        assert!(err.contains("user \"bob\": duplicate user name"), "{err}");
+        assert!(err.contains("user #3 and user #1"), "{err}");
+
+        let err = parse_err(&users_file(&[("bob", "hunter2", "")]));
+        assert!(
+            err.starts_with("users file /x/users.toml: user \"bob\": password: "),
+            "{err}"
+        );
+        assert!(err.contains("not a valid PHC string"), "{err}");
+        assert!(!err.contains("hunter2"), "password leaked: {err}");
+
+        let bcrypt = "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW";
+        let err = parse_err(&users_file(&[("bob", bcrypt, "")]));
+        assert!(err.contains("user \"bob\": password: "), "{err}");
+
+        let scrypt = "$scrypt$ln=16,r=8,p=1$aM15713r3Xsvxbi31lqr1Q$nFNh2CVHVjNldFVKDHDlm4CbdRSCdEBsjjJxD+iCs5E";
+        let err = parse_err(&users_file(&[("bob", scrypt, "")]));
+        assert!(
+            err.contains("user \"bob\": password: hash algorithm \"scrypt\" is not argon2"),
+            "{err}"
+        );
+
+        let err = parse_err(&users_file(&[("", &h, "")]));
+        assert!(err.contains("user #1: name: must not be empty"), "{err}");
+        let err = parse_err(&users_file(&[("bo b", &h, "")]));
+        assert!(
+            err.contains("user #1: name: must not contain whitespace"),
+            "{err}"
+        );
+        let err = parse_err(&format!(
+            "[[user]]\nname = \"bo\\u0007b\"\npassword = \"{h}\"\n"
+        ));
+        assert!(
+            err.contains("user #1: name: must not contain control characters"),
+            "{err}"
+        );
+
+        let err = parse_err("[[user]]\nname = \"bob\"\n");
+        assert!(
+            err.contains("user \"bob\": missing required key \"password\""),
+            "{err}"
+        );
+        let err = parse_err(&users_file(&[("bob", &h, "disabled = \"yes\"")]));
+        assert!(
+            err.contains("user \"bob\": disabled: expected true or false, found string"),
+            "{err}"
+        );
+        let err = parse_err(&users_file(&[("bob", &h, "home = 3")]));
+        assert!(
+            err.contains("user \"bob\": home: expected a string, found integer"),
+            "{err}"
+        );
+        let err = parse_err(&users_file(&[("bob", &h, "home = \"\"")]));
+        assert!(
+            err.contains("user \"bob\": home: must not be empty"),
+            "{err}"
+        );
+        let err = parse_err(&users_file(&[("bob", &h, "permissions = \"read\"")]));
+        assert!(
+            err.contains("user \"bob\": permissions: expected a list"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_have_position_but_no_source_excerpt() {
+        let err = parse_err("[[user]]\nname = \"bob\"\npassword = \"hunter2\n");
+        assert!(
+            err.starts_with("users file /x/users.toml: line 3, column "),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2"), "source excerpt leaked: {err}");
+
+        let err = parse_err("[[users]]\nname = \"bob\"\n");
+        assert!(
+            err.starts_with("users file /x/users.toml: line 1, column 3: "),
+            "{err}"
+        );
+        assert!(err.contains("users"), "{err}");
+    }
+
+    #[test]
+    fn permissions_serde_round_trip() {
+        #[derive(Serialize, Deserialize, Debug, PartialEq)]
+        struct Doc {
+            p: Permissions,
+        }
+        for set in [
+            Permissions::NONE,
+            Permissions::READ_ONLY,
+            Permissions::ALL,
+            [Permission::Write, Permission::Rmdir].into_iter().collect(),
+        ] {
+            let text = toml::to_string(&Doc { p: set }).expect("serialize");
+            assert_eq!(
+                toml::from_str::<Doc>(&text).expect("deserialize"),
+                Doc { p: set },
+                "{text}"
+            );
+        }
+        assert_eq!(
+            toml::to_string(&Doc {
+                p: Permissions::READ_ONLY
+            })
+            .expect("serialize"),
+            "p = [\"list\", \"read\"]\n"
+        );
+        assert_eq!(
+            toml::from_str::<Doc>("p = \"all\"").expect("all").p,
+            Permissions::ALL
+        );
+        assert_eq!(
+            toml::from_str::<Doc>("p = [\"read\", \"read\", \"list\"]")
+                .expect("dups")
+                .p,
+            Permissions::READ_ONLY
+        );
+        assert!(toml::from_str::<Doc>("p = \"none\"").is_err());
+        assert!(toml::from_str::<Doc>("p = [\"exec\"]").is_err());
+        assert!(toml::from_str::<Doc>("p = [1]").is_err());
+
+        assert_eq!(Permissions::READ_ONLY.to_string(), "list,read");
+        assert_eq!(Permissions::NONE.to_string(), "none");
+        assert_eq!(Permissions::ALL.iter().count(), 8);
+        assert!(
+            Permissions::NONE
+                .with(Permission::Mkdir)
+                .has(Permission::Mkdir)
+        );
+        assert!(!Permissions::READ_ONLY.has(Permission::Write));
+    }
+
+    #[test]
+    fn user_debug_redacts_hash() {
+        let h = hash("pw");
+        let db = UserDb::empty().with_user(User::new("alice"), h.clone());
+        let debug = format!("{:?} {:?}", db.get("alice"), db);
+        assert!(!debug.contains(&h), "{debug}");
+        assert!(debug.contains("<redacted>"), "{debug}");
+    }
+
+    #[test]
+    fn hash_password_rejects_bad_params() {
+        let bad = HashParams {
+            memory_kib: 1,
+            iterations: 1,
+            parallelism: 1,
+        };
+        assert!(matches!(
+            hash_password("x", bad),
+            Err(AuthError::HashParams(_))
+        ));
+    }
+
+    #[cfg(unix)]
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        fs::metadata(path).expect("metadata").permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn upsert_creates_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("users.toml");
+        let h = hash("one");
+        assert!(upsert_user(&path, "alice", &h, Some(Path::new("alice"))).expect("create"));
+        let text = fs::read_to_string(&path).expect("read");
+        assert!(text.starts_with("# ferroftp users file."), "{text}");
+        let db = UserDb::load(&path).expect("load");
+        assert_eq!(db.len(), 1);
+        let alice = db.verify("alice", "one").expect("alice");
+        assert_eq!(alice.home.as_deref(), Some(Path::new("alice")));
+        assert_eq!(alice.permissions, Permissions::ALL);
+        #[cfg(unix)]
+        assert_eq!(mode(&path), 0o600);
+        // No temporary files left behind.
+        assert_eq!(fs::read_dir(dir.path()).expect("readdir").count(), 1);
+    }
+
+    #[test]
+    fn upsert_updates_in_place() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("users.toml");
+        let (h1, h2, h3) = (hash("one"), hash("two"), hash("three"));
+        let original = format!(
+            "# my users\n\n[[user]]\nname = \"alice\"  # the boss\npassword = \"{h1}\"\n\
+             home = \"/srv/alice\"\npermissions = [\"list\", \"read\"]\n\n\
+             # bob is read-only\n[[user]]\nname = \"bob\"\npassword = \"{h1}\"\ndisabled = true\n"
+        );
+        fs::write(&path, &original).expect("write");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
+        }
+
+        // Password changes, home kept when None, comments and other users untouched.
+        assert!(!upsert_user(&path, "alice", &h2, None).expect("update"));
+        let text = fs::read_to_string(&path).expect("read");
+        assert_eq!(text, original.replacen(&h1, &h2, 1));
+        #[cfg(unix)]
+        assert_eq!(mode(&path), 0o600);
+        let db = UserDb::load(&path).expect("load");
+        assert!(db.verify("alice", "one").is_none());
+        let alice = db.verify("alice", "two").expect("alice");
+        assert_eq!(alice.home.as_deref(), Some(Path::new("/srv/alice")));
+        assert_eq!(alice.permissions, Permissions::READ_ONLY);
+        let bob = db.get("bob").expect("bob");
+        assert!(bob.disabled);
+
+        // Home replaced when Some; added when the user had none.
+        assert!(!upsert_user(&path, "alice", &h2, Some(Path::new("/srv/a2"))).expect("home"));
+        assert!(!upsert_user(&path, "bob", &h3, Some(Path::new("bob"))).expect("bob home"));
+        let text = fs::read_to_string(&path).expect("read");
+        assert!(
+            text.contains("# the boss") && text.contains("# bob is read-only"),
+            "{text}"
+        );
+        let db = UserDb::load(&path).expect("load");
+        assert_eq!(
+            db.get("alice").expect("alice").home.as_deref(),
+            Some(Path::new("/srv/a2"))
+        );
+        let bob = db.get("bob").expect("bob");
+        assert_eq!(bob.home.as_deref(), Some(Path::new("bob")));
+        assert!(bob.disabled);
+        assert!(db.verify("alice", "two").is_some());
+
+        // A new user is appended; existing ones are untouched.
+        let before = fs::read_to_string(&path).expect("read");
+        assert!(upsert_user(&path, "carol", &h3, None).expect("carol"));
+        let text = fs::read_to_string(&path).expect("read");
+        assert!(text.starts_with(&before), "{text}");
+        let db = UserDb::load(&path).expect("load");
+        assert_eq!(db.len(), 3);
+        assert!(db.verify("carol", "three").is_some());
+        assert_eq!(db.get("carol").expect("carol").home, None);
+        assert!(db.verify("alice", "two").is_some());
+        assert_eq!(fs::read_dir(dir.path()).expect("readdir").count(), 1);
+    }
+
+    #[test]
+    fn upsert_rewrites_files_it_cannot_edit_in_place() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("users.toml");
+        let h1 = hash("one");
+        let original = format!(
+            "# header kept\nuser = [\n  {{ name = \"alice\", password = \"{h1}\", permissions = \"all\" }},\n  \
+             {{ name = \"bob\", password = \"{h1}\", disabled = true }},\n]\n"
+        );
+        fs::write(&path, &original).expect("write");
+        let h2 = hash("two");
+        assert!(!upsert_user(&path, "alice", &h2, Some(Path::new("/a"))).expect("update"));
+        assert!(upsert_user(&path, "carol", &h2, None).expect("create"));
+        let text = fs::read_to_string(&path).expect("read");
+        assert!(text.starts_with("# header kept\n"), "{text}");
+        let db = UserDb::load(&path).expect("load");
+        assert_eq!(db.len(), 3);
+        let alice = db.verify("alice", "two").expect("alice");
+        assert_eq!(alice.home.as_deref(), Some(Path::new("/a")));
+        assert_eq!(alice.permissions, Permissions::ALL);
+        assert!(db.get("bob").expect("bob").disabled);
+        assert!(db.verify("carol", "two").is_some());
+    }
+
+    #[test]
+    fn upsert_adds_home_after_a_final_line_without_newline() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("users.toml");
+        let (h1, h2) = (hash("one"), hash("two"));
+        fs::write(
+            &path,
+            format!("[[user]]\nname = \"alice\"\npassword = \"{h1}\""),
+        )
+        .expect("write");
+        assert!(!upsert_user(&path, "alice", &h2, Some(Path::new("/a"))).expect("update"));
+        assert_eq!(
+            fs::read_to_string(&path).expect("read"),
+            format!("[[user]]\nname = \"alice\"\npassword = \"{h2}\"\nhome = \"/a\"\n")
+        );
+    }
+
+    #[test]
+    fn upsert_refuses_bad_input_and_invalid_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("users.toml");
+        let h = hash("one");
+        assert!(matches!(
+            upsert_user(&path, "a b", &h, None),
+            Err(AuthError::InvalidName { .. })
+        ));
+        let err = upsert_user(&path, "alice", "hunter2", None).expect_err("bad hash");
+        assert!(matches!(err, AuthError::InvalidHash(_)));
+        assert!(!err.to_string().contains("hunter2"));
+        assert!(!path.exists());
+
+        let broken = "[[user]]\nname = \"alice\"\npassword = \"x\"\n";
+        fs::write(&path, broken).expect("write");
+        assert!(matches!(
+            upsert_user(&path, "bob", &h, None),
+            Err(AuthError::Invalid { .. })
+        ));
+        assert_eq!(fs::read_to_string(&path).expect("read"), broken);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn upsert_follows_symlinks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let real = dir.path().join("real.toml");
+        let link = dir.path().join("users.toml");
+        std::os::unix::fs::symlink(&real, &link).expect("symlink");
+        fs::write(&real, "").expect("write");
+        assert!(upsert_user(&link, "alice", &hash("one"), None).expect("create"));
+        assert!(
+            fs::symlink_metadata(&link)
+                .expect("meta")
+                .file_type()
+                .is_symlink()
+        );
+        assert!(
+            UserDb::load(&real)
+                .expect("load")
+                .verify("alice", "one")
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn read_password_line_strips_line_ending() {
+        let read = |input: &[u8]| read_password_line(&mut &input[..]).expect("read");
+        assert_eq!(read(b"pass word\r\nnext\n"), "pass word");
+        assert_eq!(read(b"pw\n"), "pw");
+        assert_eq!(read(b"pw"), "pw");
+        assert_eq!(read(b" pw \n"), " pw ");
+        assert_eq!(read(b""), "");
+        assert!(read_password_line(&mut &b"\xff\n"[..]).is_err());
+    }
+
+    #[test]
+    fn generated_passwords_are_long_and_unambiguous() {
+        let a = generate_password();
+        assert_eq!(a.chars().count(), 20);
+        assert!(a.bytes().all(|b| PASSWORD_ALPHABET.contains(&b)), "{a}");
+        assert_ne!(a, generate_password());
+        for c in "0O1lIo".bytes() {
+            assert!(!PASSWORD_ALPHABET.contains(&c));
+        }
+        let many: String = (0..50).map(|_| generate_password()).collect();
+        assert!(many.bytes().all(|b| b.is_ascii_alphanumeric()));
+    }
+}
