@@ -1,0 +1,369 @@
+//! Test harness: runs the real `ferroftp` binary on an ephemeral loopback port with a temporary
+//! root, and a small raw control-connection client for checking exact replies.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running server; killed on drop. Its log (stderr) is in `log_path`.
+pub struct TestServer {
+    child: Child,
+    pub addr: SocketAddr,
+    pub user: String,
+    pub password: String,
+    pub root: PathBuf,
+    pub dir: tempfile::TempDir,
+    pub log_path: PathBuf,
+}
+
+/// How to start a server.
+#[derive(Default)]
+pub struct Options {
+    /// Extra TOML appended to the generated config file.
+    pub config: String,
+    /// Extra command-line arguments after `serve`.
+    pub args: Vec<String>,
+    /// Listen address (default 127.0.0.1:0).
+    pub listen: Option<String>,
+    /// Users as (name, password, extra TOML lines such as `home = "x"` or `permissions = [...]`);
+    /// when empty the server generates its default user.
+    pub users: Vec<(String, String, String)>,
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_ferroftp")
+}
+
+impl TestServer {
+    pub fn start() -> Self {
+        Self::with(Options::default())
+    }
+
+    pub fn with(opts: Options) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        let config_path = dir.path().join("ferroftp.toml");
+        let mut config = format!("root = {:?}\n", root.to_str().unwrap());
+        let (mut user, mut password) = (String::new(), String::new());
+        if !opts.users.is_empty() {
+            let users_path = dir.path().join("users.toml");
+            for (name, pw, extra) in &opts.users {
+                add_user(&users_path, name, pw, None);
+                if !extra.is_empty() {
+                    let mut text = std::fs::read_to_string(&users_path).unwrap();
+                    // Put the extra keys into this user's table (it is the last one added).
+                    text.push_str(extra);
+                    text.push('\n');
+                    std::fs::write(&users_path, text).unwrap();
+                }
+            }
+            config.push_str(&format!(
+                "users_file = {:?}\n",
+                users_path.to_str().unwrap()
+            ));
+            user = opts.users[0].0.clone();
+            password = opts.users[0].1.clone();
+        }
+        config.push_str(&opts.config);
+        std::fs::write(&config_path, config).unwrap();
+        let log_path = dir.path().join("server.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let listen = opts.listen.unwrap_or_else(|| "127.0.0.1:0".into());
+        let mut child = Command::new(bin())
+            .arg("serve")
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--listen")
+            .arg(&listen)
+            .args(&opts.args)
+            .env("RUST_LOG", "debug")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let mut addr = None;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while addr.is_none() {
+            assert!(Instant::now() < deadline, "server did not start");
+            let Some(Ok(line)) = lines.next() else {
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                panic!("server exited before listening; log:\n{log}");
+            };
+            if let Some(rest) = line.split("password: ").nth(1) {
+                user = "ferro".into();
+                password = rest.trim().to_string();
+            }
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                let a = rest.split_whitespace().next().unwrap();
+                addr = Some(a.parse().unwrap());
+            }
+        }
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Self {
+            child,
+            addr: addr.unwrap(),
+            user,
+            password,
+            root,
+            dir,
+            log_path,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// `ftp://user:pass@127.0.0.1:port/` + path, for curl.
+    pub fn url(&self, path: &str) -> String {
+        format!(
+            "ftp://{}:{}/{}",
+            self.addr.ip(),
+            self.port(),
+            path.trim_start_matches('/')
+        )
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// A raw control connection, greeted.
+    pub fn connect(&self) -> Ctrl {
+        Ctrl::connect(self.addr)
+    }
+
+    /// A raw control connection, logged in.
+    pub fn login(&self) -> Ctrl {
+        let mut c = self.connect();
+        c.login(&self.user, &self.password);
+        c
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Assert the server still serves a fresh client end to end (login, PASV, LIST).
+    pub fn assert_still_serving(&mut self) {
+        assert!(self.is_running(), "server died; log:\n{}", self.log());
+        let mut c = self.login();
+        let data = c.pasv_connect();
+        let (code, _) = c.cmd("LIST");
+        assert!(code == 150 || code == 125, "LIST got {code}");
+        let _ = read_all(data);
+        assert_eq!(c.reply().0, 226);
+        c.cmd_ok("QUIT", 221);
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("---- server log ----\n{}", self.log());
+        }
+    }
+}
+
+/// Add a user with `ferroftp passwd`, password on stdin. Cheap argon2 parameters keep tests fast.
+pub fn add_user(users: &Path, name: &str, password: &str, home: Option<&Path>) {
+    let mut cmd = Command::new(bin());
+    cmd.args(["passwd", "--users"]).arg(users).arg(name);
+    cmd.args(["--argon2-memory", "1024", "--argon2-iterations", "1"]);
+    if let Some(h) = home {
+        cmd.arg("--home").arg(h);
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "passwd failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A raw control connection that reads whole replies (multi-line aware).
+pub struct Ctrl {
+    pub reader: BufReader<TcpStream>,
+    pub stream: TcpStream,
+}
+
+impl Ctrl {
+    pub fn connect(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut c = Self {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            stream,
+        };
+        let (code, text) = c.reply();
+        assert_eq!(code, 220, "greeting: {text}");
+        c
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// Read one reply: (code, all text lines joined by '\n').
+    pub fn reply(&mut self) -> (u16, String) {
+        let mut first = String::new();
+        self.reader.read_line(&mut first).unwrap();
+        assert!(first.len() >= 4, "short reply line {first:?}");
+        let code: u16 = first[..3]
+            .parse()
+            .unwrap_or_else(|_| panic!("bad reply {first:?}"));
+        let mut text = first[4..].trim_end().to_string();
+        if first.as_bytes()[3] == b'-' {
+            let end = format!("{code} ");
+            loop {
+                let mut line = String::new();
+                let n = self.reader.read_line(&mut line).unwrap();
+                assert!(n > 0, "connection closed inside a multi-line reply");
+                text.push('\n');
+                text.push_str(line.trim_end());
+                if line.starts_with(&end) {
+                    break;
+                }
+            }
+        }
+        (code, text)
+    }
+
+    /// Whether the server has closed the connection (reads to EOF, with the read timeout).
+    pub fn is_closed(&mut self) -> bool {
+        let mut buf = [0u8; 256];
+        loop {
+            match self.reader.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(_) => return false,
+            }
+        }
+    }
+
+    pub fn cmd(&mut self, line: &str) -> (u16, String) {
+        self.send_raw(format!("{line}\r\n").as_bytes());
+        self.reply()
+    }
+
+    /// Send and assert the code; returns the text.
+    pub fn cmd_ok(&mut self, line: &str, code: u16) -> String {
+        let (got, text) = self.cmd(line);
+        assert_eq!(got, code, "{line} -> {got} {text}");
+        text
+    }
+
+    pub fn login(&mut self, user: &str, password: &str) {
+        self.cmd_ok(&format!("USER {user}"), 331);
+        self.cmd_ok(&format!("PASS {password}"), 230);
+    }
+
+    /// PASV and connect to the announced address.
+    pub fn pasv_connect(&mut self) -> TcpStream {
+        let text = self.cmd_ok("PASV", 227);
+        let addr = ferroftp_proto::addr::parse_pasv_reply(&text).expect("227 address");
+        TcpStream::connect(addr).unwrap()
+    }
+
+    /// EPSV and connect to the announced port on the control connection's host.
+    pub fn epsv_connect(&mut self) -> TcpStream {
+        let text = self.cmd_ok("EPSV", 229);
+        let port: u16 = text.split('|').nth(3).unwrap().parse().unwrap();
+        let ip = self.stream.peer_addr().unwrap().ip();
+        TcpStream::connect((ip, port)).unwrap()
+    }
+
+    /// A full RETR over passive mode: returns the bytes.
+    pub fn retr(&mut self, path: &str) -> Vec<u8> {
+        let data = self.pasv_connect();
+        let (code, text) = self.cmd(&format!("RETR {path}"));
+        assert!(code == 150 || code == 125, "RETR {path} -> {code} {text}");
+        let bytes = read_all(data);
+        self.cmd_ok_reply(226);
+        bytes
+    }
+
+    /// A full STOR over passive mode.
+    pub fn stor(&mut self, path: &str, bytes: &[u8]) {
+        let mut data = self.pasv_connect();
+        let (code, text) = self.cmd(&format!("STOR {path}"));
+        assert!(code == 150 || code == 125, "STOR {path} -> {code} {text}");
+        data.write_all(bytes).unwrap();
+        drop(data);
+        self.cmd_ok_reply(226);
+    }
+
+    /// A listing command over passive mode: returns the text.
+    pub fn list(&mut self, line: &str) -> String {
+        let data = self.pasv_connect();
+        let (code, text) = self.cmd(line);
+        assert!(code == 150 || code == 125, "{line} -> {code} {text}");
+        let bytes = read_all(data);
+        self.cmd_ok_reply(226);
+        String::from_utf8(bytes).unwrap()
+    }
+
+    pub fn cmd_ok_reply(&mut self, code: u16) -> String {
+        let (got, text) = self.reply();
+        assert_eq!(got, code, "expected {code}, got {got} {text}");
+        text
+    }
+}
+
+pub fn read_all(mut s: TcpStream) -> Vec<u8> {
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut v = Vec::new();
+    s.read_to_end(&mut v).unwrap();
+    v
+}
+
+/// Run a command, returning (success, stdout, stderr).
+pub fn run(cmd: &mut Command) -> (bool, String, String) {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Deterministic pseudo-random bytes (no extra crate): xorshift.
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
