@@ -192,7 +192,14 @@ async fn accept_loop(
         let shared = Arc::clone(&shared);
         let mut set = sessions.lock().await;
         // Reap finished sessions so the set does not grow with every connection ever made.
-        while set.try_join_next().is_some() {}
+        while let Some(done) = set.try_join_next() {
+            if let Err(e) = done {
+                if e.is_panic() {
+                    // tokio caught it: only that session ended. It is a bug all the same.
+                    tracing::error!(error = %e, "a session task panicked");
+                }
+            }
+        }
         set.spawn(handle_connection(stream, peer, shared));
     }
 }

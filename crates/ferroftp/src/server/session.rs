@@ -215,6 +215,8 @@ impl Session {
                     }
                 },
                 outcome = wait_transfer(&mut self.transfer), if self.transfer.is_some() => {
+                    // A transfer is activity: the idle clock starts when it ends.
+                    self.last_activity = Instant::now();
                     if let Err(_) | Ok(Flow::Close(_)) = self.finish_transfer(outcome).await {
                         return self.close("client gone during a transfer").await;
                     }
@@ -277,9 +279,18 @@ impl Session {
         self.lines.remove(pos)
     }
 
+    /// Send a reply. A client that stops reading cannot hold the session forever: the write
+    /// gives up after the idle timeout.
     async fn send(&mut self, reply: Reply) -> io::Result<()> {
         debug!(code = reply.code, text = %reply.lines.join(" | "), "reply");
-        self.ctrl.write_all(&reply.render()).await
+        let limit = self.shared.config.limits.idle_timeout();
+        match tokio::time::timeout(limit, self.ctrl.write_all(&reply.render())).await {
+            Ok(result) => result,
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client did not read its replies",
+            )),
+        }
     }
 
     /// Whether the client has closed the control connection, without waiting; bytes that are
@@ -1424,35 +1435,36 @@ fn facts<'a>(e: &'a Entry, perm: &'a str) -> Facts<'a> {
 
 /// The RFC 3659 `perm` fact: what this user may do with an entry.
 fn perm_fact(perms: Permissions, kind: EntryKind) -> String {
-    let mut s = String::new();
-    let mut add = |p: Permission, c: char| {
-        if perms.has(p) {
-            s.push(c);
-        }
-    };
-    if kind == EntryKind::Dir {
-        s_push_dir(&mut add);
+    use Permission::*;
+    let letters: &[(Permission, char)] = if kind == EntryKind::Dir {
+        &[
+            (List, 'l'),
+            (Write, 'c'),
+            (Mkdir, 'm'),
+            (Delete, 'p'),
+            (Rmdir, 'd'),
+            (Rename, 'f'),
+        ]
     } else {
-        add(Permission::Read, 'r');
-        add(Permission::Write, 'w');
-        add(Permission::Append, 'a');
-        add(Permission::Delete, 'd');
-        add(Permission::Rename, 'f');
-    }
-    if kind == EntryKind::Dir {
-        // CWD needs no permission.
-        s.insert(0, 'e');
-    }
-    s
-}
-
-fn s_push_dir(add: &mut impl FnMut(Permission, char)) {
-    add(Permission::List, 'l');
-    add(Permission::Write, 'c');
-    add(Permission::Mkdir, 'm');
-    add(Permission::Delete, 'p');
-    add(Permission::Rmdir, 'd');
-    add(Permission::Rename, 'f');
+        &[
+            (Read, 'r'),
+            (Write, 'w'),
+            (Append, 'a'),
+            (Delete, 'd'),
+            (Rename, 'f'),
+        ]
+    };
+    // Entering a directory (CWD) needs no permission.
+    let enter = (kind == EntryKind::Dir).then_some('e');
+    enter
+        .into_iter()
+        .chain(
+            letters
+                .iter()
+                .filter(|(p, _)| perms.has(*p))
+                .map(|&(_, c)| c),
+        )
+        .collect()
 }
 
 const ASCII_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
@@ -1589,5 +1601,52 @@ fn help_reply(topic: Option<&str>) -> Reply {
             format!("{t} is supported; see RFC 959, 2389, 2428 and 3659"),
         ),
         Some(t) => Reply::new(502, format!("Unknown command {t}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn perm_fact_follows_the_users_permissions() {
+        assert_eq!(perm_fact(Permissions::ALL, EntryKind::File), "rwadf");
+        assert_eq!(perm_fact(Permissions::ALL, EntryKind::Dir), "elcmpdf");
+        assert_eq!(perm_fact(Permissions::READ_ONLY, EntryKind::File), "r");
+        assert_eq!(perm_fact(Permissions::READ_ONLY, EntryKind::Dir), "el");
+        assert_eq!(perm_fact(Permissions::NONE, EntryKind::Dir), "e");
+    }
+
+    #[test]
+    fn only_session_set_up_commands_run_before_login() {
+        assert!(allowed_before_login(&Command::Feat));
+        assert!(allowed_before_login(&Command::User("a".into())));
+        assert!(!allowed_before_login(&Command::List(None)));
+        assert!(!allowed_before_login(&Command::Retr("x".into())));
+        assert!(!allowed_before_login(&Command::Stat(Some("/".into()))));
+        assert!(!allowed_before_login(&Command::Pasv));
+    }
+
+    #[test]
+    fn globs_are_recognised_in_the_last_component_only() {
+        assert!(is_glob("*.txt"));
+        assert!(is_glob("dir/file?.log"));
+        assert!(!is_glob("we*ird/name"));
+        assert!(!is_glob("plain.txt"));
+    }
+
+    #[test]
+    fn storage_errors_map_to_distinct_replies() {
+        assert_eq!(fs_reply("x", &StorageError::NotFound).code, 550);
+        assert_eq!(fs_reply("x", &StorageError::InvalidName).code, 553);
+        assert_eq!(fs_reply("x", &StorageError::NoSpace).code, 452);
+        assert_eq!(fs_reply("x", &StorageError::InvalidOffset).code, 554);
+        let io = StorageError::Io(io::Error::other("/secret/host/path"));
+        let reply = fs_reply("x", &io);
+        assert_eq!(reply.code, 451);
+        assert!(
+            !reply.lines.join(" ").contains("/secret"),
+            "host paths never reach the client"
+        );
     }
 }
