@@ -194,6 +194,22 @@ impl Session {
                     Err(_) => return self.close("control connection write failed").await,
                 }
             }
+            let may_read = self.lines.len() < MAX_QUEUED_LINES;
+            // Poll before waiting: take what the socket holds without trusting tokio's
+            // readiness (see `read_now`).
+            if may_read {
+                match self.read_now(&mut chunk) {
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                        ) => {}
+                    read => match self.take_input(read, &chunk).await {
+                        Some(reason) => return self.close(reason).await,
+                        None => continue,
+                    },
+                }
+            }
             let limits = &self.shared.config.limits;
             let deadline = if self.login.is_some() {
                 self.last_activity + limits.idle_timeout()
@@ -201,19 +217,12 @@ impl Session {
                 (self.connected_at + limits.login_timeout())
                     .min(self.last_activity + limits.idle_timeout())
             };
-            let may_read = self.lines.len() < MAX_QUEUED_LINES;
             tokio::select! {
-                read = self.ctrl.read(&mut chunk), if may_read => match read {
-                    Ok(0) | Err(_) => return self.close("client closed the control connection").await,
-                    Ok(n) => {
-                        if let Err(e) = self.ingest(&chunk[..n]) {
-                            let text = format!("Command line too long (the limit is {} bytes)", e.limit);
-                            warn!(limit = e.limit, "control line too long; closing");
-                            let _ = self.send(Reply::new(500, text)).await;
-                            return self.close("control line too long").await;
-                        }
+                read = self.ctrl.read(&mut chunk), if may_read => {
+                    if let Some(reason) = self.take_input(read, &chunk).await {
+                        return self.close(reason).await;
                     }
-                },
+                }
                 outcome = wait_transfer(&mut self.transfer), if self.transfer.is_some() => {
                     // A transfer is activity: the idle clock starts when it ends.
                     self.last_activity = Instant::now();
@@ -228,6 +237,22 @@ impl Session {
                     return self.close(if self.login.is_some() { "idle timeout" } else { "login timeout" }).await;
                 }
             }
+        }
+    }
+
+    /// Queue the lines of a read; `Some(reason)` when the session must end.
+    async fn take_input(&mut self, read: io::Result<usize>, chunk: &[u8]) -> Option<&'static str> {
+        match read {
+            Ok(0) | Err(_) => Some("client closed the control connection"),
+            Ok(n) => match self.ingest(&chunk[..n]) {
+                Ok(()) => None,
+                Err(e) => {
+                    let text = format!("Command line too long (the limit is {} bytes)", e.limit);
+                    warn!(limit = e.limit, "control line too long; closing");
+                    let _ = self.send(Reply::new(500, text)).await;
+                    Some("control line too long")
+                }
+            },
         }
     }
 
@@ -293,15 +318,34 @@ impl Session {
         }
     }
 
+    /// Read what the socket holds right now, bypassing tokio's readiness cache.
+    ///
+    /// Clients send ABOR as TCP urgent data (ftplib: `ABOR\r\n` with MSG_OOB). With
+    /// SO_OOBINLINE the urgent byte stays in the stream, but a read stops at the urgent mark:
+    /// tokio sees a short read, assumes the socket is drained, and the rest (the final `\n`)
+    /// would wait for the next packet, which may never come.
+    fn read_now(&self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::io::Read;
+        let sock = socket2::SockRef::from(&self.ctrl);
+        (&*sock).read(buf)
+    }
+
     /// Whether the client has closed the control connection, without waiting; bytes that are
     /// waiting are kept as commands.
     fn client_gone(&mut self) -> bool {
         let mut buf = [0u8; 1024];
-        match self.ctrl.try_read(&mut buf) {
-            Ok(0) => true,
-            Ok(n) => self.ingest(&buf[..n]).is_err(),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
-            Err(_) => true,
+        loop {
+            match self.read_now(&mut buf) {
+                Ok(0) => return true,
+                Ok(n) => {
+                    if self.ingest(&buf[..n]).is_err() {
+                        return true;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return true,
+            }
         }
     }
 
