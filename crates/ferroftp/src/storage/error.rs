@@ -43,46 +43,6 @@ pub enum StorageError {
 /// The message cap-std puts in the error it returns for an escape attempt.
 const CAP_STD_ESCAPE_MESSAGE: &str = "a path led outside of the filesystem";
 
-/// Errno values that `std::io::ErrorKind` cannot express on our MSRV.
-#[cfg(all(
-    target_os = "linux",
-    any(
-        target_arch = "x86",
-        target_arch = "x86_64",
-        target_arch = "arm",
-        target_arch = "aarch64",
-        target_arch = "riscv32",
-        target_arch = "riscv64",
-        target_arch = "powerpc",
-        target_arch = "powerpc64",
-        target_arch = "s390x",
-        target_arch = "loongarch64"
-    )
-))]
-mod errno {
-    pub(super) const ELOOP: Option<i32> = Some(40);
-    pub(super) const ENAMETOOLONG: Option<i32> = Some(36);
-}
-#[cfg(not(all(
-    target_os = "linux",
-    any(
-        target_arch = "x86",
-        target_arch = "x86_64",
-        target_arch = "arm",
-        target_arch = "aarch64",
-        target_arch = "riscv32",
-        target_arch = "riscv64",
-        target_arch = "powerpc",
-        target_arch = "powerpc64",
-        target_arch = "s390x",
-        target_arch = "loongarch64"
-    )
-)))]
-mod errno {
-    pub(super) const ELOOP: Option<i32> = None;
-    pub(super) const ENAMETOOLONG: Option<i32> = None;
-}
-
 /// Classifies an I/O error into the typed variants; `?` on an `io::Result` therefore never
 /// produces `Io` for a condition that has its own variant.
 impl From<io::Error> for StorageError {
@@ -106,8 +66,9 @@ impl From<io::Error> for StorageError {
             _ => {}
         }
         match err.raw_os_error() {
-            Some(code) if Some(code) == errno::ELOOP => StorageError::Escape,
-            Some(code) if Some(code) == errno::ENAMETOOLONG => StorageError::InvalidName,
+            // ErrorKind::FilesystemLoop and InvalidFilename are not stable yet.
+            Some(libc::ELOOP) => StorageError::Escape,
+            Some(libc::ENAMETOOLONG) => StorageError::InvalidName,
             _ => StorageError::Io(err),
         }
     }
