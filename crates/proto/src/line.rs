@@ -12,11 +12,12 @@ pub struct LineTooLong {
 /// Take one complete line from the front of `buf`, without its line ending and with Telnet
 /// sequences removed. `Ok(None)` means more bytes are needed.
 ///
-/// A buffer holding `max_len` bytes or more with no line end is an error: the caller replies and
+/// `max_len` includes the line end. A buffer holding `max_len` bytes with no line end is an error: the caller replies and
 /// closes rather than buffering without bound.
 pub fn take_line(buf: &mut Vec<u8>, max_len: usize) -> Result<Option<Vec<u8>>, LineTooLong> {
+    // `max_len` counts the whole line including its end: the LF at `pos` is byte `pos + 1`.
     match buf.iter().position(|&b| b == b'\n') {
-        Some(pos) if pos <= max_len => {
+        Some(pos) if pos < max_len => {
             let mut line: Vec<u8> = buf.drain(..=pos).collect();
             line.pop();
             if line.last() == Some(&b'\r') {
@@ -25,7 +26,7 @@ pub fn take_line(buf: &mut Vec<u8>, max_len: usize) -> Result<Option<Vec<u8>>, L
             Ok(Some(strip_telnet(&line)))
         }
         Some(_) => Err(LineTooLong { limit: max_len }),
-        None if buf.len() > max_len => Err(LineTooLong { limit: max_len }),
+        None if buf.len() >= max_len => Err(LineTooLong { limit: max_len }),
         None => Ok(None),
     }
 }
@@ -79,6 +80,21 @@ mod tests {
         assert_eq!(take_line(&mut buf, 10), Err(LineTooLong { limit: 10 }));
         let mut buf = b"0123456789ABCDEF\r\n".to_vec();
         assert!(take_line(&mut buf, 10).is_err());
+    }
+
+    #[test]
+    fn the_limit_counts_the_line_end() {
+        let mut buf = b"NOOP    \r\n".to_vec();
+        assert_eq!(take_line(&mut buf, 10), Ok(Some(b"NOOP    ".to_vec())));
+        let mut buf = b"NOOP     \r\n".to_vec();
+        assert!(take_line(&mut buf, 10).is_err());
+        let mut buf = b"NOOP     \r".to_vec();
+        assert!(
+            take_line(&mut buf, 10).is_err(),
+            "10 bytes and no LF yet cannot end within 10"
+        );
+        let mut buf = b"NOOP    \r".to_vec();
+        assert_eq!(take_line(&mut buf, 10), Ok(None));
     }
 
     #[test]
