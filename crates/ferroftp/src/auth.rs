@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
 use std::io::{self, BufRead, IsTerminal, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -29,6 +30,7 @@ use rand::{Rng, RngCore};
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::ser::{SerializeSeq, Serializer};
 use serde::{Deserialize, Serialize};
+use toml_edit::{ArrayOfTables, DocumentMut, InlineTable, Item, TableLike, Value};
 
 /// One permission a user may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -544,7 +546,7 @@ struct RawFile {
 }
 
 /// One validated user exactly as written in the file (absent optional keys stay absent).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 struct RawUser {
     name: String,
     password: String,
@@ -625,41 +627,13 @@ impl RawUser {
             password_hash: HashString(self.password),
         }
     }
-
-    /// This user as a `[[user]]` table in TOML.
-    fn render(&self) -> String {
-        let mut out = format!(
-            "[[user]]\nname = {}\npassword = {}\n",
-            toml_string(&self.name),
-            toml_string(&self.password)
-        );
-        if let Some(home) = &self.home {
-            out.push_str(&format!("home = {}\n", toml_string(home)));
-        }
-        if let Some(permissions) = self.permissions {
-            let names: Vec<String> = permissions
-                .iter()
-                .map(|p| format!("{:?}", p.name()))
-                .collect();
-            out.push_str(&format!("permissions = [{}]\n", names.join(", ")));
-        }
-        if let Some(disabled) = self.disabled {
-            out.push_str(&format!("disabled = {disabled}\n"));
-        }
-        out
-    }
-}
-
-/// A TOML string literal for `s`.
-fn toml_string(s: &str) -> String {
-    toml::Value::String(s.to_owned()).to_string()
 }
 
 /// Parse and validate users-file text into the users as written.
 fn parse_raw(text: &str, origin: &str) -> Result<Vec<RawUser>, AuthError> {
     let file: RawFile = toml::from_str(text).map_err(|e| AuthError::Syntax {
         origin: origin.to_owned(),
-        message: describe_toml_error(text, &e),
+        message: describe_toml_error(text, e.message(), e.span()),
     })?;
     let invalid = |message: String| AuthError::Invalid {
         origin: origin.to_owned(),
@@ -681,11 +655,11 @@ fn parse_raw(text: &str, origin: &str) -> Result<Vec<RawUser>, AuthError> {
     Ok(users)
 }
 
-/// `line L, column C: message` for a toml error, without toml's source excerpt (which could show
-/// a secret on the offending line).
-fn describe_toml_error(text: &str, err: &toml::de::Error) -> String {
-    let message = err.message().trim_end();
-    let Some(before) = err.span().and_then(|span| text.get(..span.start)) else {
+/// `line L, column C: message` for a toml error at `span`, without toml's source excerpt (which
+/// could show a secret on the offending line).
+fn describe_toml_error(text: &str, message: &str, span: Option<Range<usize>>) -> String {
+    let message = message.trim_end();
+    let Some(before) = span.and_then(|span| text.get(..span.start)) else {
         return message.to_owned();
     };
     let line = before.matches('\n').count() + 1;
@@ -705,14 +679,15 @@ const FILE_HEADER: &str = "\
 # disabled = false          # optional
 ";
 
-/// Add or update a user in a users file (creating the file if missing), keeping other users and comments where practical.
+/// Add or update a user in a users file (creating the file if missing), keeping other users, comments and layout.
 ///
-/// The existing file must be a valid users file. The user's `password` (and `home`, when `home`
-/// is `Some`) is edited in place, or a new `[[user]]` table is appended, so comments and layout
-/// survive; if the file's layout makes that impossible (e.g. inline tables), the file is
-/// rewritten from the parsed users, keeping its leading comment block. The file is written
-/// atomically (temporary file in the same directory + rename) with mode 0o600; a symlink is
-/// followed and its target replaced. Concurrent writers are not serialised: the last one wins.
+/// The existing file must be a valid users file; it is edited with `toml_edit`. The user's
+/// `password` (and `home`, when `home` is `Some`) is replaced in place, or the user is appended
+/// (a new `[[user]]` table, or an inline table if the file lists users in an inline array), so
+/// comments and layout survive. The result is validated again before anything is written. The
+/// file is written atomically (temporary file in the same directory + rename) with mode 0o600;
+/// a symlink is followed and its target replaced. Concurrent writers are not serialised: the
+/// last one wins.
 ///
 /// `home`: `Some` = set it; `None` = keep the existing one (or absent for a new user).
 /// Returns whether the user was created (`true`) or updated (`false`).
@@ -737,14 +712,22 @@ pub fn upsert_user(
                 path: h.to_owned(),
                 reason,
             })?;
-            Ok(s.to_owned())
+            Ok(s)
         })
         .transpose()?;
 
     let target = resolve_symlink(path);
-    let existing = match fs::read_to_string(&target) {
-        Ok(text) => Some(text),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => None,
+    let origin = path.display().to_string();
+    let mut doc = match fs::read_to_string(&target) {
+        Ok(text) if !text.trim().is_empty() => {
+            UserDb::parse(&text, &origin)?;
+            text.parse::<DocumentMut>().map_err(|e| AuthError::Syntax {
+                origin: origin.clone(),
+                message: describe_toml_error(&text, e.message(), e.span()),
+            })?
+        }
+        Ok(_) => DocumentMut::new(),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => DocumentMut::new(),
         Err(error) => {
             return Err(AuthError::Read {
                 path: path.to_owned(),
@@ -752,19 +735,9 @@ pub fn upsert_user(
             });
         }
     };
-    let new_user = RawUser {
-        name: name.to_owned(),
-        password: password_hash.to_owned(),
-        home,
-        permissions: None,
-        disabled: None,
-    };
-    let (text, created) = match existing {
-        Some(text) if !text.trim().is_empty() => {
-            edit_users_text(&text, &path.display().to_string(), new_user)?
-        }
-        _ => (format!("{FILE_HEADER}\n{}", new_user.render()), true),
-    };
+    let created = edit_users_document(&mut doc, name, password_hash, home);
+    let text = doc.to_string();
+    UserDb::parse(&text, &origin)?;
     write_atomic(&target, &text).map_err(|error| AuthError::Write {
         path: path.to_owned(),
         error,
@@ -772,102 +745,89 @@ pub fn upsert_user(
     Ok(created)
 }
 
-/// The new text of a users file with `update` applied, and whether the user was created.
-fn edit_users_text(text: &str, origin: &str, update: RawUser) -> Result<(String, bool), AuthError> {
-    let mut expected = parse_raw(text, origin)?;
-    let (edited, created) = match expected.iter_mut().find(|u| u.name == update.name) {
-        Some(user) => {
-            user.password.clone_from(&update.password);
-            if update.home.is_some() {
-                user.home.clone_from(&update.home);
+/// Set the password (and home, if given) of user `name` in a valid users file, appending the
+/// user if missing; returns whether it was appended.
+fn edit_users_document(
+    doc: &mut DocumentMut,
+    name: &str,
+    password_hash: &str,
+    home: Option<&str>,
+) -> bool {
+    let is_named = |t: &dyn TableLike| t.get("name").and_then(Item::as_str) == Some(name);
+    let existing: Option<&mut dyn TableLike> = match doc.get_mut("user") {
+        Some(Item::ArrayOfTables(tables)) => tables
+            .iter_mut()
+            .find(|t| is_named(*t))
+            .map(|t| t as &mut dyn TableLike),
+        Some(Item::Value(Value::Array(array))) => array
+            .iter_mut()
+            .filter_map(Value::as_inline_table_mut)
+            .find(|t| is_named(*t))
+            .map(|t| t as &mut dyn TableLike),
+        // `UserDb::parse` has checked that `user` is absent or one of the above.
+        _ => None,
+    };
+    if let Some(user) = existing {
+        set_string(user, "password", password_hash);
+        if let Some(home) = home {
+            set_string(user, "home", home);
+        }
+        return false;
+    }
+
+    let mut user = InlineTable::new();
+    user.insert("name", name.into());
+    user.insert("password", password_hash.into());
+    if let Some(home) = home {
+        user.insert("home", home.into());
+    }
+    match doc.get_mut("user") {
+        Some(Item::ArrayOfTables(tables)) => tables.push(user.into_table()),
+        Some(Item::Value(Value::Array(array))) => {
+            // Put the new entry on its own line if the one before it is (without its comments).
+            let mut user = Value::InlineTable(user);
+            let last_prefix = array.iter().last().and_then(|v| v.decor().prefix());
+            if let Some((_, indent)) = last_prefix
+                .and_then(|p| p.as_str())
+                .and_then(|p| p.rsplit_once('\n'))
+            {
+                user.decor_mut().set_prefix(format!("\n{indent}"));
             }
-            (splice_user(text, &update), false)
+            array.push_formatted(user);
+        }
+        _ => {
+            // No users yet, so the file holds nothing but comments: keep them above the first
+            // user, or start a new file with the header.
+            let comments = doc.trailing().as_str().unwrap_or_default().trim_end();
+            let header = if comments.is_empty() {
+                FILE_HEADER.trim_end()
+            } else {
+                comments
+            };
+            let mut table = user.into_table();
+            table.decor_mut().set_prefix(format!("{header}\n\n"));
+            doc.set_trailing("");
+            doc.insert(
+                "user",
+                Item::ArrayOfTables(ArrayOfTables::from_iter([table])),
+            );
+        }
+    }
+    true
+}
+
+/// Set `key` to the string `s`, keeping the key's and the old value's comments and spacing.
+fn set_string(table: &mut dyn TableLike, key: &str, s: &str) {
+    match table.get_mut(key).and_then(Item::as_value_mut) {
+        Some(value) => {
+            let decor = value.decor().clone();
+            *value = Value::from(s);
+            *value.decor_mut() = decor;
         }
         None => {
-            let mut edited = text.to_owned();
-            if !edited.ends_with('\n') {
-                edited.push('\n');
-            }
-            edited.push('\n');
-            edited.push_str(&update.render());
-            expected.push(update);
-            (Some(edited), true)
-        }
-    };
-    // Keep the in-place edit only if it means exactly what we intended.
-    match edited {
-        Some(edited) if parse_raw(&edited, origin).ok().as_ref() == Some(&expected) => {
-            Ok((edited, created))
-        }
-        _ => Ok((rewrite(text, &expected), created)),
-    }
-}
-
-/// Spans of the keys [`splice_user`] edits, for one `[[user]]` table.
-#[derive(Deserialize)]
-struct SpannedUser {
-    name: toml::Spanned<toml::Value>,
-    password: toml::Spanned<toml::Value>,
-    home: Option<toml::Spanned<toml::Value>>,
-}
-
-/// Top level of the users file, with spans.
-#[derive(Deserialize)]
-struct SpannedFile {
-    #[serde(default)]
-    user: Vec<SpannedUser>,
-}
-
-/// Replace the password (and home, if `update.home` is set) of an existing user in place.
-/// `None` if the text cannot be edited this way; the caller checks the result.
-fn splice_user(text: &str, update: &RawUser) -> Option<String> {
-    let file: SpannedFile = toml::from_str(text).ok()?;
-    let user = file
-        .user
-        .iter()
-        .find(|u| u.name.get_ref().as_str() == Some(update.name.as_str()))?;
-    let mut edits: Vec<(std::ops::Range<usize>, String)> =
-        vec![(user.password.span(), toml_string(&update.password))];
-    if let Some(new_home) = &update.home {
-        match &user.home {
-            Some(old) => edits.push((old.span(), toml_string(new_home))),
-            None => {
-                // Insert a line after the line holding the later of `name` and `password`.
-                let after = user.name.span().end.max(user.password.span().end);
-                let line = format!("home = {}\n", toml_string(new_home));
-                match text.get(after..)?.find('\n') {
-                    Some(i) => edits.push((after + i + 1..after + i + 1, line)),
-                    None => edits.push((text.len()..text.len(), format!("\n{line}"))),
-                }
-            }
+            table.insert(key, toml_edit::value(s));
         }
     }
-    edits.sort_by_key(|(range, _)| std::cmp::Reverse(range.start));
-    let mut out = text.to_owned();
-    for (range, replacement) in edits {
-        out.get(range.clone())?;
-        out.replace_range(range, &replacement);
-    }
-    Some(out)
-}
-
-/// The users file rewritten from `users`, keeping the original's leading comment block.
-fn rewrite(original: &str, users: &[RawUser]) -> String {
-    let header: String = original
-        .lines()
-        .take_while(|l| l.trim_start().starts_with('#') || l.trim().is_empty())
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let mut out = if header.trim().is_empty() {
-        FILE_HEADER.to_owned()
-    } else {
-        header.trim_end().to_owned() + "\n"
-    };
-    for user in users {
-        out.push('\n');
-        out.push_str(&user.render());
-    }
-    out
 }
 
 /// `path`, or the file it links to if it is a symlink that resolves.
@@ -886,52 +846,22 @@ fn write_atomic(path: &Path, text: &str) -> io::Result<()> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file name"))?
-        .to_string_lossy();
-    let (tmp, mut file) = create_temp(dir, &file_name)?;
-    let result = (|| {
-        file.write_all(text.as_bytes())?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            // The umask may have cleared bits of 0o600; set it exactly.
-            file.set_permissions(fs::Permissions::from_mode(0o600))?;
-        }
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-        return result;
+    let mut file = tempfile::NamedTempFile::new_in(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // tempfile already creates it 0o600; make sure of it.
+        file.as_file()
+            .set_permissions(fs::Permissions::from_mode(0o600))?;
     }
+    file.write_all(text.as_bytes())?;
+    file.as_file().sync_all()?;
+    file.persist(path).map_err(|e| e.error)?;
     // Make the rename durable; not all platforms or file systems support syncing a directory.
     if let Ok(d) = fs::File::open(dir) {
         let _ = d.sync_all();
     }
     Ok(())
-}
-
-/// Create a new, private temporary file next to the target.
-fn create_temp(dir: &Path, file_name: &str) -> io::Result<(PathBuf, fs::File)> {
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut attempts = 0;
-    loop {
-        let tmp = dir.join(format!(".{file_name}.{:08x}.tmp", OsRng.next_u32()));
-        match options.open(&tmp) {
-            Ok(file) => return Ok((tmp, file)),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 10 => attempts += 1,
-            Err(e) => return Err(e),
-        }
-    }
 }
 
 /// Read a new password for `ferroftp passwd`: prompted twice on a terminal, else one line of stdin.
