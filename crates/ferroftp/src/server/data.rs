@@ -3,7 +3,8 @@
 //!
 //! A passive port is a resource like a file descriptor: a [`PassiveListener`] holds it and gives
 //! it back when dropped, whatever path the session takes (used, timed out, replaced by another
-//! PASV, or the session ending).
+//! PASV, or the session ending). The session owns the listener until a transfer takes it, so
+//! every release is a plain synchronous drop, never left to a background task.
 
 use std::collections::HashSet;
 use std::io;
@@ -16,8 +17,6 @@ use std::time::Duration;
 use ferroftp_proto::ascii;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 use crate::config::PortRange;
 
@@ -130,36 +129,27 @@ pub(crate) struct PassiveListener {
 
 impl PassiveListener {
     /// The port listened on.
-    #[cfg(test)]
     pub(crate) fn port(&self) -> u16 {
         self.port
     }
 
-    /// Accept the client's data connection in the background: the first connection from
-    /// `expected_ip` wins; one from any other address is closed and logged (unless
-    /// `allow_foreign`). Gives up after `timeout`, releasing the port.
-    pub(crate) fn accept_in_background(
+    /// Accept the client's data connection: the first connection from `expected_ip` wins; one
+    /// from any other address is closed and logged (unless `allow_foreign`). Gives up after
+    /// `timeout`. The port is released when this returns, whatever the result.
+    pub(crate) async fn accept(
         self,
         expected_ip: IpAddr,
         allow_foreign: bool,
         timeout: Duration,
-    ) -> PendingPassive {
-        let (tx, rx) = oneshot::channel();
-        let port = self.port;
-        let task = tokio::spawn(async move {
-            let result =
-                tokio::time::timeout(timeout, self.accept_from(expected_ip, allow_foreign))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            format!("no data connection within {} s", timeout.as_secs()),
-                        ))
-                    });
-            // `self` (and so the port) is released here, before the stream is handed over.
-            let _ = tx.send(result);
-        });
-        PendingPassive { port, rx, task }
+    ) -> io::Result<TcpStream> {
+        tokio::time::timeout(timeout, self.accept_from(expected_ip, allow_foreign))
+            .await
+            .unwrap_or_else(|_| {
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no data connection within {} s", timeout.as_secs()),
+                ))
+            })
     }
 
     async fn accept_from(&self, expected: IpAddr, allow_foreign: bool) -> io::Result<TcpStream> {
@@ -183,36 +173,6 @@ impl Drop for PassiveListener {
         if let Some(owner) = &self.owner {
             owner.lock().in_use.remove(&self.port);
         }
-    }
-}
-
-/// A passive data connection being accepted in the background.
-#[derive(Debug)]
-pub(crate) struct PendingPassive {
-    port: u16,
-    rx: oneshot::Receiver<io::Result<TcpStream>>,
-    task: JoinHandle<()>,
-}
-
-impl PendingPassive {
-    /// The port the client was told.
-    pub(crate) fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// Wait for the connection (or the accept timeout).
-    pub(crate) async fn connection(mut self) -> io::Result<TcpStream> {
-        match (&mut self.rx).await {
-            Ok(result) => result,
-            Err(_) => Err(io::Error::other("passive accept task ended")),
-        }
-    }
-}
-
-impl Drop for PendingPassive {
-    fn drop(&mut self) {
-        // Ends a pending accept so that the listener, and with it the port, is released now.
-        self.task.abort();
     }
 }
 
@@ -391,28 +351,25 @@ mod tests {
     #[tokio::test]
     async fn a_timed_out_accept_releases_its_port() {
         let ports = PassivePorts::new(Some(free_range(1)));
-        let pending =
-            ports
-                .bind(LO)
-                .unwrap()
-                .accept_in_background(LO, false, Duration::from_millis(50));
+        let listener = ports.bind(LO).unwrap();
         assert_eq!(ports.in_use(), 1);
-        let err = pending.connection().await.unwrap_err();
+        let err = listener
+            .accept(LO, false, Duration::from_millis(50))
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         assert_eq!(ports.in_use(), 0);
     }
 
     #[tokio::test]
-    async fn dropping_a_pending_accept_releases_its_port() {
-        let ports = PassivePorts::new(Some(free_range(1)));
-        let pending =
-            ports
-                .bind(LO)
-                .unwrap()
-                .accept_in_background(LO, false, Duration::from_secs(30));
-        drop(pending);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        assert_eq!(ports.in_use(), 0);
+    async fn a_replaced_listener_frees_its_port_at_once() {
+        let range = free_range(1);
+        let ports = PassivePorts::new(Some(range));
+        let first = ports.bind(LO).unwrap();
+        drop(first);
+        // No yield in between: the port must be free for the very next bind.
+        let second = ports.bind(LO).unwrap();
+        assert_eq!(second.port(), range.low);
     }
 
     #[tokio::test]
@@ -420,7 +377,7 @@ mod tests {
         let ports = PassivePorts::new(None);
         let listener = ports.bind(LO).unwrap();
         let port = listener.port();
-        let pending = listener.accept_in_background(LO, false, Duration::from_millis(500));
+        let pending = tokio::spawn(listener.accept(LO, false, Duration::from_secs(5)));
         // 127.0.0.2 is a different client address on loopback.
         let thief = TcpSocket::new_v4().unwrap();
         thief
@@ -434,7 +391,7 @@ mod tests {
             "the thief is disconnected"
         );
         let _owner = TcpStream::connect((LO, port)).await.unwrap();
-        let conn = pending.connection().await.unwrap();
+        let conn = pending.await.unwrap().unwrap();
         assert_eq!(conn.peer_addr().unwrap().ip(), LO);
     }
 

@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
 
-use super::data::{self, CopyError, PendingPassive};
+use super::data::{self, CopyError, PassiveListener};
 use super::{SessionPermit, Shared};
 use crate::auth::{Permission, Permissions};
 use crate::storage::{self, Entry, EntryKind, LocalFs, StorageError, Upload, VPath, WriteMode};
@@ -77,8 +77,21 @@ struct Login {
 
 enum DataSetup {
     None,
-    Passive(PendingPassive),
+    /// Listening; the port is released at `expires` if no transfer has taken it by then.
+    Passive {
+        listener: PassiveListener,
+        expires: Instant,
+    },
     Active(SocketAddr),
+}
+
+impl DataSetup {
+    fn passive_expiry(&self) -> Option<Instant> {
+        match self {
+            Self::Passive { expires, .. } => Some(*expires),
+            _ => None,
+        }
+    }
 }
 
 struct Running {
@@ -217,6 +230,7 @@ impl Session {
                 (self.connected_at + limits.login_timeout())
                     .min(self.last_activity + limits.idle_timeout())
             };
+            let passive_expiry = self.data.passive_expiry();
             tokio::select! {
                 read = self.ctrl.read(&mut chunk), if may_read => {
                     if let Some(reason) = self.take_input(read, &chunk).await {
@@ -229,6 +243,10 @@ impl Session {
                     if let Err(_) | Ok(Flow::Close(_)) = self.finish_transfer(outcome).await {
                         return self.close("client gone during a transfer").await;
                     }
+                }
+                _ = tokio::time::sleep_until(passive_expiry.unwrap_or(deadline).into()), if passive_expiry.is_some() => {
+                    debug!("passive port released: no transfer within the data timeout");
+                    self.data = DataSetup::None;
                 }
                 _ = tokio::time::sleep_until(deadline.into()), if self.transfer.is_none() => {
                     let what = if self.login.is_some() { "idle" } else { "login" };
@@ -302,6 +320,19 @@ impl Session {
             trimmed == b"ABOR" || trimmed == b"STAT"
         })?;
         self.lines.remove(pos)
+    }
+
+    /// Remove an ABOR the client has already sent (read now, without waiting); whether there
+    /// was one.
+    fn take_queued_abor(&mut self) -> bool {
+        if self.client_gone() {
+            return false;
+        }
+        let pos = self.lines.iter().position(|l| {
+            let upper = l.to_ascii_uppercase();
+            upper.trim_ascii() == b"ABOR"
+        });
+        pos.and_then(|p| self.lines.remove(p)).is_some()
     }
 
     /// Send a reply. A client that stops reading cannot hold the session forever: the write
@@ -453,7 +484,7 @@ impl Session {
             Command::Size(arg) => self.cmd_size(&arg).await,
             Command::Mdtm(arg) => self.cmd_mdtm(&arg).await,
             Command::Mfmt(time, arg) => self.cmd_mfmt(time, &arg).await,
-            Command::Feat => feat_reply(),
+            Command::Feat => feat_reply(self.mlst),
             Command::Opts(OptsCommand::Utf8(true)) => Reply::new(200, "UTF8 is always on"),
             Command::Opts(OptsCommand::Utf8(false)) => {
                 Reply::new(504, "UTF8 cannot be turned off: names are UTF-8 (RFC 2640)")
@@ -778,14 +809,12 @@ impl Session {
             tracing::error!(error = %e, "cannot open a passive port");
             Reply::new(425, format!("Cannot open passive connection: {e}"))
         })?;
-        let pending = listener.accept_in_background(
-            self.peer.ip(),
-            cfg.passive.allow_foreign_ip,
-            cfg.limits.data_timeout(),
-        );
-        let port = pending.port();
+        let port = listener.port();
         debug!(port, "passive port open");
-        self.data = DataSetup::Passive(pending);
+        self.data = DataSetup::Passive {
+            listener,
+            expires: Instant::now() + cfg.limits.data_timeout(),
+        };
         Ok(port)
     }
 
@@ -822,10 +851,26 @@ impl Session {
         Reply::new(200, format!("{verb} command successful"))
     }
 
+    /// Refuse an upload that has no data connection set up before it touches any file: a
+    /// refused REST+STOR must not truncate, a refused APPE or STOU must not create.
+    fn require_data_setup(&self) -> Result<(), Reply> {
+        match self.data {
+            DataSetup::None => Err(Reply::new(425, "Use PASV, EPSV, PORT or EPRT first")),
+            _ => Ok(()),
+        }
+    }
+
     fn take_data_connection(&mut self) -> Result<ConnectFuture, Reply> {
         match std::mem::replace(&mut self.data, DataSetup::None) {
             DataSetup::None => Err(Reply::new(425, "Use PASV, EPSV, PORT or EPRT first")),
-            DataSetup::Passive(pending) => Ok(Box::pin(pending.connection())),
+            DataSetup::Passive { listener, .. } => {
+                let cfg = &self.shared.config;
+                Ok(Box::pin(listener.accept(
+                    self.peer.ip(),
+                    cfg.passive.allow_foreign_ip,
+                    cfg.limits.data_timeout(),
+                )))
+            }
             DataSetup::Active(target) => {
                 let local_ip = self.local.ip();
                 let timeout = self.shared.config.limits.data_timeout();
@@ -915,7 +960,15 @@ impl Session {
         };
         let bytes = running.progress.load(Ordering::Relaxed);
         let elapsed = running.started.elapsed();
-        let (mut replies, result): (Vec<Reply>, String) = match outcome.result {
+        let mut result = outcome.result;
+        if let Err(TransferError::Copy(CopyError::Network(_))) = &result {
+            // Clients abort by sending ABOR and then closing the data connection; the close
+            // can be seen first. An ABOR already waiting means the client ended it on purpose.
+            if self.take_queued_abor() {
+                result = Err(TransferError::Aborted);
+            }
+        }
+        let (mut replies, result): (Vec<Reply>, String) = match result {
             Ok(()) => match outcome.upload {
                 Some(upload) => {
                     if self.client_gone() {
@@ -1040,6 +1093,7 @@ impl Session {
             if path.is_root() {
                 return Err(Reply::new(553, "Cannot store over the home directory"));
             }
+            self.require_data_setup()?;
             let p = path.clone();
             let mut upload = blocking(move || fs.create_upload(&p, mode))
                 .await
@@ -1066,6 +1120,7 @@ impl Session {
     async fn cmd_stou(&mut self, hint: Option<String>) -> Result<(), Reply> {
         async {
             let fs = self.need(Permission::Write)?;
+            self.require_data_setup()?;
             self.rest = 0;
             let hint = hint
                 .as_deref()
@@ -1275,7 +1330,9 @@ impl Session {
         ));
         body.push(match &self.data {
             DataSetup::None => "No data connection".to_string(),
-            DataSetup::Passive(p) => format!("Passive mode: waiting on port {}", p.port()),
+            DataSetup::Passive { listener, .. } => {
+                format!("Passive mode: waiting on port {}", listener.port())
+            }
             DataSetup::Active(t) => format!("Active mode: will connect to {t}"),
         });
         body.push(format!(
@@ -1613,13 +1670,13 @@ async fn resolve_ipv4(name: &str) -> io::Result<std::net::Ipv4Addr> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no IPv4 address"))
 }
 
-fn feat_reply() -> Reply {
+fn feat_reply(mlst: MlstFacts) -> Reply {
     let features = [
         "EPRT".to_string(),
         "EPSV".to_string(),
         "MDTM".to_string(),
         "MFMT".to_string(),
-        format!("MLST {}", MlstFacts::default().render(true)),
+        format!("MLST {}", mlst.render(true)),
         "PASV".to_string(),
         "REST STREAM".to_string(),
         "SIZE".to_string(),
