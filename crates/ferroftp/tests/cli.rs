@@ -1,0 +1,648 @@
+//! The command line: help, check-config, passwd and serve's start-up behaviour.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Ctrl, Options, TestServer, bin, run};
+
+// ---------------------------------------------------------------------------------------------
+// Local helpers
+// ---------------------------------------------------------------------------------------------
+
+fn ferroftp(args: &[&str]) -> (bool, String, String) {
+    run(Command::new(bin()).args(args))
+}
+
+/// A child process killed on drop.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Run `cmd` expecting it to exit by itself within `within`; (success, stdout, stderr).
+fn run_with_deadline(cmd: &mut Command, within: Duration) -> (bool, String, String) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut out = String::new();
+            let mut err = String::new();
+            child
+                .stdout
+                .take()
+                .unwrap()
+                .read_to_string(&mut out)
+                .unwrap();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            return (status.success(), out, err);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} did not exit within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `ferroftp passwd --users FILE NAME` with `password` on stdin (cheap argon2 unless `real`).
+fn passwd(users: &Path, name: &str, password: &str, cheap: bool) -> (bool, String, String) {
+    let mut cmd = Command::new(bin());
+    cmd.args(["passwd", "--users"]).arg(users).arg(name);
+    if cheap {
+        cmd.args(["--argon2-memory", "1024", "--argon2-iterations", "1"]);
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// How many (uncommented) argon2id hashes a users file holds.
+fn hashes(text: &str) -> usize {
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#') && l.contains("\"$argon2id$"))
+        .count()
+}
+
+fn check_config(text: &str) -> (bool, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, text).unwrap();
+    run(Command::new(bin()).arg("check-config").arg(&path))
+}
+
+/// Start `serve` with `args` in `cwd`; wait for the listening line. Returns the process, the
+/// address and all stdout lines seen so far. `Err(stderr)` if it exits first.
+fn start_serve(cwd: &Path, args: &[&str]) -> Result<(Running, SocketAddr, Vec<String>), String> {
+    let mut child = Command::new(bin())
+        .arg("serve")
+        .args(args)
+        .current_dir(cwd)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let running = Running(child);
+    let mut lines = BufReader::new(stdout).lines();
+    let mut seen = Vec::new();
+    loop {
+        match lines.next() {
+            Some(Ok(line)) => {
+                let addr = line
+                    .split("listening on ")
+                    .nth(1)
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .map(|a| a.parse::<SocketAddr>().unwrap());
+                seen.push(line);
+                if let Some(addr) = addr {
+                    std::thread::spawn(move || for _ in lines {});
+                    std::thread::spawn(move || {
+                        let mut sink = Vec::new();
+                        let _ = stderr.read_to_end(&mut sink);
+                    });
+                    return Ok((running, addr, seen));
+                }
+            }
+            _ => {
+                let mut err = String::new();
+                let _ = stderr.read_to_string(&mut err);
+                return Err(err);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Help
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn help_lists_the_commands_and_flags() {
+    let (ok, out, err) = ferroftp(&["--help"]);
+    assert!(ok, "{err}");
+    for word in ["serve", "passwd", "check-config"] {
+        assert!(out.contains(word), "--help lacks {word}:\n{out}");
+    }
+    let (ok, out, err) = ferroftp(&["serve", "--help"]);
+    assert!(ok, "{err}");
+    for flag in [
+        "--config",
+        "--root",
+        "--listen",
+        "--passive-ports",
+        "--passive-address",
+        "--users",
+        "--anonymous",
+    ] {
+        assert!(out.contains(flag), "serve --help lacks {flag}:\n{out}");
+    }
+    let (ok, out, _) = ferroftp(&["passwd", "--help"]);
+    assert!(ok);
+    assert!(out.contains("--users"), "{out}");
+    let (ok, out, _) = ferroftp(&["check-config", "--help"]);
+    assert!(ok);
+    assert!(out.to_lowercase().contains("config"), "{out}");
+    let (ok, out, _) = ferroftp(&["--version"]);
+    assert!(ok);
+    assert!(out.starts_with("ferroftp "), "{out}");
+    // No subcommand / unknown subcommand: usage error.
+    let (ok, _, err) = ferroftp(&[]);
+    assert!(!ok);
+    assert!(err.contains("Usage"), "{err}");
+    let (ok, _, err) = ferroftp(&["frobnicate"]);
+    assert!(!ok);
+    assert!(err.contains("frobnicate"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// check-config
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn check_config_prints_the_effective_configuration() {
+    let (ok, out, err) = check_config(
+        "root = \"/srv/ftp\"\n[passive]\nports = \"50000-50010\"\n[limits]\nidle_timeout_secs = 60\n",
+    );
+    assert!(ok, "{err}");
+    assert!(err.contains("valid"), "{err}");
+    let value: toml::Value =
+        toml::from_str(&out).unwrap_or_else(|e| panic!("not TOML: {e}\n{out}"));
+    assert_eq!(value["root"].as_str(), Some("/srv/ftp"));
+    assert_eq!(value["passive"]["ports"].as_str(), Some("50000-50010"));
+    assert_eq!(value["limits"]["idle_timeout_secs"].as_integer(), Some(60));
+    // Defaults are filled in.
+    assert_eq!(value["limits"]["max_line_length"].as_integer(), Some(4096));
+    assert_eq!(value["limits"]["max_login_failures"].as_integer(), Some(3));
+    assert_eq!(value["active"]["allow_foreign_ip"].as_bool(), Some(false));
+    assert_eq!(value["anonymous"]["enabled"].as_bool(), Some(false));
+    assert_eq!(
+        value["listener"][0]["bind"].as_str(),
+        Some("127.0.0.1:2121")
+    );
+    // The output is itself a valid configuration that says the same.
+    let (ok, again, err) = check_config(&out);
+    assert!(ok, "{err}");
+    assert_eq!(again, out);
+
+    // An empty file is valid (every key is optional).
+    let (ok, _, err) = check_config("");
+    assert!(ok, "{err}");
+    // The example file is valid.
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ferroftp.example.toml");
+    if example.exists() {
+        let (ok, _, err) = run(Command::new(bin()).arg("check-config").arg(&example));
+        assert!(ok, "{err}");
+    }
+}
+
+#[test]
+fn check_config_rejects_bad_files_naming_the_key_and_the_reason() {
+    let cases: &[(&str, &str, &[&str])] = &[
+        (
+            "unknown top-level key",
+            "bogus = 1\n",
+            &["bogus", "unknown"],
+        ),
+        (
+            "unknown nested key",
+            "[passive]\nport = \"1-2\"\n",
+            &["port", "unknown"],
+        ),
+        (
+            "unknown table",
+            "[tls]\ncert = \"x\"\n",
+            &["tls", "unknown"],
+        ),
+        (
+            "backwards port range",
+            "[passive]\nports = \"9-3\"\n",
+            &["ports", "backwards"],
+        ),
+        (
+            "not a port range",
+            "[passive]\nports = \"abc\"\n",
+            &["ports", "LOW-HIGH"],
+        ),
+        (
+            "port zero",
+            "[passive]\nports = \"0-5\"\n",
+            &["ports", "port number"],
+        ),
+        (
+            "port too big",
+            "[passive]\nports = \"1-70000\"\n",
+            &["ports", "port number"],
+        ),
+        (
+            "zero idle timeout",
+            "[limits]\nidle_timeout_secs = 0\n",
+            &["limits.idle_timeout_secs", "greater than 0"],
+        ),
+        (
+            "zero login timeout",
+            "[limits]\nlogin_timeout_secs = 0\n",
+            &["limits.login_timeout_secs", "greater than 0"],
+        ),
+        (
+            "zero data timeout",
+            "[limits]\ndata_timeout_secs = 0\n",
+            &["limits.data_timeout_secs", "greater than 0"],
+        ),
+        (
+            "zero sessions",
+            "[limits]\nmax_sessions = 0\n",
+            &["limits.max_sessions", "greater than 0"],
+        ),
+        (
+            "tiny line limit",
+            "[limits]\nmax_line_length = 10\n",
+            &["limits.max_line_length", "512"],
+        ),
+        (
+            "zero login failures",
+            "[limits]\nmax_login_failures = 0\n",
+            &["limits.max_login_failures", "at least 1"],
+        ),
+        (
+            "negative timeout",
+            "[limits]\nidle_timeout_secs = -1\n",
+            &["idle_timeout_secs"],
+        ),
+        (
+            "wrong type",
+            "[limits]\nidle_timeout_secs = \"soon\"\n",
+            &["idle_timeout_secs"],
+        ),
+        (
+            "bad listener address",
+            "[[listener]]\nbind = \"nonsense\"\n",
+            &["bind", "address"],
+        ),
+        (
+            "listener without port",
+            "[[listener]]\nbind = \"127.0.0.1\"\n",
+            &["bind"],
+        ),
+        (
+            "unknown listener mode",
+            "[[listener]]\nbind = \"127.0.0.1:21\"\nmode = \"quantum\"\n",
+            &["mode", "quantum"],
+        ),
+        (
+            "duplicate listener",
+            "[[listener]]\nbind = \"127.0.0.1:21\"\n[[listener]]\nbind = \"127.0.0.1:21\"\n",
+            &["listener.bind", "twice"],
+        ),
+        ("no listener", "listener = []\n", &["listener"]),
+        (
+            "unknown permission",
+            "[anonymous]\npermissions = [\"list\", \"fly\"]\n",
+            &["fly", "permission"],
+        ),
+        (
+            "IPv6 passive address",
+            "[passive]\naddress = \"::1\"\n",
+            &["passive.address", "IPv4"],
+        ),
+        (
+            "bad passive address",
+            "[passive]\naddress = \"not a host\"\n",
+            &["passive.address"],
+        ),
+        (
+            "bad log format",
+            "[log]\nformat = \"xml\"\n",
+            &["format", "xml"],
+        ),
+        ("bad log level", "[log]\nlevel = \"[[[\"\n", &["log.level"]),
+        ("not TOML", "root = \n", &["line 1"]),
+    ];
+    for (what, text, words) in cases {
+        let (ok, out, err) = check_config(text);
+        assert!(!ok, "{what}: accepted:\n{text}\n{out}");
+        for word in *words {
+            assert!(
+                err.contains(word),
+                "{what}: message should mention {word:?}:\n{err}"
+            );
+        }
+        assert!(!err.contains("panicked"), "{what}: {err}");
+    }
+    // A missing file.
+    let (ok, _, err) = ferroftp(&["check-config", "/nonexistent/ferroftp.toml"]);
+    assert!(!ok);
+    assert!(err.contains("/nonexistent/ferroftp.toml"), "{err}");
+    // A users file that does not exist.
+    let (ok, _, err) = check_config("users_file = \"/nonexistent/users.toml\"\n");
+    assert!(!ok);
+    assert!(err.contains("/nonexistent/users.toml"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// passwd
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn passwd_creates_and_updates_the_users_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users.toml");
+    let password = "correct horse battery staple";
+    let (ok, out, err) = passwd(&users, "alice", password, false);
+    assert!(ok, "{err}");
+    assert!(!out.contains(password) && !err.contains(password));
+    let text = std::fs::read_to_string(&users).unwrap();
+    assert!(text.contains("alice"), "{text}");
+    assert_eq!(hashes(&text), 1, "{text}");
+    assert!(
+        !text.contains(password),
+        "the password is in the users file"
+    );
+    assert_eq!(
+        std::fs::metadata(&users).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // Loading it works.
+    let (ok, _, err) = check_config(&format!("users_file = {:?}\n", users.to_str().unwrap()));
+    assert!(ok, "{err}");
+    assert!(err.contains("1 user"), "{err}");
+
+    // A second run updates the hash; the user is not duplicated.
+    let (ok, _, err) = passwd(&users, "alice", "new password", false);
+    assert!(ok, "{err}");
+    assert!(err.contains("updated"), "{err}");
+    let text2 = std::fs::read_to_string(&users).unwrap();
+    assert_ne!(text, text2);
+    assert_eq!(hashes(&text2), 1, "{text2}");
+    assert_eq!(
+        std::fs::metadata(&users).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // Another user is added next to it.
+    let (ok, _, err) = passwd(&users, "bob", "bobs password", true);
+    assert!(ok, "{err}");
+    assert!(err.contains("added"), "{err}");
+    let text3 = std::fs::read_to_string(&users).unwrap();
+    assert_eq!(hashes(&text3), 2, "{text3}");
+    // No temporary files left next to it.
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+
+    // The server accepts the new password only.
+    let server = TestServer::with(Options {
+        config: format!("users_file = {:?}\n", users.to_str().unwrap()),
+        ..Default::default()
+    });
+    let mut c = Ctrl::connect(server.addr);
+    c.cmd_ok("USER alice", 331);
+    c.cmd_ok(&format!("PASS {password}"), 530);
+    c.cmd_ok("USER alice", 331);
+    c.cmd_ok("PASS new password", 230);
+    let mut c = Ctrl::connect(server.addr);
+    c.login("bob", "bobs password");
+    // The password never reached the server log.
+    let log = server.log();
+    assert!(
+        !log.contains("new password") && !log.contains(password),
+        "{log}"
+    );
+}
+
+#[test]
+fn passwd_never_takes_the_password_in_argv() {
+    let (_, out, _) = ferroftp(&["passwd", "--help"]);
+    assert!(!out.to_lowercase().contains("--password"), "{out}");
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users.toml");
+    let users_s = users.to_str().unwrap();
+    // Extra positional or a --password flag: usage error, nothing written.
+    let (ok, _, _) = ferroftp(&["passwd", "--users", users_s, "alice", "hunter2"]);
+    assert!(!ok);
+    let (ok, _, _) = ferroftp(&[
+        "passwd",
+        "--users",
+        users_s,
+        "alice",
+        "--password",
+        "hunter2",
+    ]);
+    assert!(!ok);
+    assert!(!users.exists());
+    // An empty password on stdin is refused.
+    let (ok, _, err) = passwd(&users, "alice", "", true);
+    assert!(!ok, "an empty password was accepted");
+    assert!(err.to_lowercase().contains("empty"), "{err}");
+    assert!(!users.exists());
+    // Stdin closed without a line at all.
+    let (ok, _, _) = run(Command::new(bin()).args(["passwd", "--users", users_s, "alice"]));
+    assert!(!ok);
+    assert!(!users.exists());
+}
+
+// ---------------------------------------------------------------------------------------------
+// serve
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn serve_refuses_a_missing_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-root");
+    let (ok, _, err) = run_with_deadline(
+        Command::new(bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--root"])
+            .arg(&missing),
+        Duration::from_secs(20),
+    );
+    assert!(!ok);
+    assert!(err.contains(missing.to_str().unwrap()), "{err}");
+    assert!(!missing.exists(), "a configured root must not be created");
+    // Same through the config file.
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, format!("root = {:?}\n", missing.to_str().unwrap())).unwrap();
+    let (ok, _, err) = run_with_deadline(
+        Command::new(bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&cfg),
+        Duration::from_secs(20),
+    );
+    assert!(!ok);
+    assert!(err.contains(missing.to_str().unwrap()), "{err}");
+}
+
+#[test]
+fn serve_refuses_bad_flags_and_files() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("r")).unwrap();
+    let root = dir.path().join("r");
+    let root = root.to_str().unwrap();
+    let deadline = Duration::from_secs(20);
+    let (ok, _, err) = run_with_deadline(
+        Command::new(bin()).args(["serve", "--root", root, "--passive-ports", "9-3"]),
+        deadline,
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("--passive-ports") && err.contains("backwards"),
+        "{err}"
+    );
+    let (ok, _, err) = run_with_deadline(
+        Command::new(bin()).args(["serve", "--root", root, "--listen", "nonsense"]),
+        deadline,
+    );
+    assert!(!ok);
+    assert!(err.contains("--listen"), "{err}");
+    let (ok, _, err) = run_with_deadline(
+        Command::new(bin()).args([
+            "serve",
+            "--root",
+            root,
+            "--listen",
+            "127.0.0.1:0",
+            "--passive-address",
+            "::1",
+        ]),
+        deadline,
+    );
+    assert!(!ok);
+    assert!(err.contains("passive.address"), "{err}");
+    let (ok, _, err) = run_with_deadline(
+        Command::new(bin()).args([
+            "serve",
+            "--root",
+            root,
+            "--listen",
+            "127.0.0.1:0",
+            "--users",
+            "/nonexistent/users.toml",
+        ]),
+        deadline,
+    );
+    assert!(!ok);
+    assert!(err.contains("/nonexistent/users.toml"), "{err}");
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "[limits]\nidle_timeout = 5\n").unwrap();
+    let (ok, _, err) = run_with_deadline(
+        Command::new(bin())
+            .args([
+                "serve",
+                "--root",
+                root,
+                "--listen",
+                "127.0.0.1:0",
+                "--config",
+            ])
+            .arg(&cfg),
+        deadline,
+    );
+    assert!(!ok);
+    assert!(err.contains("idle_timeout"), "{err}");
+    // A listen address that is taken.
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (ok, _, err) = run_with_deadline(
+        Command::new(bin()).args(["serve", "--root", root, "--listen", &addr]),
+        deadline,
+    );
+    assert!(!ok);
+    assert!(err.contains(&addr), "{err}");
+}
+
+#[test]
+fn serve_without_config_creates_ftp_root_and_prints_the_password() {
+    let cwd = tempfile::tempdir().unwrap();
+    let (server, addr, lines) =
+        start_serve(cwd.path(), &["--listen", "127.0.0.1:0"]).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        cwd.path().join("ftp-root").is_dir(),
+        "./ftp-root not created"
+    );
+    let all = lines.join("\n");
+    assert!(all.contains("user: ferro"), "{all}");
+    let password = all
+        .split("password: ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no password line: {all}"))
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(password.len() >= 12, "weak generated password {password:?}");
+    std::fs::write(cwd.path().join("ftp-root/hello.txt"), b"hi").unwrap();
+    let mut c = Ctrl::connect(addr);
+    c.login("ferro", &password);
+    assert_eq!(c.retr("hello.txt"), b"hi");
+    c.cmd_ok("QUIT", 221);
+    drop(server);
+
+    // A second run in the same directory reuses ./ftp-root and makes a new password.
+    let (_server2, addr2, lines2) =
+        start_serve(cwd.path(), &["--listen", "127.0.0.1:0"]).unwrap_or_else(|e| panic!("{e}"));
+    let all2 = lines2.join("\n");
+    assert!(!all2.contains(&password), "the same password twice");
+    assert!(cwd.path().join("ftp-root/hello.txt").exists());
+    let mut c = Ctrl::connect(addr2);
+    c.cmd_ok("USER ferro", 331);
+    c.cmd_ok(&format!("PASS {password}"), 530);
+}
+
+#[test]
+fn serve_with_no_arguments_listens_on_2121() {
+    if TcpListener::bind("127.0.0.1:2121").is_err() {
+        eprintln!("SKIPPED serve_with_no_arguments_listens_on_2121: 127.0.0.1:2121 is busy");
+        return;
+    }
+    let cwd = tempfile::tempdir().unwrap();
+    match start_serve(cwd.path(), &[]) {
+        Ok((_server, addr, lines)) => {
+            assert_eq!(addr, "127.0.0.1:2121".parse::<SocketAddr>().unwrap());
+            assert!(cwd.path().join("ftp-root").is_dir());
+            assert!(lines.join("\n").contains("password: "), "{lines:?}");
+        }
+        Err(e) if e.contains("2121") && e.contains("cannot listen") => {
+            eprintln!("SKIPPED serve_with_no_arguments_listens_on_2121: port taken meanwhile: {e}");
+        }
+        Err(e) => panic!("serve with no arguments failed: {e}"),
+    }
+}
