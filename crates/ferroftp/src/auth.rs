@@ -30,6 +30,8 @@ use rand::{Rng, RngCore};
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::ser::{SerializeSeq, Serializer};
 use serde::{Deserialize, Serialize};
+
+use crate::config::TlsPolicy;
 use toml_edit::{ArrayOfTables, DocumentMut, InlineTable, Item, TableLike, Value};
 
 /// One permission a user may hold.
@@ -234,6 +236,11 @@ pub struct User {
     pub permissions: Permissions,
     /// A disabled user cannot log in.
     pub disabled: bool,
+    /// How much TLS this user must use (the listener's policy applies as well).
+    pub tls_policy: TlsPolicy,
+    /// SHA-256 fingerprints (`AB:CD:...`) of client certificates that log this user in
+    /// without a password.
+    pub client_certs: Vec<String>,
     password_hash: HashString,
 }
 
@@ -245,6 +252,8 @@ impl User {
             home: None,
             permissions: Permissions::ALL,
             disabled: false,
+            tls_policy: TlsPolicy::Optional,
+            client_certs: Vec::new(),
             password_hash: HashString::default(),
         }
     }
@@ -535,7 +544,15 @@ impl UserDb {
 }
 
 /// Keys allowed in a `[[user]]` table.
-const USER_KEYS: [&str; 5] = ["name", "password", "home", "permissions", "disabled"];
+const USER_KEYS: [&str; 7] = [
+    "name",
+    "password",
+    "home",
+    "permissions",
+    "disabled",
+    "tls_policy",
+    "client_cert_sha256",
+];
 
 /// Top level of the users file.
 #[derive(Deserialize)]
@@ -553,6 +570,8 @@ struct RawUser {
     home: Option<String>,
     permissions: Option<Permissions>,
     disabled: Option<bool>,
+    tls_policy: Option<TlsPolicy>,
+    client_certs: Vec<String>,
 }
 
 impl RawUser {
@@ -609,12 +628,41 @@ impl RawUser {
                 ));
             }
         };
+        let tls_policy = table
+            .get("tls_policy")
+            .map(|value| {
+                value.clone().try_into::<TlsPolicy>().map_err(|_| {
+                    format!("{label}: tls_policy: expected \"optional\", \"login\" or \"login_and_data\"")
+                })
+            })
+            .transpose()?;
+        let client_certs = match table.get("client_cert_sha256") {
+            None => Vec::new(),
+            Some(toml::Value::Array(items)) => items
+                .iter()
+                .map(|item| {
+                    item.as_str()
+                        .and_then(crate::tls::normalize_fingerprint)
+                        .ok_or_else(|| {
+                            format!("{label}: client_cert_sha256: each entry must be a SHA-256 fingerprint (64 hex digits, colons optional)")
+                        })
+                })
+                .collect::<Result<_, _>>()?,
+            Some(other) => {
+                return Err(format!(
+                    "{label}: client_cert_sha256: expected a list of fingerprints, found {}",
+                    other.type_str()
+                ));
+            }
+        };
         Ok(RawUser {
             name,
             password,
             home,
             permissions,
             disabled,
+            tls_policy,
+            client_certs,
         })
     }
 
@@ -624,6 +672,8 @@ impl RawUser {
             home: self.home.map(PathBuf::from),
             permissions: self.permissions.unwrap_or(Permissions::ALL),
             disabled: self.disabled.unwrap_or(false),
+            tls_policy: self.tls_policy.unwrap_or_default(),
+            client_certs: self.client_certs,
             password_hash: HashString(self.password),
         }
     }
@@ -677,6 +727,8 @@ const FILE_HEADER: &str = "\
 # home = \"/srv/ftp/alice\"   # optional: absolute, or relative to the server root; absent = the server root
 # permissions = [\"list\", \"read\", \"write\", \"append\", \"delete\", \"rename\", \"mkdir\", \"rmdir\"]  # optional; absent or \"all\" = all
 # disabled = false          # optional
+# tls_policy = \"optional\"   # optional: \"optional\", \"login\" (TLS to log in) or \"login_and_data\" (and PROT P)
+# client_cert_sha256 = []   # optional: fingerprints of client certificates that log this user in without a password
 ";
 
 /// Add or update a user in a users file (creating the file if missing), keeping other users, comments and layout.
@@ -1063,7 +1115,7 @@ mod tests {
         assert_eq!(
             err,
             "users file /x/users.toml: user \"bob\": unknown key \"shell\" \
-             (expected one of name, password, home, permissions, disabled)"
+             (expected one of name, password, home, permissions, disabled, tls_policy, client_cert_sha256)"
         );
 
         let err = parse_err(&users_file(&[

@@ -35,6 +35,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Logging.
     pub log: LogConfig,
+    /// FTPS: certificates and TLS settings shared by every TLS listener.
+    pub tls: TlsConfig,
 }
 
 impl Default for Config {
@@ -49,6 +51,7 @@ impl Default for Config {
             anonymous: AnonymousConfig::default(),
             limits: LimitsConfig::default(),
             log: LogConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -59,17 +62,40 @@ impl Default for Config {
 pub struct ListenerConfig {
     /// Address and port, e.g. `"0.0.0.0:21"` or `"[::]:21"`.
     pub bind: SocketAddr,
-    /// How the listener speaks: only `plain` for now.
+    /// How the listener speaks: `plain`, `explicit` (AUTH TLS) or `implicit` (TLS from the
+    /// first byte).
     #[serde(default)]
     pub mode: ListenerMode,
+    /// When TLS is required on this listener: `optional`, `login` or `login_and_data`.
+    #[serde(default)]
+    pub tls_policy: TlsPolicy,
+    /// A TLS data connection must resume the TLS session of its own control connection.
+    #[serde(default = "yes")]
+    pub require_session_reuse: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl ListenerConfig {
+    /// A listener on `bind` in `mode` with the default policies.
+    pub fn new(bind: SocketAddr, mode: ListenerMode) -> Self {
+        Self {
+            bind,
+            mode,
+            tls_policy: TlsPolicy::Optional,
+            require_session_reuse: true,
+        }
+    }
 }
 
 impl Default for ListenerConfig {
     fn default() -> Self {
-        Self {
-            bind: SocketAddr::from(([127, 0, 0, 1], 2121)),
-            mode: ListenerMode::Plain,
-        }
+        Self::new(
+            SocketAddr::from(([127, 0, 0, 1], 2121)),
+            ListenerMode::Explicit,
+        )
     }
 }
 
@@ -77,16 +103,93 @@ impl Default for ListenerConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ListenerMode {
-    /// Plain FTP.
-    #[default]
+    /// Plain FTP; AUTH TLS is refused.
     Plain,
+    /// FTP with AUTH TLS (RFC 4217) on the normal control port.
+    #[default]
+    Explicit,
+    /// TLS from the first byte (by convention port 990, data from 989).
+    Implicit,
+}
+
+impl ListenerMode {
+    /// Whether this listener offers TLS at all.
+    pub fn offers_tls(self) -> bool {
+        self != Self::Plain
+    }
 }
 
 impl fmt::Display for ListenerMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Plain => "plain",
+            Self::Explicit => "explicit FTPS",
+            Self::Implicit => "implicit FTPS",
         })
+    }
+}
+
+/// How much TLS a listener or a user insists on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsPolicy {
+    /// TLS if the client asks for it.
+    #[default]
+    Optional,
+    /// USER and PASS only over TLS.
+    Login,
+    /// Login over TLS, and every data connection protected (PROT P).
+    LoginAndData,
+}
+
+impl TlsPolicy {
+    /// Whether login needs a TLS control connection.
+    pub fn login(self) -> bool {
+        self >= Self::Login
+    }
+    /// Whether data connections must be protected.
+    pub fn data(self) -> bool {
+        self == Self::LoginAndData
+    }
+}
+
+/// Certificates and TLS settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM file with the certificate chain, leaf first; absent = a self-signed certificate
+    /// generated at start (for trying things out, not for production).
+    pub cert: Option<PathBuf>,
+    /// PEM file with the private key (PKCS#8, PKCS#1 RSA or SEC1 EC).
+    pub key: Option<PathBuf>,
+    /// Seconds a client may take to complete a TLS handshake.
+    pub handshake_timeout_secs: u64,
+    /// Seconds between checks of the certificate files for changes (0 = only on SIGHUP).
+    pub reload_check_secs: u64,
+    /// Refuse a TLS upload that ends without the client's close_notify (it may be truncated).
+    pub require_close_notify: bool,
+    /// PEM file of CA certificates that client certificates are verified against; absent = no
+    /// client certificates are asked for.
+    pub client_ca: Option<PathBuf>,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            cert: None,
+            key: None,
+            handshake_timeout_secs: 10,
+            reload_check_secs: 10,
+            require_close_notify: true,
+            client_ca: None,
+        }
+    }
+}
+
+impl TlsConfig {
+    /// The handshake timeout as a duration.
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.handshake_timeout_secs)
     }
 }
 
@@ -346,12 +449,36 @@ impl Config {
             return invalid("listener", "at least one listener is needed");
         }
         for (i, l) in self.listeners.iter().enumerate() {
-            if self.listeners[..i].iter().any(|o| o.bind == l.bind) {
+            // Port 0 (the OS picks) can be listed any number of times.
+            if l.bind.port() != 0 && self.listeners[..i].iter().any(|o| o.bind == l.bind) {
                 return Err(ConfigError::Invalid {
                     key: "listener.bind",
                     reason: format!("{} is listed twice", l.bind),
                 });
             }
+        }
+        for l in &self.listeners {
+            if !l.mode.offers_tls() && l.tls_policy != TlsPolicy::Optional {
+                return Err(ConfigError::Invalid {
+                    key: "listener.tls_policy",
+                    reason: format!(
+                        "listener {} is plain (no TLS) but its tls_policy requires TLS",
+                        l.bind
+                    ),
+                });
+            }
+        }
+        match (&self.tls.cert, &self.tls.key) {
+            (Some(_), None) => {
+                return invalid("tls.key", "tls.cert is set, so tls.key is needed too");
+            }
+            (None, Some(_)) => {
+                return invalid("tls.cert", "tls.key is set, so tls.cert is needed too");
+            }
+            _ => {}
+        }
+        if self.tls.handshake_timeout_secs == 0 {
+            return invalid("tls.handshake_timeout_secs", "must be greater than 0");
         }
         if let Some(addr) = &self.passive.address {
             if let Ok(ip) = addr.parse::<IpAddr>() {

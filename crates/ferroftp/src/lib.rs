@@ -5,6 +5,7 @@
 //! - [`auth`]: virtual users with argon2id hashes and per-user permissions.
 //! - [`storage`]: each user's home on the local filesystem, confined and with atomic uploads.
 //! - [`server`]: listeners, sessions (one task per control connection) and data connections.
+//! - [`tls`]: FTPS certificates, live reload, and data connections bound to their control session.
 //! - [`observe`]: logging set-up.
 #![deny(unsafe_code)]
 
@@ -13,5 +14,6 @@ pub mod config;
 pub mod observe;
 pub mod server;
 pub mod storage;
+pub mod tls;
 
 pub use server::Server;

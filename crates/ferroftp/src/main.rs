@@ -4,12 +4,14 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use ferroftp::auth::{self, HashParams, User, UserDb};
-use ferroftp::config::{Config, ListenerConfig, ListenerMode, LogFormat, PortRange};
+use ferroftp::config::{Config, ListenerConfig, ListenerMode, LogFormat, PortRange, TlsPolicy};
+use ferroftp::tls::{self, Tls};
 use ferroftp::{Server, observe};
 
 /// A secure, fast FTP server.
@@ -28,6 +30,8 @@ enum Cmd {
     Passwd(PasswdArgs),
     /// Validate a configuration file and print the effective configuration.
     CheckConfig(CheckArgs),
+    /// Make a TLS certificate and key for development.
+    Cert(CertArgs),
 }
 
 #[derive(Args, Debug)]
@@ -44,9 +48,22 @@ struct Overrides {
     /// Directory to serve (the home of users without their own).
     #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
-    /// Address to listen on; repeat for several. Replaces the config's listeners.
+    /// Address to listen on (FTP with AUTH TLS); repeat for several. With --listen or
+    /// --implicit-listen, these replace the config's listeners.
     #[arg(long, value_name = "ADDR:PORT")]
     listen: Vec<SocketAddr>,
+    /// Address for implicit FTPS (TLS from the first byte; by convention port 990); repeatable.
+    #[arg(long, value_name = "ADDR:PORT")]
+    implicit_listen: Vec<SocketAddr>,
+    /// No TLS: listeners from --listen speak plain FTP only (AUTH TLS is refused).
+    #[arg(long)]
+    no_tls: bool,
+    /// TLS certificate chain (PEM, leaf first). Without one a self-signed certificate is made.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Passive port range, e.g. 50000-50100.
     #[arg(long, value_name = "LOW-HIGH")]
     passive_ports: Option<PortRange>,
@@ -89,6 +106,22 @@ struct PasswdArgs {
 }
 
 #[derive(Args, Debug)]
+struct CertArgs {
+    /// Make a self-signed certificate (the only kind on offer).
+    #[arg(long, required = true)]
+    self_signed: bool,
+    /// Host name or IP address the certificate is for; repeat for several.
+    #[arg(long, value_name = "NAME", required = true)]
+    host: Vec<String>,
+    /// Directory to write cert.pem and key.pem into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Days of validity.
+    #[arg(long, value_name = "N", default_value_t = 365)]
+    days: u32,
+}
+
+#[derive(Args, Debug)]
 struct CheckArgs {
     /// The configuration file to check.
     file: PathBuf,
@@ -100,6 +133,7 @@ fn main() -> ExitCode {
         Cmd::Serve(args) => serve(args),
         Cmd::Passwd(args) => passwd(args),
         Cmd::CheckConfig(args) => check_config(&args.file),
+        Cmd::Cert(args) => cert(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -118,15 +152,39 @@ fn effective_config(file: Option<&Path>, o: Overrides) -> anyhow::Result<Config>
     if let Some(root) = o.root {
         config.root = root;
     }
-    if !o.listen.is_empty() {
+    if !o.listen.is_empty() || !o.implicit_listen.is_empty() {
+        let mode = if o.no_tls {
+            ListenerMode::Plain
+        } else {
+            ListenerMode::Explicit
+        };
         config.listeners = o
             .listen
             .into_iter()
-            .map(|bind| ListenerConfig {
-                bind,
-                mode: ListenerMode::Plain,
-            })
+            .map(|bind| ListenerConfig::new(bind, mode))
+            .chain(
+                o.implicit_listen
+                    .into_iter()
+                    .map(|bind| ListenerConfig::new(bind, ListenerMode::Implicit)),
+            )
             .collect();
+    } else if o.no_tls {
+        for l in &mut config.listeners {
+            l.mode = ListenerMode::Plain;
+            l.tls_policy = TlsPolicy::Optional;
+        }
+    }
+    if o.no_tls
+        && config
+            .listeners
+            .iter()
+            .any(|l| l.mode == ListenerMode::Implicit)
+    {
+        bail!("--no-tls cannot be combined with implicit FTPS listeners");
+    }
+    if let (Some(cert), Some(key)) = (o.tls_cert, o.tls_key) {
+        config.tls.cert = Some(cert);
+        config.tls.key = Some(key);
     }
     if let Some(ports) = o.passive_ports {
         config.passive.ports = Some(ports);
@@ -163,21 +221,63 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             UserDb::empty().with_user(User::new("ferro"), hash)
         }
     };
+    let tls = start_tls(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let server = Server::bind(config.clone(), users).await?;
+        let server = Server::bind(config.clone(), users, tls.clone()).await?;
         for (addr, l) in server.local_addrs().iter().zip(&config.listeners) {
             println!("ferroftp: listening on {addr} ({})", l.mode);
-            tracing::info!(%addr, mode = %l.mode, root = %config.root.display(), "listening");
+            tracing::info!(%addr, mode = %l.mode, tls_policy = ?l.tls_policy, root = %config.root.display(), "listening");
+        }
+        if let Some(tls) = tls {
+            tokio::spawn(tls::watch(tls, Duration::from_secs(config.tls.reload_check_secs)));
         }
         server.run(shutdown_signal(), Duration::from_secs(30)).await;
         Ok::<_, anyhow::Error>(())
     })?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Load the certificate (or make a self-signed one) when a listener offers TLS.
+fn start_tls(config: &Config) -> anyhow::Result<Option<Arc<Tls>>> {
+    if !config.listeners.iter().any(|l| l.mode.offers_tls()) {
+        return Ok(None);
+    }
+    let tls =
+        Tls::new(&config.tls).context("TLS (keys tls.cert / tls.key, --tls-cert / --tls-key)")?;
+    let cert = tls.current();
+    if tls.is_generated() {
+        println!(
+            "ferroftp: no TLS certificate configured: using a self-signed one made for this run (SHA-256 {})",
+            cert.fingerprint
+        );
+        tracing::warn!(
+            fingerprint = %cert.fingerprint,
+            "no TLS certificate configured (tls.cert / --tls-cert): serving FTPS with a self-signed certificate generated for this run; clients will not trust it"
+        );
+    } else {
+        let left = cert
+            .not_after
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default();
+        tracing::info!(
+            fingerprint = %cert.fingerprint,
+            names = ?cert.names,
+            expires = %tls::http_date(cert.not_after),
+            "TLS certificate loaded"
+        );
+        if left < Duration::from_secs(30 * 86400) {
+            tracing::warn!(
+                expires = %tls::http_date(cert.not_after),
+                "the TLS certificate expires in less than 30 days"
+            );
+        }
+    }
+    Ok(Some(Arc::new(tls)))
 }
 
 /// The default root is created on first run; a configured one must exist (a typo should not
@@ -241,6 +341,45 @@ fn passwd(args: PasswdArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn cert(args: CertArgs) -> anyhow::Result<()> {
+    debug_assert!(args.self_signed);
+    let (cert, key) = tls::self_signed(&args.host, args.days)?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let cert_path = args.out.join("cert.pem");
+    let key_path = args.out.join("key.pem");
+    std::fs::write(&cert_path, cert)
+        .with_context(|| format!("cannot write {}", cert_path.display()))?;
+    write_private(&key_path, key.as_bytes())
+        .with_context(|| format!("cannot write {}", key_path.display()))?;
+    let loaded = tls::load_pair(&cert_path, &key_path)?;
+    println!("certificate: {}", cert_path.display());
+    println!("key:         {} (mode 0600)", key_path.display());
+    println!("names:       {}", loaded.names.join(", "));
+    println!("expires:     {}", tls::http_date(loaded.not_after));
+    println!("SHA-256:     {}", loaded.fingerprint);
+    println!(
+        "use with:    ferroftp serve --tls-cert {} --tls-key {}",
+        cert_path.display(),
+        key_path.display()
+    );
+    Ok(())
+}
+
+/// Write a file only its owner can read, whatever the umask.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(bytes)
+}
+
 fn check_config(file: &Path) -> anyhow::Result<()> {
     let config = Config::load(file)?;
     if let Some(users) = &config.users_file {
@@ -250,6 +389,26 @@ fn check_config(file: &Path) -> anyhow::Result<()> {
             users.display(),
             db.len()
         );
+    }
+    if config.listeners.iter().any(|l| l.mode.offers_tls()) {
+        match (&config.tls.cert, &config.tls.key) {
+            (Some(cert), Some(key)) => {
+                let loaded = tls::load_pair(cert, key).context("key tls.cert / tls.key")?;
+                eprintln!(
+                    "ferroftp: TLS certificate {}: {} (expires {}, SHA-256 {})",
+                    cert.display(),
+                    loaded.names.join(", "),
+                    tls::http_date(loaded.not_after),
+                    loaded.fingerprint
+                );
+            }
+            _ => eprintln!(
+                "ferroftp: warning: TLS listeners without tls.cert: a self-signed certificate will be generated at each start"
+            ),
+        }
+        if config.tls.client_ca.is_some() {
+            Tls::new(&config.tls).context("key tls.client_ca")?;
+        }
     }
     print!("{}", config.to_toml());
     eprintln!("ferroftp: {} is valid", file.display());

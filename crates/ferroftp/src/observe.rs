@@ -10,6 +10,12 @@ pub fn init(cfg: &LogConfig) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&cfg.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    // rustls warns about every client that sends an IP address as SNI (lftp, curl); we log
+    // handshake failures ourselves, with the session they belong to.
+    let filter = match "rustls=error".parse() {
+        Ok(directive) if !filter.to_string().contains("rustls") => filter.add_directive(directive),
+        _ => filter,
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -250,8 +250,8 @@ fn check_config_rejects_bad_files_naming_the_key_and_the_reason() {
         ),
         (
             "unknown table",
-            "[tls]\ncert = \"x\"\n",
-            &["tls", "unknown"],
+            "[tsl]\ncert = \"x\"\n",
+            &["tsl", "unknown"],
         ),
         (
             "backwards port range",

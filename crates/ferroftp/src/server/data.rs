@@ -18,6 +18,7 @@ use ferroftp_proto::ascii;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
+use super::stream::Stream;
 use crate::config::PortRange;
 
 /// Hands out passive ports from the configured range, round robin, skipping ports in use by
@@ -252,15 +253,27 @@ where
         .map_err(CopyError::Network)
 }
 
+/// How the client ended an upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// Plain TCP end of stream.
+    Eof,
+    /// TLS close_notify: the client says the data is complete.
+    CloseNotify,
+    /// TLS connection closed without close_notify: the data may be cut short.
+    Truncated,
+}
+
 /// Receive a file from the data connection until the client closes it, converting CRLF to LF
-/// in TYPE A.
+/// in TYPE A. `tls` says whether `src` is a TLS stream (which ends with close_notify).
 pub(crate) async fn receive<R, W>(
     src: &mut R,
+    tls: bool,
     dst: &mut W,
     ascii_mode: bool,
     progress: &AtomicU64,
     stall: Duration,
-) -> Result<(), CopyError>
+) -> Result<Ending, CopyError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -268,13 +281,17 @@ where
     let mut buf = vec![0u8; BUF_SIZE];
     let mut converted = Vec::new();
     let mut conv = ascii::FromNetwork::default();
-    loop {
-        let n = with_stall_timeout(stall, src.read(&mut buf))
-            .await
-            .map_err(CopyError::Network)?;
-        if n == 0 {
-            break;
-        }
+    let ending = loop {
+        let n = match with_stall_timeout(stall, src.read(&mut buf)).await {
+            Ok(0) if tls => break Ending::CloseNotify,
+            Ok(0) => break Ending::Eof,
+            Ok(n) => n,
+            // rustls reports a TCP close without close_notify this way.
+            Err(e) if tls && e.kind() == io::ErrorKind::UnexpectedEof => {
+                break Ending::Truncated;
+            }
+            Err(e) => return Err(CopyError::Network(e)),
+        };
         let out: &[u8] = if ascii_mode {
             converted.clear();
             conv.convert(&buf[..n], &mut converted);
@@ -284,13 +301,28 @@ where
         };
         dst.write_all(out).await.map_err(CopyError::Local)?;
         progress.fetch_add(n as u64, Ordering::Relaxed);
-    }
+    };
     if ascii_mode {
         converted.clear();
         conv.finish(&mut converted);
         dst.write_all(&converted).await.map_err(CopyError::Local)?;
     }
-    dst.flush().await.map_err(CopyError::Local)
+    dst.flush().await.map_err(CopyError::Local)?;
+    Ok(ending)
+}
+
+/// After our side is shut down, read (and drop) whatever comes until the client closes too,
+/// or `limit` passes.
+pub(crate) async fn drain_until_closed(stream: &mut Stream, limit: Duration) {
+    let mut buf = [0u8; 4096];
+    let _ = tokio::time::timeout(limit, async {
+        while let Ok(n) = stream.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 async fn with_stall_timeout<T>(
@@ -412,6 +444,7 @@ mod tests {
         let mut stored = Vec::new();
         receive(
             &mut &wire[..],
+            false,
             &mut stored,
             true,
             &progress,

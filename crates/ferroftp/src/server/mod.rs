@@ -4,6 +4,7 @@
 
 mod data;
 mod session;
+mod stream;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -20,6 +21,7 @@ use tokio::task::JoinSet;
 
 use crate::auth::UserDb;
 use crate::config::{Config, ListenerConfig};
+use crate::tls::Tls;
 
 /// State shared by all sessions.
 #[derive(Debug)]
@@ -32,6 +34,8 @@ pub(crate) struct Shared {
     /// Bounds the argon2 verifications running at once, so that a login storm cannot take
     /// every blocking thread and all the memory (each costs ~19 MiB).
     pub(crate) hash_pool: Semaphore,
+    /// Certificates and TLS configuration; `None` when no listener offers TLS.
+    pub(crate) tls: Option<Arc<Tls>>,
     next_id: AtomicU64,
 }
 
@@ -106,8 +110,21 @@ pub struct Server {
 
 impl Server {
     /// Bind every listener of `config`; fails before serving anything if one cannot be bound.
-    pub async fn bind(config: Config, users: UserDb) -> anyhow::Result<Self> {
+    pub async fn bind(
+        config: Config,
+        users: UserDb,
+        tls: Option<Arc<Tls>>,
+    ) -> anyhow::Result<Self> {
         let root = std::path::absolute(&config.root)?;
+        if tls.is_none() {
+            if let Some(l) = config.listeners.iter().find(|l| l.mode.offers_tls()) {
+                anyhow::bail!(
+                    "listener {} ({}) needs TLS, but no TLS configuration was given",
+                    l.bind,
+                    l.mode
+                );
+            }
+        }
         let mut listeners = Vec::new();
         for l in &config.listeners {
             let listener = TcpListener::bind(l.bind)
@@ -122,6 +139,7 @@ impl Server {
             users,
             sessions: SessionTable::default(),
             hash_pool: Semaphore::new(workers),
+            tls,
             next_id: AtomicU64::new(1),
             config,
         });
@@ -190,6 +208,7 @@ async fn accept_loop(
             }
         };
         let shared = Arc::clone(&shared);
+        let listener_cfg = cfg.clone();
         let mut set = sessions.lock().await;
         // Reap finished sessions so the set does not grow with every connection ever made.
         while let Some(done) = set.try_join_next() {
@@ -200,11 +219,16 @@ async fn accept_loop(
                 }
             }
         }
-        set.spawn(handle_connection(stream, peer, shared));
+        set.spawn(handle_connection(stream, peer, shared, listener_cfg));
     }
 }
 
-async fn handle_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+async fn handle_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    listener: ListenerConfig,
+) {
     let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
     let permit = match shared.admit(peer.ip()) {
         Ok(p) => p,
@@ -226,7 +250,7 @@ async fn handle_connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shar
     if let Err(e) = prepare_control_socket(&stream) {
         tracing::debug!(%peer, error = %e, "cannot set control socket options");
     }
-    session::run(stream, peer, id, shared, permit).await;
+    session::run(stream, peer, id, shared, listener, permit).await;
 }
 
 /// Control sockets keep Telnet "urgent" bytes in line: clients send ABOR as

@@ -27,9 +27,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
 
 use super::data::{self, CopyError, PassiveListener};
+use super::stream::{self, Stream};
 use super::{SessionPermit, Shared};
 use crate::auth::{Permission, Permissions};
+use crate::config::{ListenerConfig, ListenerMode, TlsPolicy};
 use crate::storage::{self, Entry, EntryKind, LocalFs, StorageError, Upload, VPath, WriteMode};
+use crate::tls::{DataDirection, SessionTls};
 
 /// Lines read ahead while a transfer runs; past this the connection is not read until the
 /// transfer ends (back-pressure instead of unbounded buffering).
@@ -41,6 +44,7 @@ pub(crate) async fn run(
     peer: SocketAddr,
     id: u64,
     shared: Arc<Shared>,
+    listener: ListenerConfig,
     permit: SessionPermit,
 ) {
     let span = tracing::info_span!("session", id, %peer, user = tracing::field::Empty);
@@ -52,9 +56,29 @@ pub(crate) async fn run(
                 return;
             }
         };
-        info!(local = %local, "session opened");
+        info!(local = %local, mode = %listener.mode, "session opened");
         let started = Instant::now();
-        let mut session = Session::new(stream, peer, local, shared);
+        let (ctrl, tls) = if listener.mode == ListenerMode::Implicit {
+            match implicit_handshake(stream, &shared).await {
+                Ok(pair) => pair,
+                Err(reason) => {
+                    warn!(%reason, "TLS handshake failed on the implicit FTPS listener; connection closed");
+                    info!(reason = "TLS handshake failed", user = "-", duration_ms = started.elapsed().as_millis() as u64, "session closed");
+                    drop(permit);
+                    return;
+                }
+            }
+        } else {
+            (Stream::Plain(stream), None)
+        };
+        let mut session = Session::new(ctrl, peer, local, shared, listener);
+        if let Some(tls) = tls {
+            // Implicit FTPS: protected from the start, data connections included (the
+            // convention of port 990); PBSZ and PROT are accepted but not needed.
+            session.tls = Some(tls);
+            session.pbsz = true;
+            session.prot_private = true;
+        }
         let reason = session.serve().await;
         let user = session.login.as_ref().map(|l| l.name.clone());
         info!(
@@ -73,6 +97,45 @@ struct Login {
     name: String,
     fs: Arc<LocalFs>,
     perms: Permissions,
+    /// The user's own TLS policy (the listener's applies as well).
+    tls_policy: TlsPolicy,
+}
+
+/// Who is logging in, before the home directory is opened.
+struct Account {
+    name: String,
+    perms: Permissions,
+    tls_policy: TlsPolicy,
+}
+
+/// TLS handshake of an implicit FTPS connection, before the greeting.
+async fn implicit_handshake(
+    tcp: TcpStream,
+    shared: &Shared,
+) -> Result<(Stream, Option<SessionTls>), String> {
+    let tls = shared
+        .tls
+        .as_ref()
+        .ok_or_else(|| "TLS is not configured".to_string())?;
+    let session = tls.session().map_err(|e| e.to_string())?;
+    let stream = stream::accept_tls(tcp, session.control_config(), tls.handshake_timeout, |c| {
+        session.stamp(c)
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    log_handshake("control", &stream);
+    Ok((Stream::Tls(Box::new(stream)), Some(session)))
+}
+
+fn log_handshake(what: &'static str, stream: &tokio_rustls::server::TlsStream<TcpStream>) {
+    let conn = stream.get_ref().1;
+    debug!(
+        connection = what,
+        version = ?conn.protocol_version(),
+        suite = ?conn.negotiated_cipher_suite().map(|s| s.suite()),
+        handshake = ?conn.handshake_kind(),
+        "TLS established"
+    );
 }
 
 enum DataSetup {
@@ -121,6 +184,10 @@ struct Outcome {
 
 enum TransferError {
     DataConnection(io::Error),
+    /// The TLS side of the data connection failed or was refused (522).
+    DataTls(String),
+    /// A TLS upload ended without close_notify while that is required.
+    Truncated,
     Copy(CopyError),
     Aborted,
 }
@@ -144,8 +211,24 @@ macro_rules! refused_or_started {
 
 type ConnectFuture = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;
 
+/// How a transfer's data connection is protected.
+struct DataTls {
+    session: SessionTls,
+    direction: DataDirection,
+    handshake_timeout: std::time::Duration,
+    require_reuse: bool,
+    require_close_notify: bool,
+}
+
 struct Session {
-    ctrl: TcpStream,
+    ctrl: Stream,
+    listener: ListenerConfig,
+    /// Set once the control connection is TLS.
+    tls: Option<SessionTls>,
+    /// PBSZ received (after AUTH).
+    pbsz: bool,
+    /// PROT P: data connections are TLS.
+    prot_private: bool,
     inbuf: Vec<u8>,
     lines: VecDeque<Vec<u8>>,
     peer: SocketAddr,
@@ -167,10 +250,20 @@ struct Session {
 }
 
 impl Session {
-    fn new(ctrl: TcpStream, peer: SocketAddr, local: SocketAddr, shared: Arc<Shared>) -> Self {
+    fn new(
+        ctrl: Stream,
+        peer: SocketAddr,
+        local: SocketAddr,
+        shared: Arc<Shared>,
+        listener: ListenerConfig,
+    ) -> Self {
         let now = Instant::now();
         Self {
             ctrl,
+            listener,
+            tls: None,
+            pbsz: false,
+            prot_private: false,
             inbuf: Vec::with_capacity(256),
             lines: VecDeque::new(),
             peer,
@@ -349,16 +442,9 @@ impl Session {
         }
     }
 
-    /// Read what the socket holds right now, bypassing tokio's readiness cache.
-    ///
-    /// Clients send ABOR as TCP urgent data (ftplib: `ABOR\r\n` with MSG_OOB). With
-    /// SO_OOBINLINE the urgent byte stays in the stream, but a read stops at the urgent mark:
-    /// tokio sees a short read, assumes the socket is drained, and the rest (the final `\n`)
-    /// would wait for the next packet, which may never come.
-    fn read_now(&self, buf: &mut [u8]) -> io::Result<usize> {
-        use std::io::Read;
-        let sock = socket2::SockRef::from(&self.ctrl);
-        (&*sock).read(buf)
+    /// Read what the control connection holds right now (see [`Stream::read_now`]).
+    fn read_now(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.ctrl.read_now(buf)
     }
 
     /// Whether the client has closed the control connection, without waiting; bytes that are
@@ -416,7 +502,31 @@ impl Session {
             return Ok(Flow::Continue);
         }
         let reply = match cmd {
-            Command::User(name) => self.cmd_user(name),
+            Command::User(name) => {
+                if let Some(user) = self.certificate_user(&name) {
+                    if self.login.is_some() {
+                        self.reinitialize();
+                    }
+                    let home = user
+                        .home
+                        .clone()
+                        .map_or_else(|| self.shared.root.clone(), |h| self.shared.root.join(h));
+                    let login = Account {
+                        name: user.name.clone(),
+                        perms: user.permissions,
+                        tls_policy: user.tls_policy,
+                    };
+                    let ok = Reply::new(
+                        232,
+                        format!(
+                            "User {} logged in, authorized by the TLS client certificate",
+                            user.name
+                        ),
+                    );
+                    return self.enter(login, home, ok, "client certificate").await;
+                }
+                self.cmd_user(name)
+            }
             Command::Pass(password) => return self.cmd_pass(password).await,
             Command::Acct(_) => Reply::new(202, "ACCT not needed on this server"),
             Command::Quit => {
@@ -484,7 +594,7 @@ impl Session {
             Command::Size(arg) => self.cmd_size(&arg).await,
             Command::Mdtm(arg) => self.cmd_mdtm(&arg).await,
             Command::Mfmt(time, arg) => self.cmd_mfmt(time, &arg).await,
-            Command::Feat => feat_reply(self.mlst),
+            Command::Feat => feat_reply(self.mlst, self.listener.mode),
             Command::Opts(OptsCommand::Utf8(true)) => Reply::new(200, "UTF8 is always on"),
             Command::Opts(OptsCommand::Utf8(false)) => {
                 Reply::new(504, "UTF8 cannot be turned off: names are UTF-8 (RFC 2640)")
@@ -506,12 +616,16 @@ impl Session {
                 "End of SITE help",
             ),
             Command::Site(SiteCommand::Chmod(mode, arg)) => self.cmd_chmod(mode, &arg).await,
-            Command::Auth(_) => Reply::new(502, "TLS is not available on this server"),
-            Command::Pbsz(_)
-            | Command::Prot(
-                ProtLevel::Clear | ProtLevel::Safe | ProtLevel::Confidential | ProtLevel::Private,
-            ) => Reply::new(503, "Security data exchange needs AUTH first"),
-            Command::Ccc => Reply::new(533, "The control connection is not protected"),
+            Command::Auth(mechanism) => return self.cmd_auth(&mechanism).await,
+            Command::Pbsz(_) => self.cmd_pbsz(),
+            Command::Prot(level) => self.cmd_prot(level),
+            Command::Ccc => match self.tls {
+                Some(_) => Reply::new(
+                    534,
+                    "CCC refused: the control connection stays encrypted on this server",
+                ),
+                None => Reply::new(533, "The control connection is not protected"),
+            },
         };
         self.send(reply).await?;
         Ok(Flow::Continue)
@@ -530,12 +644,156 @@ impl Session {
         self.connected_at = Instant::now();
     }
 
+    // ---- security (RFC 2228, RFC 4217) ----
+
+    async fn cmd_auth(&mut self, mechanism: &str) -> io::Result<Flow> {
+        let reply = match mechanism {
+            _ if !self.listener.mode.offers_tls() => {
+                Reply::new(502, "TLS is not offered on this listener")
+            }
+            _ if self.tls.is_some() => Reply::new(503, "The control connection is already TLS"),
+            "TLS" | "TLS-C" | "SSL" | "TLS-P" => {
+                match self.shared.tls.as_ref().map(|t| t.session()) {
+                    Some(Ok(session)) => return self.start_tls(mechanism, session).await,
+                    Some(Err(e)) => {
+                        tracing::error!(error = %e, "cannot set up TLS for a session");
+                        Reply::new(431, "TLS is unavailable on the server just now")
+                    }
+                    None => Reply::new(502, "TLS is not offered on this listener"),
+                }
+            }
+            _ => Reply::new(
+                504,
+                format!("AUTH {mechanism} is not supported; use AUTH TLS"),
+            ),
+        };
+        self.send(reply).await?;
+        Ok(Flow::Continue)
+    }
+
+    /// Reply 234 and turn the control connection into TLS.
+    async fn start_tls(&mut self, mechanism: &str, session: SessionTls) -> io::Result<Flow> {
+        self.send(Reply::new(
+            234,
+            format!("AUTH {mechanism} ok; start the TLS handshake"),
+        ))
+        .await?;
+        // Anything the client sent after AUTH and before the handshake is plaintext that an
+        // attacker could have injected; it must never run as if it came over TLS.
+        if !self.lines.is_empty() || !self.inbuf.is_empty() {
+            warn!("discarded plaintext commands pipelined after AUTH");
+            self.lines.clear();
+            self.inbuf.clear();
+        }
+        let Some(tcp) = self.ctrl.take_plain() else {
+            return Ok(Flow::Close("internal error: control connection not plain"));
+        };
+        let timeout = self
+            .shared
+            .tls
+            .as_ref()
+            .map_or(std::time::Duration::from_secs(10), |t| t.handshake_timeout);
+        let handshake =
+            stream::accept_tls(tcp, session.control_config(), timeout, |c| session.stamp(c));
+        match handshake.await {
+            Ok(s) => {
+                log_handshake("control", &s);
+                self.ctrl = Stream::Tls(Box::new(s));
+                self.tls = Some(session);
+                self.pending_user = None;
+                // AUTH SSL and TLS-P come from the days before PROT: data is protected.
+                if matches!(mechanism, "SSL" | "TLS-P") {
+                    self.pbsz = true;
+                    self.prot_private = true;
+                }
+                info!(mechanism, "control connection is now TLS");
+                Ok(Flow::Continue)
+            }
+            Err(e) => {
+                warn!(error = %e, "TLS handshake on the control connection failed");
+                Ok(Flow::Close("TLS handshake failed"))
+            }
+        }
+    }
+
+    fn cmd_pbsz(&mut self) -> Reply {
+        if self.tls.is_none() {
+            return Reply::new(
+                503,
+                "PBSZ needs a TLS control connection: send AUTH TLS first",
+            );
+        }
+        self.pbsz = true;
+        // RFC 4217 §8: with TLS the buffer size is always 0.
+        Reply::new(200, "PBSZ=0")
+    }
+
+    fn cmd_prot(&mut self, level: ProtLevel) -> Reply {
+        if self.tls.is_none() {
+            return Reply::new(
+                503,
+                "PROT needs a TLS control connection: send AUTH TLS first",
+            );
+        }
+        if !self.pbsz {
+            return Reply::new(503, "Send PBSZ 0 before PROT");
+        }
+        match level {
+            ProtLevel::Private => {
+                self.prot_private = true;
+                Reply::new(200, "PROT P ok: data connections are protected by TLS")
+            }
+            ProtLevel::Clear if self.data_tls_required() => Reply::new(
+                534,
+                "PROT C refused: this server requires protected data connections (PROT P)",
+            ),
+            ProtLevel::Clear => {
+                self.prot_private = false;
+                Reply::new(200, "PROT C ok: data connections are not protected")
+            }
+            ProtLevel::Safe | ProtLevel::Confidential => {
+                Reply::new(536, "Only PROT P and PROT C are supported")
+            }
+        }
+    }
+
+    /// The TLS policy in force: the listener's, raised by the user's once logged in.
+    fn tls_policy(&self) -> TlsPolicy {
+        let user = self
+            .login
+            .as_ref()
+            .map_or(TlsPolicy::Optional, |l| l.tls_policy);
+        self.listener.tls_policy.max(user)
+    }
+
+    fn data_tls_required(&self) -> bool {
+        self.tls_policy().data()
+    }
+
+    /// Refuse a transfer whose data connection would be clear when policy forbids it.
+    fn check_data_protection(&self) -> Result<(), Reply> {
+        if self.data_tls_required() && !self.prot_private {
+            return Err(Reply::new(
+                521,
+                "Data connections must be protected on this server: send PBSZ 0 and PROT P",
+            ));
+        }
+        Ok(())
+    }
+
     // ---- access ----
 
     fn cmd_user(&mut self, name: String) -> Reply {
         if self.login.is_some() {
             // A new USER starts a new login (RFC 959 allows changing users).
             self.reinitialize();
+        }
+        if self.listener.tls_policy.login() && self.tls.is_none() {
+            self.pending_user = None;
+            return Reply::new(
+                530,
+                "This server requires TLS for login: send AUTH TLS first (use FTPS)",
+            );
         }
         let anonymous = is_anonymous_name(&name) && self.shared.config.anonymous.enabled;
         self.pending_user = Some(name.clone());
@@ -562,7 +820,12 @@ impl Session {
                 .home
                 .clone()
                 .map_or_else(|| shared.root.clone(), |h| shared.root.join(h));
-            Some((name.clone(), home, anon_cfg.permissions))
+            Some((
+                name.clone(),
+                home,
+                anon_cfg.permissions,
+                TlsPolicy::Optional,
+            ))
         } else {
             let users = shared.users.clone();
             let user_name = name.clone();
@@ -581,10 +844,10 @@ impl Session {
                     .home
                     .clone()
                     .map_or_else(|| shared.root.clone(), |h| shared.root.join(h));
-                (user.name.clone(), home, user.permissions)
+                (user.name.clone(), home, user.permissions, user.tls_policy)
             })
         };
-        let Some((user_name, home, perms)) = login else {
+        let Some((user_name, home, perms, tls_policy)) = login else {
             self.failed_logins += 1;
             warn!(user = %name, failures = self.failed_logins, "login failed");
             if self.failed_logins >= shared.config.limits.max_login_failures {
@@ -598,26 +861,67 @@ impl Session {
             self.send(Reply::new(530, "Login incorrect")).await?;
             return Ok(Flow::Continue);
         };
+        if tls_policy.login() && self.tls.is_none() {
+            warn!(user = %user_name, "login refused: the account requires TLS");
+            self.send(Reply::new(
+                530,
+                "This account requires TLS: reconnect and send AUTH TLS before logging in",
+            ))
+            .await?;
+            return Ok(Flow::Continue);
+        }
+        let account = Account {
+            name: user_name,
+            perms,
+            tls_policy,
+        };
+        self.enter(
+            account,
+            home,
+            Reply::new(230, "Login successful"),
+            "password",
+        )
+        .await
+    }
+
+    /// Open the home directory and start the logged-in session, answering with `ok`.
+    async fn enter(
+        &mut self,
+        login: Account,
+        home: std::path::PathBuf,
+        ok: Reply,
+        method: &'static str,
+    ) -> io::Result<Flow> {
         let home_for_open = home.clone();
         match blocking(move || LocalFs::open(&home_for_open)).await {
             Ok(fs) => {
-                tracing::Span::current().record("user", user_name.as_str());
-                info!(user = %user_name, home = %home.display(), permissions = %perms, "login ok");
+                tracing::Span::current().record("user", login.name.as_str());
+                info!(user = %login.name, home = %home.display(), permissions = %login.perms, method, "login ok");
                 self.login = Some(Login {
-                    name: user_name,
+                    name: login.name,
                     fs: Arc::new(fs),
-                    perms,
+                    perms: login.perms,
+                    tls_policy: login.tls_policy,
                 });
                 self.cwd = VPath::root();
-                self.send(Reply::new(230, "Login successful")).await?;
+                self.send(ok).await?;
             }
             Err(e) => {
-                tracing::error!(user = %user_name, home = %home.display(), error = %e, "home directory unavailable");
+                tracing::error!(user = %login.name, home = %home.display(), error = %e, "home directory unavailable");
                 self.send(Reply::new(530, "Login refused: home directory unavailable"))
                     .await?;
             }
         }
         Ok(Flow::Continue)
+    }
+
+    /// The user a verified TLS client certificate logs in as, if it maps to `name`.
+    fn certificate_user(&self, name: &str) -> Option<crate::auth::User> {
+        let conn = self.ctrl.tls_state()?;
+        let leaf = conn.peer_certificates()?.first()?;
+        let fingerprint = crate::tls::fingerprint(leaf.as_ref());
+        let user = self.shared.users.get(name)?;
+        (!user.disabled && user.client_certs.contains(&fingerprint)).then(|| user.clone())
     }
 
     // ---- helpers ----
@@ -854,6 +1158,7 @@ impl Session {
     /// Refuse an upload that has no data connection set up before it touches any file: a
     /// refused REST+STOR must not truncate, a refused APPE or STOU must not create.
     fn require_data_setup(&self) -> Result<(), Reply> {
+        self.check_data_protection()?;
         match self.data {
             DataSetup::None => Err(Reply::new(425, "Use PASV, EPSV, PORT or EPRT first")),
             _ => Ok(()),
@@ -861,6 +1166,7 @@ impl Session {
     }
 
     fn take_data_connection(&mut self) -> Result<ConnectFuture, Reply> {
+        self.check_data_protection()?;
         match std::mem::replace(&mut self.data, DataSetup::None) {
             DataSetup::None => Err(Reply::new(425, "Use PASV, EPSV, PORT or EPRT first")),
             DataSetup::Passive { listener, .. } => {
@@ -881,6 +1187,19 @@ impl Session {
 
     // ---- transfers ----
 
+    /// How this transfer's data connection is protected, from PROT and the listener.
+    fn data_tls(&self, direction: DataDirection) -> Option<DataTls> {
+        let session = self.tls.as_ref().filter(|_| self.prot_private)?;
+        let tls = self.shared.tls.as_ref()?;
+        Some(DataTls {
+            session: session.clone(),
+            direction,
+            handshake_timeout: tls.handshake_timeout,
+            require_reuse: self.listener.require_session_reuse,
+            require_close_notify: tls.require_close_notify,
+        })
+    }
+
     /// Send the 150 and run `job` over the data connection in the background.
     async fn start_transfer(
         &mut self,
@@ -891,6 +1210,11 @@ impl Session {
         path: VPath,
         total: Option<u64>,
     ) -> Result<(), Reply> {
+        let direction = match job {
+            Job::Send(_) => DataDirection::Download,
+            Job::Receive(..) => DataDirection::Upload,
+        };
+        let protection = self.data_tls(direction);
         if self.send(Reply::new(150, opening)).await.is_err() {
             return Err(Reply::new(426, "Control connection failed"));
         }
@@ -902,14 +1226,21 @@ impl Session {
         let task_progress = Arc::clone(&progress);
         let handle = tokio::spawn(
             async move {
+                let open = async {
+                    let tcp = connect.await.map_err(TransferError::DataConnection)?;
+                    let _ = tcp.set_nodelay(true);
+                    match &protection {
+                        Some(p) => open_data_tls(tcp, p).await,
+                        None => Ok(Stream::Plain(tcp)),
+                    }
+                };
                 let mut stream = match tokio::select! {
-                    c = connect => c,
-                    _ = task_cancel.cancelled() => return Outcome { result: Err(TransferError::Aborted), upload: job.into_upload() },
+                    c = open => c,
+                    _ = task_cancel.cancelled() => Err(TransferError::Aborted),
                 } {
                     Ok(s) => s,
-                    Err(e) => return Outcome { result: Err(TransferError::DataConnection(e)), upload: job.into_upload() },
+                    Err(e) => return Outcome { result: Err(e), upload: job.into_upload() },
                 };
-                let _ = stream.set_nodelay(true);
                 match job {
                     Job::Send(source) => {
                         let copy = async {
@@ -922,15 +1253,40 @@ impl Session {
                             r = copy => r.map_err(TransferError::Copy),
                             _ = task_cancel.cancelled() => Err(TransferError::Aborted),
                         };
+                        if result.is_ok() && stream.is_tls() {
+                            // Our close_notify is out; wait for the client's before the 226, so
+                            // that nothing is closed under data the client has yet to read.
+                            tokio::select! {
+                                _ = data::drain_until_closed(&mut stream, TLS_CLOSE_WAIT) => {}
+                                _ = task_cancel.cancelled() => {}
+                            }
+                        }
                         Outcome { result, upload: None }
                     }
                     Job::Receive(mut file, mut upload) => {
                         let result = {
-                            let copy = data::receive(&mut stream, &mut file, ascii_mode, &task_progress, stall);
+                            let tls = stream.is_tls();
+                            let copy = data::receive(&mut stream, tls, &mut file, ascii_mode, &task_progress, stall);
                             tokio::select! {
                                 r = copy => r.map_err(TransferError::Copy),
                                 _ = task_cancel.cancelled() => Err(TransferError::Aborted),
                             }
+                        };
+                        let result = match result {
+                            Ok(data::Ending::CloseNotify) => {
+                                // Answer the client's close_notify with ours; it may be gone.
+                                let _ = tokio::time::timeout(TLS_CLOSE_WAIT, stream.shutdown()).await;
+                                Ok(())
+                            }
+                            Ok(data::Ending::Eof) => Ok(()),
+                            Ok(data::Ending::Truncated) => match &protection {
+                                Some(p) if p.require_close_notify => Err(TransferError::Truncated),
+                                _ => {
+                                    warn!("TLS upload ended without close_notify; accepted (tls.require_close_notify = false)");
+                                    Ok(())
+                                }
+                            },
+                            Err(e) => Err(e),
                         };
                         // Wait for tokio's in-flight write to land, then give the file back to
                         // the upload for commit or abort.
@@ -999,6 +1355,20 @@ impl Session {
             Err(TransferError::DataConnection(e)) => (
                 vec![Reply::new(425, format!("Cannot open data connection: {e}"))],
                 format!("no data connection: {e}"),
+            ),
+            Err(TransferError::Truncated) => (
+                vec![Reply::new(
+                    426,
+                    "Upload refused: the data connection closed without TLS close_notify, so the data may be truncated",
+                )],
+                "truncated: no TLS close_notify".into(),
+            ),
+            Err(TransferError::DataTls(reason)) => (
+                vec![Reply::new(
+                    522,
+                    format!("Data connection refused: {reason}"),
+                )],
+                format!("TLS data connection refused: {reason}"),
             ),
             Err(TransferError::Copy(CopyError::Network(e))) => (
                 vec![Reply::new(
@@ -1328,6 +1698,22 @@ impl Session {
         body.push(format!(
             "TYPE: {ty}; STRUcture: File; transfer MODE: Stream"
         ));
+        body.push(match self.ctrl.tls_state() {
+            Some(conn) => format!(
+                "Control connection: {}; data connections: {}",
+                match conn.protocol_version() {
+                    Some(rustls::ProtocolVersion::TLSv1_3) => "TLS 1.3",
+                    Some(rustls::ProtocolVersion::TLSv1_2) => "TLS 1.2",
+                    _ => "TLS",
+                },
+                if self.prot_private {
+                    "protected (PROT P)"
+                } else {
+                    "clear (PROT C)"
+                }
+            ),
+            None => "Control connection: not encrypted".to_string(),
+        });
         body.push(match &self.data {
             DataSetup::None => "No data connection".to_string(),
             DataSetup::Passive { listener, .. } => {
@@ -1355,6 +1741,36 @@ impl Job {
             Job::Send(_) => None,
         }
     }
+}
+
+/// How long to wait for the client's close after our close_notify before answering anyway.
+const TLS_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The TLS handshake of a data connection, refused unless it resumes the control session.
+async fn open_data_tls(tcp: TcpStream, p: &DataTls) -> Result<Stream, TransferError> {
+    let config = p.session.data_config(p.direction);
+    let tls = stream::accept_tls(tcp, config, p.handshake_timeout, |c| p.session.stamp(c))
+        .await
+        .map_err(|e| {
+            warn!(error = %e, "TLS handshake on the data connection failed (is the client using PROT P?)");
+            TransferError::DataTls(format!("TLS handshake failed: {e}"))
+        })?;
+    log_handshake("data", &tls);
+    if p.require_reuse {
+        if let Err(why) = p.session.check_reuse(tls.get_ref().1) {
+            warn!(
+                reason = why,
+                "refused a TLS data connection that is not bound to this session"
+            );
+            // Say goodbye properly, so the client sees a closed connection rather than an error.
+            let mut tls = tls;
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), tls.shutdown()).await;
+            return Err(TransferError::DataTls(format!(
+                "{why}; the client must reuse the control connection's TLS session"
+            )));
+        }
+    }
+    Ok(Stream::Tls(Box::new(tls)))
 }
 
 async fn wait_transfer(running: &mut Option<Running>) -> Outcome {
@@ -1670,8 +2086,13 @@ async fn resolve_ipv4(name: &str) -> io::Result<std::net::Ipv4Addr> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no IPv4 address"))
 }
 
-fn feat_reply(mlst: MlstFacts) -> Reply {
-    let features = [
+fn feat_reply(mlst: MlstFacts, mode: ListenerMode) -> Reply {
+    let tls: &[&str] = match mode {
+        ListenerMode::Plain => &[],
+        ListenerMode::Explicit => &["AUTH TLS", "PBSZ", "PROT"],
+        ListenerMode::Implicit => &["PBSZ", "PROT"],
+    };
+    let mut features = vec![
         "EPRT".to_string(),
         "EPSV".to_string(),
         "MDTM".to_string(),
@@ -1683,6 +2104,8 @@ fn feat_reply(mlst: MlstFacts) -> Reply {
         "TVFS".to_string(),
         "UTF8".to_string(),
     ];
+    features.extend(tls.iter().map(|f| f.to_string()));
+    features.sort();
     Reply::multi(211, "Features:", features, "End")
 }
 

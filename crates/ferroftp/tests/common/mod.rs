@@ -11,7 +11,12 @@ use std::time::{Duration, Instant};
 /// A running server; killed on drop. Its log (stderr) is in `log_path`.
 pub struct TestServer {
     child: Child,
+    /// The first listener's address.
     pub addr: SocketAddr,
+    /// Every listener's address, in the order printed (config order, then flags).
+    pub addrs: Vec<SocketAddr>,
+    /// What the server printed on stdout before it listened.
+    pub banner: String,
     pub user: String,
     pub password: String,
     pub root: PathBuf,
@@ -26,8 +31,11 @@ pub struct Options {
     pub config: String,
     /// Extra command-line arguments after `serve`.
     pub args: Vec<String>,
-    /// Listen address (default 127.0.0.1:0).
+    /// Listen address (default 127.0.0.1:0); `Some("")` passes no --listen, so the config's
+    /// `[[listener]]` tables apply.
     pub listen: Option<String>,
+    /// How many "listening on" lines to wait for (default 1).
+    pub listeners: usize,
     /// Users as (name, password, extra TOML lines such as `home = "x"` or `permissions = [...]`);
     /// when empty the server generates its default user.
     pub users: Vec<(String, String, String)>,
@@ -73,12 +81,17 @@ impl TestServer {
         let log_path = dir.path().join("server.log");
         let log = std::fs::File::create(&log_path).unwrap();
         let listen = opts.listen.unwrap_or_else(|| "127.0.0.1:0".into());
+        let listen_args: Vec<String> = if listen.is_empty() {
+            Vec::new()
+        } else {
+            vec!["--listen".into(), listen]
+        };
+        let expected = opts.listeners.max(1);
         let mut child = Command::new(bin())
             .arg("serve")
             .arg("--config")
             .arg(&config_path)
-            .arg("--listen")
-            .arg(&listen)
+            .args(&listen_args)
             .args(&opts.args)
             .env("RUST_LOG", "debug")
             .env("NO_COLOR", "1")
@@ -89,28 +102,33 @@ impl TestServer {
             .unwrap();
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
-        let mut addr = None;
+        let mut addrs = Vec::new();
+        let mut banner = String::new();
         let deadline = Instant::now() + Duration::from_secs(20);
-        while addr.is_none() {
+        while addrs.len() < expected {
             assert!(Instant::now() < deadline, "server did not start");
             let Some(Ok(line)) = lines.next() else {
                 let log = std::fs::read_to_string(&log_path).unwrap_or_default();
                 panic!("server exited before listening; log:\n{log}");
             };
+            banner.push_str(&line);
+            banner.push('\n');
             if let Some(rest) = line.split("password: ").nth(1) {
                 user = "ferro".into();
                 password = rest.trim().to_string();
             }
             if let Some(rest) = line.split("listening on ").nth(1) {
                 let a = rest.split_whitespace().next().unwrap();
-                addr = Some(a.parse().unwrap());
+                addrs.push(a.parse().unwrap());
             }
         }
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         Self {
             child,
-            addr: addr.unwrap(),
+            addr: addrs[0],
+            addrs,
+            banner,
             user,
             password,
             root,
@@ -147,6 +165,38 @@ impl TestServer {
         let mut c = self.connect();
         c.login(&self.user, &self.password);
         c
+    }
+
+    /// The process id (for signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Send a signal (e.g. "HUP", "TERM") to the server.
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{name} failed");
+    }
+
+    /// Wait until the log contains `needle` (or panic after `secs`).
+    pub fn wait_for_log(&self, needle: &str, secs: u64) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let log = self.log();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "log never showed {needle:?}; log:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Whether the process is still running.
@@ -202,6 +252,18 @@ pub fn add_user(users: &Path, name: &str, password: &str, home: Option<&Path>) {
         "passwd failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A development certificate for `hosts`, made with `ferroftp cert`: (cert.pem, key.pem).
+pub fn dev_cert(dir: &Path, hosts: &[&str]) -> (PathBuf, PathBuf) {
+    let mut cmd = Command::new(bin());
+    cmd.args(["cert", "--self-signed", "--out"]).arg(dir);
+    for h in hosts {
+        cmd.args(["--host", h]);
+    }
+    let (ok, out, err) = run(&mut cmd);
+    assert!(ok, "ferroftp cert failed: {out}{err}");
+    (dir.join("cert.pem"), dir.join("key.pem"))
 }
 
 /// A raw control connection that reads whole replies (multi-line aware).
