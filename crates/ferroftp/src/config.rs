@@ -37,6 +37,8 @@ pub struct Config {
     pub log: LogConfig,
     /// FTPS: certificates and TLS settings shared by every TLS listener.
     pub tls: TlsConfig,
+    /// Brute-force protection: slowed replies and escalating bans.
+    pub bans: BanConfig,
 }
 
 impl Default for Config {
@@ -52,6 +54,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             log: LogConfig::default(),
             tls: TlsConfig::default(),
+            bans: BanConfig::default(),
         }
     }
 }
@@ -150,6 +153,48 @@ impl TlsPolicy {
     /// Whether data connections must be protected.
     pub fn data(self) -> bool {
         self == Self::LoginAndData
+    }
+}
+
+/// Brute-force protection.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BanConfig {
+    /// Count failed logins and ban addresses that fail too often.
+    pub enabled: bool,
+    /// Failed logins from one IP address within `window_secs` that get it banned.
+    pub max_failures: u32,
+    /// The window, in seconds, over which failures are counted.
+    pub window_secs: u64,
+    /// Seconds of the first ban; each later ban of the same address lasts `escalation` times
+    /// longer, up to `max_ban_secs`.
+    pub ban_secs: u64,
+    /// Factor by which each repeated ban of one address grows.
+    pub escalation: u32,
+    /// The longest ban, in seconds.
+    pub max_ban_secs: u64,
+    /// Milliseconds a failed login's reply is held back per earlier failure (from that address
+    /// or for that user name, whichever is more), up to `max_delay_ms`.
+    pub delay_ms: u64,
+    /// The longest a failed login's reply is held back.
+    pub max_delay_ms: u64,
+    /// Networks that are never banned or slowed, e.g. `["10.0.0.0/8", "::1/128"]`.
+    pub allow: Vec<ipnet::IpNet>,
+}
+
+impl Default for BanConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_failures: 10,
+            window_secs: 600,
+            ban_secs: 60,
+            escalation: 4,
+            max_ban_secs: 86400,
+            delay_ms: 500,
+            max_delay_ms: 4000,
+            allow: Vec::new(),
+        }
     }
 }
 
@@ -476,6 +521,22 @@ impl Config {
                 return invalid("tls.cert", "tls.key is set, so tls.cert is needed too");
             }
             _ => {}
+        }
+        let b = &self.bans;
+        if b.enabled {
+            for (key, v) in [
+                ("bans.max_failures", u64::from(b.max_failures)),
+                ("bans.window_secs", b.window_secs),
+                ("bans.ban_secs", b.ban_secs),
+                ("bans.escalation", u64::from(b.escalation)),
+            ] {
+                if v == 0 {
+                    return invalid(key, "must be greater than 0");
+                }
+            }
+            if b.max_ban_secs < b.ban_secs {
+                return invalid("bans.max_ban_secs", "must be at least bans.ban_secs");
+            }
         }
         if self.tls.handshake_timeout_secs == 0 {
             return invalid("tls.handshake_timeout_secs", "must be greater than 0");

@@ -76,6 +76,10 @@ struct Overrides {
     /// Allow anonymous logins (read-only unless the config says otherwise).
     #[arg(long)]
     anonymous: bool,
+    /// A network never banned for failed logins, e.g. 10.0.0.0/8; repeatable (adds to the
+    /// config's bans.allow).
+    #[arg(long, value_name = "CIDR")]
+    ban_allow: Vec<ipnet::IpNet>,
     /// Log format.
     #[arg(long, value_name = "text|json")]
     log_format: Option<LogFormatArg>,
@@ -198,6 +202,7 @@ fn effective_config(file: Option<&Path>, o: Overrides) -> anyhow::Result<Config>
     if o.anonymous {
         config.anonymous.enabled = true;
     }
+    config.bans.allow.extend(o.ban_allow);
     match o.log_format {
         Some(LogFormatArg::Text) => config.log.format = LogFormat::Text,
         Some(LogFormatArg::Json) => config.log.format = LogFormat::Json,

@@ -3,6 +3,7 @@
 //! and transfers live in [`data`].
 
 mod data;
+mod guard;
 mod session;
 mod stream;
 
@@ -36,6 +37,8 @@ pub(crate) struct Shared {
     pub(crate) hash_pool: Semaphore,
     /// Certificates and TLS configuration; `None` when no listener offers TLS.
     pub(crate) tls: Option<Arc<Tls>>,
+    /// Failed-login counts and bans.
+    pub(crate) guard: guard::Guard,
     next_id: AtomicU64,
 }
 
@@ -140,6 +143,7 @@ impl Server {
             sessions: SessionTable::default(),
             hash_pool: Semaphore::new(workers),
             tls,
+            guard: guard::Guard::new(config.bans.clone()),
             next_id: AtomicU64::new(1),
             config,
         });
@@ -230,6 +234,19 @@ async fn handle_connection(
     listener: ListenerConfig,
 ) {
     let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+    // Banned addresses are turned away before anything else is spent on them.
+    if let Some(left) = shared.guard.banned(peer.ip(), std::time::Instant::now()) {
+        tracing::debug!(%peer, left_secs = left.as_secs(), "connection from a banned address refused");
+        refuse(
+            stream,
+            &format!(
+                "Too many failed logins from your address; try again in {} s",
+                left.as_secs().max(1)
+            ),
+        )
+        .await;
+        return;
+    }
     let permit = match shared.admit(peer.ip()) {
         Ok(p) => p,
         Err(refusal) => {

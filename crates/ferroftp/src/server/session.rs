@@ -849,7 +849,25 @@ impl Session {
         };
         let Some((user_name, home, perms, tls_policy)) = login else {
             self.failed_logins += 1;
+            // The line fail2ban matches: keep its shape.
             warn!(user = %name, failures = self.failed_logins, "login failed");
+            let verdict = shared
+                .guard
+                .failure(self.peer.ip(), &name, std::time::Instant::now());
+            if let Some(ban) = verdict.banned {
+                warn!(ip = %self.peer.ip(), ban_secs = ban.as_secs(), "address banned after repeated failed logins");
+                self.send(Reply::new(
+                    421,
+                    format!(
+                        "Too many failed logins from your address; banned for {} s",
+                        ban.as_secs()
+                    ),
+                ))
+                .await?;
+                return Ok(Flow::Close("address banned"));
+            }
+            // Slower replies as failures pile up; the same for existing and unknown users.
+            tokio::time::sleep(verdict.delay).await;
             if self.failed_logins >= shared.config.limits.max_login_failures {
                 self.send(Reply::new(
                     421,
