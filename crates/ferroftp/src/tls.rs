@@ -135,8 +135,8 @@ fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
 
 /// Load and check a certificate chain and its key from PEM files.
 pub fn load_pair(cert_path: &Path, key_path: &Path) -> Result<LoadedCert, TlsError> {
-    let cert_pem = read("certificate file", cert_path)?;
-    let key_pem = read("key file", key_path)?;
+    let cert_pem = read("certificate file (tls.cert)", cert_path)?;
+    let key_pem = read("key file (tls.key)", key_path)?;
     load_pair_pem(&cert_pem, &key_pem, cert_path, key_path)
 }
 
@@ -311,11 +311,11 @@ fn client_verifier(
     ca: &Path,
 ) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
     let invalid = |reason: String| TlsError::Invalid {
-        what: "client CA file",
+        what: "client CA file (tls.client_ca)",
         path: ca.to_owned(),
         reason,
     };
-    let pem = read("client CA file", ca)?;
+    let pem = read("client CA file (tls.client_ca)", ca)?;
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(&pem) {
         let cert = cert.map_err(|e| invalid(format!("bad PEM: {e}")))?;
