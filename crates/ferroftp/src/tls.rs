@@ -438,7 +438,8 @@ impl Tls {
             return Ok(None);
         };
         let loaded = load_pair(cert, key)?;
-        if loaded.fingerprint == self.current().fingerprint {
+        // The whole chain counts: a fixed intermediate is a change even with the same leaf.
+        if loaded.key.cert == self.current().key.cert {
             return Ok(None);
         }
         self.slot.set(Arc::clone(&loaded.key));

@@ -1037,3 +1037,185 @@ fn a_stranger_refused_on_a_data_connection_cannot_resume_its_way_into_the_next_o
     assert_eq!(names_in(&ftps.server.root), ["secret.txt", "target.txt"]);
     ftps.server.assert_still_serving();
 }
+
+/// Run the openssl CLI in `dir`; panics with its output on failure.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run openssl: {e}"));
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// An RSA certificate issued by an intermediate CA (chain file: leaf then intermediate; key in
+/// the old PKCS#1 "RSA PRIVATE KEY" form) works with a client that only trusts the root.
+#[test]
+fn an_rsa_certificate_with_an_intermediate_chain_is_served_whole() {
+    let pki = tempfile::tempdir().unwrap();
+    let d = pki.path();
+    std::fs::write(
+        d.join("ca.ext"),
+        "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("leaf.ext"),
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n\
+         extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    openssl(
+        d,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "root.key",
+            "-out",
+            "root.pem",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=Test Root",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "int.key",
+            "-out",
+            "int.csr",
+            "-subj",
+            "/CN=Test Intermediate",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "int.csr",
+            "-CA",
+            "root.pem",
+            "-CAkey",
+            "root.key",
+            "-CAcreateserial",
+            "-out",
+            "int.pem",
+            "-days",
+            "30",
+            "-extfile",
+            "ca.ext",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "leaf.p8",
+            "-out",
+            "leaf.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "int.pem",
+            "-CAkey",
+            "int.key",
+            "-CAcreateserial",
+            "-out",
+            "leaf.pem",
+            "-days",
+            "30",
+            "-extfile",
+            "leaf.ext",
+        ],
+    );
+    openssl(
+        d,
+        &["rsa", "-in", "leaf.p8", "-out", "leaf.key", "-traditional"],
+    );
+    let key = std::fs::read_to_string(d.join("leaf.key")).unwrap();
+    assert!(key.starts_with("-----BEGIN RSA PRIVATE KEY-----"), "{key}");
+    let chain = std::fs::read_to_string(d.join("leaf.pem")).unwrap()
+        + &std::fs::read_to_string(d.join("int.pem")).unwrap();
+    std::fs::write(d.join("chain.pem"), chain).unwrap();
+
+    let mut server = TestServer::with(Options {
+        args: vec![
+            "--tls-cert".into(),
+            path_str(&d.join("chain.pem")).into(),
+            "--tls-key".into(),
+            path_str(&d.join("leaf.key")).into(),
+        ],
+        ..Options::default()
+    });
+    let data = pseudo_random(200_000, 77);
+    std::fs::write(server.root.join("rsa.bin"), &data).unwrap();
+    let url = format!("ftp://127.0.0.1:{}/rsa.bin", server.port());
+    let out = Command::new("curl")
+        .args(["-sS", "-v", "--ssl-reqd", "--max-time", "30", "--cacert"])
+        .arg(d.join("root.pem"))
+        .arg("-u")
+        .arg(format!("{}:{}", server.user, server.password))
+        .arg(&url)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "curl failed: {err}");
+    same(&out.stdout, &data, "rsa.bin over a verified RSA chain");
+    assert!(
+        err.contains("issuer: CN=Test Intermediate") && err.contains("SSL certificate verify ok"),
+        "{err}"
+    );
+    // Without the intermediate in the file the same client cannot verify the server.
+    std::fs::copy(d.join("leaf.pem"), d.join("chain.pem")).unwrap();
+    server.signal("HUP");
+    server.wait_for_log("TLS certificate reloaded", 10);
+    let out = Command::new("curl")
+        .args(["-sS", "--ssl-reqd", "--max-time", "30", "--cacert"])
+        .arg(d.join("root.pem"))
+        .arg("-u")
+        .arg(format!("{}:{}", server.user, server.password))
+        .arg(&url)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "a leaf without its chain was trusted"
+    );
+    server.assert_still_serving();
+}
