@@ -9,6 +9,7 @@ missing=()
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v lftp >/dev/null 2>&1 || missing+=(lftp)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "scripts/test.sh: installing ${missing[*]}"
     sudo=""

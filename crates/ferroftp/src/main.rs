@@ -252,8 +252,7 @@ fn start_tls(config: &Config) -> anyhow::Result<Option<Arc<Tls>>> {
     if !config.listeners.iter().any(|l| l.mode.offers_tls()) {
         return Ok(None);
     }
-    let tls =
-        Tls::new(&config.tls).context("TLS (keys tls.cert / tls.key, --tls-cert / --tls-key)")?;
+    let tls = Tls::new(&config.tls).context("cannot set up TLS")?;
     let cert = tls.current();
     if tls.is_generated() {
         println!(

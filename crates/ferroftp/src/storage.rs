@@ -32,9 +32,12 @@
 //!   The new file keeps the permission bits of the file it replaces, and replacing a file the
 //!   user could not write is refused. A symlink at the target is replaced, not written through.
 //! - [`WriteMode::Append`] (APPE) writes to the target itself. Interrupted: what was written
-//!   stays (the client is resuming).
-//! - [`WriteMode::At`] (REST + STOR) truncates the target to the offset at creation and writes
-//!   in place. Interrupted: the file is the prefix up to the offset plus what was written.
+//!   stays (the client is resuming); nothing written, nothing changed.
+//! - [`WriteMode::At`] (REST + STOR) writes in place from the offset; commit cuts the file
+//!   where the upload ends. Interrupted: the file is the prefix up to the offset plus what
+//!   was written (never a mix with the old tail); if nothing was written, it is unchanged.
+//! - [`Upload::roll_back`] undoes an in-place upload whose data cannot be trusted, as far as
+//!   possible (everything but bytes that overwrote old content).
 //! - [`LocalFs::create_unique`] (STOU) creates a fresh file exclusively and writes in place.
 //!   Interrupted: the partial file stays under its unique name (the client was told the name
 //!   and may resume it); the server may [`LocalFs::remove_file`] it if it prefers.
@@ -60,6 +63,7 @@ use cap_std::fs::PermissionsExt as _;
 use cap_std::fs::{Dir, Metadata, MetadataExt, OpenOptions, Permissions};
 
 pub use error::StorageError;
+use upload::InPlaceMode;
 pub use upload::{Upload, WriteMode, is_internal_name};
 pub use vpath::{MAX_DEPTH, MAX_PATH_LEN, VPath};
 
@@ -221,8 +225,8 @@ impl LocalFs {
                 let mut opts = OpenOptions::new();
                 opts.append(true).create(true);
                 let file = self.root.open_with(p.relative(), &opts)?.into_std();
-                check_regular_file(&file)?;
-                Ok(Upload::in_place(file))
+                let len = check_regular_file(&file)?;
+                Ok(Upload::in_place(file, InPlaceMode::Append, len, Some(len)))
             }
             WriteMode::At(offset) => {
                 if !self.check_write_target(p)? && offset > 0 {
@@ -239,9 +243,9 @@ impl LocalFs {
                 if offset > len {
                     return Err(StorageError::InvalidOffset);
                 }
-                file.set_len(offset)?;
+                // Nothing is cut yet: a refused or empty transfer must leave the file alone.
                 file.seek(SeekFrom::Start(offset))?;
-                Ok(Upload::in_place(file))
+                Ok(Upload::in_place(file, InPlaceMode::At, offset, Some(len)))
             }
         }
     }
@@ -327,7 +331,10 @@ impl LocalFs {
             let path = dir.join(&name)?;
             // `create_new` never follows a symlink, so an existing link of that name is "taken".
             match handle.open_with(&name, &opts) {
-                Ok(file) => return Ok((path, Upload::in_place(file.into_std()))),
+                Ok(file) => {
+                    let upload = Upload::in_place(file.into_std(), InPlaceMode::At, 0, None);
+                    return Ok((path, upload));
+                }
                 Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(err) => return Err(err.into()),
             }

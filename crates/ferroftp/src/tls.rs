@@ -135,8 +135,8 @@ fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
 
 /// Load and check a certificate chain and its key from PEM files.
 pub fn load_pair(cert_path: &Path, key_path: &Path) -> Result<LoadedCert, TlsError> {
-    let cert_pem = read("certificate file", cert_path)?;
-    let key_pem = read("key file", key_path)?;
+    let cert_pem = read("certificate file (tls.cert)", cert_path)?;
+    let key_pem = read("key file (tls.key)", key_path)?;
     load_pair_pem(&cert_pem, &key_pem, cert_path, key_path)
 }
 
@@ -305,6 +305,33 @@ impl ResolvesServerCert for CertSlot {
     }
 }
 
+/// A verifier for client certificates signed by the CAs in `ca`; clients without one may
+/// still connect (and log in with a password).
+fn client_verifier(
+    ca: &Path,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+    let invalid = |reason: String| TlsError::Invalid {
+        what: "client CA file (tls.client_ca)",
+        path: ca.to_owned(),
+        reason,
+    };
+    let pem = read("client CA file (tls.client_ca)", ca)?;
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| invalid(format!("bad PEM: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| invalid(format!("unusable CA certificate: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(invalid("no certificate found".into()));
+    }
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| invalid(e.to_string()))
+}
+
 /// Where the certificate comes from.
 #[derive(Debug, Clone)]
 enum Source {
@@ -353,52 +380,29 @@ impl Tls {
             }
         };
         let slot = Arc::new(CertSlot(RwLock::new(Arc::clone(&loaded.key))));
-        let builder = ServerConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
-        let builder = match &cfg.client_ca {
-            Some(ca) => {
-                let pem = read("client CA file", ca)?;
-                let mut roots = RootCertStore::empty();
-                for cert in CertificateDer::pem_slice_iter(&pem) {
-                    let cert = cert.map_err(|e| TlsError::Invalid {
-                        what: "client CA file",
-                        path: ca.clone(),
-                        reason: format!("bad PEM: {e}"),
-                    })?;
-                    roots.add(cert).map_err(|e| TlsError::Invalid {
-                        what: "client CA file",
-                        path: ca.clone(),
-                        reason: format!("unusable CA certificate: {e}"),
-                    })?;
-                }
-                if roots.is_empty() {
-                    return Err(TlsError::Invalid {
-                        what: "client CA file",
-                        path: ca.clone(),
-                        reason: "no certificate found".into(),
-                    });
-                }
-                let verifier =
-                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
-                        .allow_unauthenticated()
-                        .build()
-                        .map_err(|e| TlsError::Invalid {
-                            what: "client CA file",
-                            path: ca.clone(),
-                            reason: e.to_string(),
-                        })?;
-                builder.with_client_cert_verifier(verifier)
-            }
-            None => builder.with_no_client_auth(),
+        let verifier = match &cfg.client_ca {
+            Some(ca) => Some(client_verifier(ca)?),
+            None => None,
         };
-        let mut base = builder.with_cert_resolver(Arc::clone(&slot) as Arc<dyn ResolvesServerCert>);
-        // Per-session caches and ticketers replace these in `SessionTls`; the base keeps none
-        // so that nothing can be resumed across sessions by accident.
-        base.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
-        base.send_tls13_tickets = 0;
+        let build = |versions: &[&'static rustls::SupportedProtocolVersion]| {
+            let builder =
+                ServerConfig::builder_with_provider(provider()).with_protocol_versions(versions)?;
+            let builder = match &verifier {
+                Some(v) => builder.with_client_cert_verifier(Arc::clone(v)),
+                None => builder.with_no_client_auth(),
+            };
+            let mut config =
+                builder.with_cert_resolver(Arc::clone(&slot) as Arc<dyn ResolvesServerCert>);
+            // Per-session caches and ticketers replace these in `SessionTls`; the bases keep
+            // none, so that nothing can be resumed across sessions by accident.
+            config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+            config.send_tls13_tickets = 0;
+            Ok::<_, TlsError>(Arc::new(config))
+        };
+        let base = build(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
         Ok(Self {
             slot,
-            base: Arc::new(base),
+            base,
             source,
             current: RwLock::new(loaded),
             handshake_timeout: cfg.handshake_timeout(),
@@ -434,7 +438,8 @@ impl Tls {
             return Ok(None);
         };
         let loaded = load_pair(cert, key)?;
-        if loaded.fingerprint == self.current().fingerprint {
+        // The whole chain counts: a fixed intermediate is a change even with the same leaf.
+        if loaded.key.cert == self.current().key.cert {
             return Ok(None);
         }
         self.slot.set(Arc::clone(&loaded.key));
@@ -517,13 +522,25 @@ pub enum DataDirection {
 
 /// One control session's TLS configurations, sharing a session cache and ticket key that
 /// no other session can use.
+///
+/// Only the control connection mints resumable sessions that everyone trusts: its TLS 1.2
+/// session ids and tickets, and its TLS 1.3 tickets, which carry the session's control token.
+/// Data connections never create a TLS 1.2 session (their cache is read-only and their ticket
+/// key issues no TLS 1.2 tickets), so a stranger's full handshake leaves it nothing to resume.
+/// TLS 1.3 download connections hand out tickets too (rustls clients use each ticket once),
+/// stamped with a token of that connection alone; the token is trusted only once the
+/// connection has been accepted, so a ticket a refused stranger obtained is worth nothing.
 #[derive(Clone)]
 pub struct SessionTls {
     control: Arc<ServerConfig>,
     download: Arc<ServerConfig>,
     upload: Arc<ServerConfig>,
-    token: [u8; 16],
+    control_token: Token,
+    granted: Arc<std::sync::Mutex<std::collections::VecDeque<Token>>>,
 }
+
+/// The random value a session stamps into the tickets it issues.
+pub type Token = [u8; 16];
 
 impl fmt::Debug for SessionTls {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -531,28 +548,122 @@ impl fmt::Debug for SessionTls {
     }
 }
 
-/// TLS 1.3 tickets the control connection hands out. rustls clients use each ticket once and
-/// keep at most eight, so a few let several uploads in a row resume.
-const CONTROL_TICKETS: usize = 4;
+/// TLS 1.3 tickets the control connection hands out: rustls clients use each ticket once and
+/// keep at most eight, so that many uploads in a row can resume (each download adds one).
+const CONTROL_TICKETS: usize = 8;
+
+/// TLS 1.3 tickets each download data connection hands out: one to replace the ticket the
+/// download itself used, one for an upload (which gets none of its own).
+const DOWNLOAD_TICKETS: usize = 2;
+
+/// Download tokens remembered; older tickets are long gone from any client's cache.
+const GRANTED_TOKENS: usize = 32;
+
+fn new_token() -> Token {
+    let mut token = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut token);
+    token
+}
+
+/// A view of the session cache that can be read but never written: data connections resume
+/// the control connection's TLS 1.2 sessions but create none.
+#[derive(Debug)]
+struct ReadOnlyCache(Arc<ServerSessionMemoryCache>);
+
+impl rustls::server::StoresServerSessions for ReadOnlyCache {
+    fn put(&self, _key: Vec<u8>, _value: Vec<u8>) -> bool {
+        false
+    }
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.0.get(key)
+    }
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.0.take(key)
+    }
+    fn can_cache(&self) -> bool {
+        false
+    }
+}
+
+/// Which tickets a data connection's ticket key issues; it opens all of the session's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Issue {
+    /// None (TLS 1.2 then sends an empty ticket, which RFC 5077 allows).
+    Nothing,
+    /// TLS 1.3 tickets only, which carry a token; never TLS 1.2 ones, which cannot.
+    Tls13Only,
+}
+
+#[derive(Debug)]
+struct DataTicketer {
+    inner: Arc<dyn rustls::server::ProducesTickets>,
+    issue: Issue,
+}
+
+/// The protocol version inside a rustls session value (the plaintext of a ticket): a flag and
+/// an optional length-prefixed server name come first. `None` if it cannot be read.
+fn ticket_version(plain: &[u8]) -> Option<u16> {
+    let rest = match plain.first()? {
+        0 => plain.get(1..)?,
+        1 => {
+            let len = usize::from(*plain.get(1)?);
+            plain.get(2 + len..)?
+        }
+        _ => return None,
+    };
+    Some(u16::from_be_bytes([*rest.first()?, *rest.get(1)?]))
+}
+
+impl rustls::server::ProducesTickets for DataTicketer {
+    fn enabled(&self) -> bool {
+        true
+    }
+    fn lifetime(&self) -> u32 {
+        self.inner.lifetime()
+    }
+    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        // Fails closed: if the layout is ever not what we expect, no ticket is issued.
+        match self.issue {
+            Issue::Tls13Only if ticket_version(plain) == Some(0x0304) => self.inner.encrypt(plain),
+            _ => None,
+        }
+    }
+    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
+        self.inner.decrypt(cipher)
+    }
+}
 
 impl SessionTls {
     fn new(base: &Arc<ServerConfig>) -> Result<Self, TlsError> {
         let ticketer = rustls::crypto::ring::Ticketer::new()?;
         let cache = ServerSessionMemoryCache::new(16);
-        let with = |tickets: usize| {
+        let with = |storage: Arc<dyn rustls::server::StoresServerSessions>,
+                    ticketer: Arc<dyn rustls::server::ProducesTickets>,
+                    tickets: usize| {
             let mut c = ServerConfig::clone(base);
-            c.session_storage = cache.clone();
-            c.ticketer = Arc::clone(&ticketer);
+            c.session_storage = storage;
+            c.ticketer = ticketer;
             c.send_tls13_tickets = tickets;
             Arc::new(c)
         };
-        let mut token = [0u8; 16];
-        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut token);
+        let read_only: Arc<dyn rustls::server::StoresServerSessions> =
+            Arc::new(ReadOnlyCache(Arc::clone(&cache)));
+        let data_ticketer = |issue| -> Arc<dyn rustls::server::ProducesTickets> {
+            Arc::new(DataTicketer {
+                inner: Arc::clone(&ticketer),
+                issue,
+            })
+        };
         Ok(Self {
-            control: with(CONTROL_TICKETS),
-            download: with(1),
-            upload: with(0),
-            token,
+            download: with(
+                Arc::clone(&read_only),
+                data_ticketer(Issue::Tls13Only),
+                DOWNLOAD_TICKETS,
+            ),
+            upload: with(read_only, data_ticketer(Issue::Nothing), 0),
+            control: with(cache, Arc::clone(&ticketer), CONTROL_TICKETS),
+            control_token: new_token(),
+            granted: Arc::default(),
         })
     }
 
@@ -561,36 +672,56 @@ impl SessionTls {
         Arc::clone(&self.control)
     }
 
-    /// The configuration for a data connection.
-    pub fn data_config(&self, direction: DataDirection) -> Arc<ServerConfig> {
-        match direction {
-            DataDirection::Download => Arc::clone(&self.download),
-            DataDirection::Upload => Arc::clone(&self.upload),
-        }
+    /// Stamp the control connection's future tickets (call before its handshake).
+    pub fn stamp_control(&self, conn: &mut ServerConnection) {
+        conn.set_resumption_data(&self.control_token);
     }
 
-    /// Mark a connection's future tickets as this session's (call before the handshake).
-    pub fn stamp(&self, conn: &mut ServerConnection) {
-        conn.set_resumption_data(&self.token);
+    /// The configuration for a data connection, and the token its tickets carry (stamp it
+    /// with [`ServerConnection::set_resumption_data`] before the handshake, and [`grant`] it
+    /// once the connection is accepted).
+    ///
+    /// [`grant`]: Self::grant
+    pub fn data_config(&self, direction: DataDirection) -> (Arc<ServerConfig>, Token) {
+        let config = match direction {
+            DataDirection::Download => &self.download,
+            DataDirection::Upload => &self.upload,
+        };
+        (Arc::clone(config), new_token())
+    }
+
+    /// Trust the tickets of an accepted data connection from now on.
+    pub fn grant(&self, token: Token) {
+        let mut granted = self.granted.lock().unwrap_or_else(|p| p.into_inner());
+        if granted.len() >= GRANTED_TOKENS {
+            granted.pop_front();
+        }
+        granted.push_back(token);
     }
 
     /// Whether a data connection's handshake resumed this session; the reason if not.
     pub fn check_reuse(&self, conn: &ServerConnection) -> Result<(), &'static str> {
-        match conn.handshake_kind() {
-            Some(HandshakeKind::Resumed) => {}
-            _ => {
-                return Err(
-                    "the data connection did a full TLS handshake instead of resuming the control connection's session",
-                );
-            }
+        if conn.handshake_kind() != Some(HandshakeKind::Resumed) {
+            return Err(
+                "the data connection did a full TLS handshake instead of resuming the control connection's session (clients that cannot resume need require_session_reuse = false; a rustls-based client that made 8 uploads in a row under TLS 1.3 has used up its tickets)",
+            );
         }
-        // TLS 1.3 carries the token; TLS 1.2 resumption can only have come from this
-        // session's own cache or ticket key.
+        // TLS 1.3 tickets carry a token. TLS 1.2 resumption carries none, and can only have
+        // come from this session's control connection (data connections mint no TLS 1.2
+        // sessions).
         match conn.received_resumption_data() {
-            Some(data) if data != self.token => Err(
-                "the data connection resumed a TLS session that belongs to another control connection",
-            ),
-            _ => Ok(()),
+            Some(data) if data == self.control_token => Ok(()),
+            Some(data) => {
+                let granted = self.granted.lock().unwrap_or_else(|p| p.into_inner());
+                if granted.iter().any(|t| t[..] == *data) {
+                    Ok(())
+                } else {
+                    Err(
+                        "the data connection resumed a TLS session that this control connection never vouched for (another client's, or one from a refused connection)",
+                    )
+                }
+            }
+            None => Ok(()),
         }
     }
 }
@@ -661,6 +792,118 @@ mod tests {
             e.contains("old.pem") && e.contains("expired on 2020-09-13"),
             "{e}"
         );
+    }
+
+    /// Run a handshake (and the tickets after it) between two in-memory connections.
+    fn pump(client: &mut rustls::ClientConnection, server: &mut ServerConnection) {
+        for _ in 0..10 {
+            let mut buf = Vec::new();
+            while client.wants_write() {
+                client.write_tls(&mut buf).unwrap();
+            }
+            if !buf.is_empty() {
+                server.read_tls(&mut &buf[..]).unwrap();
+                server.process_new_packets().unwrap();
+            }
+            let mut buf = Vec::new();
+            while server.wants_write() {
+                server.write_tls(&mut buf).unwrap();
+            }
+            if !buf.is_empty() {
+                client.read_tls(&mut &buf[..]).unwrap();
+                client.process_new_packets().unwrap();
+            }
+        }
+        assert!(!client.is_handshaking() && !server.is_handshaking());
+    }
+
+    fn client_config(
+        tls: &Tls,
+        version: &'static rustls::SupportedProtocolVersion,
+    ) -> Arc<rustls::ClientConfig> {
+        let mut roots = RootCertStore::empty();
+        roots.add(tls.current().key.cert[0].clone()).unwrap();
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider())
+                .with_protocol_versions(&[version])
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        )
+    }
+
+    fn connect(
+        client: &Arc<rustls::ClientConfig>,
+        config: Arc<ServerConfig>,
+        token: &[u8],
+    ) -> ServerConnection {
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut c = rustls::ClientConnection::new(Arc::clone(client), name).unwrap();
+        let mut s = ServerConnection::new(config).unwrap();
+        s.set_resumption_data(token);
+        pump(&mut c, &mut s);
+        s
+    }
+
+    #[test]
+    fn data_connections_resume_only_sessions_their_control_connection_vouched_for() {
+        let tls = Tls::new(&TlsConfig::default()).unwrap();
+        for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+            let session = tls.session().unwrap();
+            let owner = client_config(&tls, version);
+            let control = connect(&owner, session.control_config(), &session.control_token);
+            assert_eq!(control.handshake_kind(), Some(HandshakeKind::Full));
+            // The owner's downloads and uploads resume, again and again.
+            for direction in [
+                DataDirection::Download,
+                DataDirection::Upload,
+                DataDirection::Download,
+            ] {
+                let (config, token) = session.data_config(direction);
+                let data = connect(&owner, config, &token);
+                assert_eq!(
+                    session.check_reuse(&data),
+                    Ok(()),
+                    "{version:?} {direction:?}"
+                );
+                session.grant(token);
+            }
+            // A stranger (its own client, no session) is refused, and whatever its refused
+            // connections leave it with, the next attempt is refused too.
+            let stranger = client_config(&tls, version);
+            for round in 0..3 {
+                for direction in [DataDirection::Download, DataDirection::Upload] {
+                    let (config, token) = session.data_config(direction);
+                    let data = connect(&stranger, config, &token);
+                    assert!(
+                        session.check_reuse(&data).is_err(),
+                        "{version:?} {direction:?} round {round}: stranger accepted"
+                    );
+                }
+            }
+            // Another session's client cannot get in with its own resumable session either.
+            let other = tls.session().unwrap();
+            let other_client = client_config(&tls, version);
+            connect(&other_client, other.control_config(), &other.control_token);
+            let (config, token) = session.data_config(DataDirection::Download);
+            let data = connect(&other_client, config, &token);
+            assert!(
+                session.check_reuse(&data).is_err(),
+                "{version:?}: other session accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn the_ticket_layout_is_read_as_rustls_writes_it() {
+        assert_eq!(ticket_version(&[0, 0x03, 0x04, 0x13]), Some(0x0304));
+        assert_eq!(
+            ticket_version(&[1, 3, b'a', b'b', b'c', 0x03, 0x03]),
+            Some(0x0303)
+        );
+        assert_eq!(ticket_version(&[1, 9, b'a']), None);
+        assert_eq!(ticket_version(&[2, 3, 4]), None);
+        assert_eq!(ticket_version(&[]), None);
     }
 
     #[test]

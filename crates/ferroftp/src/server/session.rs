@@ -119,7 +119,7 @@ async fn implicit_handshake(
         .ok_or_else(|| "TLS is not configured".to_string())?;
     let session = tls.session().map_err(|e| e.to_string())?;
     let stream = stream::accept_tls(tcp, session.control_config(), tls.handshake_timeout, |c| {
-        session.stamp(c)
+        session.stamp_control(c)
     })
     .await
     .map_err(|e| e.to_string())?;
@@ -693,8 +693,9 @@ impl Session {
             .tls
             .as_ref()
             .map_or(std::time::Duration::from_secs(10), |t| t.handshake_timeout);
-        let handshake =
-            stream::accept_tls(tcp, session.control_config(), timeout, |c| session.stamp(c));
+        let handshake = stream::accept_tls(tcp, session.control_config(), timeout, |c| {
+            session.stamp_control(c)
+        });
         match handshake.await {
             Ok(s) => {
                 log_handshake("control", &s);
@@ -1334,7 +1335,8 @@ impl Session {
         };
         let bytes = running.progress.load(Ordering::Relaxed);
         let elapsed = running.started.elapsed();
-        let mut result = outcome.result;
+        let mut outcome = outcome;
+        let mut result = std::mem::replace(&mut outcome.result, Ok(()));
         if let Err(TransferError::Copy(CopyError::Network(_))) = &result {
             // Clients abort by sending ABOR and then closing the data connection; the close
             // can be seen first. An ABOR already waiting means the client ended it on purpose.
@@ -1374,13 +1376,24 @@ impl Session {
                 vec![Reply::new(425, format!("Cannot open data connection: {e}"))],
                 format!("no data connection: {e}"),
             ),
-            Err(TransferError::Truncated) => (
-                vec![Reply::new(
-                    426,
-                    "Upload refused: the data connection closed without TLS close_notify, so the data may be truncated",
-                )],
-                "truncated: no TLS close_notify".into(),
-            ),
+            Err(TransferError::Truncated) => {
+                // Replace uploads vanish with their temp file; in-place ones are undone.
+                let restored = match outcome.upload.take() {
+                    Some(upload) => blocking(move || Ok(upload.roll_back()))
+                        .await
+                        .unwrap_or(false),
+                    None => true,
+                };
+                let text = if restored {
+                    "Upload refused: the data connection closed without TLS close_notify, so the data may be truncated; the file is unchanged"
+                } else {
+                    "Upload refused: the data connection closed without TLS close_notify, so the data may be truncated; bytes that overwrote the file could not be undone"
+                };
+                (
+                    vec![Reply::new(426, text)],
+                    "truncated: no TLS close_notify".into(),
+                )
+            }
             Err(TransferError::DataTls(reason)) => (
                 vec![Reply::new(
                     522,
@@ -1766,13 +1779,18 @@ const TLS_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The TLS handshake of a data connection, refused unless it resumes the control session.
 async fn open_data_tls(tcp: TcpStream, p: &DataTls) -> Result<Stream, TransferError> {
-    let config = p.session.data_config(p.direction);
-    let tls = stream::accept_tls(tcp, config, p.handshake_timeout, |c| p.session.stamp(c))
-        .await
-        .map_err(|e| {
+    let (config, token) = p.session.data_config(p.direction);
+    let tls = match stream::accept_tls(tcp, config, p.handshake_timeout, |c| {
+        c.set_resumption_data(&token)
+    })
+    .await
+    {
+        Ok(tls) => tls,
+        Err(e) => {
             warn!(error = %e, "TLS handshake on the data connection failed (is the client using PROT P?)");
-            TransferError::DataTls(format!("TLS handshake failed: {e}"))
-        })?;
+            return Err(TransferError::DataTls(format!("TLS handshake failed: {e}")));
+        }
+    };
     log_handshake("data", &tls);
     if p.require_reuse {
         if let Err(why) = p.session.check_reuse(tls.get_ref().1) {
@@ -1788,6 +1806,7 @@ async fn open_data_tls(tcp: TcpStream, p: &DataTls) -> Result<Stream, TransferEr
             )));
         }
     }
+    p.session.grant(token);
     Ok(Stream::Tls(Box::new(tls)))
 }
 

@@ -714,14 +714,40 @@ fn append_semantics() {
 }
 
 #[test]
+fn rolling_back_undoes_appends_and_writes_past_the_old_end() {
+    let fx = fixture();
+    fs::write(fx.home.join("f"), b"original").unwrap();
+    let mut up = fx.fs.create_upload(&vp("/f"), WriteMode::Append).unwrap();
+    up.file().write_all(b"+junk").unwrap();
+    assert!(up.roll_back());
+    assert_eq!(fs::read(fx.home.join("f")).unwrap(), b"original");
+
+    let mut up = fx.fs.create_upload(&vp("/f"), WriteMode::At(8)).unwrap();
+    up.file().write_all(b"+junk").unwrap();
+    assert!(up.roll_back());
+    assert_eq!(fs::read(fx.home.join("f")).unwrap(), b"original");
+
+    // Bytes that overwrote old content cannot come back: the file ends with the new data.
+    let mut up = fx.fs.create_upload(&vp("/f"), WriteMode::At(4)).unwrap();
+    up.file().write_all(b"XY").unwrap();
+    assert!(!up.roll_back());
+    assert_eq!(fs::read(fx.home.join("f")).unwrap(), b"origXY");
+}
+
+#[test]
 fn at_offset_semantics() {
     let fx = fixture();
     fs::write(fx.home.join("f"), b"hello world").unwrap();
+    // Nothing changes until data arrives: an upload abandoned before any byte (a refused data
+    // connection) leaves the file alone.
+    let up = fx.fs.create_upload(&vp("/f"), WriteMode::At(5)).unwrap();
+    assert_eq!(fs::read(fx.home.join("f")).unwrap(), b"hello world");
+    drop(up);
+    assert_eq!(fs::read(fx.home.join("f")).unwrap(), b"hello world");
+    // Interrupted after some bytes: the prefix plus what arrived, never the old tail after it.
     let mut up = fx.fs.create_upload(&vp("/f"), WriteMode::At(5)).unwrap();
-    // Truncated to the offset as soon as the upload starts.
-    assert_eq!(fs::read(fx.home.join("f")).unwrap(), b"hello");
     up.file().write_all(b"XY").unwrap();
-    drop(up); // interrupted: kept
+    drop(up);
     assert_eq!(fs::read(fx.home.join("f")).unwrap(), b"helloXY");
 
     let mut up = fx.fs.create_upload(&vp("/f"), WriteMode::At(7)).unwrap();

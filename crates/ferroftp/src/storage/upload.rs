@@ -1,6 +1,7 @@
 //! Uploads in progress: temp-file-and-rename for STOR, in place for APPE, REST+STOR and STOU.
 
 use std::fs::File;
+use std::io::Seek;
 
 use cap_std::fs::Dir;
 
@@ -29,8 +30,17 @@ pub enum WriteMode {
     Replace,
     /// APPE: append to the target in place (created if missing).
     Append,
-    /// REST + STOR: truncate the target to the offset and write from there, in place.
+    /// REST + STOR: write from the offset, in place; the file ends where the upload ends.
     At(u64),
+}
+
+/// How an in-place upload writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum InPlaceMode {
+    /// O_APPEND: every write lands at the end.
+    Append,
+    /// Positioned writes from `start` (REST + STOR, STOU).
+    At,
 }
 
 #[derive(Debug)]
@@ -41,8 +51,13 @@ enum State {
         temp: String,
         target: String,
     },
-    /// Writing straight to the target; nothing to undo.
-    InPlace,
+    /// Writing straight to the target from `start`; `original_len` is its length before
+    /// (`None`: this upload created it).
+    InPlace {
+        mode: InPlaceMode,
+        start: u64,
+        original_len: Option<u64>,
+    },
     /// Committed (or its temp already cleaned up).
     Done,
 }
@@ -63,11 +78,63 @@ impl Upload {
         }
     }
 
-    pub(super) fn in_place(file: File) -> Self {
+    pub(super) fn in_place(
+        file: File,
+        mode: InPlaceMode,
+        start: u64,
+        original_len: Option<u64>,
+    ) -> Self {
         Upload {
             file,
-            state: State::InPlace,
+            state: State::InPlace {
+                mode,
+                start,
+                original_len,
+            },
         }
+    }
+
+    /// Where the data written so far ends, for a positioned in-place upload.
+    fn written_end(&mut self) -> Option<u64> {
+        match self.state {
+            State::InPlace {
+                mode: InPlaceMode::At,
+                ..
+            } => self.file.stream_position().ok(),
+            _ => None,
+        }
+    }
+
+    /// Undo an in-place upload as far as possible (for data that cannot be trusted, such as a
+    /// TLS upload cut off without close_notify). Appended bytes, and bytes written past the old
+    /// end, are removed; bytes that overwrote old content cannot be restored, so the file then
+    /// ends where the new data ends. Returns whether the file is as it was.
+    pub fn roll_back(mut self) -> bool {
+        let State::InPlace {
+            mode,
+            start,
+            original_len,
+        } = self.state
+        else {
+            // Temp-file uploads are undone by dropping them.
+            return true;
+        };
+        self.state = State::Done;
+        let restored = match (mode, original_len) {
+            (_, None) => self.file.set_len(0).is_ok(),
+            (InPlaceMode::Append, Some(len)) => self.file.set_len(len).is_ok(),
+            (InPlaceMode::At, Some(len)) => {
+                let end = self.file.stream_position().unwrap_or(start);
+                if start >= len || end == start {
+                    self.file.set_len(len).is_ok()
+                } else {
+                    let _ = self.file.set_len(end);
+                    false
+                }
+            }
+        };
+        let _ = self.file.sync_data();
+        restored
     }
 
     /// The file to write the uploaded bytes to.
@@ -94,6 +161,11 @@ impl Upload {
     /// the temp file over the target. On error the target is unchanged (Replace) and the temp
     /// file is removed.
     pub fn commit(mut self) -> Result<(), StorageError> {
+        // REST + STOR replaces everything from the offset: the old tail goes.
+        if let Some(end) = self.written_end() {
+            self.file.set_len(end)?;
+        }
+        self.state_done_if_in_place();
         self.file.sync_data()?;
         if let State::Temp { dir, temp, target } = std::mem::replace(&mut self.state, State::Done) {
             if let Err(err) = dir.rename(&temp, &dir, &target) {
@@ -111,6 +183,12 @@ impl Upload {
         Ok(())
     }
 
+    fn state_done_if_in_place(&mut self) {
+        if matches!(self.state, State::InPlace { .. }) {
+            self.state = State::Done;
+        }
+    }
+
     /// Abandons the upload; the same as dropping it.
     pub fn abort(self) {
         drop(self);
@@ -119,9 +197,28 @@ impl Upload {
 
 impl Drop for Upload {
     fn drop(&mut self) {
-        if let State::Temp { dir, temp, .. } = &self.state {
-            // Best effort: a leftover temp file is hidden from listings and holds no one's data.
-            let _ = dir.remove_file(temp);
+        match &self.state {
+            State::Temp { dir, temp, .. } => {
+                // Best effort: a leftover temp file is hidden from listings and holds no
+                // one's data.
+                let _ = dir.remove_file(temp);
+            }
+            State::InPlace {
+                mode: InPlaceMode::At,
+                start,
+                ..
+            } => {
+                // Interrupted REST + STOR: keep what arrived, ready to resume, and cut the old
+                // tail after it, so the file never mixes new and old bytes. If nothing arrived,
+                // the file is left exactly as it was.
+                let start = *start;
+                if let Ok(end) = self.file.stream_position() {
+                    if end > start {
+                        let _ = self.file.set_len(end);
+                    }
+                }
+            }
+            State::InPlace { .. } | State::Done => {}
         }
     }
 }
