@@ -315,6 +315,8 @@ pub struct LimitsConfig {
     pub max_sessions_per_ip: usize,
     /// Failed logins in one session before it is closed.
     pub max_login_failures: u32,
+    /// Seconds running transfers get to finish after SIGTERM before they are cut off.
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for LimitsConfig {
@@ -327,6 +329,7 @@ impl Default for LimitsConfig {
             max_sessions: 1000,
             max_sessions_per_ip: 32,
             max_login_failures: 3,
+            shutdown_grace_secs: 30,
         }
     }
 }
@@ -343,6 +346,10 @@ impl LimitsConfig {
     /// The data-connection timeout as a duration.
     pub fn data_timeout(&self) -> Duration {
         Duration::from_secs(self.data_timeout_secs)
+    }
+    /// The shutdown grace period as a duration.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
     }
 }
 

@@ -226,6 +226,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             UserDb::empty().with_user(User::new("ferro"), hash)
         }
     };
+    let open_files = raise_open_files_limit();
+    let needed = config.limits.max_sessions.saturating_mul(4) as u64 + 64;
+    if open_files.is_some_and(|n| n < needed) {
+        tracing::warn!(
+            open_files,
+            max_sessions = config.limits.max_sessions,
+            "the open-files limit may be too low for limits.max_sessions (each session can hold 4); raise it (ulimit -n, LimitNOFILE=) or lower max_sessions"
+        );
+    }
     let tls = start_tls(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -240,11 +249,43 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         if let Some(tls) = tls {
             tokio::spawn(tls::watch(tls, Duration::from_secs(config.tls.reload_check_secs)));
         }
-        server.run(shutdown_signal(), Duration::from_secs(30)).await;
+        server
+            .run(shutdown_signal(), config.limits.shutdown_grace())
+            .await;
         Ok::<_, anyhow::Error>(())
     })?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Raise the soft limit on open files to the hard limit: each session may hold a control
+/// connection, a passive listener, a data connection and a file.
+/// Returns the limit in force (`None`: unlimited).
+fn raise_open_files_limit() -> Option<u64> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let soft = limit.current?;
+    let target = limit.maximum.unwrap_or(1 << 20);
+    if target <= soft {
+        tracing::info!(open_files = soft, "open-files limit");
+        return Some(soft);
+    }
+    match setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(target),
+            maximum: limit.maximum,
+        },
+    ) {
+        Ok(()) => {
+            tracing::info!(from = soft, to = target, "raised the open-files limit");
+            Some(target)
+        }
+        Err(e) => {
+            tracing::warn!(soft, error = %e, "cannot raise the open-files limit");
+            Some(soft)
+        }
+    }
 }
 
 /// Load the certificate (or make a self-signed one) when a listener offers TLS.

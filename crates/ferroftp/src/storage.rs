@@ -127,6 +127,53 @@ impl Entry {
     }
 }
 
+/// A directory being read (see [`LocalFs::read_dir`]). Send, so batches can be read on a
+/// blocking thread while the async side sends the previous one.
+#[derive(Debug)]
+pub struct DirStream {
+    entries: cap_std::fs::ReadDir,
+    root: Arc<Dir>,
+    path: VPath,
+}
+
+impl DirStream {
+    /// Up to `max` more entries; an empty batch means the end.
+    pub fn next_batch(&mut self, max: usize) -> Result<Vec<Entry>, StorageError> {
+        let mut batch = Vec::with_capacity(max.min(1024));
+        while batch.len() < max {
+            let Some(dir_entry) = self.entries.next() else {
+                break;
+            };
+            let dir_entry = dir_entry?;
+            let Ok(name) = dir_entry.file_name().into_string() else {
+                continue;
+            };
+            if !is_valid_segment(&name) || is_internal_name(&name) {
+                continue;
+            }
+            let md = match dir_entry.metadata() {
+                Ok(md) => md,
+                // Removed since the directory was read.
+                Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+                Err(err) => return Err(err.into()),
+            };
+            let md = if md.file_type().is_symlink() {
+                // Follow it from the home, not from the directory, so links to elsewhere in
+                // the home work.
+                self.path
+                    .join(&name)
+                    .ok()
+                    .and_then(|child| self.root.metadata(child.relative()).ok())
+                    .unwrap_or(md)
+            } else {
+                md
+            };
+            batch.push(Entry::from_metadata(name, &md));
+        }
+        Ok(batch)
+    }
+}
+
 /// A user's home, opened once per session. Cheap to clone (the handle is shared); Send + Sync.
 #[derive(Debug, Clone)]
 pub struct LocalFs {
@@ -161,36 +208,29 @@ impl LocalFs {
     /// or escaping one is listed as [`EntryKind::Symlink`]. Names that are not UTF-8 are
     /// skipped (the client could not address them).
     pub fn list(&self, p: &VPath) -> Result<Vec<Entry>, StorageError> {
-        check_not_internal(p)?;
-        let dir = self.root.open_dir(p.relative())?;
+        let mut stream = self.read_dir(p)?;
         let mut entries = Vec::new();
-        for dir_entry in dir.entries()? {
-            let dir_entry = dir_entry?;
-            let Ok(name) = dir_entry.file_name().into_string() else {
-                continue;
-            };
-            if !is_valid_segment(&name) || is_internal_name(&name) {
-                continue;
+        loop {
+            let batch = stream.next_batch(1024)?;
+            if batch.is_empty() {
+                break;
             }
-            let md = match dir_entry.metadata() {
-                Ok(md) => md,
-                // Removed since the directory was read.
-                Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
-                Err(err) => return Err(err.into()),
-            };
-            let md = if md.file_type().is_symlink() {
-                // Follow it from the home, not from `dir`, so links to elsewhere in the home work.
-                p.join(&name)
-                    .ok()
-                    .and_then(|child| self.root.metadata(child.relative()).ok())
-                    .unwrap_or(md)
-            } else {
-                md
-            };
-            entries.push(Entry::from_metadata(name, &md));
+            entries.extend(batch);
         }
         entries.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(entries)
+    }
+
+    /// The entries of directory `p` as they come from the file system, a batch at a time, so
+    /// that a huge directory is never held in memory at once. Same filtering as [`Self::list`].
+    pub fn read_dir(&self, p: &VPath) -> Result<DirStream, StorageError> {
+        check_not_internal(p)?;
+        let dir = self.root.open_dir(p.relative())?;
+        Ok(DirStream {
+            entries: dir.entries()?,
+            root: Arc::clone(&self.root),
+            path: p.clone(),
+        })
     }
 
     /// Opens regular file `p` for download, positioned at `offset`; returns it and its length.

@@ -325,6 +325,34 @@ pub(crate) async fn drain_until_closed(stream: &mut Stream, limit: Duration) {
     .await;
 }
 
+/// Write `buf` (if not empty) to the data connection and clear it.
+pub(crate) async fn write_chunk<W: AsyncWrite + Unpin>(
+    dst: &mut W,
+    buf: &mut Vec<u8>,
+    progress: &AtomicU64,
+    stall: Duration,
+) -> Result<(), CopyError> {
+    if buf.is_empty() {
+        return Ok(());
+    }
+    with_stall_timeout(stall, dst.write_all(buf))
+        .await
+        .map_err(CopyError::Network)?;
+    progress.fetch_add(buf.len() as u64, Ordering::Relaxed);
+    buf.clear();
+    Ok(())
+}
+
+/// End the sending side of a data connection (TLS: close_notify, then FIN).
+pub(crate) async fn finish<W: AsyncWrite + Unpin>(
+    dst: &mut W,
+    stall: Duration,
+) -> Result<(), CopyError> {
+    with_stall_timeout(stall, dst.shutdown())
+        .await
+        .map_err(CopyError::Network)
+}
+
 async fn with_stall_timeout<T>(
     stall: Duration,
     fut: impl std::future::Future<Output = io::Result<T>>,

@@ -39,6 +39,8 @@ pub(crate) struct Shared {
     pub(crate) tls: Option<Arc<Tls>>,
     /// Failed-login counts and bans.
     pub(crate) guard: guard::Guard,
+    /// Cancelled when the server starts shutting down: idle sessions close at once.
+    pub(crate) stopping: tokio_util::sync::CancellationToken,
     next_id: AtomicU64,
 }
 
@@ -144,6 +146,7 @@ impl Server {
             hash_pool: Semaphore::new(workers),
             tls,
             guard: guard::Guard::new(config.bans.clone()),
+            stopping: tokio_util::sync::CancellationToken::new(),
             next_id: AtomicU64::new(1),
             config,
         });
@@ -170,9 +173,11 @@ impl Server {
         }
         shutdown.await;
         accept_loops.abort_all();
+        self.shared.stopping.cancel();
         tracing::info!(
             sessions = self.shared.sessions.total(),
-            "shutting down: no new connections; waiting for sessions to finish"
+            grace_secs = drain.as_secs(),
+            "shutting down: no new connections; idle sessions closed, running transfers may finish"
         );
         let mut sessions = sessions.lock().await;
         let drained = tokio::time::timeout(drain, async {
@@ -181,7 +186,7 @@ impl Server {
         .await;
         if drained.is_err() {
             tracing::warn!(
-                "sessions still open after {} s: closing them",
+                "sessions still open after {} s: closing them (unfinished uploads are discarded)",
                 drain.as_secs()
             );
             sessions.abort_all();
@@ -267,7 +272,20 @@ async fn handle_connection(
     if let Err(e) = prepare_control_socket(&stream) {
         tracing::debug!(%peer, error = %e, "cannot set control socket options");
     }
-    session::run(stream, peer, id, shared, listener, permit).await;
+    // Its own task, so that a panic (a bug, never expected) ends this session alone and is
+    // reported at once, with the session it happened in.
+    let session = tokio::spawn(session::run(stream, peer, id, shared, listener, permit));
+    if let Err(e) = session.await {
+        if e.is_panic() {
+            let panic = e.into_panic();
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(no message)".into());
+            tracing::error!(id, %peer, panic = %message, "BUG: a session panicked; it was closed, the server goes on");
+        }
+    }
 }
 
 /// Control sockets keep Telnet "urgent" bytes in line: clients send ABOR as

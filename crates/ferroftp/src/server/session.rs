@@ -165,6 +165,8 @@ struct Running {
     path: VPath,
     total: Option<u64>,
     started: Instant,
+    /// ABOR arrived while the transfer ran (it may have ended on its own meanwhile).
+    abort_requested: bool,
 }
 
 enum Job {
@@ -174,7 +176,101 @@ enum Job {
 
 enum SendSource {
     File(tokio::fs::File),
-    Bytes(Vec<u8>),
+    Listing(ListSource, LineFormat),
+}
+
+/// What a listing sends: entries already read, or a directory read as it is sent.
+enum ListSource {
+    Entries(Vec<Entry>),
+    Dir(storage::DirStream),
+}
+
+/// How a listing's lines are written.
+#[derive(Clone)]
+struct LineFormat {
+    style: ListStyle,
+    perms: Permissions,
+    mlst: MlstFacts,
+    prefix: String,
+    now: SystemTime,
+}
+
+impl LineFormat {
+    fn push(&self, e: &Entry, out: &mut Vec<u8>) {
+        let line = match self.style {
+            ListStyle::List => {
+                listing::list_line(&facts(e, &perm_fact(self.perms, e.kind)), self.now)
+            }
+            ListStyle::Mlsd => {
+                listing::mlsx_line(&facts(e, &perm_fact(self.perms, e.kind)), self.mlst)
+            }
+            ListStyle::Nlst => format!("{}{}", self.prefix, e.name),
+        };
+        out.extend_from_slice(line.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// A directory with up to this many entries is listed sorted by name; a bigger one is streamed
+/// in the order the file system gives, so that memory stays bounded whatever its size.
+const SORTED_LISTING_LIMIT: usize = 1000;
+/// Entries read per batch when streaming a big directory.
+const LISTING_BATCH: usize = 512;
+/// Bytes of listing gathered before they are written to the data connection.
+const LISTING_CHUNK: usize = 64 * 1024;
+/// Lines a `STAT path` reply holds at most (it travels on the control connection).
+const STAT_LISTING_LIMIT: usize = 10_000;
+
+/// Send a listing, reading a directory a batch at a time on a blocking thread.
+async fn send_listing(
+    source: ListSource,
+    fmt: LineFormat,
+    dst: &mut Stream,
+    progress: &AtomicU64,
+    stall: std::time::Duration,
+) -> Result<(), CopyError> {
+    let mut out = Vec::with_capacity(LISTING_CHUNK);
+    let local = |e: StorageError| CopyError::Local(io::Error::other(e.to_string()));
+    match source {
+        ListSource::Entries(entries) => {
+            for e in &entries {
+                fmt.push(e, &mut out);
+                if out.len() >= LISTING_CHUNK {
+                    data::write_chunk(dst, &mut out, progress, stall).await?;
+                }
+            }
+        }
+        ListSource::Dir(dir) => {
+            let mut dir = Some(dir);
+            let mut max = SORTED_LISTING_LIMIT;
+            while let Some(mut d) = dir.take() {
+                let (d, batch) = tokio::task::spawn_blocking(move || {
+                    let batch = d.next_batch(max);
+                    (d, batch)
+                })
+                .await
+                .map_err(|e| CopyError::Local(io::Error::other(e.to_string())))?;
+                let mut batch = batch.map_err(local)?;
+                if batch.is_empty() {
+                    break;
+                }
+                if max == SORTED_LISTING_LIMIT && batch.len() < max {
+                    // The whole directory is in hand: list it sorted, like ls.
+                    batch.sort_by(|a, b| a.name.cmp(&b.name));
+                }
+                max = LISTING_BATCH;
+                for e in &batch {
+                    fmt.push(e, &mut out);
+                    if out.len() >= LISTING_CHUNK {
+                        data::write_chunk(dst, &mut out, progress, stall).await?;
+                    }
+                }
+                dir = Some(d);
+            }
+        }
+    }
+    data::write_chunk(dst, &mut out, progress, stall).await?;
+    data::finish(dst, stall).await
 }
 
 struct Outcome {
@@ -341,6 +437,10 @@ impl Session {
                     debug!("passive port released: no transfer within the data timeout");
                     self.data = DataSetup::None;
                 }
+                _ = self.shared.stopping.cancelled(), if self.transfer.is_none() => {
+                    let _ = self.send(Reply::new(421, "Server shutting down; please reconnect later")).await;
+                    return self.close("server shutting down").await;
+                }
                 _ = tokio::time::sleep_until(deadline.into()), if self.transfer.is_none() => {
                     let what = if self.login.is_some() { "idle" } else { "login" };
                     let secs = if self.login.is_some() { limits.idle_timeout_secs } else { limits.login_timeout_secs };
@@ -485,8 +585,9 @@ impl Session {
         if self.transfer.is_some() {
             let reply = match cmd {
                 Command::Abor => {
-                    if let Some(running) = &self.transfer {
+                    if let Some(running) = &mut self.transfer {
                         running.cancel.cancel();
+                        running.abort_requested = true;
                     }
                     // The 426 and 226 are sent when the transfer task has stopped.
                     return Ok(Flow::Continue);
@@ -1265,7 +1366,7 @@ impl Session {
                         let copy = async {
                             match source {
                                 SendSource::File(f) => data::send(f, &mut stream, ascii_mode, &task_progress, stall).await,
-                                SendSource::Bytes(b) => data::send(&b[..], &mut stream, false, &task_progress, stall).await,
+                                SendSource::Listing(src, fmt) => send_listing(src, fmt, &mut stream, &task_progress, stall).await,
                             }
                         };
                         let result = tokio::select! {
@@ -1325,6 +1426,7 @@ impl Session {
             path,
             total,
             started: Instant::now(),
+            abort_requested: false,
         });
         Ok(())
     }
@@ -1337,10 +1439,12 @@ impl Session {
         let elapsed = running.started.elapsed();
         let mut outcome = outcome;
         let mut result = std::mem::replace(&mut outcome.result, Ok(()));
+        let abort_requested = running.abort_requested;
         if let Err(TransferError::Copy(CopyError::Network(_))) = &result {
             // Clients abort by sending ABOR and then closing the data connection; the close
-            // can be seen first. An ABOR already waiting means the client ended it on purpose.
-            if self.take_queued_abor() {
+            // can be seen first. An ABOR received or waiting means the client ended it on
+            // purpose.
+            if abort_requested || self.take_queued_abor() {
                 result = Err(TransferError::Aborted);
             }
         }
@@ -1362,6 +1466,19 @@ impl Session {
                         Ok(()) => (vec![Reply::new(226, "Transfer complete")], "ok".into()),
                         Err(e) => (vec![storage_failure_reply(&e)], format!("failed: {e}")),
                     }
+                }
+                // A file cut short while it was being sent: the client must not think it whole.
+                None if running.verb == "RETR" && running.total.is_some_and(|t| bytes < t) => {
+                    let total = running.total.unwrap_or_default();
+                    (
+                        vec![Reply::new(
+                            451,
+                            format!(
+                                "Transfer incomplete: the file shrank while it was being sent ({bytes} of {total} bytes)"
+                            ),
+                        )],
+                        format!("incomplete: file shrank to {bytes} of {total} bytes"),
+                    )
                 }
                 None => (vec![Reply::new(226, "Transfer complete")], "ok".into()),
             },
@@ -1414,6 +1531,13 @@ impl Session {
             }
         };
         log_transfer(&running, bytes, elapsed, &result);
+        if abort_requested && replies.first().is_some_and(|r| r.code == 226) {
+            // The transfer finished before the ABOR could stop it: its 226, then the ABOR's.
+            replies.push(Reply::new(
+                226,
+                "ABOR command successful; the transfer had completed",
+            ));
+        }
         for reply in replies.drain(..) {
             self.send(reply).await?;
         }
@@ -1559,27 +1683,19 @@ impl Session {
             let fs = self.need(Permission::List)?;
             let perms = self.login()?.perms;
             let target = Listing::gather(fs, &self.cwd, arg.as_deref(), style).await?;
-            let now = SystemTime::now();
-            let mut out = Vec::with_capacity(target.entries.len() * 64);
-            for e in &target.entries {
-                let line = match style {
-                    ListStyle::List => {
-                        listing::list_line(&facts(e, &perm_fact(perms, e.kind)), now)
-                    }
-                    ListStyle::Mlsd => {
-                        listing::mlsx_line(&facts(e, &perm_fact(perms, e.kind)), self.mlst)
-                    }
-                    ListStyle::Nlst => format!("{}{}", target.prefix, e.name),
-                };
-                out.extend_from_slice(line.as_bytes());
-                out.extend_from_slice(b"\r\n");
-            }
+            let fmt = LineFormat {
+                style,
+                perms,
+                mlst: self.mlst,
+                prefix: target.prefix,
+                now: SystemTime::now(),
+            };
             let connect = self.take_data_connection()?;
             let verb = style.verb();
             self.start_transfer(
                 connect,
                 format!("Here comes the listing of {}", target.path),
-                Job::Send(SendSource::Bytes(out)),
+                Job::Send(SendSource::Listing(target.source, fmt)),
                 verb,
                 target.path,
                 None,
@@ -1616,14 +1732,31 @@ impl Session {
             let perms = self.login()?.perms;
             let target = Listing::gather(fs, &self.cwd, Some(arg), ListStyle::List).await?;
             let now = SystemTime::now();
-            let lines = target
-                .entries
+            // The reply travels on the control connection: a huge directory is cut short.
+            let (mut entries, more) = match target.source {
+                ListSource::Entries(v) => (v, false),
+                ListSource::Dir(mut d) => blocking(move || {
+                    let batch = d.next_batch(STAT_LISTING_LIMIT)?;
+                    let more = !d.next_batch(1)?.is_empty();
+                    Ok((batch, more))
+                })
+                .await
+                .map_err(|e| fs_reply(arg, &e))?,
+            };
+            entries.sort_by(|a, b| a.name.cmp(&b.name));
+            let mut lines: Vec<String> = entries
                 .iter()
-                .map(|e| listing::list_line(&facts(e, &perm_fact(perms, e.kind)), now));
+                .map(|e| listing::list_line(&facts(e, &perm_fact(perms, e.kind)), now))
+                .collect();
+            if more {
+                lines.push(format!(
+                    "(only the first {STAT_LISTING_LIMIT} entries are shown; use LIST for all)"
+                ));
+            }
             Ok::<_, Reply>(Reply::multi(
                 213,
                 format!("Status of {}:", target.path),
-                lines.collect::<Vec<_>>(),
+                lines,
                 "End of status",
             ))
         }
@@ -1866,7 +1999,7 @@ impl ListStyle {
 /// prefix each name gets (so that `NLST dir` answers `dir/a`, as clients' mget expects).
 struct Listing {
     path: VPath,
-    entries: Vec<Entry>,
+    source: ListSource,
     prefix: String,
 }
 
@@ -1888,12 +2021,12 @@ impl Listing {
         match blocking(move || fs2.metadata(&p)).await {
             Ok(entry) if entry.kind == EntryKind::Dir => {
                 let p = path.clone();
-                let entries = blocking(move || fs.list(&p))
+                let dir = blocking(move || fs.read_dir(&p))
                     .await
                     .map_err(|e| fs_reply(shown, &e))?;
                 Ok(Self {
                     path,
-                    entries,
+                    source: ListSource::Dir(dir),
                     prefix,
                 })
             }
@@ -1912,7 +2045,7 @@ impl Listing {
                 };
                 Ok(Self {
                     path,
-                    entries: vec![entry],
+                    source: ListSource::Entries(vec![entry]),
                     prefix: String::new(),
                 })
             }
@@ -1959,7 +2092,7 @@ impl Listing {
         };
         Ok(Self {
             path: dir,
-            entries,
+            source: ListSource::Entries(entries),
             prefix,
         })
     }
