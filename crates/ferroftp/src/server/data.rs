@@ -215,6 +215,8 @@ pub(crate) enum CopyError {
 }
 
 const BUF_SIZE: usize = 128 * 1024;
+/// Bytes of an upload gathered before they are written to the file.
+const WRITE_BATCH: usize = 1024 * 1024;
 
 /// Send a file (or any reader) over the data connection, converting to CRLF in TYPE A.
 pub(crate) async fn send<R, W>(
@@ -279,7 +281,9 @@ where
     W: AsyncWrite + Unpin,
 {
     let mut buf = vec![0u8; BUF_SIZE];
-    let mut converted = Vec::new();
+    // Reads from a socket come in pieces of whatever has arrived; the file gets them in large
+    // writes (each write to a tokio file is a trip to a blocking thread).
+    let mut pending: Vec<u8> = Vec::with_capacity(WRITE_BATCH);
     let mut conv = ascii::FromNetwork::default();
     let ending = loop {
         let n = match with_stall_timeout(stall, src.read(&mut buf)).await {
@@ -292,21 +296,22 @@ where
             }
             Err(e) => return Err(CopyError::Network(e)),
         };
-        let out: &[u8] = if ascii_mode {
-            converted.clear();
-            conv.convert(&buf[..n], &mut converted);
-            &converted
+        let chunk = buf.get(..n).unwrap_or_default();
+        if ascii_mode {
+            conv.convert(chunk, &mut pending);
         } else {
-            &buf[..n]
-        };
-        dst.write_all(out).await.map_err(CopyError::Local)?;
+            pending.extend_from_slice(chunk);
+        }
         progress.fetch_add(n as u64, Ordering::Relaxed);
+        if pending.len() >= WRITE_BATCH {
+            dst.write_all(&pending).await.map_err(CopyError::Local)?;
+            pending.clear();
+        }
     };
     if ascii_mode {
-        converted.clear();
-        conv.finish(&mut converted);
-        dst.write_all(&converted).await.map_err(CopyError::Local)?;
+        conv.finish(&mut pending);
     }
+    dst.write_all(&pending).await.map_err(CopyError::Local)?;
     dst.flush().await.map_err(CopyError::Local)?;
     Ok(ending)
 }
@@ -323,6 +328,46 @@ pub(crate) async fn drain_until_closed(stream: &mut Stream, limit: Duration) {
         }
     })
     .await;
+}
+
+/// Send `len` bytes of `file` from `offset` over a plain TCP connection with sendfile(2): the
+/// kernel moves page-cache pages to the socket without a copy through user space. Stops early
+/// (without error) if the file turns out shorter; the caller compares the count.
+pub(crate) async fn sendfile(
+    file: &std::fs::File,
+    mut offset: u64,
+    len: u64,
+    dst: &TcpStream,
+    progress: &AtomicU64,
+    stall: Duration,
+) -> Result<(), CopyError> {
+    use tokio::io::Interest;
+    /// Bytes asked of one sendfile call: large enough to keep the socket busy, small enough to
+    /// update progress (and notice ABOR) often.
+    const CHUNK: u64 = 4 * 1024 * 1024;
+    let end = offset.saturating_add(len);
+    while offset < end {
+        let want = usize::try_from((end - offset).min(CHUNK)).unwrap_or(1 << 20);
+        let sent = with_stall_timeout(
+            stall,
+            dst.async_io(Interest::WRITABLE, || {
+                rustix::fs::sendfile(dst, file, Some(&mut offset), want).map_err(io::Error::from)
+            }),
+        )
+        .await;
+        match sent {
+            Ok(0) => break,
+            Ok(n) => {
+                progress.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            // The file, not the network: report it as local.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EIO | libc::EOVERFLOW)) => {
+                return Err(CopyError::Local(e));
+            }
+            Err(e) => return Err(CopyError::Network(e)),
+        }
+    }
+    Ok(())
 }
 
 /// Write `buf` (if not empty) to the data connection and clear it.

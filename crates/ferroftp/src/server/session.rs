@@ -175,7 +175,8 @@ enum Job {
 }
 
 enum SendSource {
-    File(tokio::fs::File),
+    /// A file, its starting offset and the bytes left in it.
+    File(std::fs::File, u64, u64),
     Listing(ListSource, LineFormat),
 }
 
@@ -1365,7 +1366,16 @@ impl Session {
                     Job::Send(source) => {
                         let copy = async {
                             match source {
-                                SendSource::File(f) => data::send(f, &mut stream, ascii_mode, &task_progress, stall).await,
+                                SendSource::File(f, offset, len) => match &mut stream {
+                                    // Binary over plain TCP: zero-copy.
+                                    Stream::Plain(tcp) if !ascii_mode => {
+                                        match data::sendfile(&f, offset, len, tcp, &task_progress, stall).await {
+                                            Ok(()) => data::finish(&mut stream, stall).await,
+                                            Err(e) => Err(e),
+                                        }
+                                    }
+                                    _ => data::send(tokio::fs::File::from_std(f), &mut stream, ascii_mode, &task_progress, stall).await,
+                                },
                                 SendSource::Listing(src, fmt) => send_listing(src, fmt, &mut stream, &task_progress, stall).await,
                             }
                         };
@@ -1590,11 +1600,10 @@ impl Session {
                 "Opening {mode} mode data connection for {path} ({} bytes)",
                 len - offset
             );
-            let file = tokio::fs::File::from_std(file);
             self.start_transfer(
                 connect,
                 opening,
-                Job::Send(SendSource::File(file)),
+                Job::Send(SendSource::File(file, offset, len - offset)),
                 "RETR",
                 path,
                 Some(len - offset),
