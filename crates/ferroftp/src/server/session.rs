@@ -442,10 +442,15 @@ impl Session {
                     return self.close("server shutting down").await;
                 }
                 _ = tokio::time::sleep_until(deadline.into()), if self.transfer.is_none() => {
-                    let what = if self.login.is_some() { "idle" } else { "login" };
-                    let secs = if self.login.is_some() { limits.idle_timeout_secs } else { limits.login_timeout_secs };
-                    let _ = self.send(Reply::new(421, format!("Timeout: no {what} activity for {secs} s; closing control connection"))).await;
-                    return self.close(if self.login.is_some() { "idle timeout" } else { "login timeout" }).await;
+                    // Which limit ran out: idle (also before login) or the time to log in.
+                    let idle = self.login.is_some() || deadline == self.last_activity + limits.idle_timeout();
+                    let text = if idle {
+                        format!("Timeout: no command for {} s; closing control connection", limits.idle_timeout_secs)
+                    } else {
+                        format!("Timeout: not logged in within {} s; closing control connection", limits.login_timeout_secs)
+                    };
+                    let _ = self.send(Reply::new(421, text)).await;
+                    return self.close(if idle { "idle timeout" } else { "login timeout" }).await;
                 }
             }
         }
@@ -488,7 +493,9 @@ impl Session {
                 "transfer ended by session close"
             );
         }
-        let _ = self.ctrl.shutdown().await;
+        // A TLS close_notify waits for the peer to take it; a client that stopped reading
+        // must not keep the session (and its place in the limits) alive.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), self.ctrl.shutdown()).await;
         reason
     }
 
