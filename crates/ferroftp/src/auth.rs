@@ -486,7 +486,8 @@ fn hash_params(hash: &str) -> Option<HashParams> {
 
 /// The dummy hash for `params`, made once per parameter set.
 fn dummy_hash_for(params: HashParams) -> Arc<str> {
-    static CACHE: OnceLock<std::sync::Mutex<Vec<(HashParams, Arc<str>)>>> = OnceLock::new();
+    type Cache = std::sync::Mutex<Vec<(HashParams, Arc<str>)>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
     if let Some((_, h)) = cache.iter().find(|(p, _)| *p == params) {
