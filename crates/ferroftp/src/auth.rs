@@ -468,6 +468,40 @@ fn check_home(home: &str) -> Result<(), &'static str> {
 #[derive(Debug, Clone, Default)]
 pub struct UserDb {
     users: Arc<BTreeMap<String, User>>,
+    /// What unknown and disabled users are checked against: a hash with the parameters most
+    /// users have, so that they cost the same as a real user's wrong password.
+    dummy: Option<Arc<str>>,
+}
+
+/// The argon2 parameters of a PHC hash string, if it is one.
+fn hash_params(hash: &str) -> Option<HashParams> {
+    let parsed = PasswordHash::new(hash).ok()?;
+    let params = Params::try_from(&parsed).ok()?;
+    Some(HashParams {
+        memory_kib: params.m_cost(),
+        iterations: params.t_cost(),
+        parallelism: params.p_cost(),
+    })
+}
+
+/// The dummy hash for `params`, made once per parameter set.
+fn dummy_hash_for(params: HashParams) -> Arc<str> {
+    type Cache = std::sync::Mutex<Vec<(HashParams, Arc<str>)>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, h)) = cache.iter().find(|(p, _)| *p == params) {
+        return Arc::clone(h);
+    }
+    let hash: Arc<str> = if params == HashParams::default() {
+        dummy_hash().into()
+    } else {
+        hash_password(DUMMY_PASSWORD, params)
+            .map(Into::into)
+            .unwrap_or_else(|_| dummy_hash().into())
+    };
+    cache.push((params, Arc::clone(&hash)));
+    hash
 }
 
 impl UserDb {
@@ -482,10 +516,8 @@ impl UserDb {
             path: path.to_owned(),
             error,
         })?;
-        let db = UserDb::parse(&text, &path.display().to_string())?;
-        // Compute the dummy hash now, so the first failed login is not slower than later ones.
-        dummy_hash();
-        Ok(db)
+        // The dummy hash is made here, so the first failed login is not slower than later ones.
+        UserDb::parse(&text, &path.display().to_string())
     }
 
     /// Parse and validate users-file text; `origin` (the file name) is used in error messages.
@@ -494,9 +526,30 @@ impl UserDb {
             .into_iter()
             .map(|raw| (raw.name.clone(), raw.into_user()))
             .collect();
-        Ok(UserDb {
+        let mut db = UserDb {
             users: Arc::new(users),
-        })
+            dummy: None,
+        };
+        db.refresh_dummy();
+        Ok(db)
+    }
+
+    /// Pick the dummy hash's parameters: those most users have (the defaults if none).
+    fn refresh_dummy(&mut self) {
+        let mut counts: Vec<(HashParams, usize)> = Vec::new();
+        for user in self.users.values() {
+            if let Some(p) = hash_params(&user.password_hash.0) {
+                match counts.iter_mut().find(|(q, _)| *q == p) {
+                    Some((_, n)) => *n += 1,
+                    None => counts.push((p, 1)),
+                }
+            }
+        }
+        let params = counts
+            .iter()
+            .max_by_key(|(_, n)| *n)
+            .map_or_else(HashParams::default, |(p, _)| *p);
+        self.dummy = Some(dummy_hash_for(params));
     }
 
     /// Add (or replace) a user with the given PHC hash; used for the generated default user.
@@ -506,6 +559,7 @@ impl UserDb {
     pub fn with_user(mut self, mut user: User, password_hash: String) -> Self {
         user.password_hash = HashString(password_hash);
         Arc::make_mut(&mut self.users).insert(user.name.clone(), user);
+        self.refresh_dummy();
         self
     }
 
@@ -527,16 +581,19 @@ impl UserDb {
     /// Check a password. BLOCKING and deliberately slow (argon2): the server calls it inside spawn_blocking.
     ///
     /// Returns the user on success; `None` for an unknown user, a disabled user, or a wrong
-    /// password. Unknown and disabled users are checked against a dummy argon2id hash made with
-    /// [`HashParams::default`], so they cost the same time as a wrong password (exactly so for
-    /// users whose hashes use the default parameters).
+    /// password. Unknown and disabled users are checked against a dummy argon2id hash with the
+    /// parameters most users in the file have, so they cost the same time as a wrong password
+    /// (exactly so when all users share their parameters, as `ferroftp passwd` makes them).
     pub fn verify(&self, name: &str, password: &str) -> Option<User> {
         match self.users.get(name) {
             Some(user) if !user.disabled => {
                 verify_hash(&user.password_hash.0, password).then(|| user.clone())
             }
             _ => {
-                verify_hash(dummy_hash(), password);
+                match &self.dummy {
+                    Some(dummy) => verify_hash(dummy, password),
+                    None => verify_hash(dummy_hash(), password),
+                };
                 None
             }
         }
@@ -1041,11 +1098,14 @@ mod tests {
         assert!(db.verify("alice", "wrong").is_none());
         assert_eq!(take_verified(), vec![h.clone()]);
 
-        // Unknown and disabled users are verified against the dummy hash instead.
+        // Unknown and disabled users are verified against a dummy hash instead, one with the
+        // users' own parameters, so that they cost the same.
+        let dummy = dummy_hash_for(CHEAP).to_string();
+        assert_eq!(hash_params(&dummy), Some(CHEAP));
         assert!(db.verify("nobody", "wrong").is_none());
-        assert_eq!(take_verified(), vec![dummy_hash().to_owned()]);
+        assert_eq!(take_verified(), vec![dummy.clone()]);
         assert!(db.verify("bob", "secret").is_none());
-        assert_eq!(take_verified(), vec![dummy_hash().to_owned()]);
+        assert_eq!(take_verified(), vec![dummy]);
 
         // A user whose hash is unusable also pays for one verification.
         let db = db.with_user(User::new("broken"), "not a hash".to_owned());

@@ -41,6 +41,8 @@ pub(crate) struct Shared {
     pub(crate) guard: guard::Guard,
     /// Cancelled when the server starts shutting down: idle sessions close at once.
     pub(crate) stopping: tokio_util::sync::CancellationToken,
+    /// Cancelled when the shutdown grace period is over: running transfers are cut off.
+    pub(crate) closing: tokio_util::sync::CancellationToken,
     next_id: AtomicU64,
 }
 
@@ -147,6 +149,7 @@ impl Server {
             tls,
             guard: guard::Guard::new(config.bans.clone()),
             stopping: tokio_util::sync::CancellationToken::new(),
+            closing: tokio_util::sync::CancellationToken::new(),
             next_id: AtomicU64::new(1),
             config,
         });
@@ -186,11 +189,22 @@ impl Server {
         .await;
         if drained.is_err() {
             tracing::warn!(
-                "sessions still open after {} s: closing them (unfinished uploads are discarded)",
+                sessions = self.shared.sessions.total(),
+                "transfers still running after {} s: cutting them off (unfinished uploads are discarded)",
                 drain.as_secs()
             );
-            sessions.abort_all();
-            while sessions.join_next().await.is_some() {}
+            // Each session cleans up, tells its client (426, 421) and logs; a few seconds for
+            // that, then whatever is left is dropped.
+            self.shared.closing.cancel();
+            let closed = tokio::time::timeout(Duration::from_secs(5), async {
+                while sessions.join_next().await.is_some() {}
+            })
+            .await;
+            if closed.is_err() {
+                tracing::warn!("sessions did not close in time: dropping them");
+                sessions.abort_all();
+                while sessions.join_next().await.is_some() {}
+            }
         }
     }
 }
@@ -274,8 +288,10 @@ async fn handle_connection(
     }
     // Its own task, so that a panic (a bug, never expected) ends this session alone and is
     // reported at once, with the session it happened in.
-    let session = tokio::spawn(session::run(stream, peer, id, shared, listener, permit));
-    if let Err(e) = session.await {
+    let session = AbortOnDrop(tokio::spawn(session::run(
+        stream, peer, id, shared, listener, permit,
+    )));
+    if let Err(e) = session.wait().await {
         if e.is_panic() {
             let panic = e.into_panic();
             let message = panic
@@ -285,6 +301,21 @@ async fn handle_connection(
                 .unwrap_or_else(|| "(no message)".into());
             tracing::error!(id, %peer, panic = %message, "BUG: a session panicked; it was closed, the server goes on");
         }
+    }
+}
+
+/// A task that is aborted when this handle is dropped (when the task awaiting it is aborted).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> AbortOnDrop<T> {
+    async fn wait(mut self) -> Result<T, tokio::task::JoinError> {
+        (&mut self.0).await
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

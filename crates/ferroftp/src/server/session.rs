@@ -34,6 +34,9 @@ use crate::config::{ListenerConfig, ListenerMode, TlsPolicy};
 use crate::storage::{self, Entry, EntryKind, LocalFs, StorageError, Upload, VPath, WriteMode};
 use crate::tls::{DataDirection, SessionTls};
 
+/// Why a session ends when the server shuts down.
+const SHUTDOWN: &str = "server shutting down";
+
 /// Lines read ahead while a transfer runs; past this the connection is not read until the
 /// transfer ends (back-pressure instead of unbounded buffering).
 const MAX_QUEUED_LINES: usize = 16;
@@ -438,15 +441,23 @@ impl Session {
                     debug!("passive port released: no transfer within the data timeout");
                     self.data = DataSetup::None;
                 }
+                // Shutting down: idle sessions go at once, transfers when the grace period ends.
                 _ = self.shared.stopping.cancelled(), if self.transfer.is_none() => {
-                    let _ = self.send(Reply::new(421, "Server shutting down; please reconnect later")).await;
-                    return self.close("server shutting down").await;
+                    return self.close(SHUTDOWN).await;
+                }
+                _ = self.shared.closing.cancelled(), if self.transfer.is_some() => {
+                    return self.close(SHUTDOWN).await;
                 }
                 _ = tokio::time::sleep_until(deadline.into()), if self.transfer.is_none() => {
-                    let what = if self.login.is_some() { "idle" } else { "login" };
-                    let secs = if self.login.is_some() { limits.idle_timeout_secs } else { limits.login_timeout_secs };
-                    let _ = self.send(Reply::new(421, format!("Timeout: no {what} activity for {secs} s; closing control connection"))).await;
-                    return self.close(if self.login.is_some() { "idle timeout" } else { "login timeout" }).await;
+                    // Which limit ran out: idle (also before login) or the time to log in.
+                    let idle = self.login.is_some() || deadline == self.last_activity + limits.idle_timeout();
+                    let text = if idle {
+                        format!("Timeout: no command for {} s; closing control connection", limits.idle_timeout_secs)
+                    } else {
+                        format!("Timeout: not logged in within {} s; closing control connection", limits.login_timeout_secs)
+                    };
+                    let _ = self.send(Reply::new(421, text)).await;
+                    return self.close(if idle { "idle timeout" } else { "login timeout" }).await;
                 }
             }
         }
@@ -488,8 +499,27 @@ impl Session {
                 result = "aborted",
                 "transfer ended by session close"
             );
+            if reason == SHUTDOWN {
+                // The transfer is cleaned up; now the client may hear about it.
+                let _ = self
+                    .send(Reply::new(
+                        426,
+                        "Transfer aborted: the server is shutting down; the data is incomplete",
+                    ))
+                    .await;
+            }
         }
-        let _ = self.ctrl.shutdown().await;
+        if reason == SHUTDOWN {
+            let _ = self
+                .send(Reply::new(
+                    421,
+                    "Server shutting down; please reconnect later",
+                ))
+                .await;
+        }
+        // A TLS close_notify waits for the peer to take it; a client that stopped reading
+        // must not keep the session (and its place in the limits) alive.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), self.ctrl.shutdown()).await;
         reason
     }
 
@@ -1459,7 +1489,7 @@ impl Session {
             }
         }
         let (mut replies, result): (Vec<Reply>, String) = match result {
-            Ok(()) => match outcome.upload {
+            Ok(()) => match outcome.upload.take() {
                 Some(upload) => {
                     if self.client_gone() {
                         // The data connection ended but so did the control connection: the
@@ -1541,6 +1571,14 @@ impl Session {
             }
         };
         log_transfer(&running, bytes, elapsed, &result);
+        // A failed upload is cleaned up (temp file gone, space freed) before the client hears.
+        if let Some(upload) = outcome.upload.take() {
+            let _ = blocking(move || {
+                upload.abort();
+                Ok(())
+            })
+            .await;
+        }
         if abort_requested && replies.first().is_some_and(|r| r.code == 226) {
             // The transfer finished before the ABOR could stop it: its 226, then the ABOR's.
             replies.push(Reply::new(

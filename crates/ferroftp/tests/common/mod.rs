@@ -217,6 +217,125 @@ impl TestServer {
     }
 }
 
+/// Added for tests/faults.rs: servers run under a wrapper command, and their exit status.
+impl TestServer {
+    /// Like [`TestServer::with`], but started by `command` (a program and its arguments that
+    /// end with the server binary, such as `["setpriv", "--reuid=65534", "--regid=65534",
+    /// "--clear-groups", bin()]`; it must `exec` the binary, so that [`TestServer::pid`] is the
+    /// server's; empty: the binary itself), followed by `serve ...` as usual. `prepare(dir,
+    /// root)` runs on the temporary directory and the root once the config is written, before
+    /// the start (e.g. to hand the root to an unprivileged user).
+    pub fn with_wrapper(
+        opts: Options,
+        command: &[String],
+        prepare: impl FnOnce(&Path, &Path),
+    ) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        let config_path = dir.path().join("ferroftp.toml");
+        let mut config = format!("root = {:?}\n", root.to_str().unwrap());
+        let (mut user, mut password) = (String::new(), String::new());
+        if !opts.users.is_empty() {
+            let users_path = dir.path().join("users.toml");
+            for (name, pw, extra) in &opts.users {
+                add_user(&users_path, name, pw, None);
+                if !extra.is_empty() {
+                    let mut text = std::fs::read_to_string(&users_path).unwrap();
+                    text.push_str(extra);
+                    text.push('\n');
+                    std::fs::write(&users_path, text).unwrap();
+                }
+            }
+            config.push_str(&format!(
+                "users_file = {:?}\n",
+                users_path.to_str().unwrap()
+            ));
+            user = opts.users[0].0.clone();
+            password = opts.users[0].1.clone();
+        }
+        config.push_str(&opts.config);
+        std::fs::write(&config_path, config).unwrap();
+        prepare(dir.path(), &root);
+        let log_path = dir.path().join("server.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let listen = opts.listen.unwrap_or_else(|| "127.0.0.1:0".into());
+        let listen_args: Vec<String> = if listen.is_empty() {
+            Vec::new()
+        } else {
+            vec!["--listen".into(), listen]
+        };
+        let expected = opts.listeners.max(1);
+        let (program, prefix) = match command.split_first() {
+            Some((program, rest)) => (program.as_str(), rest),
+            None => (bin(), &[][..]),
+        };
+        let mut child = Command::new(program)
+            .args(prefix)
+            .arg("serve")
+            .arg("--config")
+            .arg(&config_path)
+            .args(&listen_args)
+            .args(&opts.args)
+            .env("RUST_LOG", "debug")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let mut addrs = Vec::new();
+        let mut banner = String::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while addrs.len() < expected {
+            assert!(Instant::now() < deadline, "server did not start");
+            let Some(Ok(line)) = lines.next() else {
+                let _ = child.wait();
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                panic!("server exited before listening; log:\n{log}");
+            };
+            banner.push_str(&line);
+            banner.push('\n');
+            if let Some(rest) = line.split("password: ").nth(1) {
+                user = "ferro".into();
+                password = rest.trim().to_string();
+            }
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                let a = rest.split_whitespace().next().unwrap();
+                addrs.push(a.parse().unwrap());
+            }
+        }
+        std::thread::spawn(move || for _ in lines {});
+        Self {
+            child,
+            addr: addrs[0],
+            addrs,
+            banner,
+            user,
+            password,
+            root,
+            dir,
+            log_path,
+        }
+    }
+
+    /// Wait up to `within` for the process to exit; its status, or `None` if it still runs.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
