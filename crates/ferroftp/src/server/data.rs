@@ -215,8 +215,6 @@ pub(crate) enum CopyError {
 }
 
 const BUF_SIZE: usize = 128 * 1024;
-/// Bytes of an upload gathered before they are written to the file.
-const WRITE_BATCH: usize = 1024 * 1024;
 
 /// Send a file (or any reader) over the data connection, converting to CRLF in TYPE A.
 pub(crate) async fn send<R, W>(
@@ -281,9 +279,7 @@ where
     W: AsyncWrite + Unpin,
 {
     let mut buf = vec![0u8; BUF_SIZE];
-    // Reads from a socket come in pieces of whatever has arrived; the file gets them in large
-    // writes (each write to a tokio file is a trip to a blocking thread).
-    let mut pending: Vec<u8> = Vec::with_capacity(WRITE_BATCH);
+    let mut converted = Vec::new();
     let mut conv = ascii::FromNetwork::default();
     let ending = loop {
         let n = match with_stall_timeout(stall, src.read(&mut buf)).await {
@@ -296,22 +292,21 @@ where
             }
             Err(e) => return Err(CopyError::Network(e)),
         };
-        let chunk = buf.get(..n).unwrap_or_default();
-        if ascii_mode {
-            conv.convert(chunk, &mut pending);
+        let out: &[u8] = if ascii_mode {
+            converted.clear();
+            conv.convert(&buf[..n], &mut converted);
+            &converted
         } else {
-            pending.extend_from_slice(chunk);
-        }
+            &buf[..n]
+        };
+        dst.write_all(out).await.map_err(CopyError::Local)?;
         progress.fetch_add(n as u64, Ordering::Relaxed);
-        if pending.len() >= WRITE_BATCH {
-            dst.write_all(&pending).await.map_err(CopyError::Local)?;
-            pending.clear();
-        }
     };
     if ascii_mode {
-        conv.finish(&mut pending);
+        converted.clear();
+        conv.finish(&mut converted);
+        dst.write_all(&converted).await.map_err(CopyError::Local)?;
     }
-    dst.write_all(&pending).await.map_err(CopyError::Local)?;
     dst.flush().await.map_err(CopyError::Local)?;
     Ok(ending)
 }

@@ -324,8 +324,15 @@ impl<T> Drop for AbortOnDrop<T> {
 fn prepare_control_socket(stream: &TcpStream) -> io::Result<()> {
     let sock = socket2::SockRef::from(stream);
     sock.set_out_of_band_inline(true)?;
+    // Replies are small: a modest send buffer keeps kernel memory per session low, and a
+    // client that stops reading is noticed (and dropped at the idle timeout) after kilobytes,
+    // not after megabytes of autotuned buffer.
+    sock.set_send_buffer_size(CONTROL_SEND_BUFFER)?;
     stream.set_nodelay(true)
 }
+
+/// SO_SNDBUF of control connections (the kernel doubles it).
+const CONTROL_SEND_BUFFER: usize = 64 * 1024;
 
 async fn refuse(mut stream: TcpStream, text: &str) {
     use tokio::io::AsyncWriteExt;
