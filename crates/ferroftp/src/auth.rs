@@ -23,7 +23,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use rand::rngs::OsRng;
 use rand::{Rng, RngCore};
@@ -407,12 +407,62 @@ fn verify_hash(hash: &str, password: &str) -> bool {
             Err(_) => return false,
         },
     };
-    let ok = Argon2::default()
-        .verify_password(password.as_bytes(), &parsed)
-        .is_ok();
+    let ok = SCRATCH.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        argon2_matches(&parsed, password.as_bytes(), &mut scratch)
+    });
     #[cfg(test)]
     VERIFIED_HASHES.with(|v| v.borrow_mut().push(parsed.to_string()));
     genuine && ok
+}
+
+thread_local! {
+    /// argon2's working memory, kept per thread and reused. Allocating and freeing it for
+    /// every login (megabytes at a time, between the small long-lived allocations of
+    /// sessions) fragments the heap so badly that each login costs the server ~150 KiB for
+    /// good; reused, it costs nothing after the first.
+    static SCRATCH: std::cell::RefCell<Vec<argon2::Block>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Whether `password` hashes to `hash` (any argon2 variant), using `scratch` as the memory.
+fn argon2_matches(
+    hash: &PasswordHash<'_>,
+    password: &[u8],
+    scratch: &mut Vec<argon2::Block>,
+) -> bool {
+    let (Some(salt), Some(expected)) = (hash.salt, hash.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::try_from(hash.algorithm) else {
+        return false;
+    };
+    let version = match hash.version.map(Version::try_from).transpose() {
+        Ok(v) => v.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    let Ok(params) = Params::try_from(hash) else {
+        return false;
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let need = params.block_count();
+    if scratch.len() < need {
+        scratch.resize(need, argon2::Block::default());
+    }
+    let Some(memory) = scratch.get_mut(..need) else {
+        return false;
+    };
+    let mut out = [0u8; 64];
+    let Some(out) = out.get_mut(..expected.len()) else {
+        return false;
+    };
+    Argon2::new(algorithm, version, params)
+        .hash_password_into_with_memory(password, salt, out, memory)
+        .is_ok()
+        // `Output`'s equality is constant-time.
+        && argon2::password_hash::Output::new(out).is_ok_and(|computed| computed == expected)
 }
 
 /// Check that `hash` is an argon2 PHC string that argon2 can verify against. The error never

@@ -390,7 +390,8 @@ impl Session {
         if self.send(greeting).await.is_err() {
             return "client gone before the greeting";
         }
-        let mut chunk = vec![0u8; 4096];
+        // Control lines are short: a small buffer (held by every session for its whole life).
+        let mut chunk = [0u8; 512];
         loop {
             while let Some(line) = self.next_runnable_line() {
                 self.last_activity = Instant::now();
