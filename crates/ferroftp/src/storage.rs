@@ -127,6 +127,37 @@ impl Entry {
     }
 }
 
+/// Open homes shared by the sessions that use them, so that a thousand sessions of one user
+/// hold one directory handle, not a thousand. A handle is reused only while the path still
+/// names the same directory (a home moved and recreated gets a fresh handle).
+#[derive(Debug, Default)]
+pub struct HomeCache {
+    open: std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, std::sync::Weak<LocalFs>>>,
+}
+
+impl HomeCache {
+    /// The open home at `path`, shared if another session has it open. BLOCKING (a stat, and
+    /// an open the first time).
+    pub fn open(&self, path: &Path) -> Result<Arc<LocalFs>, StorageError> {
+        use std::os::unix::fs::MetadataExt;
+        let here = std::fs::metadata(path)?;
+        let lock = || self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(fs) = lock().get(path).and_then(std::sync::Weak::upgrade) {
+            if fs.identity() == Some((here.dev(), here.ino())) {
+                return Ok(fs);
+            }
+        }
+        let fs = Arc::new(LocalFs::open(path)?);
+        let mut open = lock();
+        // Forget homes nobody uses any more, now and then, so the map stays small.
+        if open.len() >= 64 && open.len().is_power_of_two() {
+            open.retain(|_, w| w.strong_count() > 0);
+        }
+        open.insert(path.to_owned(), Arc::downgrade(&fs));
+        Ok(fs)
+    }
+}
+
 /// A directory being read (see [`LocalFs::read_dir`]). Send, so batches can be read on a
 /// blocking thread while the async side sends the previous one.
 #[derive(Debug)]
@@ -187,6 +218,13 @@ impl LocalFs {
         Ok(LocalFs {
             root: Arc::new(root),
         })
+    }
+
+    /// The (device, inode) of the home itself, to tell whether a path still names it.
+    pub fn identity(&self) -> Option<(u64, u64)> {
+        use cap_std::fs::MetadataExt;
+        let md = self.root.dir_metadata().ok()?;
+        Some((md.dev(), md.ino()))
     }
 
     /// Metadata of `p`, following symlinks that stay inside the home.

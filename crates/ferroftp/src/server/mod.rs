@@ -39,6 +39,8 @@ pub(crate) struct Shared {
     pub(crate) tls: Option<Arc<Tls>>,
     /// Failed-login counts and bans.
     pub(crate) guard: guard::Guard,
+    /// Home directories open now, shared between sessions.
+    pub(crate) homes: crate::storage::HomeCache,
     /// Cancelled when the server starts shutting down: idle sessions close at once.
     pub(crate) stopping: tokio_util::sync::CancellationToken,
     /// Cancelled when the shutdown grace period is over: running transfers are cut off.
@@ -148,6 +150,7 @@ impl Server {
             hash_pool: Semaphore::new(workers),
             tls,
             guard: guard::Guard::new(config.bans.clone()),
+            homes: crate::storage::HomeCache::default(),
             stopping: tokio_util::sync::CancellationToken::new(),
             closing: tokio_util::sync::CancellationToken::new(),
             next_id: AtomicU64::new(1),

@@ -1045,13 +1045,14 @@ impl Session {
         method: &'static str,
     ) -> io::Result<Flow> {
         let home_for_open = home.clone();
-        match blocking(move || LocalFs::open(&home_for_open)).await {
+        let shared = Arc::clone(&self.shared);
+        match blocking(move || shared.homes.open(&home_for_open)).await {
             Ok(fs) => {
                 tracing::Span::current().record("user", login.name.as_str());
                 info!(user = %login.name, home = %home.display(), permissions = %login.perms, method, "login ok");
                 self.login = Some(Login {
                     name: login.name,
-                    fs: Arc::new(fs),
+                    fs,
                     perms: login.perms,
                     tls_policy: login.tls_policy,
                 });
