@@ -39,6 +39,17 @@ pub struct Config {
     pub tls: TlsConfig,
     /// Brute-force protection: slowed replies and escalating bans.
     pub bans: BanConfig,
+    /// How uploads reach the disk.
+    pub uploads: UploadsConfig,
+}
+
+/// How uploads reach the disk.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UploadsConfig {
+    /// When a finished upload is flushed to disk before its 226: `always`, `replacements`
+    /// (uploads that replace or change an existing file) or `never`.
+    pub fsync: crate::storage::SyncPolicy,
 }
 
 impl Default for Config {
@@ -55,6 +66,7 @@ impl Default for Config {
             log: LogConfig::default(),
             tls: TlsConfig::default(),
             bans: BanConfig::default(),
+            uploads: UploadsConfig::default(),
         }
     }
 }

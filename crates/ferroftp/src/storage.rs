@@ -64,7 +64,7 @@ use cap_std::fs::{Dir, Metadata, MetadataExt, OpenOptions, Permissions};
 
 pub use error::StorageError;
 use upload::InPlaceMode;
-pub use upload::{Upload, WriteMode, is_internal_name};
+pub use upload::{SyncPolicy, Upload, WriteMode, is_internal_name};
 pub use vpath::{MAX_DEPTH, MAX_PATH_LEN, VPath};
 
 use vpath::is_valid_segment;
@@ -165,6 +165,7 @@ pub struct DirStream {
     entries: cap_std::fs::ReadDir,
     root: Arc<Dir>,
     path: VPath,
+    names_only: bool,
 }
 
 impl DirStream {
@@ -180,6 +181,17 @@ impl DirStream {
                 continue;
             };
             if !is_valid_segment(&name) || is_internal_name(&name) {
+                continue;
+            }
+            if self.names_only {
+                batch.push(Entry {
+                    name,
+                    kind: EntryKind::Other,
+                    size: 0,
+                    modified: None,
+                    mode: 0,
+                    nlink: 0,
+                });
                 continue;
             }
             let md = match dir_entry.metadata() {
@@ -268,7 +280,16 @@ impl LocalFs {
             entries: dir.entries()?,
             root: Arc::clone(&self.root),
             path: p.clone(),
+            names_only: false,
         })
+    }
+
+    /// Like [`Self::read_dir`], but only the names are wanted (NLST): entries come without
+    /// metadata (kind [`EntryKind::Other`], size 0), which saves a `stat` per entry.
+    pub fn read_dir_names(&self, p: &VPath) -> Result<DirStream, StorageError> {
+        let mut stream = self.read_dir(p)?;
+        stream.names_only = true;
+        Ok(stream)
     }
 
     /// Opens regular file `p` for download, positioned at `offset`; returns it and its length.
@@ -370,7 +391,8 @@ impl LocalFs {
             }
         };
         // From here on, dropping `upload` removes the temp file.
-        let mut upload = Upload::temp(file, dir, temp, name.to_owned());
+        let replaces = keep_mode.is_some();
+        let mut upload = Upload::temp(file, dir, temp, name.to_owned(), replaces);
         if let Some(mode) = keep_mode {
             upload
                 .file()

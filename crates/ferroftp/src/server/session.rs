@@ -1504,7 +1504,8 @@ impl Session {
                         log_transfer(&running, bytes, elapsed, "aborted: client gone");
                         return Ok(Flow::Close("client gone during an upload"));
                     }
-                    match blocking(move || upload.commit()).await {
+                    let policy = self.shared.config.uploads.fsync;
+                    match blocking(move || upload.commit_with(policy)).await {
                         Ok(()) => (vec![Reply::new(226, "Transfer complete")], "ok".into()),
                         Err(e) => (vec![storage_failure_reply(&e)], format!("failed: {e}")),
                     }
@@ -2070,9 +2071,16 @@ impl Listing {
         match blocking(move || fs2.metadata(&p)).await {
             Ok(entry) if entry.kind == EntryKind::Dir => {
                 let p = path.clone();
-                let dir = blocking(move || fs.read_dir(&p))
-                    .await
-                    .map_err(|e| fs_reply(shown, &e))?;
+                let names_only = style == ListStyle::Nlst;
+                let dir = blocking(move || {
+                    if names_only {
+                        fs.read_dir_names(&p)
+                    } else {
+                        fs.read_dir(&p)
+                    }
+                })
+                .await
+                .map_err(|e| fs_reply(shown, &e))?;
                 Ok(Self {
                     path,
                     source: ListSource::Dir(dir),

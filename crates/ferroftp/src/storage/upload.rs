@@ -68,13 +68,31 @@ enum State {
 pub struct Upload {
     file: File,
     state: State,
+    /// Whether committing changes a file that existed before (so it must reach the disk
+    /// before the client is told, or a crash could cost the old content).
+    replaces: bool,
+}
+
+/// When a committed upload is flushed to disk (`fsync`) before the client gets its 226.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncPolicy {
+    /// Every upload.
+    Always,
+    /// Uploads that replace or change an existing file: a crash can then never cost old
+    /// data. New files reach the disk on the kernel's schedule.
+    #[default]
+    Replacements,
+    /// Never: the kernel decides (what most FTP servers do).
+    Never,
 }
 
 impl Upload {
-    pub(super) fn temp(file: File, dir: Dir, temp: String, target: String) -> Self {
+    pub(super) fn temp(file: File, dir: Dir, temp: String, target: String, replaces: bool) -> Self {
         Upload {
             file,
             state: State::Temp { dir, temp, target },
+            replaces,
         }
     }
 
@@ -91,6 +109,7 @@ impl Upload {
                 start,
                 original_len,
             },
+            replaces: original_len.is_some(),
         }
     }
 
@@ -160,13 +179,25 @@ impl Upload {
     /// Completes the upload: syncs the data, and for [`WriteMode::Replace`] atomically renames
     /// the temp file over the target. On error the target is unchanged (Replace) and the temp
     /// file is removed.
-    pub fn commit(mut self) -> Result<(), StorageError> {
+    pub fn commit(self) -> Result<(), StorageError> {
+        self.commit_with(SyncPolicy::Always)
+    }
+
+    /// [`Upload::commit`], flushing to disk as `policy` says.
+    pub fn commit_with(mut self, policy: SyncPolicy) -> Result<(), StorageError> {
+        let sync = match policy {
+            SyncPolicy::Always => true,
+            SyncPolicy::Replacements => self.replaces,
+            SyncPolicy::Never => false,
+        };
         // REST + STOR replaces everything from the offset: the old tail goes.
         if let Some(end) = self.written_end() {
             self.file.set_len(end)?;
         }
         self.state_done_if_in_place();
-        self.file.sync_data()?;
+        if sync {
+            self.file.sync_data()?;
+        }
         if let State::Temp { dir, temp, target } = std::mem::replace(&mut self.state, State::Done) {
             if let Err(err) = dir.rename(&temp, &dir, &target) {
                 // Best effort: nothing more can be done about a temp file that will not go.
@@ -176,8 +207,10 @@ impl Upload {
             // Persist the rename itself. Best effort: some file systems refuse to fsync a
             // directory, and the data is already safe either way.
             // (`dir` is an O_PATH handle, which cannot be synced, so open the directory itself.)
-            if let Ok(d) = dir.open(".") {
-                let _ = d.sync_all();
+            if sync {
+                if let Ok(d) = dir.open(".") {
+                    let _ = d.sync_all();
+                }
             }
         }
         Ok(())
