@@ -628,6 +628,18 @@ impl UserDb {
         self.users.is_empty()
     }
 
+    /// What checking a password for `name` costs, in KiB-passes of argon2 (memory times
+    /// iterations): the user's own hash, or the dummy's for unknown and disabled users.
+    pub fn verify_cost(&self, name: &str) -> u64 {
+        let hash = match self.users.get(name) {
+            Some(user) if !user.disabled => user.password_hash.0.as_str(),
+            _ => self.dummy.as_deref().unwrap_or_else(|| dummy_hash()),
+        };
+        hash_params(hash).map_or(u64::MAX, |p| {
+            u64::from(p.memory_kib).saturating_mul(u64::from(p.iterations))
+        })
+    }
+
     /// Check a password. BLOCKING and deliberately slow (argon2): the server calls it inside spawn_blocking.
     ///
     /// Returns the user on success; `None` for an unknown user, a disabled user, or a wrong

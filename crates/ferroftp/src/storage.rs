@@ -139,14 +139,10 @@ impl HomeCache {
     /// The open home at `path`, shared if another session has it open. BLOCKING (a stat, and
     /// an open the first time).
     pub fn open(&self, path: &Path) -> Result<Arc<LocalFs>, StorageError> {
-        use std::os::unix::fs::MetadataExt;
-        let here = std::fs::metadata(path)?;
-        let lock = || self.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(fs) = lock().get(path).and_then(std::sync::Weak::upgrade) {
-            if fs.identity() == Some((here.dev(), here.ino())) {
-                return Ok(fs);
-            }
+        if let Some(fs) = self.cached(path) {
+            return Ok(fs);
         }
+        let lock = || self.open.lock().unwrap_or_else(|p| p.into_inner());
         let fs = Arc::new(LocalFs::open(path)?);
         let mut open = lock();
         // Forget homes nobody uses any more, now and then, so the map stays small.
@@ -155,6 +151,20 @@ impl HomeCache {
         }
         open.insert(path.to_owned(), Arc::downgrade(&fs));
         Ok(fs)
+    }
+}
+
+impl HomeCache {
+    /// The home at `path` if a session has it open and the path still names it. Cheap (a
+    /// `stat` of a directory that is in use), so it is done without a blocking thread.
+    pub fn cached(&self, path: &Path) -> Option<Arc<LocalFs>> {
+        use std::os::unix::fs::MetadataExt;
+        let fs = {
+            let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+            open.get(path).and_then(std::sync::Weak::upgrade)?
+        };
+        let here = std::fs::metadata(path).ok()?;
+        (fs.identity() == Some((here.dev(), here.ino()))).then_some(fs)
     }
 }
 

@@ -34,6 +34,11 @@ use crate::config::{ListenerConfig, ListenerMode, TlsPolicy};
 use crate::storage::{self, Entry, EntryKind, LocalFs, StorageError, Upload, VPath, WriteMode};
 use crate::tls::{DataDirection, SessionTls};
 
+/// argon2 work (KiB times passes) small enough to verify on the async worker itself: about
+/// 50 µs, less than handing it to a blocking thread and back. The default cost (19456 × 2)
+/// always goes to the bounded blocking pool.
+const INLINE_HASH_COST: u64 = 64;
+
 /// Why a session ends when the server shuts down.
 const SHUTDOWN: &str = "server shutting down";
 
@@ -963,15 +968,21 @@ impl Session {
         } else {
             let users = shared.users.clone();
             let user_name = name.clone();
-            // argon2 is deliberately slow: off the async workers, and a bounded number at once.
-            let verified = match shared.hash_pool.acquire().await {
-                Ok(_permit) => {
-                    tokio::task::spawn_blocking(move || users.verify(&user_name, &password))
-                        .await
-                        .ok()
-                        .flatten()
+            let verified = if users.verify_cost(&name) <= INLINE_HASH_COST {
+                // Hashes this cheap (tens of microseconds) cost less than the trip to a
+                // blocking thread.
+                users.verify(&user_name, &password)
+            } else {
+                // argon2 is deliberately slow: off the async workers, a bounded number at once.
+                match shared.hash_pool.acquire().await {
+                    Ok(_permit) => {
+                        tokio::task::spawn_blocking(move || users.verify(&user_name, &password))
+                            .await
+                            .ok()
+                            .flatten()
+                    }
+                    Err(_) => None,
                 }
-                Err(_) => None,
             };
             verified.map(|user| {
                 let home = user
@@ -1046,7 +1057,11 @@ impl Session {
     ) -> io::Result<Flow> {
         let home_for_open = home.clone();
         let shared = Arc::clone(&self.shared);
-        match blocking(move || shared.homes.open(&home_for_open)).await {
+        let opened = match self.shared.homes.cached(&home) {
+            Some(fs) => Ok(fs),
+            None => blocking(move || shared.homes.open(&home_for_open)).await,
+        };
+        match opened {
             Ok(fs) => {
                 tracing::Span::current().record("user", login.name.as_str());
                 info!(user = %login.name, home = %home.display(), permissions = %login.perms, method, "login ok");
