@@ -36,7 +36,7 @@ export RUSTFLAGS="-Cpasses=sancov-module \
 --cfg fuzzing ${RUSTFLAGS:-}"
 export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$FUZZ_DIR/target}"
 # Open issues found by these targets (fuzz/README.md, "Known issues"); remove an id once fixed.
-export FERROFTP_FUZZ_ALLOW="${FERROFTP_FUZZ_ALLOW-timeval-pre-epoch,long-line-drops-queued}"
+export FERROFTP_FUZZ_ALLOW="${FERROFTP_FUZZ_ALLOW-}"
 
 build() {
     echo "fuzz/run.sh: building fuzz targets (release, debug assertions and overflow checks on)"

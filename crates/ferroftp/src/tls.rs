@@ -79,8 +79,24 @@ pub enum TlsError {
 }
 
 /// The crypto provider: ring, with rustls' defaults (TLS 1.2 and 1.3, ECDHE, AEAD suites only).
+///
+/// The server picks the suite, AES-128-GCM first: as safe as AES-256-GCM for TLS, and about a
+/// quarter cheaper per byte, which is what bulk transfers spend their CPU on.
 pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    use rustls::crypto::ring::cipher_suite as cs;
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.cipher_suites = vec![
+        cs::TLS13_AES_128_GCM_SHA256,
+        cs::TLS13_AES_256_GCM_SHA384,
+        cs::TLS13_CHACHA20_POLY1305_SHA256,
+        cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        cs::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+    ];
+    Arc::new(provider)
 }
 
 /// A loaded certificate chain with its key and what the log and `doctor` say about it.
@@ -393,6 +409,7 @@ impl Tls {
             };
             let mut config =
                 builder.with_cert_resolver(Arc::clone(&slot) as Arc<dyn ResolvesServerCert>);
+            config.ignore_client_order = true;
             // Per-session caches and ticketers replace these in `SessionTls`; the bases keep
             // none, so that nothing can be resumed across sessions by accident.
             config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});

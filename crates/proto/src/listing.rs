@@ -123,7 +123,14 @@ fn month_abbrev(m: Month) -> &'static str {
 fn to_datetime(t: SystemTime) -> OffsetDateTime {
     let secs = match t.duration_since(UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+        // Before 1970: round down (toward the past), as for times after it; 0.5 s before
+        // the epoch is 23:59:59, not 00:00:00.
+        Err(e) => {
+            let d = e.duration();
+            let whole = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+            let partial = i64::from(d.subsec_nanos() > 0);
+            whole.saturating_add(partial).saturating_neg()
+        }
     };
     OffsetDateTime::from_unix_timestamp(secs).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
@@ -208,6 +215,28 @@ pub fn mlsx_line(f: &Facts<'_>, facts: MlstFacts) -> String {
     out.push(' ');
     out.push_str(f.name);
     out
+}
+
+#[cfg(test)]
+mod pre_epoch_tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn times_before_1970_round_down_like_the_others() {
+        let half_before = UNIX_EPOCH - Duration::from_millis(500);
+        assert_eq!(format_timeval(half_before), "19691231235959");
+        assert_eq!(
+            format_timeval(UNIX_EPOCH - Duration::from_secs(1)),
+            "19691231235959"
+        );
+        assert_eq!(
+            format_timeval(UNIX_EPOCH + Duration::from_millis(500)),
+            "19700101000000"
+        );
+        let parsed = parse_timeval("19691231235959.5").unwrap();
+        assert_eq!(format_timeval(parsed), "19691231235959");
+    }
 }
 
 #[cfg(test)]

@@ -215,6 +215,8 @@ pub(crate) enum CopyError {
 }
 
 const BUF_SIZE: usize = 128 * 1024;
+/// Bytes read from a file at a time when it is sent through user space (TLS, TYPE A).
+pub(crate) const FILE_READ_SIZE: usize = 512 * 1024;
 
 /// Send a file (or any reader) over the data connection, converting to CRLF in TYPE A.
 pub(crate) async fn send<R, W>(
@@ -228,7 +230,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut buf = vec![0u8; BUF_SIZE];
+    let mut buf = vec![0u8; FILE_READ_SIZE];
     let mut converted = Vec::new();
     let mut conv = ascii::ToNetwork::default();
     loop {

@@ -334,6 +334,8 @@ struct Session {
     pbsz: bool,
     /// PROT P: data connections are TLS.
     prot_private: bool,
+    /// A line over the limit arrived (the limit); the session ends once the lines before it ran.
+    too_long: Option<usize>,
     inbuf: Vec<u8>,
     lines: VecDeque<Vec<u8>>,
     peer: SocketAddr,
@@ -369,6 +371,7 @@ impl Session {
             tls: None,
             pbsz: false,
             prot_private: false,
+            too_long: None,
             inbuf: Vec::with_capacity(256),
             lines: VecDeque::new(),
             peer,
@@ -406,7 +409,17 @@ impl Session {
                     Err(_) => return self.close("control connection write failed").await,
                 }
             }
-            let may_read = self.lines.len() < MAX_QUEUED_LINES;
+            // An over-long line ends the session, but only after the commands that came
+            // before it have been answered.
+            if let Some(limit) = self.too_long {
+                if self.transfer.is_none() && self.lines.is_empty() {
+                    let text = format!("Command line too long (the limit is {limit} bytes)");
+                    warn!(limit, "control line too long; closing");
+                    let _ = self.send(Reply::new(500, text)).await;
+                    return self.close("control line too long").await;
+                }
+            }
+            let may_read = self.lines.len() < MAX_QUEUED_LINES && self.too_long.is_none();
             // Poll before waiting: take what the socket holds without trusting tokio's
             // readiness (see `read_now`).
             if may_read {
@@ -473,15 +486,13 @@ impl Session {
     async fn take_input(&mut self, read: io::Result<usize>, chunk: &[u8]) -> Option<&'static str> {
         match read {
             Ok(0) | Err(_) => Some("client closed the control connection"),
-            Ok(n) => match self.ingest(&chunk[..n]) {
-                Ok(()) => None,
-                Err(e) => {
-                    let text = format!("Command line too long (the limit is {} bytes)", e.limit);
-                    warn!(limit = e.limit, "control line too long; closing");
-                    let _ = self.send(Reply::new(500, text)).await;
-                    Some("control line too long")
+            Ok(n) => {
+                if let Err(e) = self.ingest(chunk.get(..n).unwrap_or_default()) {
+                    // Answered once the lines before it have run (see `serve`).
+                    self.too_long = Some(e.limit);
                 }
-            },
+                None
+            }
         }
     }
 
@@ -526,6 +537,20 @@ impl Session {
         // A TLS close_notify waits for the peer to take it; a client that stopped reading
         // must not keep the session (and its place in the limits) alive.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), self.ctrl.shutdown()).await;
+        // Closing with unread input makes the kernel send a reset, which can destroy the last
+        // reply before the client reads it: take what the client still sends, briefly (a
+        // little time and a few kilobytes, so a flood cannot hold the session).
+        let mut sink = [0u8; 512];
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(500), async {
+            let mut left = 64 * 1024usize;
+            while let Ok(n) = self.ctrl.read(&mut sink).await {
+                if n == 0 || n >= left {
+                    break;
+                }
+                left -= n;
+            }
+        })
+        .await;
         reason
     }
 
@@ -592,8 +617,9 @@ impl Session {
             match self.read_now(&mut buf) {
                 Ok(0) => return true,
                 Ok(n) => {
-                    if self.ingest(&buf[..n]).is_err() {
-                        return true;
+                    if let Err(e) = self.ingest(buf.get(..n).unwrap_or_default()) {
+                        self.too_long = Some(e.limit);
+                        return false;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
@@ -1421,7 +1447,12 @@ impl Session {
                                             Err(e) => Err(e),
                                         }
                                     }
-                                    _ => data::send(tokio::fs::File::from_std(f), &mut stream, ascii_mode, &task_progress, stall).await,
+                                    _ => {
+                                        let mut f = tokio::fs::File::from_std(f);
+                                        // Fewer, larger trips to the blocking thread that reads.
+                                        f.set_max_buf_size(data::FILE_READ_SIZE);
+                                        data::send(f, &mut stream, ascii_mode, &task_progress, stall).await
+                                    }
                                 },
                                 SendSource::Listing(src, fmt) => send_listing(src, fmt, &mut stream, &task_progress, stall).await,
                             }
