@@ -294,6 +294,18 @@ fn start_tls(config: &Config) -> anyhow::Result<Option<Arc<Tls>>> {
         return Ok(None);
     }
     let tls = Tls::new(&config.tls).context("cannot set up TLS")?;
+    // kTLS would let the kernel encrypt (and sendfile) TLS data; it needs the kernel's "tls"
+    // ULP. Not used yet: say which path TLS data takes.
+    let ulps = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_available_ulp").unwrap_or_default();
+    if ulps.split_whitespace().any(|u| u == "tls") {
+        tracing::info!(
+            "kernel TLS (kTLS) is available but not used: TLS data is encrypted by rustls in user space"
+        );
+    } else {
+        tracing::info!(
+            "kernel TLS (kTLS) is not available (no \"tls\" in /proc/sys/net/ipv4/tcp_available_ulp): TLS data is encrypted by rustls in user space"
+        );
+    }
     let cert = tls.current();
     if tls.is_generated() {
         println!(

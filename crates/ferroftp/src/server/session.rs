@@ -175,6 +175,8 @@ struct Running {
     started: Instant,
     /// ABOR arrived while the transfer ran (it may have ended on its own meanwhile).
     abort_requested: bool,
+    /// How the bytes move, for the log: `sendfile`, `tls` or `copy`.
+    io: &'static str,
 }
 
 enum Job {
@@ -1409,6 +1411,11 @@ impl Session {
             Job::Receive(..) => DataDirection::Upload,
         };
         let protection = self.data_tls(direction);
+        let io = match (&job, &protection) {
+            (_, Some(_)) => "tls",
+            (Job::Send(SendSource::File(..)), None) if self.ty == TransferType::Image => "sendfile",
+            _ => "copy",
+        };
         if self.send(Reply::new(150, opening)).await.is_err() {
             return Err(Reply::new(426, "Control connection failed"));
         }
@@ -1515,6 +1522,7 @@ impl Session {
             total,
             started: Instant::now(),
             abort_requested: false,
+            io,
         });
         Ok(())
     }
@@ -2069,6 +2077,7 @@ fn log_transfer(running: &Running, bytes: u64, elapsed: std::time::Duration, res
         path = %running.path,
         bytes,
         duration_ms = elapsed.as_millis() as u64,
+        io = running.io,
         result,
         "transfer"
     );
