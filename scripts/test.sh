@@ -21,3 +21,10 @@ fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo test --workspace --all-targets
+
+# A short fuzz run of every target (libFuzzer on stable Rust; the property tests ran above),
+# then the saved reproducers of bugs the fuzzers found. See fuzz/README.md.
+# opt-level 1 builds the targets in half the time, plenty for a smoke run.
+export CARGO_PROFILE_RELEASE_OPT_LEVEL=1
+fuzz/run.sh all "${FUZZ_SECONDS:-20}"
+fuzz/run.sh regressions

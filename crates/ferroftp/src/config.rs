@@ -72,7 +72,7 @@ impl Default for Config {
 }
 
 /// One listening socket for control connections.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
     /// Address and port, e.g. `"0.0.0.0:21"` or `"[::]:21"`.
@@ -211,7 +211,7 @@ impl Default for BanConfig {
 }
 
 /// Certificates and TLS settings.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
     /// PEM file with the certificate chain, leaf first; absent = a self-signed certificate

@@ -43,7 +43,7 @@ struct ServeArgs {
     overrides: Overrides,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 struct Overrides {
     /// Directory to serve (the home of users without their own).
     #[arg(long, value_name = "DIR")]
@@ -213,7 +213,7 @@ fn effective_config(file: Option<&Path>, o: Overrides) -> anyhow::Result<Config>
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = effective_config(args.config.as_deref(), args.overrides)?;
+    let config = effective_config(args.config.as_deref(), args.overrides.clone())?;
     observe::init(&config.log);
     prepare_root(&config.root)?;
     let users = match &config.users_file {
@@ -240,14 +240,35 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    // A reload reads the same sources again: the config file with these flags on top, and
+    // the users file (or keeps this run's generated user).
+    let generated = config.users_file.is_none().then(|| users.clone());
+    let (file, overrides) = (args.config.clone(), args.overrides.clone());
+    let loader: ferroftp::server::Loader = Box::new(move || {
+        let config = effective_config(file.as_deref(), overrides.clone())?;
+        let users = match (&config.users_file, &generated) {
+            (Some(path), _) => UserDb::load(path)?,
+            (None, Some(users)) => users.clone(),
+            (None, None) => UserDb::empty(),
+        };
+        Ok((config, users))
+    });
     runtime.block_on(async move {
-        let server = Server::bind(config.clone(), users, tls.clone()).await?;
+        // Before anything says "listening": a SIGHUP must never find the default action
+        // (which would end the process).
+        let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+        let server = Server::bind(config.clone(), users, tls.clone())
+            .await?
+            .with_loader(loader);
         for (addr, l) in server.local_addrs().iter().zip(&config.listeners) {
             println!("ferroftp: listening on {addr} ({})", l.mode);
             tracing::info!(%addr, mode = %l.mode, tls_policy = ?l.tls_policy, root = %config.root.display(), "listening");
         }
-        if let Some(tls) = tls {
-            tokio::spawn(tls::watch(tls, Duration::from_secs(config.tls.reload_check_secs)));
+        match hup {
+            Ok(hup) => {
+                tokio::spawn(reload_on_sighup(hup, server.reload_handle()));
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot watch SIGHUP: no reloads on signal"),
         }
         server
             .run(shutdown_signal(), config.limits.shutdown_grace())
@@ -353,6 +374,18 @@ fn prepare_root(root: &Path) -> anyhow::Result<()> {
         "root directory {} does not exist (key `root` / --root)",
         root.display()
     )
+}
+
+/// SIGHUP: reload the configuration, the users and the certificates (the server logs how it
+/// went).
+async fn reload_on_sighup(
+    mut hup: tokio::signal::unix::Signal,
+    handle: ferroftp::server::ReloadHandle,
+) {
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading");
+        let _ = handle.reload().await;
+    }
 }
 
 async fn shutdown_signal() {

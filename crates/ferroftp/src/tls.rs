@@ -470,62 +470,14 @@ impl Tls {
     }
 }
 
+/// The modification times of the certificate and key files.
+pub type FilesStamp = (Option<SystemTime>, Option<SystemTime>);
+
 /// The modification times of the certificate files, to notice a change on disk.
-pub fn files_stamp(tls: &Tls) -> Option<(Option<SystemTime>, Option<SystemTime>)> {
+pub fn files_stamp(tls: &Tls) -> Option<FilesStamp> {
     let (cert, key) = tls.files()?;
     let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     Some((mtime(cert), mtime(key)))
-}
-
-/// Reload the certificate on SIGHUP, and when its files change (checked every `every`; zero
-/// = only on SIGHUP). A bad new pair is logged and the old one stays in use.
-pub async fn watch(tls: Arc<Tls>, every: Duration) {
-    if tls.files().is_none() {
-        return;
-    }
-    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch SIGHUP; certificates reload only on file changes");
-            None
-        }
-    };
-    let mut stamp = files_stamp(&tls);
-    let poll = if every.is_zero() {
-        Duration::from_secs(3600 * 24)
-    } else {
-        every
-    };
-    loop {
-        let why = tokio::select! {
-            Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => "SIGHUP",
-            _ = tokio::time::sleep(poll) => {
-                let now = files_stamp(&tls);
-                if every.is_zero() || now == stamp {
-                    continue;
-                }
-                "the certificate files changed"
-            }
-        };
-        stamp = files_stamp(&tls);
-        let tls = Arc::clone(&tls);
-        match tokio::task::spawn_blocking(move || tls.reload()).await {
-            Ok(Ok(Some(new))) => tracing::info!(
-                trigger = why,
-                fingerprint = %new.fingerprint,
-                names = ?new.names,
-                expires = %http_date(new.not_after),
-                "TLS certificate reloaded; new connections use it"
-            ),
-            Ok(Ok(None)) => tracing::info!(trigger = why, "TLS certificate unchanged"),
-            Ok(Err(e)) => tracing::error!(
-                trigger = why,
-                error = %e,
-                "TLS certificate reload rejected; still using the previous certificate"
-            ),
-            Err(e) => tracing::error!(error = %e, "TLS certificate reload failed"),
-        }
-    }
 }
 
 /// What a TLS data connection is for: tickets are sent only where the client reads them.

@@ -47,7 +47,7 @@ struct State {
 /// The failed-login bookkeeping shared by all sessions.
 #[derive(Debug)]
 pub(crate) struct Guard {
-    cfg: BanConfig,
+    cfg: std::sync::RwLock<std::sync::Arc<BanConfig>>,
     state: Mutex<State>,
 }
 
@@ -76,9 +76,19 @@ impl Guard {
     /// A guard with the given policy.
     pub(crate) fn new(cfg: BanConfig) -> Self {
         Self {
-            cfg,
+            cfg: std::sync::RwLock::new(std::sync::Arc::new(cfg)),
             state: Mutex::new(State::default()),
         }
+    }
+
+    /// The policy in force.
+    fn cfg(&self) -> std::sync::Arc<BanConfig> {
+        std::sync::Arc::clone(&self.cfg.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Change the policy (a reload); counts and bans are kept.
+    pub(crate) fn set_config(&self, cfg: BanConfig) {
+        *self.cfg.write().unwrap_or_else(|p| p.into_inner()) = std::sync::Arc::new(cfg);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -87,7 +97,8 @@ impl Guard {
     }
 
     fn exempt(&self, ip: IpAddr) -> bool {
-        !self.cfg.enabled || self.cfg.allow.iter().any(|net| net.contains(&ip))
+        let cfg = self.cfg();
+        !cfg.enabled || cfg.allow.iter().any(|net| net.contains(&ip))
     }
 
     /// How much longer `ip` is banned, if it is.
@@ -110,7 +121,8 @@ impl Guard {
         if self.exempt(ip) {
             return none;
         }
-        let window = Duration::from_secs(self.cfg.window_secs);
+        let cfg = self.cfg();
+        let window = Duration::from_secs(cfg.window_secs);
         let mut state = self.lock();
         self.make_room(&mut state, now);
         let by_user = match state.users.get_mut(user) {
@@ -130,23 +142,18 @@ impl Guard {
         let by_ip = record.count.bump(now, window);
         let worst = u64::from(by_ip.max(by_user));
         let delay = Duration::from_millis(
-            self.cfg
-                .delay_ms
+            cfg.delay_ms
                 .saturating_mul(worst.saturating_sub(1))
-                .min(self.cfg.max_delay_ms),
+                .min(cfg.max_delay_ms),
         );
-        if by_ip < self.cfg.max_failures {
+        if by_ip < cfg.max_failures {
             return Verdict {
                 delay,
                 banned: None,
             };
         }
-        let factor = u64::from(self.cfg.escalation).saturating_pow(record.bans);
-        let secs = self
-            .cfg
-            .ban_secs
-            .saturating_mul(factor)
-            .min(self.cfg.max_ban_secs);
+        let factor = u64::from(cfg.escalation).saturating_pow(record.bans);
+        let secs = cfg.ban_secs.saturating_mul(factor).min(cfg.max_ban_secs);
         let ban = Duration::from_secs(secs);
         record.bans = record.bans.saturating_add(1);
         record.banned_until = Some(now + ban);
@@ -188,10 +195,11 @@ impl Guard {
 
     /// Keep both tables under [`MAX_TRACKED`] entries.
     fn make_room(&self, state: &mut State, now: Instant) {
-        let window = Duration::from_secs(self.cfg.window_secs);
+        let cfg = self.cfg();
+        let window = Duration::from_secs(cfg.window_secs);
         // A record matters while its window runs, while it is banned, and for as long as the
         // longest ban after it, so that escalation remembers repeat offenders.
-        let memory = window.max(Duration::from_secs(self.cfg.max_ban_secs));
+        let memory = window.max(Duration::from_secs(cfg.max_ban_secs));
         if state.ips.len() >= MAX_TRACKED {
             state.ips.retain(|_, r| {
                 r.banned_until.is_some_and(|u| u > now)

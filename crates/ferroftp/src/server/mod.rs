@@ -24,19 +24,27 @@ use crate::auth::UserDb;
 use crate::config::{Config, ListenerConfig};
 use crate::tls::Tls;
 
-/// State shared by all sessions.
+/// What a reload replaces, all at once: sessions take a fresh snapshot before each command.
 #[derive(Debug)]
-pub(crate) struct Shared {
+pub(crate) struct Live {
     pub(crate) config: Config,
     pub(crate) root: PathBuf,
     pub(crate) users: UserDb,
     pub(crate) ports: Arc<data::PassivePorts>,
+    /// Certificates and TLS configuration; `None` when no listener offers TLS.
+    pub(crate) tls: Option<Arc<Tls>>,
+    /// Counts reloads, so that a session notices its user may have changed.
+    pub(crate) generation: u64,
+}
+
+/// State shared by all sessions.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    live: std::sync::RwLock<Arc<Live>>,
     pub(crate) sessions: SessionTable,
     /// Bounds the argon2 verifications running at once, so that a login storm cannot take
     /// every blocking thread and all the memory (each costs ~19 MiB).
     pub(crate) hash_pool: Semaphore,
-    /// Certificates and TLS configuration; `None` when no listener offers TLS.
-    pub(crate) tls: Option<Arc<Tls>>,
     /// Failed-login counts and bans.
     pub(crate) guard: guard::Guard,
     /// Home directories open now, shared between sessions.
@@ -79,8 +87,18 @@ impl SessionTable {
 }
 
 impl Shared {
+    /// The configuration, users and TLS state in force now.
+    pub(crate) fn live(&self) -> Arc<Live> {
+        Arc::clone(&self.live.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn set_live(&self, live: Live) {
+        *self.live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(live);
+    }
+
     fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<SessionPermit, Refusal> {
-        let limits = &self.config.limits;
+        let live = self.live();
+        let limits = &live.config.limits;
         let mut table = self.sessions.lock();
         let total: usize = table.values().sum();
         if total >= limits.max_sessions {
@@ -110,11 +128,67 @@ impl Drop for SessionPermit {
     }
 }
 
+/// Loads the configuration and the users again, for a reload: the file, with the command
+/// line's overrides on top, as at start.
+pub type Loader = Box<dyn Fn() -> anyhow::Result<(Config, UserDb)> + Send + Sync>;
+
 /// A bound, not yet running server.
-#[derive(Debug)]
 pub struct Server {
     shared: Arc<Shared>,
     listeners: Vec<(TcpListener, ListenerConfig)>,
+    loader: Option<Arc<Loader>>,
+    reloads: (
+        tokio::sync::mpsc::Sender<ReloadRequest>,
+        tokio::sync::mpsc::Receiver<ReloadRequest>,
+    ),
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").finish_non_exhaustive()
+    }
+}
+
+/// A reload asked for, and where to say how it went.
+type ReloadRequest = tokio::sync::oneshot::Sender<Result<String, String>>;
+
+/// Asks a running server to reload its configuration (as SIGHUP does).
+#[derive(Debug, Clone)]
+pub struct ReloadHandle(tokio::sync::mpsc::Sender<ReloadRequest>);
+
+impl ReloadHandle {
+    /// Reload; the summary of what changed, or why the new configuration was refused (the
+    /// old one then stays in force, whole).
+    pub async fn reload(&self) -> Result<String, String> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.0
+            .send(tx)
+            .await
+            .map_err(|_| "the server is shutting down".to_string())?;
+        rx.await
+            .unwrap_or_else(|_| Err("the server is shutting down".to_string()))
+    }
+}
+
+/// Bind `l`, naming the key and the reason on failure.
+async fn bind_listener(l: &ListenerConfig) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(l.bind)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {} (listener.bind): {e}", l.bind))
+}
+
+/// Check that TLS is there for every listener that needs it.
+fn check_tls(config: &Config, tls: Option<&Arc<Tls>>) -> anyhow::Result<()> {
+    if tls.is_none() {
+        if let Some(l) = config.listeners.iter().find(|l| l.mode.offers_tls()) {
+            anyhow::bail!(
+                "listener {} ({}) needs TLS, but no TLS configuration was given",
+                l.bind,
+                l.mode
+            );
+        }
+    }
+    Ok(())
 }
 
 impl Server {
@@ -125,38 +199,47 @@ impl Server {
         tls: Option<Arc<Tls>>,
     ) -> anyhow::Result<Self> {
         let root = std::path::absolute(&config.root)?;
-        if tls.is_none() {
-            if let Some(l) = config.listeners.iter().find(|l| l.mode.offers_tls()) {
-                anyhow::bail!(
-                    "listener {} ({}) needs TLS, but no TLS configuration was given",
-                    l.bind,
-                    l.mode
-                );
-            }
-        }
+        check_tls(&config, tls.as_ref())?;
         let mut listeners = Vec::new();
         for l in &config.listeners {
-            let listener = TcpListener::bind(l.bind)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot listen on {} (listener.bind): {e}", l.bind))?;
-            listeners.push((listener, l.clone()));
+            listeners.push((bind_listener(l).await?, l.clone()));
         }
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
         let shared = Arc::new(Shared {
-            ports: data::PassivePorts::new(config.passive.ports),
-            root,
-            users,
+            live: std::sync::RwLock::new(Arc::new(Live {
+                ports: data::PassivePorts::new(config.passive.ports),
+                root,
+                users,
+                tls,
+                generation: 0,
+                config: config.clone(),
+            })),
             sessions: SessionTable::default(),
             hash_pool: Semaphore::new(workers),
-            tls,
             guard: guard::Guard::new(config.bans.clone()),
             homes: crate::storage::HomeCache::default(),
             stopping: tokio_util::sync::CancellationToken::new(),
             closing: tokio_util::sync::CancellationToken::new(),
             next_id: AtomicU64::new(1),
-            config,
         });
-        Ok(Self { shared, listeners })
+        Ok(Self {
+            shared,
+            listeners,
+            loader: None,
+            reloads: tokio::sync::mpsc::channel(4),
+        })
+    }
+
+    /// How to load the configuration again on reload (without it, reloads only re-read the
+    /// certificate files).
+    pub fn with_loader(mut self, loader: Loader) -> Self {
+        self.loader = Some(Arc::new(loader));
+        self
+    }
+
+    /// A handle to ask the running server for a reload.
+    pub fn reload_handle(&self) -> ReloadHandle {
+        ReloadHandle(self.reloads.0.clone())
     }
 
     /// The addresses actually bound (useful with port 0).
@@ -168,20 +251,41 @@ impl Server {
     }
 
     /// Serve until `shutdown` completes; then stop accepting and give running sessions up to
-    /// `drain` to finish.
+    /// `drain` to finish. Reloads asked for meanwhile (see [`Server::reload_handle`]) are done
+    /// between connections, without dropping any session.
     pub async fn run(self, shutdown: impl Future<Output = ()>, drain: Duration) {
-        let mut accept_loops = JoinSet::new();
+        let Server {
+            shared,
+            listeners,
+            loader,
+            reloads: (_keep, mut requests),
+        } = self;
         let sessions = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
-        for (listener, cfg) in self.listeners {
-            let shared = Arc::clone(&self.shared);
-            let sessions = Arc::clone(&sessions);
-            accept_loops.spawn(accept_loop(listener, cfg, shared, sessions));
+        let mut accepting = Listeners::default();
+        for (listener, cfg) in listeners {
+            accepting.start(listener, cfg, &shared, &sessions);
         }
-        shutdown.await;
-        accept_loops.abort_all();
-        self.shared.stopping.cancel();
+        let watcher = tokio::spawn(watch_certificates(Arc::clone(&shared)));
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                Some(reply) = requests.recv() => {
+                    let result = reload(&shared, loader.as_deref(), &mut accepting, &sessions).await;
+                    match &result {
+                        Ok(summary) => tracing::info!(%summary, "configuration reloaded"),
+                        Err(reason) => tracing::error!(%reason, "reload refused; the previous configuration stays in force"),
+                    }
+                    let _ = reply.send(result);
+                }
+            }
+        }
+        accepting.stop_all();
+        watcher.abort();
+        let shared = &shared;
+        shared.stopping.cancel();
         tracing::info!(
-            sessions = self.shared.sessions.total(),
+            sessions = shared.sessions.total(),
             grace_secs = drain.as_secs(),
             "shutting down: no new connections; idle sessions closed, running transfers may finish"
         );
@@ -192,13 +296,13 @@ impl Server {
         .await;
         if drained.is_err() {
             tracing::warn!(
-                sessions = self.shared.sessions.total(),
+                sessions = shared.sessions.total(),
                 "transfers still running after {} s: cutting them off (unfinished uploads are discarded)",
                 drain.as_secs()
             );
             // Each session cleans up, tells its client (426, 421) and logs; a few seconds for
             // that, then whatever is left is dropped.
-            self.shared.closing.cancel();
+            shared.closing.cancel();
             let closed = tokio::time::timeout(Duration::from_secs(5), async {
                 while sessions.join_next().await.is_some() {}
             })
@@ -212,9 +316,238 @@ impl Server {
     }
 }
 
+/// The accept loops running, with the settings each serves new connections with.
+#[derive(Default)]
+struct Listeners {
+    running: Vec<RunningListener>,
+}
+
+struct RunningListener {
+    cfg: ListenerConfig,
+    settings: tokio::sync::watch::Sender<ListenerConfig>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Listeners {
+    fn start(
+        &mut self,
+        listener: TcpListener,
+        cfg: ListenerConfig,
+        shared: &Arc<Shared>,
+        sessions: &Arc<tokio::sync::Mutex<JoinSet<()>>>,
+    ) {
+        let (settings, watch) = tokio::sync::watch::channel(cfg.clone());
+        let task = tokio::spawn(accept_loop(
+            listener,
+            watch,
+            Arc::clone(shared),
+            Arc::clone(sessions),
+        ));
+        self.running.push(RunningListener {
+            cfg,
+            settings,
+            task,
+        });
+    }
+
+    fn stop_all(&mut self) {
+        for r in self.running.drain(..) {
+            r.task.abort();
+        }
+    }
+
+    /// For each configured listener, the running one it continues: the same configured
+    /// address (`127.0.0.1:0` continues a listener configured as `127.0.0.1:0`), each running
+    /// listener used at most once.
+    fn matches(&self, wanted: &[ListenerConfig]) -> Vec<Option<usize>> {
+        let mut used = vec![false; self.running.len()];
+        wanted
+            .iter()
+            .map(|l| {
+                let i = self.running.iter().enumerate().position(|(i, r)| {
+                    !used.get(i).copied().unwrap_or(true) && r.cfg.bind == l.bind
+                })?;
+                if let Some(u) = used.get_mut(i) {
+                    *u = true;
+                }
+                Some(i)
+            })
+            .collect()
+    }
+}
+
+/// Load the configuration again and put it in force, or refuse it whole.
+async fn reload(
+    shared: &Arc<Shared>,
+    loader: Option<&Loader>,
+    accepting: &mut Listeners,
+    sessions: &Arc<tokio::sync::Mutex<JoinSet<()>>>,
+) -> Result<String, String> {
+    let old = shared.live();
+    let Some(loader) = loader else {
+        // Nothing to load the configuration from: only the certificate files.
+        return match &old.tls {
+            Some(tls) => reload_certificate(tls, "reload").map_err(|e| e.to_string()),
+            None => Ok("nothing to reload".into()),
+        };
+    };
+    let (config, users) = loader().map_err(|e| format!("{e:#}"))?;
+    let root = std::path::absolute(&config.root).map_err(|e| format!("root: {e}"))?;
+    // TLS: the same settings keep the same state, with the certificate files read again;
+    // new settings build it anew (and must load).
+    let tls_wanted = config.listeners.iter().any(|l| l.mode.offers_tls());
+    let mut notes = Vec::new();
+    let tls = match (&old.tls, tls_wanted) {
+        (_, false) => None,
+        (Some(tls), true) if old.config.tls == config.tls => {
+            notes.push(reload_certificate(tls, "reload").map_err(|e| e.to_string())?);
+            Some(Arc::clone(tls))
+        }
+        (_, true) => {
+            let tls = Tls::new(&config.tls).map_err(|e| format!("TLS: {e}"))?;
+            notes.push("TLS settings changed".to_string());
+            Some(Arc::new(tls))
+        }
+    };
+    check_tls(&config, tls.as_ref()).map_err(|e| e.to_string())?;
+    // New addresses are bound before anything changes: one that cannot be had refuses the
+    // whole reload.
+    let matches = accepting.matches(&config.listeners);
+    let mut added = Vec::new();
+    for (l, m) in config.listeners.iter().zip(&matches) {
+        if m.is_none() {
+            added.push((
+                bind_listener(l).await.map_err(|e| e.to_string())?,
+                l.clone(),
+            ));
+        }
+    }
+    // From here on nothing can fail. Addresses that stay keep their socket (and their
+    // sessions); their new settings apply to new connections.
+    let mut stopped = 0;
+    let mut changed = 0;
+    let mut running: Vec<Option<RunningListener>> = std::mem::take(&mut accepting.running)
+        .into_iter()
+        .map(Some)
+        .collect();
+    for (l, m) in config.listeners.iter().zip(&matches) {
+        if let Some(mut r) = m.and_then(|i| running.get_mut(i).and_then(Option::take)) {
+            if *l != r.cfg {
+                changed += 1;
+                r.cfg = l.clone();
+                let _ = r.settings.send(l.clone());
+            }
+            accepting.running.push(r);
+        }
+    }
+    for r in running.into_iter().flatten() {
+        r.task.abort();
+        stopped += 1;
+    }
+    let ports = if old.config.passive.ports == config.passive.ports {
+        Arc::clone(&old.ports)
+    } else {
+        data::PassivePorts::new(config.passive.ports)
+    };
+    shared.guard.set_config(config.bans.clone());
+    let summary = format!(
+        "{} users; listeners: {} kept ({} with new settings), {} started, {} stopped; passive ports {}{}",
+        users.len(),
+        accepting.running.len(),
+        changed,
+        added.len(),
+        stopped,
+        config
+            .passive
+            .ports
+            .map_or_else(|| "any".to_string(), |r| r.to_string()),
+        if notes.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", notes.join("; "))
+        }
+    );
+    shared.set_live(Live {
+        config,
+        root,
+        users,
+        ports,
+        tls,
+        generation: old.generation + 1,
+    });
+    for (listener, cfg) in added {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, mode = %cfg.mode, "listening");
+        }
+        accepting.start(listener, cfg, shared, sessions);
+    }
+    Ok(summary)
+}
+
+/// Notice changed certificate files (checked every `tls.reload_check_secs`; 0 = never) and
+/// load them; a bad new pair is logged and the old one stays in use.
+async fn watch_certificates(shared: Arc<Shared>) {
+    let mut watched: Option<(Arc<Tls>, Option<crate::tls::FilesStamp>)> = shared
+        .live()
+        .tls
+        .as_ref()
+        .map(|tls| (Arc::clone(tls), crate::tls::files_stamp(tls)));
+    loop {
+        let every = shared.live().config.tls.reload_check_secs;
+        tokio::time::sleep(Duration::from_secs(if every == 0 { 60 } else { every })).await;
+        let live = shared.live();
+        let Some(tls) = live
+            .tls
+            .as_ref()
+            .filter(|_| live.config.tls.reload_check_secs > 0)
+        else {
+            watched = None;
+            continue;
+        };
+        let stamp = crate::tls::files_stamp(tls);
+        match &watched {
+            Some((t, old)) if Arc::ptr_eq(t, tls) && *old != stamp => {
+                let tls = Arc::clone(tls);
+                tracing::debug!("the certificate files changed");
+                // It logs the outcome itself.
+                let _ = tokio::task::spawn_blocking(move || {
+                    reload_certificate(&tls, "the certificate files changed")
+                })
+                .await;
+            }
+            _ => {}
+        }
+        watched = Some((Arc::clone(tls), stamp));
+    }
+}
+
+/// Read the certificate files again, and log what happened; a short note of it.
+fn reload_certificate(tls: &Tls, trigger: &str) -> Result<String, crate::tls::TlsError> {
+    match tls.reload() {
+        Ok(Some(new)) => {
+            tracing::info!(
+                trigger,
+                fingerprint = %new.fingerprint,
+                names = ?new.names,
+                expires = %crate::tls::http_date(new.not_after),
+                "TLS certificate reloaded; new connections use it"
+            );
+            Ok(format!(
+                "TLS certificate replaced (SHA-256 {})",
+                new.fingerprint
+            ))
+        }
+        Ok(None) => Ok("TLS certificate unchanged".to_string()),
+        Err(e) => {
+            tracing::error!(trigger, error = %e, "TLS certificate reload rejected; still using the previous certificate");
+            Err(e)
+        }
+    }
+}
+
 async fn accept_loop(
     listener: TcpListener,
-    cfg: ListenerConfig,
+    settings: tokio::sync::watch::Receiver<ListenerConfig>,
     shared: Arc<Shared>,
     sessions: Arc<tokio::sync::Mutex<JoinSet<()>>>,
 ) {
@@ -227,14 +560,14 @@ async fn accept_loop(
             }
             Err(e) => {
                 // EMFILE and friends: wait instead of spinning, and let sessions end meanwhile.
-                tracing::error!(listener = %cfg.bind, error = %e, "accept failed; backing off");
+                tracing::error!(listener = %settings.borrow().bind, error = %e, "accept failed; backing off");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
                 continue;
             }
         };
         let shared = Arc::clone(&shared);
-        let listener_cfg = cfg.clone();
+        let listener_cfg = settings.borrow().clone();
         let mut set = sessions.lock().await;
         // Reap finished sessions so the set does not grow with every connection ever made.
         while let Some(done) = set.try_join_next() {

@@ -28,7 +28,7 @@ use tracing::{Instrument, debug, info, warn};
 
 use super::data::{self, CopyError, PassiveListener};
 use super::stream::{self, Stream};
-use super::{SessionPermit, Shared};
+use super::{Live, SessionPermit, Shared};
 use crate::auth::{Permission, Permissions};
 use crate::config::{ListenerConfig, ListenerMode, TlsPolicy};
 use crate::storage::{self, Entry, EntryKind, LocalFs, StorageError, Upload, VPath, WriteMode};
@@ -67,7 +67,7 @@ pub(crate) async fn run(
         info!(local = %local, mode = %listener.mode, "session opened");
         let started = Instant::now();
         let (ctrl, tls) = if listener.mode == ListenerMode::Implicit {
-            match implicit_handshake(stream, &shared).await {
+            match implicit_handshake(stream, &shared.live()).await {
                 Ok(pair) => pair,
                 Err(reason) => {
                     warn!(%reason, "TLS handshake failed on the implicit FTPS listener; connection closed");
@@ -119,9 +119,9 @@ struct Account {
 /// TLS handshake of an implicit FTPS connection, before the greeting.
 async fn implicit_handshake(
     tcp: TcpStream,
-    shared: &Shared,
+    live: &Live,
 ) -> Result<(Stream, Option<SessionTls>), String> {
-    let tls = shared
+    let tls = live
         .tls
         .as_ref()
         .ok_or_else(|| "TLS is not configured".to_string())?;
@@ -343,6 +343,8 @@ struct Session {
     peer: SocketAddr,
     local: SocketAddr,
     shared: Arc<Shared>,
+    /// The configuration and users in force, taken afresh before each command.
+    live: Arc<Live>,
     pending_user: Option<String>,
     login: Option<Login>,
     failed_logins: u32,
@@ -378,6 +380,7 @@ impl Session {
             lines: VecDeque::new(),
             peer,
             local,
+            live: shared.live(),
             shared,
             pending_user: None,
             login: None,
@@ -396,13 +399,16 @@ impl Session {
     }
 
     async fn serve(&mut self) -> &'static str {
-        let greeting = Reply::new(220, self.shared.config.greeting.clone());
+        let greeting = Reply::new(220, self.live.config.greeting.clone());
         if self.send(greeting).await.is_err() {
             return "client gone before the greeting";
         }
         // Control lines are short: a small buffer (held by every session for its whole life).
         let mut chunk = [0u8; 512];
         loop {
+            if let Some(reason) = self.refresh_live().await {
+                return self.close(reason).await;
+            }
             while let Some(line) = self.next_runnable_line() {
                 self.last_activity = Instant::now();
                 match self.dispatch(&line).await {
@@ -437,7 +443,7 @@ impl Session {
                     },
                 }
             }
-            let limits = &self.shared.config.limits;
+            let limits = &self.live.config.limits;
             let deadline = if self.login.is_some() {
                 self.last_activity + limits.idle_timeout()
             } else {
@@ -480,6 +486,48 @@ impl Session {
                     let _ = self.send(Reply::new(421, text)).await;
                     return self.close(if idle { "idle timeout" } else { "login timeout" }).await;
                 }
+            }
+        }
+    }
+
+    /// Take the configuration in force now. After a reload a logged-in user is checked
+    /// against the new users: new permissions and TLS policy apply from the next command, and
+    /// a user who was removed or disabled is logged out (421). `Some(reason)` to end.
+    async fn refresh_live(&mut self) -> Option<&'static str> {
+        let live = self.shared.live();
+        if live.generation == self.live.generation {
+            return None;
+        }
+        self.live = live;
+        let Some(login) = &mut self.login else {
+            return None;
+        };
+        if is_anonymous_name(&login.name) && self.live.users.get(&login.name).is_none() {
+            let anon = &self.live.config.anonymous;
+            if !anon.enabled {
+                let _ = self
+                    .send(Reply::new(421, "Anonymous access was turned off; closing"))
+                    .await;
+                return Some("anonymous access turned off by a reload");
+            }
+            login.perms = anon.permissions;
+            return None;
+        }
+        match self.live.users.get(&login.name) {
+            Some(user) if !user.disabled => {
+                if user.permissions != login.perms || user.tls_policy != login.tls_policy {
+                    info!(user = %login.name, permissions = %user.permissions, "permissions changed by a reload");
+                }
+                login.perms = user.permissions;
+                login.tls_policy = user.tls_policy;
+                None
+            }
+            _ => {
+                warn!(user = %login.name, "account removed or disabled by a reload: logging out");
+                let _ = self
+                    .send(Reply::new(421, "Your account was disabled; closing"))
+                    .await;
+                Some("account disabled by a reload")
             }
         }
     }
@@ -558,7 +606,7 @@ impl Session {
 
     fn ingest(&mut self, bytes: &[u8]) -> Result<(), LineTooLong> {
         self.inbuf.extend_from_slice(bytes);
-        let max = self.shared.config.limits.max_line_length;
+        let max = self.live.config.limits.max_line_length;
         while let Some(line) = line::take_line(&mut self.inbuf, max)? {
             self.lines.push_back(line);
         }
@@ -596,7 +644,7 @@ impl Session {
     /// gives up after the idle timeout.
     async fn send(&mut self, reply: Reply) -> io::Result<()> {
         debug!(code = reply.code, text = %reply.lines.join(" | "), "reply");
-        let limit = self.shared.config.limits.idle_timeout();
+        let limit = self.live.config.limits.idle_timeout();
         match tokio::time::timeout(limit, self.ctrl.write_all(&reply.render())).await {
             Ok(result) => result,
             Err(_) => Err(io::Error::new(
@@ -676,7 +724,7 @@ impl Session {
                     let home = user
                         .home
                         .clone()
-                        .map_or_else(|| self.shared.root.clone(), |h| self.shared.root.join(h));
+                        .map_or_else(|| self.live.root.clone(), |h| self.live.root.join(h));
                     let login = Account {
                         name: user.name.clone(),
                         perms: user.permissions,
@@ -819,7 +867,7 @@ impl Session {
             }
             _ if self.tls.is_some() => Reply::new(503, "The control connection is already TLS"),
             "TLS" | "TLS-C" | "SSL" | "TLS-P" => {
-                match self.shared.tls.as_ref().map(|t| t.session()) {
+                match self.live.tls.as_ref().map(|t| t.session()) {
                     Some(Ok(session)) => return self.start_tls(mechanism, session).await,
                     Some(Err(e)) => {
                         tracing::error!(error = %e, "cannot set up TLS for a session");
@@ -855,7 +903,7 @@ impl Session {
             return Ok(Flow::Close("internal error: control connection not plain"));
         };
         let timeout = self
-            .shared
+            .live
             .tls
             .as_ref()
             .map_or(std::time::Duration::from_secs(10), |t| t.handshake_timeout);
@@ -962,7 +1010,7 @@ impl Session {
                 "This server requires TLS for login: send AUTH TLS first (use FTPS)",
             );
         }
-        let anonymous = is_anonymous_name(&name) && self.shared.config.anonymous.enabled;
+        let anonymous = is_anonymous_name(&name) && self.live.config.anonymous.enabled;
         self.pending_user = Some(name.clone());
         if anonymous {
             Reply::new(
@@ -981,12 +1029,13 @@ impl Session {
             return Ok(Flow::Continue);
         };
         let shared = Arc::clone(&self.shared);
-        let anon_cfg = &shared.config.anonymous;
+        let live = Arc::clone(&self.live);
+        let anon_cfg = &live.config.anonymous;
         let login = if is_anonymous_name(&name) && anon_cfg.enabled {
             let home = anon_cfg
                 .home
                 .clone()
-                .map_or_else(|| shared.root.clone(), |h| shared.root.join(h));
+                .map_or_else(|| live.root.clone(), |h| live.root.join(h));
             Some((
                 name.clone(),
                 home,
@@ -994,7 +1043,7 @@ impl Session {
                 TlsPolicy::Optional,
             ))
         } else {
-            let users = shared.users.clone();
+            let users = live.users.clone();
             let user_name = name.clone();
             let verified = if users.verify_cost(&name) <= INLINE_HASH_COST {
                 // Hashes this cheap (tens of microseconds) cost less than the trip to a
@@ -1016,7 +1065,7 @@ impl Session {
                 let home = user
                     .home
                     .clone()
-                    .map_or_else(|| shared.root.clone(), |h| shared.root.join(h));
+                    .map_or_else(|| live.root.clone(), |h| live.root.join(h));
                 (user.name.clone(), home, user.permissions, user.tls_policy)
             })
         };
@@ -1041,7 +1090,7 @@ impl Session {
             }
             // Slower replies as failures pile up; the same for existing and unknown users.
             tokio::time::sleep(verdict.delay).await;
-            if self.failed_logins >= shared.config.limits.max_login_failures {
+            if self.failed_logins >= live.config.limits.max_login_failures {
                 self.send(Reply::new(
                     421,
                     "Too many failed logins; closing control connection",
@@ -1116,7 +1165,7 @@ impl Session {
         let conn = self.ctrl.tls_state()?;
         let leaf = conn.peer_certificates()?.first()?;
         let fingerprint = crate::tls::fingerprint(leaf.as_ref());
-        let user = self.shared.users.get(name)?;
+        let user = self.live.users.get(name)?;
         (!user.disabled && user.client_certs.contains(&fingerprint)).then(|| user.clone())
     }
 
@@ -1253,7 +1302,7 @@ impl Session {
         if self.epsv_all {
             return Reply::new(503, "PASV is not allowed after EPSV ALL");
         }
-        let announce = match &self.shared.config.passive.address {
+        let announce = match &self.live.config.passive.address {
             Some(name) => match resolve_ipv4(name).await {
                 Ok(ip) => ip,
                 Err(e) => {
@@ -1304,8 +1353,8 @@ impl Session {
     fn open_passive(&mut self) -> Result<u16, Reply> {
         // A new PASV replaces the old one, whose port is released right here.
         self.data = DataSetup::None;
-        let cfg = &self.shared.config;
-        let listener = self.shared.ports.bind(self.local.ip()).map_err(|e| {
+        let cfg = &self.live.config;
+        let listener = self.live.ports.bind(self.local.ip()).map_err(|e| {
             tracing::error!(error = %e, "cannot open a passive port");
             Reply::new(425, format!("Cannot open passive connection: {e}"))
         })?;
@@ -1319,7 +1368,7 @@ impl Session {
     }
 
     fn cmd_active(&mut self, target: SocketAddr, verb: &str) -> Reply {
-        let cfg = &self.shared.config.active;
+        let cfg = &self.live.config.active;
         if self.epsv_all {
             return Reply::new(503, format!("{verb} is not allowed after EPSV ALL"));
         }
@@ -1366,7 +1415,7 @@ impl Session {
         match std::mem::replace(&mut self.data, DataSetup::None) {
             DataSetup::None => Err(Reply::new(425, "Use PASV, EPSV, PORT or EPRT first")),
             DataSetup::Passive { listener, .. } => {
-                let cfg = &self.shared.config;
+                let cfg = &self.live.config;
                 Ok(Box::pin(listener.accept(
                     self.peer.ip(),
                     cfg.passive.allow_foreign_ip,
@@ -1375,7 +1424,7 @@ impl Session {
             }
             DataSetup::Active(target) => {
                 let local_ip = self.local.ip();
-                let timeout = self.shared.config.limits.data_timeout();
+                let timeout = self.live.config.limits.data_timeout();
                 Ok(Box::pin(data::connect_active(local_ip, target, timeout)))
             }
         }
@@ -1386,7 +1435,7 @@ impl Session {
     /// How this transfer's data connection is protected, from PROT and the listener.
     fn data_tls(&self, direction: DataDirection) -> Option<DataTls> {
         let session = self.tls.as_ref().filter(|_| self.prot_private)?;
-        let tls = self.shared.tls.as_ref()?;
+        let tls = self.live.tls.as_ref()?;
         Some(DataTls {
             session: session.clone(),
             direction,
@@ -1422,7 +1471,7 @@ impl Session {
         let cancel = CancellationToken::new();
         let progress = Arc::new(AtomicU64::new(0));
         let ascii_mode = self.ty == TransferType::Ascii;
-        let stall = self.shared.config.limits.idle_timeout();
+        let stall = self.live.config.limits.idle_timeout();
         let task_cancel = cancel.clone();
         let task_progress = Arc::clone(&progress);
         let handle = tokio::spawn(
@@ -1558,7 +1607,7 @@ impl Session {
                         log_transfer(&running, bytes, elapsed, "aborted: client gone");
                         return Ok(Flow::Close("client gone during an upload"));
                     }
-                    let policy = self.shared.config.uploads.fsync;
+                    let policy = self.live.config.uploads.fsync;
                     match blocking(move || upload.commit_with(policy)).await {
                         Ok(()) => (vec![Reply::new(226, "Transfer complete")], "ok".into()),
                         Err(e) => (vec![storage_failure_reply(&e)], format!("failed: {e}")),
@@ -1991,7 +2040,7 @@ impl Session {
         });
         body.push(format!(
             "Idle timeout: {} s",
-            self.shared.config.limits.idle_timeout_secs
+            self.live.config.limits.idle_timeout_secs
         ));
         Reply::multi(211, "ferroftp status:", body, "End of status")
     }

@@ -1,0 +1,185 @@
+//! Live reload on SIGHUP: users, permissions, listeners and bans change without dropping
+//! sessions; a bad new configuration is refused whole and the old one stays.
+mod common;
+
+use std::time::Duration;
+
+use common::{Options, TestServer, add_user};
+
+fn server(config: &str) -> TestServer {
+    TestServer::with(Options {
+        config: config.into(),
+        users: vec![
+            ("alice".into(), "alicepw".into(), String::new()),
+            ("bob".into(), "bobpw".into(), String::new()),
+        ],
+        ..Options::default()
+    })
+}
+
+fn config_path(server: &TestServer) -> std::path::PathBuf {
+    server.dir.path().join("ferroftp.toml")
+}
+
+fn users_path(server: &TestServer) -> std::path::PathBuf {
+    server.dir.path().join("users.toml")
+}
+
+/// Send SIGHUP and wait for the reload's outcome (the n-th one) in the log.
+fn reload(server: &TestServer, n: usize) -> String {
+    server.signal("HUP");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = server.log();
+        let done: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("configuration reloaded") || l.contains("reload refused"))
+            .collect();
+        if done.len() >= n {
+            return done[n - 1].to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reload logged:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_new_user_can_log_in_after_sighup_and_sessions_stay_up() {
+    let mut server = server("");
+    let mut alice = server.connect();
+    alice.login("alice", "alicepw");
+    let mut c = server.connect();
+    c.cmd_ok("USER carol", 331);
+    c.cmd_ok("PASS carolpw", 530);
+
+    add_user(&users_path(&server), "carol", "carolpw", None);
+    let line = reload(&server, 1);
+    assert!(line.contains("3 users"), "{line}");
+
+    let mut c = server.connect();
+    c.login("carol", "carolpw");
+    // The session opened before the reload goes on.
+    alice.cmd_ok("PWD", 257);
+    assert!(alice.list("LIST").is_empty());
+    server.assert_still_serving();
+}
+
+#[test]
+fn changed_permissions_apply_to_open_sessions_and_a_disabled_user_is_logged_out() {
+    let mut server = server("");
+    std::fs::write(server.root.join("f.txt"), b"data").unwrap();
+    let mut alice = server.connect();
+    alice.login("alice", "alicepw");
+    let mut bob = server.connect();
+    bob.login("bob", "bobpw");
+    alice.cmd_ok("MKD before", 257);
+
+    // alice becomes read-only, bob is disabled.
+    let users = users_path(&server);
+    let text = std::fs::read_to_string(&users).unwrap();
+    // (Lines that start with the key: the file's header comment shows an example user.)
+    let text = text.replacen(
+        "\nname = \"alice\"",
+        "\nname = \"alice\"\npermissions = [\"list\", \"read\"]",
+        1,
+    );
+    let text = text.replacen("\nname = \"bob\"", "\nname = \"bob\"\ndisabled = true", 1);
+    std::fs::write(&users, text).unwrap();
+    reload(&server, 1);
+
+    let (code, text) = alice.cmd("MKD after");
+    assert_eq!(code, 550, "{text}");
+    assert!(!server.root.join("after").exists());
+    assert_eq!(alice.retr("f.txt"), b"data");
+    let (code, text) = bob.cmd("PWD");
+    assert_eq!(code, 421, "{text}");
+    assert!(bob.is_closed());
+    let mut again = server.connect();
+    again.cmd_ok("USER bob", 331);
+    again.cmd_ok("PASS bobpw", 530);
+    server.assert_still_serving();
+}
+
+#[test]
+fn a_bad_configuration_is_refused_whole_and_the_old_one_stays() {
+    let mut server = server("[limits]\nidle_timeout_secs = 300\n");
+    let config = config_path(&server);
+    let good = std::fs::read_to_string(&config).unwrap();
+
+    // A bad value: refused, with the key named.
+    std::fs::write(
+        &config,
+        good.replace("idle_timeout_secs = 300", "idle_timeout_secs = 0"),
+    )
+    .unwrap();
+    let line = reload(&server, 1);
+    assert!(
+        line.contains("reload refused") && line.contains("limits.idle_timeout_secs"),
+        "{line}"
+    );
+    // A broken users file: refused too, nothing changes.
+    std::fs::write(&config, &good).unwrap();
+    let users = users_path(&server);
+    let users_text = std::fs::read_to_string(&users).unwrap();
+    std::fs::write(&users, "[[user]]\nname = \n").unwrap();
+    let line = reload(&server, 2);
+    assert!(
+        line.contains("reload refused") && line.contains("users"),
+        "{line}"
+    );
+    let mut c = server.connect();
+    c.login("alice", "alicepw");
+    std::fs::write(&users, users_text).unwrap();
+    let line = reload(&server, 3);
+    assert!(line.contains("configuration reloaded"), "{line}");
+    server.assert_still_serving();
+}
+
+#[test]
+fn listeners_are_added_and_removed_without_dropping_sessions() {
+    // The listener comes from the config file, so that a reload can change it.
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let first = format!("[[listener]]\nbind = \"127.0.0.1:{port}\"\nmode = \"plain\"\n");
+    let mut server = TestServer::with(Options {
+        config: first.clone(),
+        listen: Some(String::new()),
+        users: vec![("alice".into(), "alicepw".into(), String::new())],
+        ..Options::default()
+    });
+    let mut alice = server.connect();
+    alice.login("alice", "alicepw");
+
+    let second = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let config = config_path(&server);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let both = format!("{text}[[listener]]\nbind = \"127.0.0.1:{second}\"\nmode = \"explicit\"\n");
+    std::fs::write(&config, &both).unwrap();
+    let line = reload(&server, 1);
+    assert!(line.contains("1 started"), "{line}");
+    let mut c = common::Ctrl::connect(([127, 0, 0, 1], second).into());
+    c.login("alice", "alicepw");
+    let feat = c.cmd_ok("FEAT", 211);
+    assert!(
+        feat.contains("AUTH TLS"),
+        "the new listener is explicit FTPS: {feat}"
+    );
+
+    // Drop the first listener: new connections to it are refused, the session on it lives.
+    let only_second = both.replace(&first, "");
+    std::fs::write(&config, only_second).unwrap();
+    let line = reload(&server, 2);
+    assert!(line.contains("1 stopped"), "{line}");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    alice.cmd_ok("NOOP", 200);
+    server.addr = ([127, 0, 0, 1], second).into();
+    server.assert_still_serving();
+}
