@@ -41,6 +41,18 @@ pub struct Config {
     pub bans: BanConfig,
     /// How uploads reach the disk.
     pub uploads: UploadsConfig,
+    /// Load balancers that send PROXY protocol headers.
+    pub proxy: ProxyConfig,
+}
+
+/// Load balancers in front of the server.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    /// Networks whose connections to a `proxy_protocol` listener (and to the passive ports of
+    /// its sessions) must start with a PROXY header; connections from elsewhere are taken as
+    /// they come, and a header from them is never believed.
+    pub trusted: Vec<ipnet::IpNet>,
 }
 
 /// How uploads reach the disk.
@@ -67,6 +79,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             bans: BanConfig::default(),
             uploads: UploadsConfig::default(),
+            proxy: ProxyConfig::default(),
         }
     }
 }
@@ -87,6 +100,10 @@ pub struct ListenerConfig {
     /// A TLS data connection must resume the TLS session of its own control connection.
     #[serde(default = "yes")]
     pub require_session_reuse: bool,
+    /// Connections from `proxy.trusted` networks start with a PROXY protocol (v1 or v2)
+    /// header that carries the real client address.
+    #[serde(default)]
+    pub proxy_protocol: bool,
 }
 
 fn yes() -> bool {
@@ -101,6 +118,7 @@ impl ListenerConfig {
             mode,
             tls_policy: TlsPolicy::Optional,
             require_session_reuse: true,
+            proxy_protocol: false,
         }
     }
 }
@@ -251,7 +269,7 @@ impl TlsConfig {
 }
 
 /// Passive mode settings.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PassiveConfig {
     /// The port range to listen on, `"LOW-HIGH"`; absent = any free port the OS picks.
@@ -262,6 +280,38 @@ pub struct PassiveConfig {
     /// Accept a passive data connection from an IP other than the control connection's. Off by
     /// default: on, anyone who guesses the port can steal the transfer.
     pub allow_foreign_ip: bool,
+    /// Seconds a resolved `address` host name is used before it is looked up again (dynamic
+    /// DNS).
+    pub resolve_every_secs: u64,
+    /// Ports announced instead of `ports`, for a NAT gateway that forwards a different range
+    /// to them (same size; port N of `ports` is announced as the N-th of this range).
+    pub announce_ports: Option<PortRange>,
+    /// Other addresses for clients from some networks (the first that matches), e.g. the
+    /// private address for clients on the LAN and the public one (`address`) for the rest.
+    pub announce: Vec<AnnounceRule>,
+}
+
+impl Default for PassiveConfig {
+    fn default() -> Self {
+        Self {
+            ports: None,
+            address: None,
+            allow_foreign_ip: false,
+            resolve_every_secs: 60,
+            announce_ports: None,
+            announce: Vec::new(),
+        }
+    }
+}
+
+/// The address announced to clients from some networks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnnounceRule {
+    /// Client networks, e.g. `["10.0.0.0/8", "192.168.0.0/16"]`.
+    pub from: Vec<ipnet::IpNet>,
+    /// The IPv4 address or host name to announce to them.
+    pub address: String,
 }
 
 /// Active mode settings.
@@ -275,6 +325,9 @@ pub struct ActiveConfig {
     pub allow_foreign_ip: bool,
     /// Allow PORT/EPRT to ports below 1024 (RFC 2577). Off by default.
     pub allow_privileged_ports: bool,
+    /// Open active data connections from the port just below the listener's (20 for 21, 989
+    /// for 990), as classic firewall rules expect. Below 1024 that needs CAP_NET_BIND_SERVICE.
+    pub source_port_below_listener: bool,
 }
 
 impl Default for ActiveConfig {
@@ -283,6 +336,7 @@ impl Default for ActiveConfig {
             enabled: true,
             allow_foreign_ip: false,
             allow_privileged_ports: false,
+            source_port_below_listener: false,
         }
     }
 }
@@ -457,6 +511,20 @@ impl<'de> Deserialize<'de> for PortRange {
     }
 }
 
+/// Whether `addr` can be announced in PASV: an IPv4 address or a host name.
+fn check_announce_address(addr: &str) -> Result<(), &'static str> {
+    match addr.parse::<IpAddr>() {
+        Ok(IpAddr::V4(_)) => Ok(()),
+        Ok(IpAddr::V6(_)) => {
+            Err("PASV can only announce an IPv4 address (IPv6 clients use EPSV, which needs none)")
+        }
+        Err(_) if addr.is_empty() || addr.contains(|c: char| c.is_whitespace() || c == '/') => {
+            Err("must be an IPv4 address or a host name")
+        }
+        Err(_) => Ok(()),
+    }
+}
+
 /// A configuration that cannot be used, with the key and the reason.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -532,6 +600,17 @@ impl Config {
                 });
             }
         }
+        if let Some(l) = self.listeners.iter().find(|l| l.proxy_protocol) {
+            if self.proxy.trusted.is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: "proxy.trusted",
+                    reason: format!(
+                        "listener {} has proxy_protocol = true, so the proxies' networks must be listed (--proxy-protocol-from)",
+                        l.bind
+                    ),
+                });
+            }
+        }
         match (&self.tls.cert, &self.tls.key) {
             (Some(_), None) => {
                 return invalid("tls.key", "tls.cert is set, so tls.key is needed too");
@@ -559,6 +638,27 @@ impl Config {
         }
         if self.tls.handshake_timeout_secs == 0 {
             return invalid("tls.handshake_timeout_secs", "must be greater than 0");
+        }
+        if let (Some(ports), Some(announced)) = (self.passive.ports, self.passive.announce_ports) {
+            if ports.len() != announced.len() {
+                return invalid(
+                    "passive.announce_ports",
+                    "must be as large as passive.ports (each listening port maps to one announced port)",
+                );
+            }
+        } else if self.passive.announce_ports.is_some() {
+            return invalid("passive.announce_ports", "needs passive.ports to map from");
+        }
+        for rule in &self.passive.announce {
+            if rule.from.is_empty() {
+                return invalid("passive.announce.from", "list at least one client network");
+            }
+            if let Err(reason) = check_announce_address(&rule.address) {
+                return Err(ConfigError::Invalid {
+                    key: "passive.announce.address",
+                    reason: reason.to_owned(),
+                });
+            }
         }
         if let Some(addr) = &self.passive.address {
             if let Ok(ip) = addr.parse::<IpAddr>() {

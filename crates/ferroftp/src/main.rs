@@ -80,6 +80,10 @@ struct Overrides {
     /// config's bans.allow).
     #[arg(long, value_name = "CIDR")]
     ban_allow: Vec<ipnet::IpNet>,
+    /// A load balancer network allowed to send PROXY protocol headers; repeatable. Turns the
+    /// PROXY protocol on for every listener.
+    #[arg(long, value_name = "CIDR")]
+    proxy_protocol_from: Vec<ipnet::IpNet>,
     /// Log format.
     #[arg(long, value_name = "text|json")]
     log_format: Option<LogFormatArg>,
@@ -203,6 +207,12 @@ fn effective_config(file: Option<&Path>, o: Overrides) -> anyhow::Result<Config>
         config.anonymous.enabled = true;
     }
     config.bans.allow.extend(o.ban_allow);
+    if !o.proxy_protocol_from.is_empty() {
+        config.proxy.trusted.extend(o.proxy_protocol_from);
+        for l in &mut config.listeners {
+            l.proxy_protocol = true;
+        }
+    }
     match o.log_format {
         Some(LogFormatArg::Text) => config.log.format = LogFormat::Text,
         Some(LogFormatArg::Json) => config.log.format = LogFormat::Json,

@@ -1,5 +1,6 @@
 //! Live reload on SIGHUP: users, permissions, listeners and bans change without dropping
 //! sessions; a bad new configuration is refused whole and the old one stays.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
 
 use std::time::Duration;

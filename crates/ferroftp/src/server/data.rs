@@ -137,25 +137,50 @@ impl PassiveListener {
     /// Accept the client's data connection: the first connection from `expected_ip` wins; one
     /// from any other address is closed and logged (unless `allow_foreign`). Gives up after
     /// `timeout`. The port is released when this returns, whatever the result.
+    ///
+    /// Behind a load balancer (`proxies`: its networks), a connection from it starts with a
+    /// PROXY header, and the client address it carries is what is checked.
     pub(crate) async fn accept(
         self,
         expected_ip: IpAddr,
         allow_foreign: bool,
         timeout: Duration,
+        proxies: Option<Arc<Vec<ipnet::IpNet>>>,
     ) -> io::Result<TcpStream> {
-        tokio::time::timeout(timeout, self.accept_from(expected_ip, allow_foreign))
-            .await
-            .unwrap_or_else(|_| {
-                Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("no data connection within {} s", timeout.as_secs()),
-                ))
-            })
+        tokio::time::timeout(
+            timeout,
+            self.accept_from(
+                expected_ip,
+                allow_foreign,
+                proxies.as_deref().map(Vec::as_slice),
+            ),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no data connection within {} s", timeout.as_secs()),
+            ))
+        })
     }
 
-    async fn accept_from(&self, expected: IpAddr, allow_foreign: bool) -> io::Result<TcpStream> {
+    async fn accept_from(
+        &self,
+        expected: IpAddr,
+        allow_foreign: bool,
+        proxies: Option<&[ipnet::IpNet]>,
+    ) -> io::Result<TcpStream> {
         loop {
-            let (stream, peer) = self.listener.accept().await?;
+            let (mut stream, mut peer) = self.listener.accept().await?;
+            if proxies.is_some_and(|n| super::proxy::trusted(peer.ip().to_canonical(), n)) {
+                match super::proxy::read_header(&mut stream, peer, Duration::from_secs(5)).await {
+                    Ok(client) => peer = client,
+                    Err(e) => {
+                        tracing::warn!(port = self.port, proxy = %peer, error = %e, "dropped a passive data connection from the proxy without a valid PROXY header");
+                        continue;
+                    }
+                }
+            }
             if allow_foreign || peer.ip().to_canonical() == expected.to_canonical() {
                 return Ok(stream);
             }
@@ -177,11 +202,13 @@ impl Drop for PassiveListener {
     }
 }
 
-/// Open an active-mode data connection to `target`, from the control connection's local IP.
+/// Open an active-mode data connection to `target`, from the control connection's local IP
+/// (and from `source_port`, when one is configured).
 pub(crate) async fn connect_active(
     local_ip: IpAddr,
     target: SocketAddr,
     timeout: Duration,
+    source_port: Option<u16>,
 ) -> io::Result<TcpStream> {
     let socket = if target.is_ipv4() {
         TcpSocket::new_v4()?
@@ -192,7 +219,21 @@ pub(crate) async fn connect_active(
         (ip @ IpAddr::V4(_), IpAddr::V4(_)) | (ip @ IpAddr::V6(_), IpAddr::V6(_)) => Some(ip),
         _ => None,
     };
-    if let Some(ip) = local_ip {
+    if let Some(port) = source_port {
+        // Many data connections share the source port (each to another client port): the
+        // connections differ by their other end, which SO_REUSEADDR allows.
+        socket.set_reuseaddr(true)?;
+        let ip = local_ip.unwrap_or_else(|| match target {
+            SocketAddr::V4(_) => IpAddr::from([0, 0, 0, 0]),
+            SocketAddr::V6(_) => IpAddr::from([0u16; 8]),
+        });
+        socket.bind(SocketAddr::new(ip, port)).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot use source port {port} for the data connection: {e}"),
+            )
+        })?;
+    } else if let Some(ip) = local_ip {
         socket.bind(SocketAddr::new(ip, 0))?;
     }
     tokio::time::timeout(timeout, socket.connect(target))
@@ -456,7 +497,7 @@ mod tests {
         let listener = ports.bind(LO).unwrap();
         assert_eq!(ports.in_use(), 1);
         let err = listener
-            .accept(LO, false, Duration::from_millis(50))
+            .accept(LO, false, Duration::from_millis(50), None)
             .await
             .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
@@ -479,7 +520,7 @@ mod tests {
         let ports = PassivePorts::new(None);
         let listener = ports.bind(LO).unwrap();
         let port = listener.port();
-        let pending = tokio::spawn(listener.accept(LO, false, Duration::from_secs(5)));
+        let pending = tokio::spawn(listener.accept(LO, false, Duration::from_secs(5), None));
         // 127.0.0.2 is a different client address on loopback.
         let thief = TcpSocket::new_v4().unwrap();
         thief

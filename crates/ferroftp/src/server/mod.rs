@@ -4,6 +4,7 @@
 
 mod data;
 mod guard;
+mod proxy;
 mod session;
 mod stream;
 
@@ -49,11 +50,73 @@ pub(crate) struct Shared {
     pub(crate) guard: guard::Guard,
     /// Home directories open now, shared between sessions.
     pub(crate) homes: crate::storage::HomeCache,
+    /// Passive addresses looked up, and whether a private one was announced to the internet.
+    pub(crate) announced: Announced,
     /// Cancelled when the server starts shutting down: idle sessions close at once.
     pub(crate) stopping: tokio_util::sync::CancellationToken,
     /// Cancelled when the shutdown grace period is over: running transfers are cut off.
     pub(crate) closing: tokio_util::sync::CancellationToken,
     next_id: AtomicU64,
+}
+
+/// Host names of passive addresses, resolved and kept for a while (dynamic DNS changes are
+/// picked up when the entry is older than `passive.resolve_every_secs`).
+#[derive(Debug, Default)]
+pub(crate) struct Announced {
+    resolved: Mutex<HashMap<String, (std::net::Ipv4Addr, std::time::Instant)>>,
+    warned: std::sync::atomic::AtomicBool,
+}
+
+impl Announced {
+    /// The IPv4 address of `name` (an address or a host name), looked up again when the last
+    /// answer is older than `every`; if a lookup fails, the last answer goes on being used.
+    pub(crate) async fn resolve(
+        &self,
+        name: &str,
+        every: Duration,
+    ) -> io::Result<std::net::Ipv4Addr> {
+        if let Ok(ip) = name.parse() {
+            return Ok(ip);
+        }
+        let lock = || self.resolved.lock().unwrap_or_else(|p| p.into_inner());
+        let cached = lock().get(name).copied();
+        if let Some((ip, at)) = cached {
+            if at.elapsed() < every {
+                return Ok(ip);
+            }
+        }
+        let looked_up = tokio::net::lookup_host((name, 0))
+            .await
+            .and_then(|mut addrs| {
+                addrs
+                    .find_map(|a| match a.ip() {
+                        IpAddr::V4(ip) => Some(ip),
+                        IpAddr::V6(_) => None,
+                    })
+                    .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no IPv4 address"))
+            });
+        match (looked_up, cached) {
+            (Ok(ip), old) => {
+                if old.is_some_and(|(o, _)| o != ip) {
+                    tracing::info!(address = name, from = %old.map(|(o, _)| o).unwrap_or(ip), to = %ip, "the passive address changed");
+                }
+                lock().insert(name.to_owned(), (ip, std::time::Instant::now()));
+                Ok(ip)
+            }
+            (Err(e), Some((ip, _))) => {
+                tracing::warn!(address = name, error = %e, last = %ip, "cannot resolve the passive address again; using the last answer");
+                Ok(ip)
+            }
+            (Err(e), None) => Err(e),
+        }
+    }
+
+    /// Log, once per run, that a private address is being announced to a public client.
+    pub(crate) fn warn_once(&self, announced: std::net::Ipv4Addr, client: IpAddr) {
+        if !self.warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(%announced, %client, "PASV announced a private or loopback address to a client on the internet: it cannot connect; set passive.address to the public address (or a [[passive.announce]] rule); EPSV needs none");
+        }
+    }
 }
 
 /// Counts sessions in total and per client IP.
@@ -177,6 +240,30 @@ async fn bind_listener(l: &ListenerConfig) -> anyhow::Result<TcpListener> {
         .map_err(|e| anyhow::anyhow!("cannot listen on {} (listener.bind): {e}", l.bind))
 }
 
+/// Check that active data connections can come from the port below `listener`'s, as
+/// `active.source_port_below_listener` asks.
+fn check_source_port(listener: &TcpListener) -> anyhow::Result<()> {
+    let local = listener.local_addr()?;
+    let port = local.port().saturating_sub(1);
+    let probe = if local.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    probe.set_reuseaddr(true)?;
+    probe.bind(SocketAddr::new(local.ip(), port)).map_err(|e| {
+        let hint = if port < 1024 && e.kind() == io::ErrorKind::PermissionDenied {
+            " (ports below 1024 need CAP_NET_BIND_SERVICE: `setcap cap_net_bind_service=+ep /usr/local/bin/ferroftp`, or AmbientCapabilities=CAP_NET_BIND_SERVICE in the systemd unit)"
+        } else {
+            ""
+        };
+        anyhow::anyhow!(
+            "active.source_port_below_listener: cannot bind port {port} for active data connections of listener {local}: {e}{hint}"
+        )
+    })?;
+    Ok(())
+}
+
 /// Check that TLS is there for every listener that needs it.
 fn check_tls(config: &Config, tls: Option<&Arc<Tls>>) -> anyhow::Result<()> {
     if tls.is_none() {
@@ -204,6 +291,11 @@ impl Server {
         for l in &config.listeners {
             listeners.push((bind_listener(l).await?, l.clone()));
         }
+        if config.active.source_port_below_listener {
+            for (listener, _) in &listeners {
+                check_source_port(listener)?;
+            }
+        }
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
         let shared = Arc::new(Shared {
             live: std::sync::RwLock::new(Arc::new(Live {
@@ -218,6 +310,7 @@ impl Server {
             hash_pool: Semaphore::new(workers),
             guard: guard::Guard::new(config.bans.clone()),
             homes: crate::storage::HomeCache::default(),
+            announced: Announced::default(),
             stopping: tokio_util::sync::CancellationToken::new(),
             closing: tokio_util::sync::CancellationToken::new(),
             next_id: AtomicU64::new(1),
@@ -583,12 +676,28 @@ async fn accept_loop(
 }
 
 async fn handle_connection(
-    stream: TcpStream,
+    mut stream: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
     listener: ListenerConfig,
 ) {
-    let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+    let mut peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+    if listener.proxy_protocol {
+        let live = shared.live();
+        if proxy::trusted(peer.ip(), &live.config.proxy.trusted) {
+            let timeout = live.config.tls.handshake_timeout();
+            match proxy::read_header(&mut stream, peer, timeout).await {
+                Ok(client) => {
+                    tracing::debug!(proxy = %peer, %client, "PROXY protocol header");
+                    peer = client;
+                }
+                Err(e) => {
+                    tracing::warn!(proxy = %peer, error = %e, "dropped a connection from a trusted proxy without a valid PROXY header");
+                    return;
+                }
+            }
+        }
+    }
     // Banned addresses are turned away before anything else is spent on them.
     if let Some(left) = shared.guard.banned(peer.ip(), std::time::Instant::now()) {
         tracing::debug!(%peer, left_secs = left.as_secs(), "connection from a banned address refused");

@@ -1302,30 +1302,81 @@ impl Session {
         if self.epsv_all {
             return Reply::new(503, "PASV is not allowed after EPSV ALL");
         }
-        let announce = match &self.live.config.passive.address {
-            Some(name) => match resolve_ipv4(name).await {
-                Ok(ip) => ip,
-                Err(e) => {
-                    tracing::error!(address = %name, error = %e, "cannot resolve passive.address");
-                    return Reply::new(
-                        425,
-                        "Cannot open passive connection: the server's passive address does not resolve",
-                    );
-                }
-            },
-            None => match self.local.ip() {
-                IpAddr::V4(ip) => ip,
-                IpAddr::V6(_) => {
-                    return Reply::new(425, "PASV cannot announce an IPv6 address; use EPSV");
-                }
-            },
+        if self.peer.is_ipv6() {
+            // The data connection would come from the client's IPv4 address, not the one this
+            // control connection has: it could never be matched to this session.
+            return Reply::new(
+                425,
+                "PASV announces IPv4 addresses only, and this connection is IPv6: use EPSV",
+            );
+        }
+        let announce = match self.announce_address().await {
+            Ok(ip) => ip,
+            Err(reply) => return reply,
         };
         match self.open_passive() {
             Ok(port) => Reply::new(
                 227,
-                addr::pasv_reply_text(std::net::SocketAddrV4::new(announce, port)),
+                addr::pasv_reply_text(std::net::SocketAddrV4::new(
+                    announce,
+                    self.announced_port(port),
+                )),
             ),
             Err(reply) => reply,
+        }
+    }
+
+    /// The address PASV announces to this client: the first `passive.announce` rule for its
+    /// network, else `passive.address`, else the address it connected to.
+    async fn announce_address(&self) -> Result<std::net::Ipv4Addr, Reply> {
+        let cfg = &self.live.config.passive;
+        let client = self.peer.ip();
+        let wanted = cfg
+            .announce
+            .iter()
+            .find(|r| r.from.iter().any(|n| n.contains(&client)))
+            .map(|r| r.address.as_str())
+            .or(cfg.address.as_deref());
+        let ip = match wanted {
+            Some(name) => {
+                let every = std::time::Duration::from_secs(cfg.resolve_every_secs);
+                self.shared
+                    .announced
+                    .resolve(name, every)
+                    .await
+                    .map_err(|e| {
+                        tracing::error!(address = %name, error = %e, "cannot resolve the passive address");
+                        Reply::new(
+                            425,
+                            "Cannot open passive connection: the server's passive address does not resolve",
+                        )
+                    })?
+            }
+            None => match self.local.ip() {
+                IpAddr::V4(ip) => ip,
+                IpAddr::V6(_) => {
+                    return Err(Reply::new(
+                        425,
+                        "PASV cannot announce an IPv6 address; use EPSV",
+                    ));
+                }
+            },
+        };
+        if is_internal(IpAddr::V4(ip)) && !is_internal(client) {
+            self.shared.announced.warn_once(ip, client);
+        }
+        Ok(ip)
+    }
+
+    /// The port a client is told for passive port `port` (NAT gateways may forward another
+    /// range to ours: `passive.announce_ports`).
+    fn announced_port(&self, port: u16) -> u16 {
+        let cfg = &self.live.config.passive;
+        match (cfg.ports, cfg.announce_ports) {
+            (Some(ours), Some(theirs)) if port >= ours.low => {
+                theirs.low.saturating_add(port - ours.low)
+            }
+            _ => port,
         }
     }
 
@@ -1345,7 +1396,7 @@ impl Session {
             _ => {}
         }
         match self.open_passive() {
-            Ok(port) => Reply::new(229, addr::epsv_reply_text(port)),
+            Ok(port) => Reply::new(229, addr::epsv_reply_text(self.announced_port(port))),
             Err(reply) => reply,
         }
     }
@@ -1416,16 +1467,33 @@ impl Session {
             DataSetup::None => Err(Reply::new(425, "Use PASV, EPSV, PORT or EPRT first")),
             DataSetup::Passive { listener, .. } => {
                 let cfg = &self.live.config;
+                let proxies = self
+                    .listener
+                    .proxy_protocol
+                    .then(|| Arc::new(cfg.proxy.trusted.clone()));
                 Ok(Box::pin(listener.accept(
                     self.peer.ip(),
                     cfg.passive.allow_foreign_ip,
                     cfg.limits.data_timeout(),
+                    proxies,
                 )))
             }
             DataSetup::Active(target) => {
                 let local_ip = self.local.ip();
                 let timeout = self.live.config.limits.data_timeout();
-                Ok(Box::pin(data::connect_active(local_ip, target, timeout)))
+                // 20 for 21, 989 for 990: what classic firewall rules expect.
+                let source_port = self
+                    .live
+                    .config
+                    .active
+                    .source_port_below_listener
+                    .then(|| self.local.port().saturating_sub(1));
+                Ok(Box::pin(data::connect_active(
+                    local_ip,
+                    target,
+                    timeout,
+                    source_port,
+                )))
             }
         }
     }
@@ -2353,6 +2421,26 @@ fn allowed_before_login(cmd: &Command) -> bool {
     )
 }
 
+/// Whether `ip` can only be reached from inside some network: private, loopback, link-local,
+/// carrier-grade NAT or unique-local.
+fn is_internal(ip: IpAddr) -> bool {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => {
+            v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)
+        }
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (v6.segments()[0] & 0xfe00) == 0xfc00
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
+        }
+    }
+}
+
 fn is_anonymous_name(name: &str) -> bool {
     name.eq_ignore_ascii_case("anonymous") || name.eq_ignore_ascii_case("ftp")
 }
@@ -2402,19 +2490,6 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .unwrap_or_else(|e| Err(StorageError::Io(io::Error::other(e.to_string()))))
-}
-
-async fn resolve_ipv4(name: &str) -> io::Result<std::net::Ipv4Addr> {
-    if let Ok(ip) = name.parse() {
-        return Ok(ip);
-    }
-    tokio::net::lookup_host((name, 0))
-        .await?
-        .find_map(|a| match a.ip() {
-            IpAddr::V4(ip) => Some(ip),
-            IpAddr::V6(_) => None,
-        })
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no IPv4 address"))
 }
 
 fn feat_reply(mlst: MlstFacts, mode: ListenerMode) -> Reply {
