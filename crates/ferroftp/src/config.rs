@@ -43,6 +43,8 @@ pub struct Config {
     pub uploads: UploadsConfig,
     /// Load balancers that send PROXY protocol headers.
     pub proxy: ProxyConfig,
+    /// Prometheus metrics.
+    pub metrics: MetricsConfig,
 }
 
 /// Load balancers in front of the server.
@@ -53,6 +55,15 @@ pub struct ProxyConfig {
     /// its sessions) must start with a PROXY header; connections from elsewhere are taken as
     /// they come, and a header from them is never believed.
     pub trusted: Vec<ipnet::IpNet>,
+}
+
+/// Prometheus metrics.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Where to serve `GET /metrics` over HTTP, e.g. `"127.0.0.1:9021"`; absent = no metrics
+    /// listener.
+    pub listen: Option<SocketAddr>,
 }
 
 /// How uploads reach the disk.
@@ -80,6 +91,7 @@ impl Default for Config {
             bans: BanConfig::default(),
             uploads: UploadsConfig::default(),
             proxy: ProxyConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -427,6 +439,8 @@ pub struct LogConfig {
     pub level: String,
     /// `text` for people, `json` for log collectors.
     pub format: LogFormat,
+    /// A transfer log in the xferlog(5) format of wu-ftpd and ProFTPD; absent = none.
+    pub xferlog: Option<PathBuf>,
 }
 
 impl Default for LogConfig {
@@ -434,6 +448,7 @@ impl Default for LogConfig {
         Self {
             level: "info".into(),
             format: LogFormat::Text,
+            xferlog: None,
         }
     }
 }
@@ -694,6 +709,22 @@ impl Config {
         }
         if l.max_login_failures == 0 {
             return invalid("limits.max_login_failures", "must be at least 1");
+        }
+        if let Some(addr) = self.metrics.listen {
+            if addr.port() != 0 && self.listeners.iter().any(|l| l.bind == addr) {
+                return Err(ConfigError::Invalid {
+                    key: "metrics.listen",
+                    reason: format!("{addr} is also an FTP listener"),
+                });
+            }
+        }
+        if self
+            .log
+            .xferlog
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            return invalid("log.xferlog", "must be a file path");
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return invalid(

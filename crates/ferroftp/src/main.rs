@@ -25,7 +25,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Run the server. With no options: serves ./ftp-root on 127.0.0.1:2121 with a generated user.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Add a user to a users file, or change a user's password (read from the terminal or stdin).
     Passwd(PasswdArgs),
     /// Validate a configuration file and print the effective configuration.
@@ -87,6 +87,9 @@ struct Overrides {
     /// Log format.
     #[arg(long, value_name = "text|json")]
     log_format: Option<LogFormatArg>,
+    /// Serve Prometheus metrics (GET /metrics) over HTTP on this address, e.g. 127.0.0.1:9021.
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -138,7 +141,7 @@ struct CheckArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Cmd::Serve(args) => serve(args),
+        Cmd::Serve(args) => serve(*args),
         Cmd::Passwd(args) => passwd(args),
         Cmd::CheckConfig(args) => check_config(&args.file),
         Cmd::Cert(args) => cert(args),
@@ -218,6 +221,9 @@ fn effective_config(file: Option<&Path>, o: Overrides) -> anyhow::Result<Config>
         Some(LogFormatArg::Json) => config.log.format = LogFormat::Json,
         None => {}
     }
+    if let Some(addr) = o.metrics_listen {
+        config.metrics.listen = Some(addr);
+    }
     config.validate()?;
     Ok(config)
 }
@@ -270,6 +276,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let server = Server::bind(config.clone(), users, tls.clone())
             .await?
             .with_loader(loader);
+        if let Some(addr) = server.metrics_addr() {
+            println!("ferroftp: metrics on http://{addr}/metrics");
+            tracing::info!(%addr, "serving metrics at /metrics");
+        }
         for (addr, l) in server.local_addrs().iter().zip(&config.listeners) {
             println!("ferroftp: listening on {addr} ({})", l.mode);
             tracing::info!(%addr, mode = %l.mode, tls_policy = ?l.tls_policy, root = %config.root.display(), "listening");

@@ -1,7 +1,11 @@
 //! Logging: `tracing` events to stderr, as text or JSON lines, filtered by the config's
 //! `log.level` unless `RUST_LOG` is set. Sessions are spans carrying id, peer and user.
+//! Also: Prometheus [`metrics`] and the [`xferlog`] transfer log.
 
 use tracing_subscriber::EnvFilter;
+
+pub(crate) mod metrics;
+pub(crate) mod xferlog;
 
 use crate::config::{LogConfig, LogFormat};
 

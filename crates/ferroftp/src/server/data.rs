@@ -68,6 +68,7 @@ impl PassivePorts {
                 listener,
                 port,
                 owner: None,
+                _counted: None,
             });
         };
         for _ in 0..range.len() {
@@ -90,6 +91,7 @@ impl PassivePorts {
                         listener,
                         port,
                         owner: Some(Arc::clone(self)),
+                        _counted: None,
                     });
                 }
                 Err(e) => {
@@ -126,12 +128,20 @@ pub(crate) struct PassiveListener {
     listener: TcpListener,
     port: u16,
     owner: Option<Arc<PassivePorts>>,
+    /// Counted in `ferroftp_passive_ports_in_use` while it lives.
+    _counted: Option<crate::observe::metrics::PassivePortHeld>,
 }
 
 impl PassiveListener {
     /// The port listened on.
     pub(crate) fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Count this port in the metrics for as long as it is held.
+    pub(crate) fn counted(mut self, held: crate::observe::metrics::PassivePortHeld) -> Self {
+        self._counted = Some(held);
+        self
     }
 
     /// Accept the client's data connection: the first connection from `expected_ip` wins; one

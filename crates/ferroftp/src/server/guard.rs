@@ -164,6 +164,19 @@ impl Guard {
         }
     }
 
+    /// How many addresses are banned now (none while bans are off).
+    pub(crate) fn active_bans(&self, now: Instant) -> usize {
+        if !self.cfg().enabled {
+            return 0;
+        }
+        let state = self.lock();
+        state
+            .ips
+            .values()
+            .filter(|r| r.banned_until.is_some_and(|u| u > now))
+            .count()
+    }
+
     /// Addresses banned now, with the time left.
     #[cfg(test)]
     pub(crate) fn bans(&self, now: Instant) -> Vec<(IpAddr, Duration)> {
@@ -276,7 +289,9 @@ mod tests {
             g.banned(a, t + Duration::from_secs(3)),
             Some(Duration::from_secs(7))
         );
+        assert_eq!(g.active_bans(t + Duration::from_secs(3)), 1);
         assert_eq!(g.banned(a, t + Duration::from_secs(10)), None);
+        assert_eq!(g.active_bans(t + Duration::from_secs(10)), 0);
         assert_eq!(
             g.banned(ip("192.0.2.2"), t),
             None,

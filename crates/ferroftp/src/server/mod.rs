@@ -23,6 +23,8 @@ use tokio::task::JoinSet;
 
 use crate::auth::UserDb;
 use crate::config::{Config, ListenerConfig};
+use crate::observe::metrics::{self, ListenerStats, Metrics};
+use crate::observe::xferlog::Xferlog;
 use crate::tls::Tls;
 
 /// What a reload replaces, all at once: sessions take a fresh snapshot before each command.
@@ -56,6 +58,10 @@ pub(crate) struct Shared {
     pub(crate) stopping: tokio_util::sync::CancellationToken,
     /// Cancelled when the shutdown grace period is over: running transfers are cut off.
     pub(crate) closing: tokio_util::sync::CancellationToken,
+    /// Counters and gauges for `/metrics`.
+    pub(crate) metrics: Arc<Metrics>,
+    /// The xferlog(5) transfer log, if kept.
+    pub(crate) xferlog: Xferlog,
     next_id: AtomicU64,
 }
 
@@ -130,6 +136,8 @@ pub(crate) struct SessionTable {
 pub(crate) struct SessionPermit {
     shared: Arc<Shared>,
     ip: IpAddr,
+    /// Counted in its listener's open sessions until dropped.
+    _open: Option<metrics::SessionOpen>,
 }
 
 /// Why a connection was turned away.
@@ -175,6 +183,14 @@ impl Shared {
         Ok(SessionPermit {
             shared: Arc::clone(self),
             ip,
+            _open: None,
+        })
+    }
+
+    /// The metrics as the exposition text, with the values read at scrape time.
+    fn render_metrics(&self) -> String {
+        self.metrics.render(metrics::Snapshot {
+            bans_active: self.guard.active_bans(std::time::Instant::now()),
         })
     }
 }
@@ -199,6 +215,8 @@ pub type Loader = Box<dyn Fn() -> anyhow::Result<(Config, UserDb)> + Send + Sync
 pub struct Server {
     shared: Arc<Shared>,
     listeners: Vec<(TcpListener, ListenerConfig)>,
+    /// The metrics listener (`metrics.listen`), if any.
+    metrics_listener: Option<TcpListener>,
     loader: Option<Arc<Loader>>,
     reloads: (
         tokio::sync::mpsc::Sender<ReloadRequest>,
@@ -296,6 +314,12 @@ impl Server {
                 check_source_port(listener)?;
             }
         }
+        let metrics_listener = match config.metrics.listen {
+            Some(addr) => Some(metrics::bind(addr).await?),
+            None => None,
+        };
+        let metrics = Arc::new(Metrics::default());
+        let xferlog = Xferlog::new(config.log.xferlog.as_deref(), &metrics)?;
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
         let shared = Arc::new(Shared {
             live: std::sync::RwLock::new(Arc::new(Live {
@@ -313,11 +337,14 @@ impl Server {
             announced: Announced::default(),
             stopping: tokio_util::sync::CancellationToken::new(),
             closing: tokio_util::sync::CancellationToken::new(),
+            metrics,
+            xferlog,
             next_id: AtomicU64::new(1),
         });
         Ok(Self {
             shared,
             listeners,
+            metrics_listener,
             loader: None,
             reloads: tokio::sync::mpsc::channel(4),
         })
@@ -343,6 +370,13 @@ impl Server {
             .collect()
     }
 
+    /// The address the metrics are served on, if they are.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
     /// Serve until `shutdown` completes; then stop accepting and give running sessions up to
     /// `drain` to finish. Reloads asked for meanwhile (see [`Server::reload_handle`]) are done
     /// between connections, without dropping any session.
@@ -350,6 +384,7 @@ impl Server {
         let Server {
             shared,
             listeners,
+            metrics_listener,
             loader,
             reloads: (_keep, mut requests),
         } = self;
@@ -357,6 +392,9 @@ impl Server {
         let mut accepting = Listeners::default();
         for (listener, cfg) in listeners {
             accepting.start(listener, cfg, &shared, &sessions);
+        }
+        if let Some(listener) = metrics_listener {
+            accepting.start_metrics(listener, shared.live().config.metrics.listen, &shared);
         }
         let watcher = tokio::spawn(watch_certificates(Arc::clone(&shared)));
         tokio::pin!(shutdown);
@@ -367,7 +405,11 @@ impl Server {
                     let result = reload(&shared, loader.as_deref(), &mut accepting, &sessions).await;
                     match &result {
                         Ok(summary) => tracing::info!(%summary, "configuration reloaded"),
-                        Err(reason) => tracing::error!(%reason, "reload refused; the previous configuration stays in force"),
+                        Err(reason) => {
+                            tracing::error!(%reason, "reload refused; the previous configuration stays in force");
+                            // Rotated logs are let go of all the same.
+                            shared.xferlog.reopen();
+                        }
                     }
                     let _ = reply.send(result);
                 }
@@ -387,6 +429,11 @@ impl Server {
             while sessions.join_next().await.is_some() {}
         })
         .await;
+        // Every session has ended (or is dropped just below) before the transfer log closes.
+        let finish = |shared: &Arc<Shared>| {
+            let shared = Arc::clone(shared);
+            tokio::task::spawn_blocking(move || shared.xferlog.close(Duration::from_secs(2)))
+        };
         if drained.is_err() {
             tracing::warn!(
                 sessions = shared.sessions.total(),
@@ -406,6 +453,8 @@ impl Server {
                 while sessions.join_next().await.is_some() {}
             }
         }
+        accepting.stop_metrics();
+        let _ = finish(shared).await;
     }
 }
 
@@ -413,6 +462,8 @@ impl Server {
 #[derive(Default)]
 struct Listeners {
     running: Vec<RunningListener>,
+    /// The metrics server: the configured address and its task.
+    metrics: Option<(Option<SocketAddr>, tokio::task::JoinHandle<()>)>,
 }
 
 struct RunningListener {
@@ -447,6 +498,28 @@ impl Listeners {
         for r in self.running.drain(..) {
             r.task.abort();
         }
+    }
+
+    /// Serve the metrics on `listener` (configured as `configured`), replacing any running.
+    fn start_metrics(
+        &mut self,
+        listener: TcpListener,
+        configured: Option<SocketAddr>,
+        shared: &Arc<Shared>,
+    ) {
+        self.stop_metrics();
+        let shared = Arc::clone(shared);
+        let render: Arc<dyn Fn() -> String + Send + Sync> =
+            Arc::new(move || shared.render_metrics());
+        let task = tokio::spawn(metrics::serve(listener, render));
+        self.metrics = Some((configured, task));
+    }
+
+    /// Stop the metrics server; the returned task ends (and its socket closes) when awaited.
+    fn stop_metrics(&mut self) -> Option<tokio::task::JoinHandle<()>> {
+        let (_, task) = self.metrics.take()?;
+        task.abort();
+        Some(task)
     }
 
     /// For each configured listener, the running one it continues: the same configured
@@ -515,6 +588,21 @@ async fn reload(
             ));
         }
     }
+    // The metrics listener moves only if its address changed.
+    let running_metrics = accepting.metrics.as_ref().and_then(|(addr, _)| *addr);
+    let new_metrics = match config.metrics.listen {
+        Some(addr) if Some(addr) != running_metrics => {
+            Some(Some(metrics::bind(addr).await.map_err(|e| e.to_string())?))
+        }
+        Some(_) => None,
+        None if running_metrics.is_some() => Some(None),
+        None => None,
+    };
+    // The transfer log last: the same file is opened again (logrotate), a new one opened.
+    shared
+        .xferlog
+        .set_path(config.log.xferlog.as_deref(), &shared.metrics)
+        .map_err(|e| e.to_string())?;
     // From here on nothing can fail. Addresses that stay keep their socket (and their
     // sessions); their new settings apply to new connections.
     let mut stopped = 0;
@@ -535,6 +623,9 @@ async fn reload(
     }
     for r in running.into_iter().flatten() {
         r.task.abort();
+        // Wait until the task is gone and its socket closed: when the reload is reported
+        // done, the port is free (to bind elsewhere) and refuses connections.
+        let _ = r.task.await;
         stopped += 1;
     }
     let ports = if old.config.passive.ports == config.passive.ports {
@@ -573,6 +664,22 @@ async fn reload(
             tracing::info!(%addr, mode = %cfg.mode, "listening");
         }
         accepting.start(listener, cfg, shared, sessions);
+    }
+    match new_metrics {
+        Some(Some(listener)) => {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, "serving metrics at /metrics");
+            }
+            let configured = shared.live().config.metrics.listen;
+            accepting.start_metrics(listener, configured, shared);
+        }
+        Some(None) => {
+            if let Some(task) = accepting.stop_metrics() {
+                let _ = task.await;
+            }
+            tracing::info!("metrics listener stopped");
+        }
+        None => {}
     }
     Ok(summary)
 }
@@ -645,6 +752,10 @@ async fn accept_loop(
     sessions: Arc<tokio::sync::Mutex<JoinSet<()>>>,
 ) {
     let mut backoff = Duration::from_millis(5);
+    // This listener's session counters, by the address it is bound to (made again if a reload
+    // changes its mode).
+    let local = listener.local_addr().ok();
+    let mut stats: Option<Arc<ListenerStats>> = None;
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(conn) => {
@@ -659,8 +770,17 @@ async fn accept_loop(
                 continue;
             }
         };
-        let shared = Arc::clone(&shared);
         let listener_cfg = settings.borrow().clone();
+        let counters = match &stats {
+            Some(s) if s.mode() == listener_cfg.mode => Arc::clone(s),
+            _ => {
+                let addr = local.unwrap_or(listener_cfg.bind);
+                let s = shared.metrics.listener(addr, listener_cfg.mode);
+                stats = Some(Arc::clone(&s));
+                s
+            }
+        };
+        let shared = Arc::clone(&shared);
         let mut set = sessions.lock().await;
         // Reap finished sessions so the set does not grow with every connection ever made.
         while let Some(done) = set.try_join_next() {
@@ -671,7 +791,13 @@ async fn accept_loop(
                 }
             }
         }
-        set.spawn(handle_connection(stream, peer, shared, listener_cfg));
+        set.spawn(handle_connection(
+            stream,
+            peer,
+            shared,
+            listener_cfg,
+            counters,
+        ));
     }
 }
 
@@ -680,6 +806,7 @@ async fn handle_connection(
     peer: SocketAddr,
     shared: Arc<Shared>,
     listener: ListenerConfig,
+    counters: Arc<ListenerStats>,
 ) {
     let mut peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
     if listener.proxy_protocol {
@@ -701,6 +828,7 @@ async fn handle_connection(
     // Banned addresses are turned away before anything else is spent on them.
     if let Some(left) = shared.guard.banned(peer.ip(), std::time::Instant::now()) {
         tracing::debug!(%peer, left_secs = left.as_secs(), "connection from a banned address refused");
+        shared.metrics.refused(metrics::Refusal::Banned);
         refuse(
             stream,
             &format!(
@@ -711,9 +839,10 @@ async fn handle_connection(
         .await;
         return;
     }
-    let permit = match shared.admit(peer.ip()) {
+    let mut permit = match shared.admit(peer.ip()) {
         Ok(p) => p,
         Err(refusal) => {
+            shared.metrics.refused(metrics::Refusal::Limit);
             let text = match refusal {
                 Refusal::Total(n) => {
                     format!("Too many connections (the server allows {n}); try later")
@@ -727,6 +856,7 @@ async fn handle_connection(
             return;
         }
     };
+    permit._open = Some(counters.open());
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     if let Err(e) = prepare_control_socket(&stream) {
         tracing::debug!(%peer, error = %e, "cannot set control socket options");

@@ -31,6 +31,7 @@ use super::stream::{self, Stream};
 use super::{Live, SessionPermit, Shared};
 use crate::auth::{Permission, Permissions};
 use crate::config::{ListenerConfig, ListenerMode, TlsPolicy};
+use crate::observe::metrics::{Direction, LoginMethod, Metrics, TlsConnection, TransferResult};
 use crate::storage::{self, Entry, EntryKind, LocalFs, StorageError, Upload, VPath, WriteMode};
 use crate::tls::{DataDirection, SessionTls};
 
@@ -67,7 +68,7 @@ pub(crate) async fn run(
         info!(local = %local, mode = %listener.mode, "session opened");
         let started = Instant::now();
         let (ctrl, tls) = if listener.mode == ListenerMode::Implicit {
-            match implicit_handshake(stream, &shared.live()).await {
+            match implicit_handshake(stream, &shared.live(), &shared.metrics).await {
                 Ok(pair) => pair,
                 Err(reason) => {
                     warn!(%reason, "TLS handshake failed on the implicit FTPS listener; connection closed");
@@ -107,6 +108,10 @@ struct Login {
     perms: Permissions,
     /// The user's own TLS policy (the listener's applies as well).
     tls_policy: TlsPolicy,
+    /// The home directory on disk, for the transfer log's file names.
+    home: std::path::PathBuf,
+    /// How the user logged in.
+    method: LoginMethod,
 }
 
 /// Who is logging in, before the home directory is opened.
@@ -120,6 +125,7 @@ struct Account {
 async fn implicit_handshake(
     tcp: TcpStream,
     live: &Live,
+    metrics: &Metrics,
 ) -> Result<(Stream, Option<SessionTls>), String> {
     let tls = live
         .tls
@@ -130,7 +136,10 @@ async fn implicit_handshake(
         session.stamp_control(c)
     })
     .await
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| {
+        metrics.tls_handshake_failed(TlsConnection::Control);
+        e.to_string()
+    })?;
     log_handshake("control", &stream);
     Ok((Stream::Tls(Box::new(stream)), Some(session)))
 }
@@ -177,6 +186,8 @@ struct Running {
     abort_requested: bool,
     /// How the bytes move, for the log: `sendfile`, `tls` or `copy`.
     io: &'static str,
+    /// TYPE I (else TYPE A), for the transfer log.
+    binary: bool,
 }
 
 enum Job {
@@ -325,6 +336,8 @@ struct DataTls {
     handshake_timeout: std::time::Duration,
     require_reuse: bool,
     require_close_notify: bool,
+    /// Where a failed handshake is counted.
+    metrics: Arc<Metrics>,
 }
 
 struct Session {
@@ -548,9 +561,9 @@ impl Session {
 
     /// End the session: cancel a transfer (an unfinished upload is discarded by its drop).
     async fn close(&mut self, reason: &'static str) -> &'static str {
-        if let Some(running) = self.transfer.take() {
+        if let Some(mut running) = self.transfer.take() {
             running.cancel.cancel();
-            if let Ok(outcome) = running.handle.await {
+            if let Ok(outcome) = (&mut running.handle).await {
                 if let Some(upload) = outcome.upload {
                     let _ = blocking(move || {
                         upload.abort();
@@ -559,12 +572,20 @@ impl Session {
                     .await;
                 }
             }
+            let bytes = running.progress.load(Ordering::Relaxed);
             info!(
                 verb = running.verb,
                 path = %running.path,
-                bytes = running.progress.load(Ordering::Relaxed),
+                bytes,
                 result = "aborted",
                 "transfer ended by session close"
+            );
+            self.account_transfer(
+                &running,
+                bytes,
+                running.started.elapsed(),
+                TransferResult::Aborted,
+                true,
             );
             if reason == SHUTDOWN {
                 // The transfer is cleaned up; now the client may hear about it.
@@ -737,7 +758,7 @@ impl Session {
                             user.name
                         ),
                     );
-                    return self.enter(login, home, ok, "client certificate").await;
+                    return self.enter(login, home, ok, LoginMethod::Certificate).await;
                 }
                 self.cmd_user(name)
             }
@@ -925,6 +946,9 @@ impl Session {
                 Ok(Flow::Continue)
             }
             Err(e) => {
+                self.shared
+                    .metrics
+                    .tls_handshake_failed(TlsConnection::Control);
                 warn!(error = %e, "TLS handshake on the control connection failed");
                 Ok(Flow::Close("TLS handshake failed"))
             }
@@ -1031,7 +1055,8 @@ impl Session {
         let shared = Arc::clone(&self.shared);
         let live = Arc::clone(&self.live);
         let anon_cfg = &live.config.anonymous;
-        let login = if is_anonymous_name(&name) && anon_cfg.enabled {
+        let anonymous = is_anonymous_name(&name) && anon_cfg.enabled;
+        let login = if anonymous {
             let home = anon_cfg
                 .home
                 .clone()
@@ -1071,12 +1096,15 @@ impl Session {
         };
         let Some((user_name, home, perms, tls_policy)) = login else {
             self.failed_logins += 1;
-            // The line fail2ban matches: keep its shape.
-            warn!(user = %name, failures = self.failed_logins, "login failed");
+            shared.metrics.login_failed();
+            // The line fail2ban matches (contrib/fail2ban): keep its shape. The client's address
+            // comes first, before the user name that the client chose.
+            warn!(ip = %self.peer.ip(), user = %name, failures = self.failed_logins, "login failed");
             let verdict = shared
                 .guard
                 .failure(self.peer.ip(), &name, std::time::Instant::now());
             if let Some(ban) = verdict.banned {
+                shared.metrics.banned();
                 warn!(ip = %self.peer.ip(), ban_secs = ban.as_secs(), "address banned after repeated failed logins");
                 self.send(Reply::new(
                     421,
@@ -1115,13 +1143,13 @@ impl Session {
             perms,
             tls_policy,
         };
-        self.enter(
-            account,
-            home,
-            Reply::new(230, "Login successful"),
-            "password",
-        )
-        .await
+        let method = if anonymous {
+            LoginMethod::Anonymous
+        } else {
+            LoginMethod::Password
+        };
+        self.enter(account, home, Reply::new(230, "Login successful"), method)
+            .await
     }
 
     /// Open the home directory and start the logged-in session, answering with `ok`.
@@ -1130,10 +1158,11 @@ impl Session {
         login: Account,
         home: std::path::PathBuf,
         ok: Reply,
-        method: &'static str,
+        method: LoginMethod,
     ) -> io::Result<Flow> {
         let home_for_open = home.clone();
         let shared = Arc::clone(&self.shared);
+        let home_path = home.clone();
         let opened = match self.shared.homes.cached(&home) {
             Some(fs) => Ok(fs),
             None => blocking(move || shared.homes.open(&home_for_open)).await,
@@ -1141,12 +1170,19 @@ impl Session {
         match opened {
             Ok(fs) => {
                 tracing::Span::current().record("user", login.name.as_str());
-                info!(user = %login.name, home = %home.display(), permissions = %login.perms, method, "login ok");
+                let how = match method {
+                    LoginMethod::Certificate => "client certificate",
+                    other => other.as_str(),
+                };
+                info!(user = %login.name, home = %home_path.display(), permissions = %login.perms, method = how, "login ok");
+                self.shared.metrics.login_ok(method);
                 self.login = Some(Login {
                     name: login.name,
                     fs,
                     perms: login.perms,
                     tls_policy: login.tls_policy,
+                    home: home_path,
+                    method,
                 });
                 self.cwd = VPath::root();
                 self.send(ok).await?;
@@ -1405,10 +1441,15 @@ impl Session {
         // A new PASV replaces the old one, whose port is released right here.
         self.data = DataSetup::None;
         let cfg = &self.live.config;
-        let listener = self.live.ports.bind(self.local.ip()).map_err(|e| {
-            tracing::error!(error = %e, "cannot open a passive port");
-            Reply::new(425, format!("Cannot open passive connection: {e}"))
-        })?;
+        let listener = self
+            .live
+            .ports
+            .bind(self.local.ip())
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot open a passive port");
+                Reply::new(425, format!("Cannot open passive connection: {e}"))
+            })?
+            .counted(self.shared.metrics.passive_port());
         let port = listener.port();
         debug!(port, "passive port open");
         self.data = DataSetup::Passive {
@@ -1510,6 +1551,7 @@ impl Session {
             handshake_timeout: tls.handshake_timeout,
             require_reuse: self.listener.require_session_reuse,
             require_close_notify: tls.require_close_notify,
+            metrics: Arc::clone(&self.shared.metrics),
         })
     }
 
@@ -1640,6 +1682,7 @@ impl Session {
             started: Instant::now(),
             abort_requested: false,
             io,
+            binary: self.ty == TransferType::Image,
         });
         Ok(())
     }
@@ -1661,6 +1704,16 @@ impl Session {
                 result = Err(TransferError::Aborted);
             }
         }
+        // How it ended for the metrics and the transfer log; a transfer that moved its bytes
+        // can still fail after (its upload not committed, its file shrank): see the reply.
+        let (class, connected) = match &result {
+            Ok(()) => (TransferResult::Ok, true),
+            Err(TransferError::Aborted) => (TransferResult::Aborted, true),
+            Err(TransferError::DataConnection(_) | TransferError::DataTls(_)) => {
+                (TransferResult::Failed, false)
+            }
+            Err(_) => (TransferResult::Failed, true),
+        };
         let (mut replies, result): (Vec<Reply>, String) = match result {
             Ok(()) => match outcome.upload.take() {
                 Some(upload) => {
@@ -1673,6 +1726,13 @@ impl Session {
                         })
                         .await;
                         log_transfer(&running, bytes, elapsed, "aborted: client gone");
+                        self.account_transfer(
+                            &running,
+                            bytes,
+                            elapsed,
+                            TransferResult::Aborted,
+                            true,
+                        );
                         return Ok(Flow::Close("client gone during an upload"));
                     }
                     let policy = self.live.config.uploads.fsync;
@@ -1744,7 +1804,12 @@ impl Session {
                 (vec![storage_failure_reply(&e)], format!("local error: {e}"))
             }
         };
+        let class = match replies.first() {
+            Some(r) if class == TransferResult::Ok && r.code != 226 => TransferResult::Failed,
+            _ => class,
+        };
         log_transfer(&running, bytes, elapsed, &result);
+        self.account_transfer(&running, bytes, elapsed, class, connected);
         // A failed upload is cleaned up (temp file gone, space freed) before the client hears.
         if let Some(upload) = outcome.upload.take() {
             let _ = blocking(move || {
@@ -1764,6 +1829,47 @@ impl Session {
             self.send(reply).await?;
         }
         Ok(Flow::Continue)
+    }
+
+    /// Count a finished transfer in the metrics and, for a file whose data connection opened,
+    /// write its transfer-log line.
+    fn account_transfer(
+        &self,
+        running: &Running,
+        bytes: u64,
+        elapsed: std::time::Duration,
+        class: TransferResult,
+        connected: bool,
+    ) {
+        let metrics = &self.shared.metrics;
+        metrics.transfer(running.verb, running.io == "tls", bytes, class);
+        let direction = Direction::of_verb(running.verb);
+        if !connected || direction == Direction::Listing || !self.shared.xferlog.enabled() {
+            return;
+        }
+        let Some(login) = &self.login else {
+            return;
+        };
+        let relative = running.path.as_str().trim_start_matches('/');
+        let path = if relative.is_empty() {
+            login.home.clone()
+        } else {
+            login.home.join(relative)
+        };
+        let line = crate::observe::xferlog::Entry {
+            elapsed,
+            remote: self.peer.ip(),
+            bytes,
+            path: &path,
+            binary: running.binary,
+            incoming: direction == Direction::Upload,
+            anonymous: login.method == LoginMethod::Anonymous,
+            user: &login.name,
+            tls: self.tls.is_some(),
+            complete: class == TransferResult::Ok,
+        }
+        .line(chrono::Local::now());
+        self.shared.xferlog.write(line, metrics);
     }
 
     fn status_during_transfer(&self) -> Reply {
@@ -2141,6 +2247,7 @@ async fn open_data_tls(tcp: TcpStream, p: &DataTls) -> Result<Stream, TransferEr
     {
         Ok(tls) => tls,
         Err(e) => {
+            p.metrics.tls_handshake_failed(TlsConnection::Data);
             warn!(error = %e, "TLS handshake on the data connection failed (is the client using PROT P?)");
             return Err(TransferError::DataTls(format!("TLS handshake failed: {e}")));
         }
@@ -2183,11 +2290,7 @@ async fn wait_transfer(running: &mut Option<Running>) -> Outcome {
 }
 
 fn log_transfer(running: &Running, bytes: u64, elapsed: std::time::Duration, result: &str) {
-    let direction = match running.verb {
-        "STOR" | "APPE" | "STOU" => "upload",
-        "RETR" => "download",
-        _ => "listing",
-    };
+    let direction = Direction::of_verb(running.verb).as_str();
     info!(
         verb = running.verb,
         direction,

@@ -1,0 +1,794 @@
+//! Prometheus metrics: counters and gauges kept in atomics, rendered in the text exposition
+//! format, and a minimal HTTP/1.1 responder that serves them on their own listener
+//! (`metrics.listen`, `--metrics-listen`): `GET /metrics` and nothing else.
+//!
+//! Everything a session touches is a relaxed atomic add on a fixed slot; the only lock is the
+//! short list of listeners, taken once per accepted connection. A session holds one `Arc` (to
+//! its listener's counters) and nothing else.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::config::ListenerMode;
+
+/// How a login was authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LoginMethod {
+    /// USER and PASS against the users file.
+    Password,
+    /// A TLS client certificate listed for the user.
+    Certificate,
+    /// USER anonymous / ftp.
+    Anonymous,
+}
+
+impl LoginMethod {
+    const ALL: [Self; 3] = [Self::Password, Self::Certificate, Self::Anonymous];
+
+    /// The label value (and the `method` of the "login ok" log line).
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Password => "password",
+            Self::Certificate => "certificate",
+            Self::Anonymous => "anonymous",
+        }
+    }
+}
+
+/// Which way a transfer's bytes went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Direction {
+    /// STOR, APPE, STOU.
+    Upload,
+    /// RETR.
+    Download,
+    /// LIST, NLST, MLSD.
+    Listing,
+}
+
+impl Direction {
+    const ALL: [Self; 3] = [Self::Upload, Self::Download, Self::Listing];
+
+    /// The direction of a transfer verb.
+    pub(crate) fn of_verb(verb: &str) -> Self {
+        match verb {
+            "STOR" | "APPE" | "STOU" => Self::Upload,
+            "RETR" => Self::Download,
+            _ => Self::Listing,
+        }
+    }
+
+    /// The label value (and the `direction` of the "transfer" log line).
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Upload => "upload",
+            Self::Download => "download",
+            Self::Listing => "listing",
+        }
+    }
+}
+
+/// How a transfer ended, for `ferroftp_transfers_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TransferResult {
+    /// Completed (226).
+    Ok,
+    /// Stopped by ABOR, or by the client or the server going away mid-transfer.
+    Aborted,
+    /// Anything else: no data connection, a network or disk error, a refused TLS data
+    /// connection, a truncated TLS upload, a file that shrank.
+    Failed,
+}
+
+impl TransferResult {
+    const ALL: [Self; 3] = [Self::Ok, Self::Aborted, Self::Failed];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Aborted => "aborted",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// Which connection a TLS handshake was for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TlsConnection {
+    /// AUTH TLS, or an implicit FTPS connection.
+    Control,
+    /// A protected (PROT P) data connection.
+    Data,
+}
+
+/// Why a connection was turned away at accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// The address is banned.
+    Banned,
+    /// `limits.max_sessions` or `limits.max_sessions_per_ip`.
+    Limit,
+}
+
+/// The transfer verbs, in label order.
+const VERBS: [&str; 7] = ["RETR", "STOR", "APPE", "STOU", "LIST", "NLST", "MLSD"];
+
+/// A counter: only ever goes up.
+#[derive(Debug, Default)]
+struct Counter(AtomicU64);
+
+impl Counter {
+    fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// The sessions of one listener (its bound address and mode).
+#[derive(Debug)]
+pub(crate) struct ListenerStats {
+    addr: SocketAddr,
+    mode: ListenerMode,
+    open: AtomicI64,
+    total: Counter,
+}
+
+impl ListenerStats {
+    /// Count a session opened on this listener; it counts as open until the guard is dropped.
+    pub(crate) fn open(self: &Arc<Self>) -> SessionOpen {
+        self.total.add(1);
+        self.open.fetch_add(1, Ordering::Relaxed);
+        SessionOpen(Arc::clone(self))
+    }
+
+    /// The mode these counters are labelled with.
+    pub(crate) fn mode(&self) -> ListenerMode {
+        self.mode
+    }
+}
+
+/// A session counted as open; dropping it counts it closed.
+#[derive(Debug)]
+pub(crate) struct SessionOpen(Arc<ListenerStats>);
+
+impl Drop for SessionOpen {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A passive port counted as in use; dropping it gives it back.
+#[derive(Debug)]
+pub(crate) struct PassivePortHeld(Arc<Metrics>);
+
+impl Drop for PassivePortHeld {
+    fn drop(&mut self) {
+        self.0.passive_ports.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Every metric of one server.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    started: SystemTime,
+    listeners: Mutex<Vec<Arc<ListenerStats>>>,
+    /// Indexed by [`LoginMethod`].
+    logins_ok: [Counter; 3],
+    logins_failed: Counter,
+    /// Indexed by [`Direction`], then TLS (0 = plain, 1 = TLS).
+    bytes: [[Counter; 2]; 3],
+    /// Indexed by verb (see [`VERBS`]), then [`TransferResult`].
+    transfers: [[Counter; 3]; VERBS.len()],
+    passive_ports: AtomicI64,
+    bans: Counter,
+    /// Control, data.
+    tls_failures: [Counter; 2],
+    /// Banned, limit.
+    refused: [Counter; 2],
+    xferlog_dropped: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            started: SystemTime::now(),
+            listeners: Mutex::default(),
+            logins_ok: Default::default(),
+            logins_failed: Counter::default(),
+            bytes: Default::default(),
+            transfers: Default::default(),
+            passive_ports: AtomicI64::new(0),
+            bans: Counter::default(),
+            tls_failures: Default::default(),
+            refused: Default::default(),
+            xferlog_dropped: Counter::default(),
+        }
+    }
+}
+
+/// Values read elsewhere at scrape time.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Snapshot {
+    /// Addresses banned now.
+    pub(crate) bans_active: usize,
+}
+
+impl Metrics {
+    /// The counters of the listener bound to `addr` in `mode` (made on first use; a listener
+    /// that goes away keeps its series, with no sessions open).
+    pub(crate) fn listener(&self, addr: SocketAddr, mode: ListenerMode) -> Arc<ListenerStats> {
+        let mut list = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = list.iter().find(|s| s.addr == addr && s.mode == mode) {
+            return Arc::clone(s);
+        }
+        let stats = Arc::new(ListenerStats {
+            addr,
+            mode,
+            open: AtomicI64::new(0),
+            total: Counter::default(),
+        });
+        list.push(Arc::clone(&stats));
+        stats
+    }
+
+    /// A successful login.
+    pub(crate) fn login_ok(&self, method: LoginMethod) {
+        let i = LoginMethod::ALL
+            .iter()
+            .position(|m| *m == method)
+            .unwrap_or(0);
+        if let Some(c) = self.logins_ok.get(i) {
+            c.add(1);
+        }
+    }
+
+    /// A failed login (a wrong user name or password).
+    pub(crate) fn login_failed(&self) {
+        self.logins_failed.add(1);
+    }
+
+    /// A transfer that ended, with the bytes it moved.
+    pub(crate) fn transfer(&self, verb: &str, tls: bool, bytes: u64, result: TransferResult) {
+        let dir = Direction::of_verb(verb);
+        let d = Direction::ALL.iter().position(|x| *x == dir).unwrap_or(0);
+        if let Some(c) = self.bytes.get(d).and_then(|row| row.get(usize::from(tls))) {
+            c.add(bytes);
+        }
+        let r = TransferResult::ALL
+            .iter()
+            .position(|x| *x == result)
+            .unwrap_or(0);
+        if let Some(c) = VERBS
+            .iter()
+            .position(|v| *v == verb)
+            .and_then(|v| self.transfers.get(v))
+            .and_then(|row| row.get(r))
+        {
+            c.add(1);
+        }
+    }
+
+    /// Count a passive port as in use until the guard is dropped.
+    pub(crate) fn passive_port(self: &Arc<Self>) -> PassivePortHeld {
+        self.passive_ports.fetch_add(1, Ordering::Relaxed);
+        PassivePortHeld(Arc::clone(self))
+    }
+
+    /// An address was banned.
+    pub(crate) fn banned(&self) {
+        self.bans.add(1);
+    }
+
+    /// A TLS handshake failed (or timed out).
+    pub(crate) fn tls_handshake_failed(&self, connection: TlsConnection) {
+        self.tls_failures[match connection {
+            TlsConnection::Control => 0,
+            TlsConnection::Data => 1,
+        }]
+        .add(1);
+    }
+
+    /// A connection turned away at accept.
+    pub(crate) fn refused(&self, why: Refusal) {
+        self.refused[match why {
+            Refusal::Banned => 0,
+            Refusal::Limit => 1,
+        }]
+        .add(1);
+    }
+
+    /// A transfer-log line that could not be written (queue full or write error).
+    pub(crate) fn xferlog_dropped(&self) {
+        self.xferlog_dropped.add(1);
+    }
+
+    /// Everything, in the Prometheus text exposition format (version 0.0.4).
+    pub(crate) fn render(&self, snap: Snapshot) -> String {
+        let mut out = String::with_capacity(4096);
+        let o = &mut out;
+        family(
+            o,
+            "ferroftp_sessions_open",
+            "gauge",
+            "Control connections open now, by listener.",
+        );
+        let listeners: Vec<Arc<ListenerStats>> = self
+            .listeners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for l in &listeners {
+            let labels = listener_labels(l);
+            sample(
+                o,
+                "ferroftp_sessions_open",
+                &labels,
+                l.open.load(Ordering::Relaxed).max(0),
+            );
+        }
+        family(
+            o,
+            "ferroftp_sessions_total",
+            "counter",
+            "Control connections accepted (past the ban and session limits), by listener.",
+        );
+        for l in &listeners {
+            sample(
+                o,
+                "ferroftp_sessions_total",
+                &listener_labels(l),
+                l.total.get(),
+            );
+        }
+        family(
+            o,
+            "ferroftp_connections_refused_total",
+            "counter",
+            "Connections turned away at accept: banned address, or a session limit reached.",
+        );
+        for (reason, c) in ["banned", "limit"].iter().zip(&self.refused) {
+            sample(
+                o,
+                "ferroftp_connections_refused_total",
+                &format!("reason=\"{reason}\""),
+                c.get(),
+            );
+        }
+        family(
+            o,
+            "ferroftp_logins_total",
+            "counter",
+            "Logins by result and method (failed logins are always USER/PASS: method=\"password\").",
+        );
+        for (m, c) in LoginMethod::ALL.iter().zip(&self.logins_ok) {
+            sample(
+                o,
+                "ferroftp_logins_total",
+                &format!("result=\"ok\",method=\"{}\"", m.as_str()),
+                c.get(),
+            );
+        }
+        sample(
+            o,
+            "ferroftp_logins_total",
+            "result=\"failed\",method=\"password\"",
+            self.logins_failed.get(),
+        );
+        family(
+            o,
+            "ferroftp_transfer_bytes_total",
+            "counter",
+            "Bytes moved over data connections, counted when each transfer ends.",
+        );
+        for (d, row) in Direction::ALL.iter().zip(&self.bytes) {
+            for (tls, c) in ["false", "true"].iter().zip(row) {
+                sample(
+                    o,
+                    "ferroftp_transfer_bytes_total",
+                    &format!("direction=\"{}\",tls=\"{tls}\"", d.as_str()),
+                    c.get(),
+                );
+            }
+        }
+        family(
+            o,
+            "ferroftp_transfers_total",
+            "counter",
+            "Transfers (files and listings) by verb and how they ended.",
+        );
+        for (verb, row) in VERBS.iter().zip(&self.transfers) {
+            for (r, c) in TransferResult::ALL.iter().zip(row) {
+                sample(
+                    o,
+                    "ferroftp_transfers_total",
+                    &format!("verb=\"{verb}\",result=\"{}\"", r.as_str()),
+                    c.get(),
+                );
+            }
+        }
+        family(
+            o,
+            "ferroftp_passive_ports_in_use",
+            "gauge",
+            "Passive data ports listening now (PASV/EPSV awaiting or serving a transfer).",
+        );
+        sample(
+            o,
+            "ferroftp_passive_ports_in_use",
+            "",
+            self.passive_ports.load(Ordering::Relaxed).max(0),
+        );
+        family(
+            o,
+            "ferroftp_bans_active",
+            "gauge",
+            "Client addresses banned now for failed logins.",
+        );
+        sample(o, "ferroftp_bans_active", "", snap.bans_active);
+        family(
+            o,
+            "ferroftp_bans_total",
+            "counter",
+            "Bans imposed for failed logins.",
+        );
+        sample(o, "ferroftp_bans_total", "", self.bans.get());
+        family(
+            o,
+            "ferroftp_tls_handshake_failures_total",
+            "counter",
+            "TLS handshakes that failed or timed out, by connection.",
+        );
+        for (conn, c) in ["control", "data"].iter().zip(&self.tls_failures) {
+            sample(
+                o,
+                "ferroftp_tls_handshake_failures_total",
+                &format!("connection=\"{conn}\""),
+                c.get(),
+            );
+        }
+        family(
+            o,
+            "ferroftp_xferlog_dropped_total",
+            "counter",
+            "Transfer-log lines lost: the writer's queue was full or the file could not be written.",
+        );
+        sample(
+            o,
+            "ferroftp_xferlog_dropped_total",
+            "",
+            self.xferlog_dropped.get(),
+        );
+        family(
+            o,
+            "ferroftp_build_info",
+            "gauge",
+            "Always 1; the version in a label.",
+        );
+        sample(
+            o,
+            "ferroftp_build_info",
+            &format!("version=\"{}\"", env!("CARGO_PKG_VERSION")),
+            1,
+        );
+        family(
+            o,
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since the Unix epoch, in seconds.",
+        );
+        let started = self
+            .started
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        let _ = writeln!(o, "process_start_time_seconds {started:.3}");
+        out
+    }
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn sample(out: &mut String, name: &str, labels: &str, value: impl std::fmt::Display) {
+    if labels.is_empty() {
+        let _ = writeln!(out, "{name} {value}");
+    } else {
+        let _ = writeln!(out, "{name}{{{labels}}} {value}");
+    }
+}
+
+fn listener_labels(l: &ListenerStats) -> String {
+    let mode = match l.mode {
+        ListenerMode::Plain => "plain",
+        ListenerMode::Explicit => "explicit",
+        ListenerMode::Implicit => "implicit",
+    };
+    format!(
+        "listener=\"{}\",mode=\"{mode}\"",
+        escape(&l.addr.to_string())
+    )
+}
+
+/// A label value, escaped as the exposition format wants.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Bind the metrics listener, naming the key on failure.
+pub(crate) async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (metrics.listen): {e}"))
+}
+
+/// Scrapes served at once; more wait for their turn in the accept queue.
+const MAX_CONNECTIONS: usize = 8;
+/// The longest request head read.
+const MAX_REQUEST: usize = 8 * 1024;
+/// Time for a client to send its request and take the answer.
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serve `GET /metrics` on `listener` until the task is aborted; `render` makes the body.
+pub(crate) async fn serve(listener: TcpListener, render: Arc<dyn Fn() -> String + Send + Sync>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
+        let (stream, _) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::debug!(error = %e, "metrics: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let render = Arc::clone(&render);
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(IO_TIMEOUT, respond(stream, &*render)).await;
+            drop(slot);
+        });
+    }
+}
+
+/// Read one request and answer it; the connection is closed after each answer.
+async fn respond(mut stream: TcpStream, render: &(dyn Fn() -> String + Send + Sync)) {
+    let mut head = Vec::with_capacity(512);
+    let mut buf = [0u8; 1024];
+    let complete = loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break false,
+            Ok(n) => head.extend_from_slice(buf.get(..n).unwrap_or_default()),
+        }
+        if head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n") {
+            break true;
+        }
+        if head.len() > MAX_REQUEST {
+            let _ = write_response(
+                &mut stream,
+                431,
+                "Request Header Fields Too Large",
+                "",
+                b"",
+                false,
+            )
+            .await;
+            return;
+        }
+    };
+    if !complete {
+        return;
+    }
+    let (status, reason, extra, body, head_only) = match route(&head) {
+        Route::Metrics { head_only } => (200, "OK", CONTENT_TYPE, render().into_bytes(), head_only),
+        Route::NotFound => (
+            404,
+            "Not Found",
+            "",
+            b"Not found: try /metrics\n".to_vec(),
+            false,
+        ),
+        Route::MethodNotAllowed => (
+            405,
+            "Method Not Allowed",
+            "Allow: GET, HEAD\r\n",
+            b"Only GET (and HEAD) are allowed on /metrics\n".to_vec(),
+            false,
+        ),
+        Route::BadRequest => (400, "Bad Request", "", b"Bad request\n".to_vec(), false),
+    };
+    let _ = write_response(&mut stream, status, reason, extra, &body, head_only).await;
+}
+
+const CONTENT_TYPE: &str = "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n";
+
+async fn write_response(
+    stream: &mut TcpStream,
+    status: u16,
+    reason: &str,
+    extra: &str,
+    body: &[u8],
+    head_only: bool,
+) -> std::io::Result<()> {
+    let mut response = format!(
+        "HTTP/1.1 {status} {reason}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    if !head_only {
+        response.extend_from_slice(body);
+    }
+    stream.write_all(&response).await?;
+    stream.shutdown().await
+}
+
+/// What a request asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Route {
+    Metrics { head_only: bool },
+    NotFound,
+    MethodNotAllowed,
+    BadRequest,
+}
+
+/// Route a request by its request line (`METHOD TARGET HTTP/1.x`).
+fn route(head: &[u8]) -> Route {
+    let line_end = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
+    let Ok(line) = std::str::from_utf8(head.get(..line_end).unwrap_or_default()) else {
+        return Route::BadRequest;
+    };
+    let mut parts = line.trim_end_matches('\r').split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Route::BadRequest;
+    };
+    if !version.starts_with("HTTP/1.") || method.is_empty() {
+        return Route::BadRequest;
+    }
+    // An absolute-form target (`http://host/metrics`) names the same path.
+    let path = match target.split_once("://") {
+        Some((_, rest)) => rest.find('/').map_or("/", |i| rest.get(i..).unwrap_or("/")),
+        None => target,
+    };
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    if path != "/metrics" {
+        return Route::NotFound;
+    }
+    match method {
+        "GET" => Route::Metrics { head_only: false },
+        "HEAD" => Route::Metrics { head_only: true },
+        _ => Route::MethodNotAllowed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_routed_by_method_and_path() {
+        let r = |s: &str| route(s.as_bytes());
+        assert_eq!(
+            r("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Route::Metrics { head_only: false }
+        );
+        assert_eq!(
+            r("GET /metrics?x=1 HTTP/1.0\r\n\r\n"),
+            Route::Metrics { head_only: false }
+        );
+        assert_eq!(
+            r("GET http://h:9/metrics HTTP/1.1\r\n\r\n"),
+            Route::Metrics { head_only: false }
+        );
+        assert_eq!(
+            r("HEAD /metrics HTTP/1.1\r\n\r\n"),
+            Route::Metrics { head_only: true }
+        );
+        assert_eq!(r("POST /metrics HTTP/1.1\r\n\r\n"), Route::MethodNotAllowed);
+        assert_eq!(r("GET / HTTP/1.1\r\n\r\n"), Route::NotFound);
+        assert_eq!(r("GET /metricsx HTTP/1.1\r\n\r\n"), Route::NotFound);
+        assert_eq!(r("POST /other HTTP/1.1\r\n\r\n"), Route::NotFound);
+        assert_eq!(r("GET /metrics\r\n\r\n"), Route::BadRequest);
+        assert_eq!(r("GET /metrics SPDY/3\r\n\r\n"), Route::BadRequest);
+        assert_eq!(r("\u{1}\r\n\r\n"), Route::BadRequest);
+    }
+
+    #[test]
+    fn every_family_has_help_and_type_and_fixed_series_start_at_zero() {
+        let m = Arc::new(Metrics::default());
+        let l = m.listener("127.0.0.1:21".parse().unwrap(), ListenerMode::Explicit);
+        let open = l.open();
+        m.login_ok(LoginMethod::Anonymous);
+        m.login_failed();
+        m.transfer("RETR", true, 10, TransferResult::Ok);
+        m.transfer("STOR", false, 5, TransferResult::Aborted);
+        m.transfer("LIST", false, 7, TransferResult::Failed);
+        let held = m.passive_port();
+        let text = m.render(Snapshot { bans_active: 2 });
+        for line in [
+            "ferroftp_sessions_open{listener=\"127.0.0.1:21\",mode=\"explicit\"} 1",
+            "ferroftp_sessions_total{listener=\"127.0.0.1:21\",mode=\"explicit\"} 1",
+            "ferroftp_logins_total{result=\"ok\",method=\"anonymous\"} 1",
+            "ferroftp_logins_total{result=\"ok\",method=\"password\"} 0",
+            "ferroftp_logins_total{result=\"failed\",method=\"password\"} 1",
+            "ferroftp_transfer_bytes_total{direction=\"download\",tls=\"true\"} 10",
+            "ferroftp_transfer_bytes_total{direction=\"upload\",tls=\"false\"} 5",
+            "ferroftp_transfer_bytes_total{direction=\"listing\",tls=\"false\"} 7",
+            "ferroftp_transfers_total{verb=\"RETR\",result=\"ok\"} 1",
+            "ferroftp_transfers_total{verb=\"STOR\",result=\"aborted\"} 1",
+            "ferroftp_transfers_total{verb=\"LIST\",result=\"failed\"} 1",
+            "ferroftp_transfers_total{verb=\"MLSD\",result=\"ok\"} 0",
+            "ferroftp_passive_ports_in_use 1",
+            "ferroftp_bans_active 2",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+        drop((open, held));
+        let text = m.render(Snapshot::default());
+        assert!(
+            text.contains("ferroftp_sessions_open{listener=\"127.0.0.1:21\",mode=\"explicit\"} 0")
+        );
+        assert!(text.contains("ferroftp_passive_ports_in_use 0\n"));
+        // Every sample belongs to a family announced with HELP and TYPE just before.
+        let mut announced = std::collections::HashSet::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                announced.insert(rest.split(' ').next().unwrap().to_string());
+            } else if !line.starts_with('#') {
+                let name = line.split(['{', ' ']).next().unwrap();
+                assert!(announced.contains(name), "{name} has no TYPE");
+            }
+        }
+        assert_eq!(
+            text.matches("# HELP ").count(),
+            text.matches("# TYPE ").count()
+        );
+    }
+
+    #[test]
+    fn counters_are_exact_under_concurrency() {
+        let m = Arc::new(Metrics::default());
+        let l = m.listener("127.0.0.1:21".parse().unwrap(), ListenerMode::Plain);
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let m = Arc::clone(&m);
+                let l = Arc::clone(&l);
+                std::thread::spawn(move || {
+                    for _ in 0..10_000 {
+                        let _open = l.open();
+                        let _port = m.passive_port();
+                        m.transfer("STOR", false, 3, TransferResult::Ok);
+                        m.login_failed();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let text = m.render(Snapshot::default());
+        for line in [
+            "ferroftp_sessions_total{listener=\"127.0.0.1:21\",mode=\"plain\"} 80000",
+            "ferroftp_sessions_open{listener=\"127.0.0.1:21\",mode=\"plain\"} 0",
+            "ferroftp_transfer_bytes_total{direction=\"upload\",tls=\"false\"} 240000",
+            "ferroftp_transfers_total{verb=\"STOR\",result=\"ok\"} 80000",
+            "ferroftp_logins_total{result=\"failed\",method=\"password\"} 80000",
+            "ferroftp_passive_ports_in_use 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+    }
+}
