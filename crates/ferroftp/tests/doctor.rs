@@ -302,18 +302,25 @@ fn leftovers(root: &Path) -> Vec<String> {
 fn connect_works_plain_and_with_tls() {
     let certs = tempfile::tempdir().unwrap();
     let (cert, key) = dev_cert(certs.path(), &["localhost", "127.0.0.1"]);
-    let server = alice_server(
-        vec![
+    // Explicit FTPS, implicit FTPS, and explicit FTPS that requires TLS for login. (Every
+    // field of Options is set today; the update keeps this compiling when more are added.)
+    #[allow(clippy::needless_update)]
+    let server = TestServer::with(Options {
+        users: vec![("alice".into(), "alice-password".into(), String::new())],
+        args: vec![
             "--tls-cert".into(),
             cert.to_str().unwrap().into(),
             "--tls-key".into(),
             key.to_str().unwrap().into(),
-            "--implicit-listen".into(),
-            "127.0.0.1:0".into(),
         ],
-        "",
-        2,
-    );
+        listen: Some(String::new()),
+        config: "[[listener]]\nbind = \"127.0.0.1:0\"\n\
+                 [[listener]]\nbind = \"127.0.0.1:0\"\nmode = \"implicit\"\n\
+                 [[listener]]\nbind = \"127.0.0.1:0\"\ntls_policy = \"login\"\n"
+            .into(),
+        listeners: 3,
+        ..Default::default()
+    });
     let target = server.addrs[0].to_string();
 
     // Plain, then FTPS (AUTH TLS), verifying the server against its certificate.
@@ -369,6 +376,29 @@ fn connect_works_plain_and_with_tls() {
     );
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("Implicit FTPS session"), "{out}");
+    assert!(
+        !lines_with(&out, "OK", "round trip over EPSV").is_empty(),
+        "{out}"
+    );
+
+    // TLS required for login: the plain login is refused as configured, and FTPS works.
+    let (code, out) = doctor(
+        &[
+            "--connect",
+            &server.addrs[2].to_string(),
+            "--user",
+            "alice",
+            "--ca",
+            cert.to_str().unwrap(),
+        ],
+        "alice-password\n",
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        !lines_with(&out, "OK", "plain login refused, TLS is required").is_empty(),
+        "{out}"
+    );
     assert!(
         !lines_with(&out, "OK", "round trip over EPSV").is_empty(),
         "{out}"

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use super::{Check, Level, Report, firewall_rules};
-use crate::auth::{Permission, UserDb};
+use crate::auth::{AuthError, Permission, UserDb};
 use crate::config::{Config, ListenerConfig, ListenerMode, TlsPolicy};
 use crate::tls::{self, Tls, TlsError};
 
@@ -707,10 +707,14 @@ fn files(config: &Config, r: &mut Report) {
                         add_home(home, format!("user {}", user.name));
                     }
                 }
-                Err(e) => r.add(
-                    Check::new(Level::Fail, format!("{e}"))
-                        .fix("fix the users file (ferroftp passwd rewrites entries safely)"),
-                ),
+                Err(e) => {
+                    let fix = if matches!(e, AuthError::Read { .. }) {
+                        "check the path, and that the service's user may read the file"
+                    } else {
+                        "fix the users file (ferroftp passwd rewrites entries safely)"
+                    };
+                    r.add(Check::new(Level::Fail, format!("{e}")).fix(fix));
+                }
             }
         }
     }

@@ -593,6 +593,7 @@ struct Outcome {
     connected: bool,
     auth_tls_offered: bool,
     login_failed: bool,
+    tls_required: bool,
 }
 
 struct Session<'a> {
@@ -857,12 +858,7 @@ impl<'a> Session<'a> {
         let reply = self.cmd(&format!("USER {user}"))?;
         let reply = match reply.code {
             331 => self.cmd(&format!("PASS {}", self.opts.password))?,
-            230 | 232 => reply,
-            530 if reply.text.contains("TLS") => {
-                return Err(self
-                    .fail(format!("login refused before the password: {reply}"))
-                    .fix("this listener requires TLS for login (tls_policy): use --tls"));
-            }
+            230 | 232 | 530 => reply,
             _ => return Err(self.fail(format!("USER {user} refused: {reply}"))),
         };
         match reply.code {
@@ -882,9 +878,18 @@ impl<'a> Session<'a> {
                 }
                 Ok(())
             }
-            530 if reply.text.contains("TLS") => Err(self
-                .fail(format!("login refused: {reply}"))
-                .fix("TLS is required for this user or listener: use --tls")),
+            // The listener's or the user's tls_policy: as configured, so not a failure when
+            // FTPS is tested next.
+            530 if reply.text.contains("TLS") && self.security == Security::Plain => {
+                outcome.tls_required = true;
+                Err(Check::new(
+                    Level::Ok,
+                    format!("plain login refused, TLS is required: {reply}"),
+                ))
+            }
+            530 if reply.text.contains("home directory") => Err(self
+                .fail(format!("login refused for {user}: {reply}"))
+                .fix("the user's home directory is missing or unreadable on the server (ferroftp doctor --config FILE checks the homes)")),
             530 => {
                 outcome.login_failed = true;
                 Err(self.fail(format!("login failed for {user}: {reply}")).fix(
@@ -1261,6 +1266,14 @@ pub fn connect(opts: &ConnectOptions, r: &mut Report) {
                 if tls.is_some() {
                     run_session(opts, Security::Explicit, tls.as_ref(), r);
                 }
+            } else if plain.tls_required {
+                r.add(
+                    Check::new(
+                        Level::Fail,
+                        "TLS is required for login, but FEAT does not offer AUTH TLS",
+                    )
+                    .fix("if this port is implicit FTPS, use --implicit"),
+                );
             } else {
                 r.section("FTPS");
                 r.add(
