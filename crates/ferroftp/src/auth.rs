@@ -618,6 +618,11 @@ impl UserDb {
         self.users.get(name)
     }
 
+    /// Every user, by name (including disabled users).
+    pub fn users(&self) -> impl Iterator<Item = &User> {
+        self.users.values()
+    }
+
     /// Number of users (including disabled users).
     pub fn len(&self) -> usize {
         self.users.len()

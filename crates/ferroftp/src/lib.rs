@@ -7,10 +7,12 @@
 //! - [`server`]: listeners, sessions (one task per control connection) and data connections.
 //! - [`tls`]: FTPS certificates, live reload, and data connections bound to their control session.
 //! - [`observe`]: logging set-up.
+//! - [`doctor`]: `ferroftp doctor`: checks of a configuration, and of a running server as a client.
 #![deny(unsafe_code)]
 
 pub mod auth;
 pub mod config;
+pub mod doctor;
 pub mod observe;
 pub mod server;
 pub mod storage;

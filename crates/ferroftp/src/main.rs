@@ -32,6 +32,10 @@ enum Cmd {
     CheckConfig(CheckArgs),
     /// Make a TLS certificate and key for development.
     Cert(CertArgs),
+    /// Check a configuration against this host (ports, passive range and address, certificate,
+    /// permissions) and print the firewall rules it needs; with --connect, test a running server
+    /// as a client. Changes nothing; exits 1 when a check FAILs.
+    Doctor(Box<DoctorArgs>),
 }
 
 #[derive(Args, Debug)]
@@ -133,6 +137,39 @@ struct CertArgs {
 }
 
 #[derive(Args, Debug)]
+struct DoctorArgs {
+    /// Configuration file (TOML) to check, as for `serve`; the same flags override it.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    overrides: Overrides,
+    /// Instead of checking a configuration, log in to a running server and try a listing over
+    /// PASV and EPSV and an upload/download round trip, plain and with TLS. The password is read
+    /// from stdin.
+    #[arg(long, value_name = "HOST:PORT", requires = "user", conflicts_with_all = ["config", "Overrides"])]
+    connect: Option<String>,
+    /// The user to log in as (with --connect).
+    #[arg(long, value_name = "NAME", requires = "connect")]
+    user: Option<String>,
+    /// Test FTPS only: AUTH TLS is required (with --connect).
+    #[arg(long, requires = "connect", conflicts_with = "implicit")]
+    tls: bool,
+    /// Implicit FTPS: TLS from the first byte (with --connect).
+    #[arg(long, requires = "connect")]
+    implicit: bool,
+    /// Do not verify the server's certificate (with --connect).
+    #[arg(long, requires = "connect", conflicts_with = "ca")]
+    insecure: bool,
+    /// Verify the server's certificate against these CA certificates (PEM; the server's own
+    /// certificate for a self-signed one) instead of the system's (with --connect).
+    #[arg(long, value_name = "FILE", requires = "connect")]
+    ca: Option<PathBuf>,
+    /// Seconds each step (connect, a reply, a data connection) may take (with --connect).
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    timeout: u64,
+}
+
+#[derive(Args, Debug)]
 struct CheckArgs {
     /// The configuration file to check.
     file: PathBuf,
@@ -141,6 +178,7 @@ struct CheckArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Cmd::Doctor(args) => return doctor(*args),
         Cmd::Serve(args) => serve(*args),
         Cmd::Passwd(args) => passwd(args),
         Cmd::CheckConfig(args) => check_config(&args.file),
@@ -488,6 +526,77 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .open(path)?;
     f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     f.write_all(bytes)
+}
+
+/// `ferroftp doctor`: print the checklist; exit 1 when something FAILs.
+fn doctor(args: DoctorArgs) -> ExitCode {
+    use ferroftp::doctor::{self, Check, ConnectOptions, Level, Report};
+    let mut report = Report::printing();
+    match args.connect {
+        Some(target) => {
+            let (host, port) = match ConnectOptions::parse_target(&target) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("ferroftp: error: --connect: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let user = args.user.unwrap_or_default();
+            let password = match read_password(&user) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("ferroftp: error: cannot read the password from stdin: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let opts = ConnectOptions {
+                host,
+                port,
+                user,
+                password,
+                tls: args.tls,
+                implicit: args.implicit,
+                insecure: args.insecure,
+                ca: args.ca,
+                timeout: Duration::from_secs(args.timeout.max(1)),
+            };
+            doctor::connect(&opts, &mut report);
+        }
+        None => {
+            let source = match &args.config {
+                Some(path) => format!("configuration {}", path.display()),
+                None => "the default configuration (no --config)".to_owned(),
+            };
+            match effective_config(args.config.as_deref(), args.overrides) {
+                Ok(config) => doctor::check_config(&config, &source, &mut report),
+                Err(e) => {
+                    report.section(&format!("ferroftp doctor: {source}"));
+                    report.add(
+                        Check::new(Level::Fail, format!("{e:#}"))
+                            .fix("ferroftp check-config FILE shows the same error; ferroftp.example.toml documents every key"),
+                    );
+                }
+            }
+        }
+    }
+    report.summarize();
+    if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// The password for `doctor --connect`: from the terminal without echo, or one line of stdin.
+fn read_password(user: &str) -> std::io::Result<String> {
+    if std::io::stdin().is_terminal() {
+        return rpassword::prompt_password(format!("Password for {user}: "));
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let trimmed = line.trim_end_matches(['\n', '\r']).len();
+    line.truncate(trimmed);
+    Ok(line)
 }
 
 fn check_config(file: &Path) -> anyhow::Result<()> {

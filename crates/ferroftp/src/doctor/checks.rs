@@ -1,0 +1,851 @@
+//! `ferroftp doctor` without `--connect`: the configuration against this host.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, ToSocketAddrs, UdpSocket};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use super::{Check, Level, Report, firewall_rules};
+use crate::auth::{AuthError, Permission, UserDb};
+use crate::config::{Config, ListenerConfig, ListenerMode, TlsPolicy};
+use crate::tls::{self, Tls, TlsError};
+
+/// Certificates that expire sooner than this get a warning.
+const EXPIRY_WARNING_DAYS: u64 = 30;
+
+/// What the checks need to know about this host.
+struct Host {
+    /// The first port that needs no privilege (net.ipv4.ip_unprivileged_port_start).
+    unprivileged_start: u16,
+    uid: u32,
+    exe: String,
+}
+
+impl Host {
+    fn probe() -> Self {
+        let unprivileged_start =
+            std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(1024);
+        let exe = std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "/usr/local/bin/ferroftp".into());
+        Self {
+            unprivileged_start,
+            uid: rustix::process::getuid().as_raw(),
+            exe,
+        }
+    }
+}
+
+/// Private (RFC 1918), shared (carrier-grade NAT, RFC 6598) or link-local: not reachable
+/// from the internet.
+pub(super) fn is_private(ip: Ipv4Addr) -> bool {
+    let [a, b, ..] = ip.octets();
+    ip.is_private() || ip.is_link_local() || (a == 100 && (64..128).contains(&b))
+}
+
+fn exposed(l: &ListenerConfig) -> bool {
+    !l.bind.ip().is_loopback()
+}
+
+/// Check `config` (described as `source` in the heading) against this host, adding to `r`.
+pub fn check_config(config: &Config, source: &str, r: &mut Report) {
+    let host = Host::probe();
+    r.section(&format!(
+        "ferroftp doctor: {source} (checked as uid {}; run it as the service's user for the same view)",
+        host.uid
+    ));
+    listeners(config, &host, r);
+    passive(config, &host, r);
+    certificate(config, r);
+    files(config, r);
+    limits(config, r);
+    r.section("Firewall rules to open");
+    r.note(&firewall_rules(config));
+}
+
+fn listeners(config: &Config, host: &Host, r: &mut Report) {
+    r.section("Listeners");
+    // Kept open until all are checked, so that listeners of this configuration that collide
+    // with each other (0.0.0.0:21 and the dual-stack [::]:21) show up too.
+    let mut held: Vec<(SocketAddr, TcpListener)> = Vec::new();
+    for l in &config.listeners {
+        let name = format!("listener {} ({})", l.bind, l.mode);
+        let port = l.bind.port();
+        if port == 0 {
+            r.add(
+                Check::new(
+                    Level::Warn,
+                    format!("{name}: port 0 makes the OS pick a new port at each start, so neither clients nor firewall rules can know it"),
+                )
+                .fix("set a fixed port in listener.bind / --listen, e.g. 0.0.0.0:21 or 0.0.0.0:2121"),
+            );
+            continue;
+        }
+        let privileged = port < host.unprivileged_start;
+        match TcpListener::bind(l.bind) {
+            Ok(socket) => {
+                held.push((l.bind, socket));
+                let text = if privileged {
+                    format!(
+                        "{name}: the port can be bound (port {port} is privileged, below {}: this check ran as uid {}; the service needs root or CAP_NET_BIND_SERVICE too)",
+                        host.unprivileged_start, host.uid
+                    )
+                } else {
+                    format!("{name}: the port can be bound")
+                };
+                r.add(Check::new(Level::Ok, text));
+            }
+            Err(e) => r.add(bind_failure(&name, l.bind, &e, &held, host)),
+        }
+    }
+    for l in &config.listeners {
+        let name = format!("listener {}", l.bind);
+        let check = match (l.mode, exposed(l)) {
+            (ListenerMode::Plain, true) => Check::new(
+                Level::Warn,
+                format!("{name} is plain FTP: passwords and files cross the network in clear"),
+            )
+            .fix("mode = \"explicit\" (AUTH TLS) with tls.cert and tls.key, and tls_policy = \"login\""),
+            (ListenerMode::Plain, false) => Check::new(
+                Level::Ok,
+                format!("{name} is plain FTP on loopback only: passwords never leave this host"),
+            ),
+            (ListenerMode::Explicit, true) if l.tls_policy == TlsPolicy::Optional => Check::new(
+                Level::Warn,
+                format!(
+                    "{name} offers TLS (AUTH TLS) but does not require it: clients may still send passwords in clear"
+                ),
+            )
+            .fix("tls_policy = \"login\" (or \"login_and_data\") in this [[listener]]"),
+            (mode, _) => Check::new(
+                Level::Ok,
+                format!(
+                    "{name}: {mode}, tls_policy \"{}\"",
+                    match l.tls_policy {
+                        TlsPolicy::Optional => "optional",
+                        TlsPolicy::Login => "login",
+                        TlsPolicy::LoginAndData => "login_and_data",
+                    }
+                ),
+            ),
+        };
+        r.add(check);
+    }
+}
+
+fn bind_failure(
+    name: &str,
+    bind: SocketAddr,
+    e: &io::Error,
+    held: &[(SocketAddr, TcpListener)],
+    host: &Host,
+) -> Check {
+    let port = bind.port();
+    match e.kind() {
+        io::ErrorKind::PermissionDenied => {
+            let alt = match port {
+                21 => 2121,
+                990 => 9990,
+                p => p + 8000,
+            };
+            Check::new(
+                Level::Fail,
+                format!(
+                    "{name}: cannot bind port {port}: it is privileged (below {}) and uid {} may not bind it ({e})",
+                    host.unprivileged_start, host.uid
+                ),
+            )
+            .fix(format!(
+                "give the binary the right: sudo setcap cap_net_bind_service=+ep {}",
+                host.exe
+            ))
+            .fix("or under systemd: AmbientCapabilities=CAP_NET_BIND_SERVICE (with User=) in [Service]")
+            .fix(format!(
+                "or listen on {alt} and redirect {port} to it: nft add rule ip nat prerouting tcp dport {port} redirect to :{alt} (iptables -t nat -A PREROUTING -p tcp --dport {port} -j REDIRECT --to-ports {alt})"
+            ))
+        }
+        io::ErrorKind::AddrInUse => {
+            let sibling = held
+                .iter()
+                .find(|(a, _)| a.port() == port && a.is_ipv4() != bind.is_ipv4());
+            match sibling {
+                Some((other, _)) => Check::new(
+                    Level::Fail,
+                    format!(
+                        "{name}: port {port} collides with listener {other} of this configuration: on Linux [::]:{port} takes IPv4 too (dual stack)"
+                    ),
+                )
+                .fix(format!("keep only [::]:{port} (it serves both IPv4 and IPv6)")),
+                None => Check::new(
+                    Level::Fail,
+                    format!(
+                        "{name}: port {port} is already in use on {} (if that is this ferroftp, already running, all is well)",
+                        bind.ip()
+                    ),
+                )
+                .fix(format!("see who holds it: ss -ltnp 'sport = :{port}'"))
+                .fix("stop that process, or choose another port (listener.bind / --listen)"),
+            }
+        }
+        io::ErrorKind::AddrNotAvailable => Check::new(
+            Level::Fail,
+            format!("{name}: {} is not an address of this host ({e})", bind.ip()),
+        )
+        .fix("use one of this host's addresses (ip -brief address) or 0.0.0.0 / [::]"),
+        _ => Check::new(Level::Fail, format!("{name}: cannot bind: {e}")),
+    }
+}
+
+fn passive(config: &Config, host: &Host, r: &mut Report) {
+    r.section("Passive mode (PASV/EPSV)");
+    let any_exposed = config.listeners.iter().any(exposed);
+    let max_sessions = config.limits.max_sessions;
+    match config.passive.ports {
+        None if any_exposed => r.add(
+            Check::new(
+                Level::Warn,
+                "passive.ports is unset: PASV/EPSV listen on any port the OS picks, which a firewall cannot open narrowly",
+            )
+            .fix("passive.ports = \"50000-50100\" (and open that range, see the rules below)"),
+        ),
+        None => r.add(Check::new(
+            Level::Ok,
+            "passive.ports is unset: any free port (fine on loopback)",
+        )),
+        Some(range) => {
+            // Passive ports are bound on the address the control connection came in on.
+            let ip = config
+                .listeners
+                .iter()
+                .map(|l| l.bind.ip())
+                .find(IpAddr::is_ipv4)
+                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+            let (mut free, mut busy, mut denied) = (0usize, 0usize, 0usize);
+            for port in range.low..=range.high {
+                match TcpListener::bind((ip, port)) {
+                    Ok(_) => free += 1,
+                    Err(e) if e.kind() == io::ErrorKind::PermissionDenied => denied += 1,
+                    Err(_) => busy += 1,
+                }
+            }
+            let summary = format!(
+                "passive.ports {range}: {} ports, {free} free on {ip} now, {busy} in use",
+                range.len()
+            );
+            if denied > 0 {
+                r.add(
+                    Check::new(
+                        Level::Fail,
+                        format!(
+                            "{summary}, {denied} privileged (below {}) and not bindable by uid {}",
+                            host.unprivileged_start, host.uid
+                        ),
+                    )
+                    .fix("use ports from 1024 up, e.g. passive.ports = \"50000-50100\""),
+                );
+            } else if free == 0 {
+                r.add(
+                    Check::new(
+                        Level::Fail,
+                        format!("{summary}: PASV/EPSV would answer 425 (if ferroftp itself holds them, it is serving that many transfers)"),
+                    )
+                    .fix("choose a range other processes do not use"),
+                );
+            } else if busy > 0 {
+                r.add(Check::new(
+                    Level::Warn,
+                    format!("{summary} (held by other processes, or by a running ferroftp; busy ports are skipped)"),
+                ));
+            } else {
+                r.add(Check::new(Level::Ok, summary));
+            }
+            if let Some(l) = config
+                .listeners
+                .iter()
+                .find(|l| (range.low..=range.high).contains(&l.bind.port()))
+            {
+                r.add(
+                    Check::new(
+                        Level::Warn,
+                        format!(
+                            "the control port of listener {} lies inside passive.ports {range}",
+                            l.bind
+                        ),
+                    )
+                    .fix("keep the passive range apart from the control ports"),
+                );
+            }
+            if range.len() < max_sessions {
+                r.add(
+                    Check::new(
+                        Level::Warn,
+                        format!(
+                            "passive.ports {range} holds {} ports but limits.max_sessions is {max_sessions}: each session holds at most one passive port at a time, so beyond {} transfers (or listings) at once PASV/EPSV answer 425",
+                            range.len(),
+                            range.len()
+                        ),
+                    )
+                    .fix(format!(
+                        "widen the range to {max_sessions} ports (e.g. passive.ports = \"{}-{}\"), or lower limits.max_sessions to the transfers you expect at once",
+                        range.low,
+                        (usize::from(range.low) + max_sessions - 1).min(65535)
+                    )),
+                );
+            } else {
+                r.add(Check::new(
+                    Level::Ok,
+                    format!(
+                        "passive.ports {range} holds {} ports, enough for limits.max_sessions = {max_sessions} (one passive port per session at a time)",
+                        range.len()
+                    ),
+                ));
+            }
+        }
+    }
+    passive_address(config, any_exposed, r);
+}
+
+/// The address this host uses to reach the internet (no packet is sent), if it has a route.
+fn outbound_ipv4() -> Option<Ipv4Addr> {
+    let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).ok()?;
+    socket.connect((Ipv4Addr::new(192, 0, 2, 1), 9)).ok()?;
+    match socket.local_addr().ok()?.ip() {
+        IpAddr::V4(ip) if !ip.is_unspecified() => Some(ip),
+        _ => None,
+    }
+}
+
+fn is_local(ip: Ipv4Addr) -> bool {
+    UdpSocket::bind((ip, 0)).is_ok()
+}
+
+fn passive_address(config: &Config, any_exposed: bool, r: &mut Report) {
+    let set_it = "set passive.address (or --passive-address) to the public address or a host name that resolves to it; EPSV needs no address";
+    let Some(name) = &config.passive.address else {
+        if !any_exposed {
+            r.add(Check::new(
+                Level::Ok,
+                "passive.address is unset: PASV announces the address the client connected to (loopback here)",
+            ));
+            return;
+        }
+        for l in config.listeners.iter().filter(|l| exposed(l)) {
+            let announced = match l.bind.ip() {
+                IpAddr::V4(ip) if ip.is_unspecified() => outbound_ipv4().map(|ip| (ip, true)),
+                IpAddr::V4(ip) => Some((ip, false)),
+                IpAddr::V6(ip) if ip.is_unspecified() => outbound_ipv4().map(|ip| (ip, true)),
+                IpAddr::V6(_) => {
+                    r.add(Check::new(
+                        Level::Ok,
+                        format!(
+                            "listener {}: IPv6 clients use EPSV, which needs no address",
+                            l.bind
+                        ),
+                    ));
+                    continue;
+                }
+            };
+            match announced {
+                Some((ip, guessed)) if is_private(ip) => {
+                    let how = if guessed {
+                        format!("this host's outgoing address is {ip} (private), which PASV announces to clients that connect to it")
+                    } else {
+                        format!("PASV announces {ip} (private)")
+                    };
+                    r.add(
+                        Check::new(
+                            Level::Warn,
+                            format!(
+                                "listener {}: passive.address is unset and {how}: fine on that network, but clients from the internet (through NAT) are told an address they cannot reach",
+                                l.bind
+                            ),
+                        )
+                        .fix(set_it),
+                    );
+                }
+                Some((ip, _)) => r.add(Check::new(
+                    Level::Ok,
+                    format!(
+                        "listener {}: passive.address is unset: PASV announces the address the client connected to ({ip} is public)",
+                        l.bind
+                    ),
+                )),
+                None => r.add(Check::new(
+                    Level::Ok,
+                    format!(
+                        "listener {}: passive.address is unset: PASV announces the address the client connected to",
+                        l.bind
+                    ),
+                )),
+            }
+        }
+        return;
+    };
+    let resolved: io::Result<Vec<Ipv4Addr>> = match name.parse::<Ipv4Addr>() {
+        Ok(ip) => Ok(vec![ip]),
+        Err(_) => (name.as_str(), 0).to_socket_addrs().map(|addrs| {
+            addrs
+                .filter_map(|a| match a.ip() {
+                    IpAddr::V4(ip) => Some(ip),
+                    IpAddr::V6(_) => None,
+                })
+                .collect()
+        }),
+    };
+    let ip = match resolved {
+        Err(e) => {
+            r.add(
+                Check::new(
+                    Level::Fail,
+                    format!("passive.address {name:?} does not resolve ({e}): PASV answers 425"),
+                )
+                .fix("fix the DNS name, or give the IPv4 address"),
+            );
+            return;
+        }
+        Ok(ips) => match ips.first() {
+            Some(ip) => *ip,
+            None => {
+                r.add(
+                    Check::new(
+                        Level::Fail,
+                        format!(
+                            "passive.address {name:?} has no IPv4 address (PASV can only announce IPv4): PASV answers 425"
+                        ),
+                    )
+                    .fix("give a name with an A record, or the IPv4 address"),
+                );
+                return;
+            }
+        },
+    };
+    let what = if name.parse::<Ipv4Addr>().is_ok() {
+        format!("passive.address {ip}")
+    } else {
+        format!("passive.address {name:?} resolves to {ip}")
+    };
+    let local = if is_local(ip) {
+        "an address of this host"
+    } else {
+        "not an address of this host: fine behind NAT if the control port and passive.ports are forwarded here"
+    };
+    let public_listeners: Vec<String> = config
+        .listeners
+        .iter()
+        .filter(|l| match l.bind.ip() {
+            IpAddr::V4(a) => a.is_unspecified() || !(a.is_loopback() || is_private(a)),
+            IpAddr::V6(a) => !a.is_loopback(),
+        })
+        .map(|l| l.bind.to_string())
+        .collect();
+    if ip.is_loopback() && any_exposed {
+        r.add(
+            Check::new(
+                Level::Fail,
+                format!(
+                    "{what}, a loopback address, announced to every client: clients on other hosts would connect to themselves"
+                ),
+            )
+            .fix(set_it),
+        );
+    } else if (is_private(ip) || ip.is_loopback()) && !public_listeners.is_empty() {
+        r.add(
+            Check::new(
+                Level::Warn,
+                format!(
+                    "{what} ({}, {local}) is announced to clients coming from the internet too (listeners {})",
+                    if ip.is_loopback() { "loopback" } else { "private" },
+                    public_listeners.join(", ")
+                ),
+            )
+            .fix("fine if every client is on that network; otherwise set the public address"),
+        );
+    } else {
+        r.add(Check::new(Level::Ok, format!("{what}, {local}")));
+    }
+}
+
+fn certificate(config: &Config, r: &mut Report) {
+    r.section("TLS certificate");
+    if !config.listeners.iter().any(|l| l.mode.offers_tls()) {
+        r.add(Check::new(
+            Level::Ok,
+            "no listener offers TLS: no certificate needed",
+        ));
+        return;
+    }
+    let (Some(cert), Some(key)) = (&config.tls.cert, &config.tls.key) else {
+        r.add(
+            Check::new(
+                Level::Warn,
+                "no tls.cert / tls.key: a self-signed certificate is generated at each start; clients will not trust it (and it changes at every restart)",
+            )
+            .fix("a certificate from your CA (e.g. Let's Encrypt) in tls.cert and tls.key; for development: ferroftp cert --self-signed --host NAME --out DIR"),
+        );
+        return;
+    };
+    key_permissions(key, r);
+    let loaded = match tls::load_pair(cert, key) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            let fix = match &e {
+                TlsError::Validity { .. } => {
+                    "renew the certificate (ferroftp picks up new files without a restart)"
+                }
+                TlsError::Mismatch { .. } => {
+                    "tls.key must be the private key of the certificate in tls.cert (check that both files come from the same issuance)"
+                }
+                TlsError::Read { .. } => {
+                    "check the path, and that the service's user may read the file"
+                }
+                _ => "tls.cert: PEM certificates, leaf first; tls.key: its PEM private key",
+            };
+            r.add(Check::new(Level::Fail, format!("{e}")).fix(fix));
+            return;
+        }
+    };
+    let left = loaded
+        .not_after
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
+    let days = left.as_secs() / 86400;
+    let summary = format!(
+        "certificate {}: for {}; expires {} (in {days} days); SHA-256 {}",
+        cert.display(),
+        loaded.names.join(", "),
+        tls::http_date(loaded.not_after),
+        loaded.fingerprint
+    );
+    if days < EXPIRY_WARNING_DAYS {
+        r.add(
+            Check::new(
+                Level::Warn,
+                format!("{summary}: expires in less than {EXPIRY_WARNING_DAYS} days"),
+            )
+            .fix("renew it (ferroftp picks up new files without a restart)"),
+        );
+    } else {
+        r.add(Check::new(Level::Ok, summary));
+    }
+    if let Some(leaf) = loaded.key.cert.first() {
+        if let Ok((_, parsed)) = x509_parser::parse_x509_certificate(leaf.as_ref()) {
+            if parsed.issuer().as_raw() == parsed.subject().as_raw() {
+                r.add(
+                    Check::new(
+                        Level::Warn,
+                        format!(
+                            "certificate {} is self-signed: clients refuse it unless given it (curl --cacert, ferroftp doctor --ca) or told to skip verification",
+                            cert.display()
+                        ),
+                    )
+                    .fix("fine for testing; for real clients use a certificate from a CA they trust"),
+                );
+            }
+        }
+    }
+    if let Some(name) = &config.passive.address {
+        if name.parse::<IpAddr>().is_err() && !loaded.names.iter().any(|n| name_matches(n, name)) {
+            r.add(
+                Check::new(
+                    Level::Warn,
+                    format!(
+                        "certificate {} is not for {name:?} (passive.address), the name clients probably use; it is for {}",
+                        cert.display(),
+                        loaded.names.join(", ")
+                    ),
+                )
+                .fix(format!("get a certificate that names {name}")),
+            );
+        }
+    }
+    if config.tls.client_ca.is_some() {
+        match Tls::new(&config.tls) {
+            Ok(_) => r.add(Check::new(Level::Ok, "tls.client_ca loads")),
+            Err(e) => r.add(Check::new(Level::Fail, format!("{e}")).fix(
+                "tls.client_ca: a PEM file with the CA certificates that sign client certificates",
+            )),
+        }
+    }
+}
+
+/// A certificate name (possibly `*.example.org`) against a host name, case-insensitively.
+fn name_matches(pattern: &str, name: &str) -> bool {
+    let (pattern, name) = (pattern.to_ascii_lowercase(), name.to_ascii_lowercase());
+    match pattern.strip_prefix("*.") {
+        Some(base) => name
+            .split_once('.')
+            .is_some_and(|(first, rest)| !first.is_empty() && rest == base),
+        None => pattern == name,
+    }
+}
+
+fn mode_of(path: &Path) -> io::Result<u32> {
+    Ok(std::fs::metadata(path)?.permissions().mode() & 0o7777)
+}
+
+fn key_permissions(key: &Path, r: &mut Report) {
+    match mode_of(key) {
+        Ok(mode) if mode & 0o077 != 0 => r.add(
+            Check::new(
+                Level::Warn,
+                format!(
+                    "key {} has mode {mode:04o}: {} can read the private key",
+                    key.display(),
+                    if mode & 0o007 != 0 {
+                        "every local user"
+                    } else {
+                        "its group"
+                    }
+                ),
+            )
+            .fix(format!(
+                "chmod 600 {} (owned by the service's user)",
+                key.display()
+            )),
+        ),
+        Ok(mode) => r.add(Check::new(
+            Level::Ok,
+            format!("key {} has mode {mode:04o}", key.display()),
+        )),
+        // load_pair says why the file cannot be read.
+        Err(_) => {}
+    }
+}
+
+fn files(config: &Config, r: &mut Report) {
+    r.section("Files and directories");
+    let root = &config.root;
+    let root_ok = match std::fs::metadata(root) {
+        Ok(m) if m.is_dir() => true,
+        Ok(_) => {
+            r.add(
+                Check::new(
+                    Level::Fail,
+                    format!("root {} is not a directory", root.display()),
+                )
+                .fix("root (or --root) must name a directory"),
+            );
+            false
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound && *root == Config::default().root => {
+            r.add(Check::new(
+                Level::Warn,
+                format!(
+                    "root {} does not exist yet: serve creates this default at start",
+                    root.display()
+                ),
+            ));
+            false
+        }
+        Err(e) => {
+            r.add(
+                Check::new(Level::Fail, format!("root {}: {e}", root.display()))
+                    .fix("create it (mkdir -p), or set root / --root to the directory to serve"),
+            );
+            false
+        }
+    };
+    let mut homes: Vec<(PathBuf, Vec<String>)> = Vec::new();
+    let mut add_home = |path: PathBuf, who: String| match homes.iter_mut().find(|(p, _)| *p == path)
+    {
+        Some((_, names)) => names.push(who),
+        None => homes.push((path, vec![who])),
+    };
+    match &config.users_file {
+        None => r.add(
+            Check::new(
+                Level::Warn,
+                "no users_file: serve makes one user, ferro, with a new random password at each start",
+            )
+            .fix("ferroftp passwd --users /etc/ferroftp/users.toml NAME, then users_file = that file"),
+        ),
+        Some(path) => {
+            match mode_of(path) {
+                Ok(mode) if mode & 0o022 != 0 => r.add(
+                    Check::new(
+                        Level::Fail,
+                        format!(
+                            "users file {} has mode {mode:04o}: others can write it, and so add themselves as users",
+                            path.display()
+                        ),
+                    )
+                    .fix(format!("chmod 600 {}", path.display())),
+                ),
+                Ok(mode) if mode & 0o044 != 0 => r.add(
+                    Check::new(
+                        Level::Warn,
+                        format!(
+                            "users file {} has mode {mode:04o}: others can read the password hashes (and try to crack them offline)",
+                            path.display()
+                        ),
+                    )
+                    .fix(format!(
+                        "chmod 600 {} (owned by the service's user)",
+                        path.display()
+                    )),
+                ),
+                _ => {}
+            }
+            match UserDb::load(path) {
+                Ok(db) => {
+                    let disabled = db.users().filter(|u| u.disabled).count();
+                    r.add(Check::new(
+                        Level::Ok,
+                        format!(
+                            "users file {}: {} user{} ({disabled} disabled)",
+                            path.display(),
+                            db.len(),
+                            if db.len() == 1 { "" } else { "s" }
+                        ),
+                    ));
+                    for user in db.users().filter(|u| !u.disabled) {
+                        let home = user.home.as_ref().map_or_else(|| root.clone(), |h| root.join(h));
+                        add_home(home, format!("user {}", user.name));
+                    }
+                }
+                Err(e) => {
+                    let fix = if matches!(e, AuthError::Read { .. }) {
+                        "check the path, and that the service's user may read the file"
+                    } else {
+                        "fix the users file (ferroftp passwd rewrites entries safely)"
+                    };
+                    r.add(Check::new(Level::Fail, format!("{e}")).fix(fix));
+                }
+            }
+        }
+    }
+    if config.users_file.is_none() {
+        add_home(root.clone(), "the generated user".into());
+    }
+    if config.anonymous.enabled {
+        let anon = &config.anonymous;
+        let home = anon
+            .home
+            .as_ref()
+            .map_or_else(|| root.clone(), |h| root.join(h));
+        add_home(home, "anonymous".into());
+        let writes: Vec<&str> = anon
+            .permissions
+            .iter()
+            .filter(|p| !matches!(p, Permission::List | Permission::Read))
+            .map(|p| p.name())
+            .collect();
+        if !writes.is_empty() {
+            r.add(
+                Check::new(
+                    Level::Warn,
+                    format!(
+                        "anonymous logins are on and may {}: anyone can change files",
+                        writes.join(", ")
+                    ),
+                )
+                .fix("anonymous.permissions = [\"list\", \"read\"] unless this is an upload drop on purpose"),
+            );
+        }
+    }
+    for (home, who) in homes {
+        if home == *root && !root_ok {
+            continue;
+        }
+        let who = who.join(", ");
+        match std::fs::metadata(&home) {
+            Ok(m) if !m.is_dir() => r.add(
+                Check::new(
+                    Level::Fail,
+                    format!("home {} ({who}) is not a directory: login is refused", home.display()),
+                )
+                .fix("make it a directory, or change the home (users file `home`, anonymous.home)"),
+            ),
+            Ok(m) if m.mode() & 0o002 != 0 => r.add(
+                Check::new(
+                    Level::Warn,
+                    format!(
+                        "home {} ({who}) is world-writable (mode {:04o}): any local user can change what is served",
+                        home.display(),
+                        m.mode() & 0o7777
+                    ),
+                )
+                .fix(format!("chmod o-w {}", home.display())),
+            ),
+            Ok(m) => r.add(Check::new(
+                Level::Ok,
+                format!(
+                    "home {} ({who}): directory, mode {:04o}",
+                    home.display(),
+                    m.mode() & 0o7777
+                ),
+            )),
+            Err(e) => r.add(
+                Check::new(
+                    Level::Fail,
+                    format!("home {} ({who}): {e}: login is refused (530)", home.display()),
+                )
+                .fix(format!(
+                    "mkdir -p {} (owned by the service's user), or change the home (users file `home`, anonymous.home)",
+                    home.display()
+                )),
+            ),
+        }
+    }
+}
+
+fn limits(config: &Config, r: &mut Report) {
+    r.section("Limits");
+    use rustix::process::{Resource, getrlimit};
+    let needed = config.limits.max_sessions.saturating_mul(4) as u64 + 64;
+    // serve raises the soft limit to the hard one.
+    match getrlimit(Resource::Nofile).maximum {
+        Some(hard) if hard < needed => r.add(
+            Check::new(
+                Level::Warn,
+                format!(
+                    "open-files limit {hard} is too low for limits.max_sessions = {} (each session can hold 4 files; {needed} needed)",
+                    config.limits.max_sessions
+                ),
+            )
+            .fix("raise it (LimitNOFILE= under systemd, ulimit -n), or lower limits.max_sessions"),
+        ),
+        hard => r.add(Check::new(
+            Level::Ok,
+            format!(
+                "open-files limit {} is enough for limits.max_sessions = {}",
+                hard.map_or_else(|| "unlimited".to_owned(), |h| h.to_string()),
+                config.limits.max_sessions
+            ),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_addresses_include_cgnat_and_link_local() {
+        for ip in [
+            "10.0.0.5",
+            "192.168.1.1",
+            "172.16.0.1",
+            "100.64.0.1",
+            "169.254.1.1",
+        ] {
+            assert!(is_private(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["203.0.113.7", "8.8.8.8", "100.128.0.1", "127.0.0.1"] {
+            assert!(!is_private(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn certificate_names_match_like_clients_do() {
+        assert!(name_matches("ftp.example.org", "FTP.example.org"));
+        assert!(name_matches("*.example.org", "ftp.example.org"));
+        assert!(!name_matches("*.example.org", "a.b.example.org"));
+        assert!(!name_matches("*.example.org", "example.org"));
+        assert!(!name_matches("ftp.example.org", "example.org"));
+    }
+}

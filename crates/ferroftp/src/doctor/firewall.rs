@@ -1,0 +1,242 @@
+//! The firewall rules a configuration needs, for nftables and iptables, and the conntrack FTP
+//! helper caveat.
+
+use std::collections::BTreeSet;
+
+use crate::config::{Config, ListenerConfig, ListenerMode, TlsPolicy};
+
+/// Whether clients of this listener can run whole sessions without TLS (so that a conntrack
+/// helper could read their PASV replies).
+fn allows_plain(l: &ListenerConfig) -> bool {
+    match l.mode {
+        ListenerMode::Plain => true,
+        ListenerMode::Explicit => l.tls_policy == TlsPolicy::Optional,
+        ListenerMode::Implicit => false,
+    }
+}
+
+fn join(ports: &BTreeSet<u16>, sep: &str) -> String {
+    ports
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(sep)
+}
+
+/// nft's notation for a set of ports: `21` or `{ 21, 990 }`.
+fn nft_ports(ports: &BTreeSet<u16>) -> String {
+    if ports.len() == 1 {
+        join(ports, ", ")
+    } else {
+        format!("{{ {} }}", join(ports, ", "))
+    }
+}
+
+/// iptables' notation: `--dport 21` or `-m multiport --dports 21,990`.
+fn ipt_ports(ports: &BTreeSet<u16>) -> String {
+    if ports.len() == 1 {
+        format!("--dport {}", join(ports, ","))
+    } else {
+        format!("-m multiport --dports {}", join(ports, ","))
+    }
+}
+
+/// The rules to open for `config`: comment lines start with `#`, the others are commands to
+/// run as they are.
+pub fn firewall_rules(config: &Config) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let fixed = |l: &&ListenerConfig| l.bind.port() != 0;
+    let control: BTreeSet<u16> = config
+        .listeners
+        .iter()
+        .filter(fixed)
+        .map(|l| l.bind.port())
+        .collect();
+    let ipv6 = config.listeners.iter().any(|l| l.bind.is_ipv6());
+    if config.listeners.iter().all(|l| l.bind.ip().is_loopback()) {
+        out.push(
+            "# Every listener is on loopback: these rules matter once a listener is on the network."
+                .into(),
+        );
+    }
+    let passive = config.passive.ports;
+    out.push(format!(
+        "# Control port(s): {}. Passive range: {}.",
+        if control.is_empty() {
+            "none fixed (port 0)".to_owned()
+        } else {
+            join(&control, ", ")
+        },
+        passive.map_or_else(|| "not fixed".to_owned(), |r| r.to_string())
+    ));
+    out.push(
+        "# nftables (a table \"inet filter\" with an \"input\" chain, as in Debian's /etc/nftables.conf):"
+            .into(),
+    );
+    out.push("nft add rule inet filter input ct state established,related accept".into());
+    if !control.is_empty() {
+        out.push(format!(
+            "nft add rule inet filter input tcp dport {} ct state new accept",
+            nft_ports(&control)
+        ));
+    }
+    if let Some(r) = passive {
+        out.push(format!(
+            "nft add rule inet filter input tcp dport {}-{} ct state new accept",
+            r.low, r.high
+        ));
+    }
+    out.push(format!(
+        "# iptables{}:",
+        if ipv6 {
+            " (and the same lines with ip6tables for the IPv6 listeners)"
+        } else {
+            ""
+        }
+    ));
+    out.push("iptables -A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT".into());
+    if !control.is_empty() {
+        out.push(format!(
+            "iptables -A INPUT -p tcp {} -m conntrack --ctstate NEW -j ACCEPT",
+            ipt_ports(&control)
+        ));
+    }
+    if let Some(r) = passive {
+        out.push(format!(
+            "iptables -A INPUT -p tcp --dport {}:{} -m conntrack --ctstate NEW -j ACCEPT",
+            r.low, r.high
+        ));
+    } else {
+        out.push(
+            "# No passive range (passive.ports is unset): PASV/EPSV use any free port, which a firewall cannot open narrowly; set passive.ports = \"50000-50100\" and run doctor again."
+                .into(),
+        );
+    }
+    if config.active.enabled {
+        let low = if config.active.allow_privileged_ports {
+            1
+        } else {
+            1024
+        };
+        out.push(format!(
+            "# Active mode (PORT/EPRT) is on: the server connects out to the client's port ({low}-65535) from an ephemeral source port, not from 20 or 989 (ferroftp has no setting for the classic source port), so no rule for 20/989 is needed. Only an output chain with policy drop needs:"
+        ));
+        out.push(format!(
+            "nft add rule inet filter output tcp dport {low}-65535 ct state new accept"
+        ));
+        out.push(format!(
+            "iptables -A OUTPUT -p tcp --dport {low}:65535 -m conntrack --ctstate NEW -j ACCEPT"
+        ));
+    }
+    out.push(String::new());
+    out.push("# The conntrack FTP helper (nf_conntrack_ftp) reads PASV/EPSV replies on the control connection and lets the data connection in as RELATED.".into());
+    if config.listeners.iter().any(|l| l.mode.offers_tls()) {
+        out.push(format!(
+            "# FTPS: the helper cannot see inside TLS, so with FTPS the passive range must be opened explicitly{}.",
+            if passive.is_some() {
+                " (the rules above do)"
+            } else {
+                ""
+            }
+        ));
+    }
+    let plain: BTreeSet<u16> = config
+        .listeners
+        .iter()
+        .filter(fixed)
+        .filter(|l| allows_plain(l))
+        .map(|l| l.bind.port())
+        .collect();
+    if plain.is_empty() {
+        out.push("# No listener allows whole sessions without TLS: the helper cannot help here; keep the passive range open.".into());
+    } else {
+        out.push(format!(
+            "# Plain FTP (port(s) {}): the helper could open data ports by itself, but automatic helper assignment is off by default since Linux 4.7 (sysctl net.netfilter.nf_conntrack_helper = 0). To rely on it instead of opening the range, assign it explicitly:",
+            join(&plain, ", ")
+        ));
+        out.push("modprobe nf_conntrack_ftp".into());
+        out.push("nft add table inet ftphelper".into());
+        out.push(
+            "nft add ct helper inet ftphelper ftp-standard '{ type \"ftp\" protocol tcp; }'".into(),
+        );
+        out.push("nft add chain inet ftphelper prerouting '{ type filter hook prerouting priority filter; }'".into());
+        out.push(format!(
+            "nft add rule inet ftphelper prerouting tcp dport {} ct helper set \"ftp-standard\"",
+            nft_ports(&plain)
+        ));
+        out.push(format!(
+            "iptables -t raw -A PREROUTING -p tcp {} -j CT --helper ftp",
+            ipt_ports(&plain)
+        ));
+        out.push("# Opening the passive range explicitly works for plain FTP and FTPS alike and needs no helper.".into());
+    }
+    let mut text = out.join("\n");
+    text.push('\n');
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PortRange;
+
+    fn config(text: &str) -> Config {
+        let c: Config = toml::from_str(text).unwrap();
+        c.validate().unwrap();
+        c
+    }
+
+    #[test]
+    fn rules_name_the_control_ports_and_the_passive_range() {
+        let c = config(
+            "[[listener]]\nbind = \"0.0.0.0:21\"\n[[listener]]\nbind = \"0.0.0.0:990\"\nmode = \"implicit\"\n[passive]\nports = \"50000-50100\"\n",
+        );
+        let text = firewall_rules(&c);
+        assert!(
+            text.contains(
+                "nft add rule inet filter input tcp dport { 21, 990 } ct state new accept"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "nft add rule inet filter input tcp dport 50000-50100 ct state new accept"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("iptables -A INPUT -p tcp -m multiport --dports 21,990 -m conntrack --ctstate NEW -j ACCEPT"), "{text}");
+        assert!(
+            text.contains(
+                "iptables -A INPUT -p tcp --dport 50000:50100 -m conntrack --ctstate NEW -j ACCEPT"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("cannot see inside TLS"), "{text}");
+        // Port 21 (explicit, TLS optional) can be plain; 990 (implicit) cannot.
+        assert!(
+            text.contains("tcp dport 21 ct helper set \"ftp-standard\""),
+            "{text}"
+        );
+        assert!(text.contains("-j CT --helper ftp"), "{text}");
+        assert!(text.contains("1024-65535"), "{text}");
+        assert_eq!(
+            c.passive.ports,
+            Some(PortRange {
+                low: 50000,
+                high: 50100
+            })
+        );
+    }
+
+    #[test]
+    fn without_plain_sessions_there_is_no_helper_recipe() {
+        let c = config(
+            "[[listener]]\nbind = \"[::]:990\"\nmode = \"implicit\"\n[active]\nenabled = false\n",
+        );
+        let text = firewall_rules(&c);
+        assert!(text.contains("ip6tables"), "{text}");
+        assert!(!text.contains("--helper ftp"), "{text}");
+        assert!(text.contains("passive.ports is unset"), "{text}");
+        assert!(!text.contains("Active mode"), "{text}");
+    }
+}
