@@ -6,14 +6,19 @@
 //! [[user]]
 //! name = "alice"
 //! password = "$argon2id$v=19$m=19456,t=2,p=1$...."  # PHC string, set with `ferroftp passwd`
+//!                           # (or bcrypt, SHA-512/SHA-256/MD5-crypt moved from another server)
 //! home = "/srv/ftp/alice"   # optional: absolute, or relative to the server root; absent = the server root
 //! permissions = ["list", "read", "write", "append", "delete", "rename", "mkdir", "rmdir"]  # optional; absent = all
 //! disabled = false          # optional
 //! ```
 //!
 //! [`UserDb`] is the loaded, validated file; [`UserDb::verify`] checks a password in constant-ish
-//! time whether or not the user exists. [`upsert_user`] edits the file for `ferroftp passwd`.
+//! time whether or not the user exists. [`upsert_user`] edits the file for `ferroftp passwd`,
+//! [`upsert_users`] for `ferroftp import-users`, and [`upgrade_hash`] replaces a legacy hash
+//! (bcrypt, crypt(3)) by an argon2id one after a successful login.
 //! Passwords never appear in error messages; neither do password hashes.
+
+mod legacy;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -21,7 +26,7 @@ use std::fs;
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -225,6 +230,47 @@ impl fmt::Debug for HashString {
     }
 }
 
+/// The kind of a password hash in the users file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum HashScheme {
+    /// argon2 (argon2id, as `ferroftp passwd` writes; argon2i and argon2d verify too).
+    Argon2,
+    /// bcrypt: `$2b$`, `$2a$` or `$2y$`.
+    Bcrypt,
+    /// crypt(3) SHA-512-crypt: `$6$`.
+    Sha512Crypt,
+    /// crypt(3) SHA-256-crypt: `$5$`.
+    Sha256Crypt,
+    /// crypt(3) MD5-crypt: `$1$`.
+    Md5Crypt,
+}
+
+impl HashScheme {
+    /// The name used in logs and reports: `argon2`, `bcrypt`, `sha512-crypt`, `sha256-crypt`
+    /// or `md5-crypt`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            HashScheme::Argon2 => "argon2",
+            HashScheme::Bcrypt => "bcrypt",
+            HashScheme::Sha512Crypt => "sha512-crypt",
+            HashScheme::Sha256Crypt => "sha256-crypt",
+            HashScheme::Md5Crypt => "md5-crypt",
+        }
+    }
+
+    /// The scheme of `hash`, if it is a well-formed hash that ferroftp verifies.
+    pub fn of(hash: &str) -> Option<HashScheme> {
+        check_password_hash(hash).ok()
+    }
+}
+
+impl fmt::Display for HashScheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// A user as loaded from the users file.
 #[derive(Debug, Clone)]
 pub struct User {
@@ -256,6 +302,13 @@ impl User {
             client_certs: Vec::new(),
             password_hash: HashString::default(),
         }
+    }
+
+    /// The kind of the user's password hash (`None`: unusable, possible only for users added
+    /// with [`UserDb::with_user`]). Anything but argon2 is a legacy hash that
+    /// [`upgrade_hash`] can replace.
+    pub fn hash_scheme(&self) -> Option<HashScheme> {
+        HashScheme::of(&self.password_hash.0)
     }
 }
 
@@ -326,7 +379,7 @@ pub enum AuthError {
         /// Why it was rejected.
         reason: &'static str,
     },
-    /// A password hash given to [`upsert_user`] is not an argon2 PHC string.
+    /// A password hash given to [`upsert_user`] is not one that ferroftp verifies.
     #[error("invalid password hash: {0}")]
     InvalidHash(String),
     /// A home directory given to [`upsert_user`] cannot be stored in the users file.
@@ -397,9 +450,16 @@ thread_local! {
     static VERIFIED_HASHES: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Run argon2 for `password` against `hash`. An unparsable hash (only possible via
-/// [`UserDb::with_user`]) is replaced by the dummy hash, so the cost stays the same.
+/// Check `password` against `hash` (argon2, or a legacy bcrypt or crypt(3) hash). An
+/// unparsable hash (only possible via [`UserDb::with_user`]) is replaced by the argon2 dummy
+/// hash, so that it costs a verification all the same.
 fn verify_hash(hash: &str, password: &str) -> bool {
+    if let Some(Ok(legacy)) = legacy::parse(hash) {
+        let ok = legacy.verify(password);
+        #[cfg(test)]
+        VERIFIED_HASHES.with(|v| v.borrow_mut().push(hash.to_owned()));
+        return ok;
+    }
     let (parsed, genuine) = match PasswordHash::new(hash) {
         Ok(parsed) => (parsed, true),
         Err(_) => match PasswordHash::new(dummy_hash()) {
@@ -465,29 +525,51 @@ fn argon2_matches(
         && argon2::password_hash::Output::new(out).is_ok_and(|computed| computed == expected)
 }
 
-/// Check that `hash` is an argon2 PHC string that argon2 can verify against. The error never
-/// contains the string itself: it might be a plaintext password pasted in the wrong place.
-fn check_hash(hash: &str) -> Result<(), String> {
-    const EXPECTED: &str = "expected an argon2id PHC string such as \
-        \"$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>\"; set it with `ferroftp passwd`";
-    let parsed =
-        PasswordHash::new(hash).map_err(|e| format!("not a valid PHC string ({e}); {EXPECTED}"))?;
+/// What the users file accepts in `password`, for error messages.
+const EXPECTED_HASH: &str = "expected an argon2id PHC string such as \
+    \"$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>\" (set it with `ferroftp passwd`), or a hash \
+    moved from another server: bcrypt ($2b$, $2a$, $2y$), SHA-512-crypt ($6$), SHA-256-crypt \
+    ($5$) or MD5-crypt ($1$)";
+
+/// Check that `hash` is a hash ferroftp can verify against: an argon2 PHC string, or a
+/// well-formed bcrypt, SHA-512-crypt, SHA-256-crypt or MD5-crypt hash. The error says what is
+/// wrong and what is accepted, and never contains the string itself: it might be a plaintext
+/// password pasted in the wrong place.
+fn check_hash(hash: &str) -> Result<HashScheme, String> {
+    check_password_hash(hash).map_err(|reason| format!("{reason}; {EXPECTED_HASH}"))
+}
+
+/// The scheme of `hash` if it can go in a users file's `password`, or in a few words why not
+/// (never quoting it): malformed, or a scheme ferroftp does not verify (such as yescrypt).
+pub fn check_password_hash(hash: &str) -> Result<HashScheme, String> {
+    if let Some(parsed) = legacy::parse(hash) {
+        return parsed.map(|l| l.scheme());
+    }
+    if let Some(name) = legacy::unsupported(hash) {
+        return Err(format!(
+            "{name} hashes are not supported: set a new password with `ferroftp passwd`"
+        ));
+    }
+    let parsed = PasswordHash::new(hash).map_err(|e| format!("not a valid PHC string ({e})"))?;
     Algorithm::try_from(parsed.algorithm).map_err(|_| {
         format!(
-            "hash algorithm {:?} is not argon2; {EXPECTED}",
+            "hash algorithm {:?} is not supported",
             parsed.algorithm.as_str()
         )
     })?;
     if let Some(version) = parsed.version {
-        Version::try_from(version)
-            .map_err(|_| format!("unsupported argon2 version {version}; {EXPECTED}"))?;
+        Version::try_from(version).map_err(|_| format!("unsupported argon2 version {version}"))?;
     }
     if parsed.salt.is_none() || parsed.hash.is_none() {
-        return Err(format!("PHC string has no salt or no hash; {EXPECTED}"));
+        return Err("PHC string has no salt or no hash".to_owned());
     }
-    Params::try_from(&parsed)
-        .map_err(|e| format!("invalid argon2 parameters ({e}); {EXPECTED}"))?;
-    Ok(())
+    Params::try_from(&parsed).map_err(|e| format!("invalid argon2 parameters ({e})"))?;
+    Ok(HashScheme::Argon2)
+}
+
+/// Check a user name as the users file does: why it is not acceptable, if it is not.
+pub fn check_user_name(name: &str) -> Result<(), &'static str> {
+    check_name(name)
 }
 
 /// Check a user name: non-empty, no whitespace, no control characters.
@@ -534,23 +616,38 @@ fn hash_params(hash: &str) -> Option<HashParams> {
     })
 }
 
-/// The dummy hash for `params`, made once per parameter set.
-fn dummy_hash_for(params: HashParams) -> Arc<str> {
-    type Cache = std::sync::Mutex<Vec<(HashParams, Arc<str>)>>;
+/// What checking a hash costs: its scheme and parameters. Hashes with the same cost take the
+/// same time to check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cost {
+    Argon2(HashParams),
+    Legacy(legacy::LegacyCost),
+}
+
+/// The cost of checking `hash`, if it is a hash ferroftp verifies.
+fn hash_cost(hash: &str) -> Option<Cost> {
+    match legacy::parse(hash) {
+        Some(parsed) => parsed.ok().map(|l| Cost::Legacy(l.cost())),
+        None => hash_params(hash).map(Cost::Argon2),
+    }
+}
+
+/// The dummy hash for `cost`, made once per cost.
+fn dummy_hash_for(cost: Cost) -> Arc<str> {
+    type Cache = std::sync::Mutex<Vec<(Cost, Arc<str>)>>;
     static CACHE: OnceLock<Cache> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((_, h)) = cache.iter().find(|(p, _)| *p == params) {
+    if let Some((_, h)) = cache.iter().find(|(c, _)| *c == cost) {
         return Arc::clone(h);
     }
-    let hash: Arc<str> = if params == HashParams::default() {
-        dummy_hash().into()
-    } else {
-        hash_password(DUMMY_PASSWORD, params)
-            .map(Into::into)
-            .unwrap_or_else(|_| dummy_hash().into())
+    let made = match cost {
+        Cost::Argon2(params) if params == HashParams::default() => Some(dummy_hash().to_owned()),
+        Cost::Argon2(params) => hash_password(DUMMY_PASSWORD, params).ok(),
+        Cost::Legacy(cost) => legacy::make(cost, DUMMY_PASSWORD),
     };
-    cache.push((params, Arc::clone(&hash)));
+    let hash: Arc<str> = made.map_or_else(|| dummy_hash().into(), Into::into);
+    cache.push((cost, Arc::clone(&hash)));
     hash
 }
 
@@ -584,22 +681,24 @@ impl UserDb {
         Ok(db)
     }
 
-    /// Pick the dummy hash's parameters: those most users have (the defaults if none).
+    /// Pick the dummy hash's scheme and parameters: those most users have (argon2id with the
+    /// default parameters if none), so that an unknown user costs what most real ones cost
+    /// whether the file holds argon2 hashes or legacy ones moved from another server.
     fn refresh_dummy(&mut self) {
-        let mut counts: Vec<(HashParams, usize)> = Vec::new();
+        let mut counts: Vec<(Cost, usize)> = Vec::new();
         for user in self.users.values() {
-            if let Some(p) = hash_params(&user.password_hash.0) {
-                match counts.iter_mut().find(|(q, _)| *q == p) {
+            if let Some(c) = hash_cost(&user.password_hash.0) {
+                match counts.iter_mut().find(|(d, _)| *d == c) {
                     Some((_, n)) => *n += 1,
-                    None => counts.push((p, 1)),
+                    None => counts.push((c, 1)),
                 }
             }
         }
-        let params = counts
+        let cost = counts
             .iter()
             .max_by_key(|(_, n)| *n)
-            .map_or_else(HashParams::default, |(p, _)| *p);
-        self.dummy = Some(dummy_hash_for(params));
+            .map_or(Cost::Argon2(HashParams::default()), |(c, _)| *c);
+        self.dummy = Some(dummy_hash_for(cost));
     }
 
     /// Add (or replace) a user with the given PHC hash; used for the generated default user.
@@ -635,22 +734,28 @@ impl UserDb {
 
     /// What checking a password for `name` costs, in KiB-passes of argon2 (memory times
     /// iterations): the user's own hash, or the dummy's for unknown and disabled users.
+    /// `u64::MAX` for bcrypt and crypt(3) hashes (and unusable ones): they are never cheap
+    /// enough to check on an async worker.
     pub fn verify_cost(&self, name: &str) -> u64 {
         let hash = match self.users.get(name) {
             Some(user) if !user.disabled => user.password_hash.0.as_str(),
             _ => self.dummy.as_deref().unwrap_or_else(|| dummy_hash()),
         };
-        hash_params(hash).map_or(u64::MAX, |p| {
-            u64::from(p.memory_kib).saturating_mul(u64::from(p.iterations))
-        })
+        match hash_cost(hash) {
+            Some(Cost::Argon2(p)) => {
+                u64::from(p.memory_kib).saturating_mul(u64::from(p.iterations))
+            }
+            _ => u64::MAX,
+        }
     }
 
-    /// Check a password. BLOCKING and deliberately slow (argon2): the server calls it inside spawn_blocking.
+    /// Check a password. BLOCKING and deliberately slow (argon2, bcrypt, crypt(3)): the server
+    /// calls it inside spawn_blocking.
     ///
     /// Returns the user on success; `None` for an unknown user, a disabled user, or a wrong
-    /// password. Unknown and disabled users are checked against a dummy argon2id hash with the
-    /// parameters most users in the file have, so they cost the same time as a wrong password
-    /// (exactly so when all users share their parameters, as `ferroftp passwd` makes them).
+    /// password. Unknown and disabled users are checked against a dummy hash of the scheme and
+    /// with the parameters most users in the file have, so they cost the same time as a wrong
+    /// password (exactly so when all users share them, as `ferroftp passwd` makes them).
     pub fn verify(&self, name: &str, password: &str) -> Option<User> {
         match self.users.get(name) {
             Some(user) if !user.disabled => {
@@ -843,17 +948,46 @@ fn describe_toml_error(text: &str, message: &str, span: Option<Range<usize>>) ->
 
 /// Header written at the top of users files that [`upsert_user`] creates.
 const FILE_HEADER: &str = "\
-# ferroftp users file. Manage with `ferroftp passwd --users FILE NAME [--home DIR]`.
+# ferroftp users file. Manage with `ferroftp passwd --users FILE NAME [--home DIR]`;
+# bring accounts from ProFTPD, Pure-FTPd or /etc/shadow with `ferroftp import-users`.
 #
 # [[user]]
 # name = \"alice\"
 # password = \"$argon2id$v=19$m=19456,t=2,p=1$...\"  # argon2id PHC string; set it with `ferroftp passwd`
+#                           # also accepted, from other servers: bcrypt ($2b$, $2a$, $2y$), SHA-512-crypt ($6$),
+#                           # SHA-256-crypt ($5$) and MD5-crypt ($1$); re-hashed to argon2id at the next login
+#                           # when the server's auth.rehash_to_argon2 is on
 # home = \"/srv/ftp/alice\"   # optional: absolute, or relative to the server root; absent = the server root
 # permissions = [\"list\", \"read\", \"write\", \"append\", \"delete\", \"rename\", \"mkdir\", \"rmdir\"]  # optional; absent or \"all\" = all
 # disabled = false          # optional
 # tls_policy = \"optional\"   # optional: \"optional\", \"login\" (TLS to log in) or \"login_and_data\" (and PROT P)
 # client_cert_sha256 = []   # optional: fingerprints of client certificates that log this user in without a password
 ";
+
+/// One account for [`upsert_users`] to add or update.
+#[derive(Clone, Copy)]
+pub struct UserUpdate<'a> {
+    /// The user name.
+    pub name: &'a str,
+    /// The password hash: argon2 PHC, bcrypt or crypt(3) (checked as the users file checks it).
+    pub password_hash: &'a str,
+    /// `Some` = set the home; `None` = keep the existing one (or none for a new user).
+    pub home: Option<&'a Path>,
+    /// `Some(true)` = set `disabled = true`; `Some(false)` = enable the user (an existing
+    /// `disabled` key becomes `false`; a new user gets no key); `None` = leave it as it is.
+    pub disabled: Option<bool>,
+}
+
+impl fmt::Debug for UserUpdate<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserUpdate")
+            .field("name", &self.name)
+            .field("password_hash", &"<redacted>")
+            .field("home", &self.home)
+            .field("disabled", &self.disabled)
+            .finish()
+    }
+}
 
 /// Add or update a user in a users file (creating the file if missing), keeping other users, comments and layout.
 ///
@@ -862,8 +996,9 @@ const FILE_HEADER: &str = "\
 /// (a new `[[user]]` table, or an inline table if the file lists users in an inline array), so
 /// comments and layout survive. The result is validated again before anything is written. The
 /// file is written atomically (temporary file in the same directory + rename) with mode 0o600;
-/// a symlink is followed and its target replaced. Concurrent writers are not serialised: the
-/// last one wins.
+/// a symlink is followed and its target replaced. Writers are serialised, in this process and
+/// with other ferroftp processes (`passwd`, `import-users`, a server upgrading a hash), by an
+/// advisory lock on the file's directory.
 ///
 /// `home`: `Some` = set it; `None` = keep the existing one (or absent for a new user).
 /// Returns whether the user was created (`true`) or updated (`false`).
@@ -873,37 +1008,144 @@ pub fn upsert_user(
     password_hash: &str,
     home: Option<&Path>,
 ) -> Result<bool, AuthError> {
-    check_name(name).map_err(|reason| AuthError::InvalidName {
-        name: name.to_owned(),
+    let created = upsert_users(
+        path,
+        &[UserUpdate {
+            name,
+            password_hash,
+            home,
+            disabled: None,
+        }],
+    )?;
+    Ok(created.first().copied().unwrap_or(false))
+}
+
+/// Add or update several users at once, as [`upsert_user`] does one: a single atomic write, so
+/// either every update is in the file or none is. Returns, for each update in order, whether
+/// the user was created.
+pub fn upsert_users(path: &Path, updates: &[UserUpdate<'_>]) -> Result<Vec<bool>, AuthError> {
+    let mut homes = Vec::with_capacity(updates.len());
+    for u in updates {
+        check_name(u.name).map_err(|reason| AuthError::InvalidName {
+            name: u.name.to_owned(),
+            reason,
+        })?;
+        check_hash(u.password_hash).map_err(AuthError::InvalidHash)?;
+        homes.push(u.home.map(home_str).transpose()?);
+    }
+    let created = edit_users_file(path, |doc, _| {
+        Ok(Some(
+            updates
+                .iter()
+                .zip(&homes)
+                .map(|(u, home)| {
+                    edit_users_document(doc, u.name, u.password_hash, *home, u.disabled)
+                })
+                .collect(),
+        ))
+    })?;
+    Ok(created.unwrap_or_default())
+}
+
+/// A home directory as the users file stores it.
+fn home_str(h: &Path) -> Result<&str, AuthError> {
+    let s = h.to_str().ok_or_else(|| AuthError::InvalidHome {
+        path: h.to_owned(),
+        reason: "not valid UTF-8",
+    })?;
+    check_home(s).map_err(|reason| AuthError::InvalidHome {
+        path: h.to_owned(),
         reason,
     })?;
-    check_hash(password_hash).map_err(AuthError::InvalidHash)?;
-    let home = home
-        .map(|h| {
-            let s = h.to_str().ok_or_else(|| AuthError::InvalidHome {
-                path: h.to_owned(),
-                reason: "not valid UTF-8",
-            })?;
-            check_home(s).map_err(|reason| AuthError::InvalidHome {
-                path: h.to_owned(),
-                reason,
-            })?;
-            Ok(s)
-        })
-        .transpose()?;
+    Ok(s)
+}
 
+/// What [`upgrade_hash`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upgrade {
+    /// The user's hash of this scheme was replaced by an argon2id one in the file.
+    Upgraded(HashScheme),
+    /// Nothing was written: the hash is argon2 already, or the file no longer holds the hash
+    /// that was verified (the user was changed, upgraded or removed since it was loaded).
+    Unchanged,
+}
+
+/// After `password` was verified for `user`: if the user's hash is a legacy one (bcrypt,
+/// crypt(3)), hash the password with argon2id and `params` and put that in the users file at
+/// `path` in place of the old hash, keeping everything else as [`upsert_user`] does.
+///
+/// BLOCKING and deliberately slow (argon2, file I/O). Only if the file still holds the very
+/// hash that was verified: a password changed with `ferroftp passwd` meanwhile is never
+/// overwritten. The server's users in memory are not changed: the new hash is in force from
+/// the next reload or restart, and the old one keeps verifying until then.
+pub fn upgrade_hash(
+    path: &Path,
+    user: &User,
+    password: &str,
+    params: HashParams,
+) -> Result<Upgrade, AuthError> {
+    let old = user.password_hash.0.as_str();
+    let scheme = match check_hash(old) {
+        Ok(HashScheme::Argon2) | Err(_) => return Ok(Upgrade::Unchanged),
+        Ok(scheme) => scheme,
+    };
+    let written = edit_users_file(path, |doc, users| {
+        let current = users.iter().find(|u| u.name == user.name);
+        if current.is_none_or(|u| u.password != old) {
+            return Ok(None);
+        }
+        let hash = hash_password(password, params)?;
+        edit_users_document(doc, &user.name, &hash, None, None);
+        Ok(Some(()))
+    })?;
+    Ok(match written {
+        Some(()) => Upgrade::Upgraded(scheme),
+        None => Upgrade::Unchanged,
+    })
+}
+
+/// Serialises this process's edits of users files (the server's hash upgrades may run at
+/// once), so that none is lost to another's read-modify-write.
+static EDIT_LOCK: Mutex<()> = Mutex::new(());
+
+/// An exclusive advisory lock (flock) on the directory of `file`, held until dropped: other
+/// ferroftp processes editing a users file there (`passwd` while the server upgrades a hash)
+/// wait for it, so that neither undoes the other's change. The directory, not the file, since
+/// each edit replaces the file by renaming a new one over it. Best effort: `None` where the
+/// directory cannot be opened or locked.
+fn lock_directory(file: &Path) -> Option<fs::File> {
+    let dir = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let handle = fs::File::open(dir).ok()?;
+    #[cfg(unix)]
+    rustix::fs::flock(&handle, rustix::fs::FlockOperation::LockExclusive).ok()?;
+    Some(handle)
+}
+
+/// Read the users file at `path` (missing or empty: a new file), let `edit` change the
+/// document, validate the result and write it atomically. `edit` gets the document and the
+/// users as they are now; `Ok(None)` from it writes nothing.
+fn edit_users_file<R>(
+    path: &Path,
+    edit: impl FnOnce(&mut DocumentMut, &[RawUser]) -> Result<Option<R>, AuthError>,
+) -> Result<Option<R>, AuthError> {
+    let _serial = EDIT_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     let target = resolve_symlink(path);
+    let _locked = lock_directory(&target);
     let origin = path.display().to_string();
-    let mut doc = match fs::read_to_string(&target) {
+    let (mut doc, users) = match fs::read_to_string(&target) {
         Ok(text) if !text.trim().is_empty() => {
-            UserDb::parse(&text, &origin)?;
-            text.parse::<DocumentMut>().map_err(|e| AuthError::Syntax {
+            let users = parse_raw(&text, &origin)?;
+            let doc = text.parse::<DocumentMut>().map_err(|e| AuthError::Syntax {
                 origin: origin.clone(),
                 message: describe_toml_error(&text, e.message(), e.span()),
-            })?
+            })?;
+            (doc, users)
         }
-        Ok(_) => DocumentMut::new(),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => DocumentMut::new(),
+        Ok(_) => (DocumentMut::new(), Vec::new()),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => (DocumentMut::new(), Vec::new()),
         Err(error) => {
             return Err(AuthError::Read {
                 path: path.to_owned(),
@@ -911,23 +1153,26 @@ pub fn upsert_user(
             });
         }
     };
-    let created = edit_users_document(&mut doc, name, password_hash, home);
+    let Some(result) = edit(&mut doc, &users)? else {
+        return Ok(None);
+    };
     let text = doc.to_string();
-    UserDb::parse(&text, &origin)?;
+    parse_raw(&text, &origin)?;
     write_atomic(&target, &text).map_err(|error| AuthError::Write {
         path: path.to_owned(),
         error,
     })?;
-    Ok(created)
+    Ok(Some(result))
 }
 
-/// Set the password (and home, if given) of user `name` in a valid users file, appending the
-/// user if missing; returns whether it was appended.
+/// Set the password (and home and `disabled`, if given) of user `name` in a valid users file,
+/// appending the user if missing; returns whether it was appended.
 fn edit_users_document(
     doc: &mut DocumentMut,
     name: &str,
     password_hash: &str,
     home: Option<&str>,
+    disabled: Option<bool>,
 ) -> bool {
     let is_named = |t: &dyn TableLike| t.get("name").and_then(Item::as_str) == Some(name);
     let existing: Option<&mut dyn TableLike> = match doc.get_mut("user") {
@@ -944,9 +1189,16 @@ fn edit_users_document(
         _ => None,
     };
     if let Some(user) = existing {
-        set_string(user, "password", password_hash);
+        set_value(user, "password", password_hash.into());
         if let Some(home) = home {
-            set_string(user, "home", home);
+            set_value(user, "home", home.into());
+        }
+        match disabled {
+            Some(true) => set_value(user, "disabled", true.into()),
+            Some(false) if user.contains_key("disabled") => {
+                set_value(user, "disabled", false.into());
+            }
+            _ => {}
         }
         return false;
     }
@@ -956,6 +1208,9 @@ fn edit_users_document(
     user.insert("password", password_hash.into());
     if let Some(home) = home {
         user.insert("home", home.into());
+    }
+    if disabled == Some(true) {
+        user.insert("disabled", true.into());
     }
     match doc.get_mut("user") {
         Some(Item::ArrayOfTables(tables)) => tables.push(user.into_table()),
@@ -992,16 +1247,16 @@ fn edit_users_document(
     true
 }
 
-/// Set `key` to the string `s`, keeping the key's and the old value's comments and spacing.
-fn set_string(table: &mut dyn TableLike, key: &str, s: &str) {
+/// Set `key` to `new`, keeping the key's and the old value's comments and spacing.
+fn set_value(table: &mut dyn TableLike, key: &str, new: Value) {
     match table.get_mut(key).and_then(Item::as_value_mut) {
         Some(value) => {
             let decor = value.decor().clone();
-            *value = Value::from(s);
+            *value = new;
             *value.decor_mut() = decor;
         }
         None => {
-            table.insert(key, toml_edit::value(s));
+            table.insert(key, Item::Value(new));
         }
     }
 }
@@ -1167,7 +1422,7 @@ mod tests {
 
         // Unknown and disabled users are verified against a dummy hash instead, one with the
         // users' own parameters, so that they cost the same.
-        let dummy = dummy_hash_for(CHEAP).to_string();
+        let dummy = dummy_hash_for(Cost::Argon2(CHEAP)).to_string();
         assert_eq!(hash_params(&dummy), Some(CHEAP));
         assert!(db.verify("nobody", "wrong").is_none());
         assert_eq!(take_verified(), vec![dummy.clone()]);
@@ -1261,16 +1516,31 @@ mod tests {
         assert!(err.contains("not a valid PHC string"), "{err}");
         assert!(!err.contains("hunter2"), "password leaked: {err}");
 
-        let bcrypt = "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW";
+        // A bcrypt hash with one character too few.
+        let bcrypt = "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMU";
         let err = parse_err(&users_file(&[("bob", bcrypt, "")]));
-        assert!(err.contains("user \"bob\": password: "), "{err}");
+        assert!(
+            err.contains("user \"bob\": password: malformed bcrypt hash: "),
+            "{err}"
+        );
+        assert!(!err.contains(bcrypt), "{err}");
 
         let scrypt = "$scrypt$ln=16,r=8,p=1$aM15713r3Xsvxbi31lqr1Q$nFNh2CVHVjNldFVKDHDlm4CbdRSCdEBsjjJxD+iCs5E";
         let err = parse_err(&users_file(&[("bob", scrypt, "")]));
         assert!(
-            err.contains("user \"bob\": password: hash algorithm \"scrypt\" is not argon2"),
+            err.contains("user \"bob\": password: hash algorithm \"scrypt\" is not supported"),
             "{err}"
         );
+        let yescrypt = "$y$j9T$F5Jx5fExrKuPp53xLKQ..1$X3DX6M94c7o.9agCG9G317fhZg9SqC.5i5rd.RhAtQ7";
+        let err = parse_err(&users_file(&[("bob", yescrypt, "")]));
+        assert!(
+            err.contains(
+                "user \"bob\": password: yescrypt ($y$) hashes are not supported: set a new \
+                 password with `ferroftp passwd`; expected an argon2id PHC string"
+            ),
+            "{err}"
+        );
+        assert!(!err.contains(yescrypt), "{err}");
 
         let err = parse_err(&users_file(&[("", &h, "")]));
         assert!(err.contains("user #1: name: must not be empty"), "{err}");
@@ -1572,6 +1842,232 @@ mod tests {
         );
         assert!(
             UserDb::load(&real)
+                .expect("load")
+                .verify("alice", "one")
+                .is_some()
+        );
+    }
+
+    /// "hunter2" in every legacy scheme (openssl passwd -1/-5/-6, libxcrypt for bcrypt).
+    const LEGACY: [(&str, HashScheme); 4] = [
+        (
+            "$2y$04$abcdefghijklmnopqrstuuV3duMsC0HpUex6N9qapiuOHHWkwRXVm",
+            HashScheme::Bcrypt,
+        ),
+        (
+            "$6$saltsaltsaltsalt$dJX0KuyM7nCXuBPN.nYtdrJDotQEB1rFBumzix6FHzliKxLBinGY49pMJNvCoNf9fHmNyZ1IgX/glbcKhuXoh.",
+            HashScheme::Sha512Crypt,
+        ),
+        (
+            "$5$saltsaltsaltsalt$LTm0e1epoLCOhH8WjaKAzYHFbzuOTFXssEJnxJiG5YC",
+            HashScheme::Sha256Crypt,
+        ),
+        ("$1$saltsalt$ZliGyAN3DciDHEkDboonh/", HashScheme::Md5Crypt),
+    ];
+
+    #[test]
+    fn legacy_hashes_load_verify_and_report_their_scheme() {
+        let users: Vec<(String, &str, &str)> = LEGACY
+            .iter()
+            .map(|(h, scheme)| (scheme.name().replace('-', "_"), *h, ""))
+            .collect();
+        let users: Vec<(&str, &str, &str)> =
+            users.iter().map(|(n, h, e)| (n.as_str(), *h, *e)).collect();
+        let db = UserDb::parse(&users_file(&users), "users.toml").expect("parse");
+        for ((name, _, _), (_, scheme)) in users.iter().zip(LEGACY) {
+            let user = db.verify(name, "hunter2").expect(name);
+            assert_eq!(user.hash_scheme(), Some(scheme));
+            assert!(db.verify(name, "hunter3").is_none(), "{name}");
+            assert!(db.verify(name, "").is_none(), "{name}");
+            // Never cheap enough for an async worker.
+            assert_eq!(db.verify_cost(name), u64::MAX, "{name}");
+        }
+        assert_eq!(db.verify_cost("nobody"), u64::MAX);
+        let argon2 = UserDb::empty().with_user(User::new("a"), hash("x"));
+        assert_eq!(
+            argon2.get("a").expect("a").hash_scheme(),
+            Some(HashScheme::Argon2)
+        );
+        assert_eq!(
+            UserDb::empty()
+                .with_user(User::new("b"), "junk".into())
+                .get("b")
+                .expect("b")
+                .hash_scheme(),
+            None
+        );
+    }
+
+    #[test]
+    fn unknown_users_cost_what_most_users_cost_whatever_the_scheme() {
+        let sha_a = LEGACY[1].0;
+        let sha_b = "$6$ab$n1ZV1VHJ6c8pUb5bJY49CQ7dhZcLkJSe3OPi.galQW1AxmyKB5TOcbVyXUc1uwJLO0e3IGBcaTzJwgy67.KMN.";
+        let h = hash("secret");
+        let text = users_file(&[
+            ("alice", sha_a, ""),
+            ("bob", sha_b, ""),
+            ("carol", &h, ""),
+            ("dave", sha_a, "disabled = true"),
+        ]);
+        let db = UserDb::parse(&text, "users.toml").expect("parse");
+        take_verified();
+        assert!(db.verify("nobody", "hunter2").is_none());
+        let verified = take_verified();
+        assert_eq!(verified.len(), 1);
+        // A SHA-512-crypt dummy with the users' 5000 rounds, not an argon2 one.
+        assert_eq!(
+            hash_cost(&verified[0]),
+            Some(Cost::Legacy(legacy::LegacyCost::Sha512(5000)))
+        );
+        assert!(db.verify("dave", "hunter2").is_none());
+        assert_eq!(take_verified(), verified);
+        assert!(db.verify("alice", "wrong").is_none());
+        assert_eq!(take_verified(), vec![sha_a.to_owned()]);
+
+        // Mostly bcrypt of cost 4: a bcrypt dummy of cost 4.
+        let bc = LEGACY[0].0;
+        let db = UserDb::parse(
+            &users_file(&[("a", bc, ""), ("b", bc, ""), ("c", &h, "")]),
+            "users.toml",
+        )
+        .expect("parse");
+        assert!(db.verify("nobody", "x").is_none());
+        let verified = take_verified();
+        assert_eq!(
+            hash_cost(&verified[0]),
+            Some(Cost::Legacy(legacy::LegacyCost::Bcrypt(4)))
+        );
+    }
+
+    #[test]
+    fn upsert_users_writes_all_at_once_and_sets_disabled() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("users.toml");
+        let h = hash("one");
+        fs::write(
+            &path,
+            format!(
+                "[[user]]\nname = \"alice\"\npassword = \"{h}\"\ndisabled = true  # on leave\n\n\
+                 [[user]]\nname = \"bob\"\npassword = \"{h}\"\n"
+            ),
+        )
+        .expect("write");
+        let (md5, sha) = (LEGACY[3].0, LEGACY[1].0);
+        let update = |name, password_hash, disabled| UserUpdate {
+            name,
+            password_hash,
+            home: Some(Path::new("/srv/x")),
+            disabled,
+        };
+        let created = upsert_users(
+            &path,
+            &[
+                update("alice", md5, Some(false)),
+                update("bob", sha, Some(false)),
+                update("carol", md5, Some(true)),
+                update("dave", sha, Some(false)),
+            ],
+        )
+        .expect("upsert");
+        assert_eq!(created, [false, false, true, true]);
+        let text = fs::read_to_string(&path).expect("read");
+        assert!(text.contains("disabled = false  # on leave"), "{text}");
+        assert_eq!(text.matches("disabled").count(), 2, "{text}");
+        let db = UserDb::load(&path).expect("load");
+        assert!(db.verify("alice", "hunter2").is_some());
+        assert!(db.verify("bob", "hunter2").is_some());
+        assert!(db.get("carol").expect("carol").disabled);
+        assert!(db.verify("dave", "hunter2").is_some());
+        assert_eq!(
+            db.get("dave").expect("dave").home.as_deref(),
+            Some(Path::new("/srv/x"))
+        );
+
+        // One bad entry: nothing is written.
+        let before = fs::read_to_string(&path).expect("read");
+        let err = upsert_users(
+            &path,
+            &[update("erin", md5, None), update("fay", "$1$x", None)],
+        )
+        .expect_err("bad hash");
+        assert!(matches!(err, AuthError::InvalidHash(_)), "{err}");
+        assert_eq!(fs::read_to_string(&path).expect("read"), before);
+        assert!(!format!("{:?}", update("x", md5, None)).contains(md5));
+    }
+
+    #[test]
+    fn upgrade_hash_replaces_only_the_hash_that_was_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("users.toml");
+        let md5 = LEGACY[3].0;
+        let h = hash("other");
+        let original = format!(
+            "# my users\n[[user]]\nname = \"alice\"  # from proftpd\npassword = \"{md5}\"  # old\n\
+             home = \"/srv/alice\"\n\n[[user]]\nname = \"bob\"\npassword = \"{h}\"\n\n\
+             [[user]]\nname = \"carol\"\npassword = \"{md5}\"\n"
+        );
+        fs::write(&path, &original).expect("write");
+        let db = UserDb::load(&path).expect("load");
+        let alice = db.verify("alice", "hunter2").expect("alice");
+        let upgraded = upgrade_hash(&path, &alice, "hunter2", CHEAP).expect("upgrade");
+        assert_eq!(upgraded, Upgrade::Upgraded(HashScheme::Md5Crypt));
+        let text = fs::read_to_string(&path).expect("read");
+        assert!(text.starts_with("# my users\n"), "{text}");
+        assert!(
+            text.contains("# from proftpd") && text.contains("  # old"),
+            "{text}"
+        );
+        assert_eq!(text.matches(md5).count(), 1, "carol keeps hers: {text}");
+        let again = UserDb::load(&path).expect("load");
+        let alice2 = again.verify("alice", "hunter2").expect("new hash verifies");
+        assert_eq!(alice2.hash_scheme(), Some(HashScheme::Argon2));
+        assert_eq!(alice2.home.as_deref(), Some(Path::new("/srv/alice")));
+        assert!(again.verify("carol", "hunter2").is_some());
+
+        // The stale user (still holding the MD5 hash) changes nothing now.
+        assert_eq!(
+            upgrade_hash(&path, &alice, "hunter2", CHEAP).expect("stale"),
+            Upgrade::Unchanged
+        );
+        assert_eq!(fs::read_to_string(&path).expect("read"), text);
+        // Nor does an argon2 user.
+        let bob = again.verify("bob", "other").expect("bob");
+        assert_eq!(
+            upgrade_hash(&path, &bob, "other", CHEAP).expect("argon2"),
+            Upgrade::Unchanged
+        );
+        // Nor a user whose password was changed in the file since it was loaded.
+        let carol = db.verify("carol", "hunter2").expect("carol");
+        upsert_user(&path, "carol", &hash("changed"), None).expect("passwd");
+        let changed = fs::read_to_string(&path).expect("read");
+        assert_eq!(
+            upgrade_hash(&path, &carol, "hunter2", CHEAP).expect("changed"),
+            Upgrade::Unchanged
+        );
+        assert_eq!(fs::read_to_string(&path).expect("read"), changed);
+        assert_eq!(fs::read_dir(dir.path()).expect("readdir").count(), 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn edits_wait_for_the_lock_on_the_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("users.toml");
+        // As another process would hold it (flock conflicts between open files, even in one
+        // process).
+        let held = lock_directory(&path).expect("locked");
+        let h = hash("one");
+        let writer = {
+            let path = path.clone();
+            std::thread::spawn(move || upsert_user(&path, "alice", &h, None))
+        };
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(!writer.is_finished());
+        assert!(!path.exists());
+        drop(held);
+        assert!(writer.join().expect("join").expect("upsert"));
+        assert!(
+            UserDb::load(&path)
                 .expect("load")
                 .verify("alice", "one")
                 .is_some()

@@ -20,6 +20,8 @@ pub struct Config {
     /// The users file (TOML, argon2id hashes). Without one, `serve` makes one user and prints
     /// its password.
     pub users_file: Option<PathBuf>,
+    /// Password checking: what happens to legacy hashes.
+    pub auth: AuthConfig,
     /// The text after `220 ` in the greeting.
     pub greeting: String,
     /// Where to accept control connections.
@@ -66,6 +68,28 @@ pub struct MetricsConfig {
     pub listen: Option<SocketAddr>,
 }
 
+/// Password checking.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// After a successful login with a legacy hash (bcrypt, SHA-512/SHA-256/MD5-crypt, as
+    /// moved from another server), hash the password with argon2id and write that to the users
+    /// file in place of the old hash.
+    pub rehash_to_argon2: bool,
+}
+
+impl Default for AuthConfig {
+    /// On: the legacy hashes are much cheaper to crack than argon2id if the file ever leaks
+    /// (MD5-crypt especially), and users cannot be made to change their passwords; the
+    /// rewrite is atomic and keeps the file's comments. A server that cannot write the file
+    /// logs a warning and the login goes on.
+    fn default() -> Self {
+        Self {
+            rehash_to_argon2: true,
+        }
+    }
+}
+
 /// How uploads reach the disk.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -80,6 +104,7 @@ impl Default for Config {
         Self {
             root: PathBuf::from("./ftp-root"),
             users_file: None,
+            auth: AuthConfig::default(),
             greeting: "ferroftp ready".into(),
             listeners: vec![ListenerConfig::default()],
             passive: PassiveConfig::default(),

@@ -38,6 +38,10 @@ pub(crate) struct Live {
     pub(crate) tls: Option<Arc<Tls>>,
     /// Counts reloads, so that a session notices its user may have changed.
     pub(crate) generation: u64,
+    /// Users whose legacy hash an upgrade to argon2id was started for since these users were
+    /// loaded: one attempt each (a users file the server cannot write is not retried at every
+    /// login, and an upgraded one is not read again before it is reloaded).
+    pub(crate) rehashed: Mutex<std::collections::HashSet<String>>,
 }
 
 /// State shared by all sessions.
@@ -328,6 +332,7 @@ impl Server {
                 users,
                 tls,
                 generation: 0,
+                rehashed: Mutex::default(),
                 config: config.clone(),
             })),
             sessions: SessionTable::default(),
@@ -658,6 +663,7 @@ async fn reload(
         ports,
         tls,
         generation: old.generation + 1,
+        rehashed: Mutex::default(),
     });
     for (listener, cfg) in added {
         if let Ok(addr) = listener.local_addr() {

@@ -29,7 +29,7 @@ use tracing::{Instrument, debug, info, warn};
 use super::data::{self, CopyError, PassiveListener};
 use super::stream::{self, Stream};
 use super::{Live, SessionPermit, Shared};
-use crate::auth::{Permission, Permissions};
+use crate::auth::{self, HashParams, HashScheme, Permission, Permissions, Upgrade, User};
 use crate::config::{ListenerConfig, ListenerMode, TlsPolicy};
 use crate::observe::metrics::{Direction, LoginMethod, Metrics, TlsConnection, TransferResult};
 use crate::storage::{self, Entry, EntryKind, LocalFs, StorageError, Upload, VPath, WriteMode};
@@ -1073,20 +1073,26 @@ impl Session {
             let verified = if users.verify_cost(&name) <= INLINE_HASH_COST {
                 // Hashes this cheap (tens of microseconds) cost less than the trip to a
                 // blocking thread.
-                users.verify(&user_name, &password)
+                users
+                    .verify(&user_name, &password)
+                    .map(|user| (user, password))
             } else {
-                // argon2 is deliberately slow: off the async workers, a bounded number at once.
+                // argon2, bcrypt and crypt(3) are deliberately slow: off the async workers, a
+                // bounded number at once.
                 match shared.hash_pool.acquire().await {
-                    Ok(_permit) => {
-                        tokio::task::spawn_blocking(move || users.verify(&user_name, &password))
-                            .await
-                            .ok()
-                            .flatten()
-                    }
+                    Ok(_permit) => tokio::task::spawn_blocking(move || {
+                        users
+                            .verify(&user_name, &password)
+                            .map(|user| (user, password))
+                    })
+                    .await
+                    .ok()
+                    .flatten(),
                     Err(_) => None,
                 }
             };
-            verified.map(|user| {
+            verified.map(|(user, password)| {
+                maybe_rehash(&shared, &live, &user, password);
                 let home = user
                     .home
                     .clone()
@@ -2585,6 +2591,64 @@ fn storage_failure_reply(e: &StorageError) -> Reply {
         StorageError::NoSpace => Reply::new(452, "Transfer failed: no space left on the server"),
         other => Reply::new(451, format!("Transfer failed: local error ({other})")),
     }
+}
+
+/// After a successful login with a legacy hash (bcrypt, crypt(3)) and with
+/// `auth.rehash_to_argon2` on: replace the hash in the users file by an argon2id one, in the
+/// background, once per user and load of the users file. The hashing waits for a place in the
+/// bounded hash pool and runs on a blocking thread, so that neither the login's reply nor the
+/// async workers wait for it. The server's users in memory stay as they are (the old hash
+/// still verifies); the next reload or restart reads the new one.
+fn maybe_rehash(shared: &Arc<Shared>, live: &Live, user: &User, password: String) {
+    let legacy = user
+        .hash_scheme()
+        .is_some_and(|scheme| scheme != HashScheme::Argon2);
+    let Some(path) = live.config.users_file.clone() else {
+        return;
+    };
+    if !legacy || !live.config.auth.rehash_to_argon2 {
+        return;
+    }
+    let first = live
+        .rehashed
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(user.name.clone());
+    if !first {
+        return;
+    }
+    let shared = Arc::clone(shared);
+    let user = user.clone();
+    let task = async move {
+        let Ok(_permit) = shared.hash_pool.acquire().await else {
+            return;
+        };
+        let name = user.name.clone();
+        let file = path.clone();
+        let outcome = tokio::task::spawn_blocking(move || {
+            auth::upgrade_hash(&path, &user, &password, HashParams::default())
+        })
+        .await;
+        match outcome {
+            Ok(Ok(Upgrade::Upgraded(from))) => info!(
+                user = %name,
+                from = %from,
+                file = %file.display(),
+                "password hash upgraded to argon2id in the users file (in force from the next reload or restart)"
+            ),
+            Ok(Ok(Upgrade::Unchanged)) => debug!(
+                user = %name,
+                "password hash not upgraded: the users file no longer holds the hash that was checked"
+            ),
+            Ok(Err(e)) => warn!(
+                user = %name,
+                error = %e,
+                "cannot upgrade the password hash to argon2id (auth.rehash_to_argon2); the old hash stays in use"
+            ),
+            Err(e) => warn!(user = %name, error = %e, "the password hash upgrade failed"),
+        }
+    };
+    tokio::spawn(task.instrument(tracing::Span::current()));
 }
 
 async fn blocking<T: Send + 'static>(
