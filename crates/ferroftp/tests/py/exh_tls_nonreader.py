@@ -1,10 +1,10 @@
 """A TLS client that stops reading: used by tests/exhaustion.rs.
 
-    python3 exh_tls_nonreader.py HOST PORT USER PASS SOURCE_IP SECONDS
+    python3 exh_tls_nonreader.py HOST PORT USER PASS SOURCE_IP SECONDS [COMMAND]
 
 Connects from SOURCE_IP, upgrades with AUTH TLS (certificate not checked: the test server's is
-self-signed), logs in, prints "logged in", then sends HELP commands without ever reading a
-reply, for SECONDS, holding the connection open. The server must give up on it at its idle
+self-signed), logs in, prints "logged in", then sends COMMAND (HELP by default) 50 times
+without ever reading a reply, for SECONDS, holding the connection open. The server must give up on it at its idle
 timeout, not when this process goes away.
 """
 
@@ -17,6 +17,7 @@ import time
 
 def main():
     host, port, user, password, source, seconds = sys.argv[1:7]
+    command = (sys.argv[7] if len(sys.argv) > 7 else "HELP").encode() + b"\r\n"
     raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     # A small receive window: the server's writes block after a few hundred replies.
     raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -44,9 +45,11 @@ def main():
     tls.settimeout(None)
 
     def flood():
+        # Once, not in a loop: the replies are far more than the buffers hold, and a client that
+        # keeps sending keeps telling the server's kernel of every byte of window its own
+        # kernel frees by compacting its queue, so that the server's writes trickle on.
         try:
-            while True:
-                tls.sendall(b"HELP\r\n" * 1000)
+            tls.sendall(command * 50)
         except OSError as e:
             print(f"writer stopped: {e}", flush=True)
 
