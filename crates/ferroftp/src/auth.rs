@@ -12,7 +12,8 @@
 //! ```
 //!
 //! [`UserDb`] is the loaded, validated file; [`UserDb::verify`] checks a password in constant-ish
-//! time whether or not the user exists. [`upsert_user`] edits the file for `ferroftp passwd`.
+//! time whether or not the user exists. [`upsert_user`] edits the file for `ferroftp passwd`, [`edit_user`]
+//! for the admin API.
 //! Passwords never appear in error messages; neither do password hashes.
 
 use std::collections::BTreeMap;
@@ -325,6 +326,18 @@ pub enum AuthError {
         name: String,
         /// Why it was rejected.
         reason: &'static str,
+    },
+    /// [`edit_user`] was to create a user that exists.
+    #[error("user {name:?} already exists")]
+    UserExists {
+        /// The user name.
+        name: String,
+    },
+    /// [`edit_user`] was to change a user that does not exist.
+    #[error("no user {name:?} in the users file")]
+    NoSuchUser {
+        /// The user name.
+        name: String,
     },
     /// A password hash given to [`upsert_user`] is not an argon2 PHC string.
     #[error("invalid password hash: {0}")]
@@ -873,12 +886,58 @@ pub fn upsert_user(
     password_hash: &str,
     home: Option<&Path>,
 ) -> Result<bool, AuthError> {
+    let change = UserChange {
+        password_hash: Some(password_hash),
+        home,
+        ..UserChange::default()
+    };
+    edit_user(path, name, &change, EditMode::Upsert)
+}
+
+/// What [`edit_user`] sets; `None` keeps a key as it is (or absent, for a new user).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UserChange<'a> {
+    /// The argon2 PHC string (required for a new user).
+    pub password_hash: Option<&'a str>,
+    /// The home directory: absolute, or relative to the server root.
+    pub home: Option<&'a Path>,
+    /// What the user may do.
+    pub permissions: Option<Permissions>,
+    /// Whether the user is disabled.
+    pub disabled: Option<bool>,
+    /// The user's own TLS policy.
+    pub tls_policy: Option<TlsPolicy>,
+}
+
+/// Whether [`edit_user`] may create the user, change an existing one, or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EditMode {
+    /// Create the user, or change it if it exists.
+    Upsert,
+    /// Create the user; an existing one is an error ([`AuthError::UserExists`]).
+    Create,
+    /// Change an existing user; a missing one is an error ([`AuthError::NoSuchUser`]).
+    Update,
+}
+
+/// Create or change user `name` in a users file as [`upsert_user`] does (comments and layout
+/// kept, validated before writing, written atomically with mode 0o600), with more keys.
+/// Returns whether the user was created.
+pub fn edit_user(
+    path: &Path,
+    name: &str,
+    change: &UserChange<'_>,
+    mode: EditMode,
+) -> Result<bool, AuthError> {
     check_name(name).map_err(|reason| AuthError::InvalidName {
         name: name.to_owned(),
         reason,
     })?;
-    check_hash(password_hash).map_err(AuthError::InvalidHash)?;
-    let home = home
+    if let Some(hash) = change.password_hash {
+        check_hash(hash).map_err(AuthError::InvalidHash)?;
+    }
+    let home = change
+        .home
         .map(|h| {
             let s = h.to_str().ok_or_else(|| AuthError::InvalidHome {
                 path: h.to_owned(),
@@ -894,16 +953,17 @@ pub fn upsert_user(
 
     let target = resolve_symlink(path);
     let origin = path.display().to_string();
-    let mut doc = match fs::read_to_string(&target) {
+    let (mut doc, existing) = match fs::read_to_string(&target) {
         Ok(text) if !text.trim().is_empty() => {
-            UserDb::parse(&text, &origin)?;
-            text.parse::<DocumentMut>().map_err(|e| AuthError::Syntax {
+            let db = UserDb::parse(&text, &origin)?;
+            let doc = text.parse::<DocumentMut>().map_err(|e| AuthError::Syntax {
                 origin: origin.clone(),
                 message: describe_toml_error(&text, e.message(), e.span()),
-            })?
+            })?;
+            (doc, db.get(name).is_some())
         }
-        Ok(_) => DocumentMut::new(),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => DocumentMut::new(),
+        Ok(_) => (DocumentMut::new(), false),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => (DocumentMut::new(), false),
         Err(error) => {
             return Err(AuthError::Read {
                 path: path.to_owned(),
@@ -911,7 +971,25 @@ pub fn upsert_user(
             });
         }
     };
-    let created = edit_users_document(&mut doc, name, password_hash, home);
+    match (mode, existing) {
+        (EditMode::Create, true) => {
+            return Err(AuthError::UserExists {
+                name: name.to_owned(),
+            });
+        }
+        (EditMode::Update, false) => {
+            return Err(AuthError::NoSuchUser {
+                name: name.to_owned(),
+            });
+        }
+        (_, false) if change.password_hash.is_none() => {
+            return Err(AuthError::InvalidHash(
+                "a new user needs a password".to_owned(),
+            ));
+        }
+        _ => {}
+    }
+    let created = edit_users_document(&mut doc, name, change, home);
     let text = doc.to_string();
     UserDb::parse(&text, &origin)?;
     write_atomic(&target, &text).map_err(|error| AuthError::Write {
@@ -921,14 +999,44 @@ pub fn upsert_user(
     Ok(created)
 }
 
-/// Set the password (and home, if given) of user `name` in a valid users file, appending the
-/// user if missing; returns whether it was appended.
+/// The keys of `change` as TOML values, in the order they are written.
+fn change_values(change: &UserChange<'_>, home: Option<&str>) -> Vec<(&'static str, Value)> {
+    let mut out = Vec::new();
+    if let Some(hash) = change.password_hash {
+        out.push(("password", Value::from(hash)));
+    }
+    if let Some(home) = home {
+        out.push(("home", Value::from(home)));
+    }
+    if let Some(perms) = change.permissions {
+        out.push((
+            "permissions",
+            Value::Array(perms.iter().map(Permission::name).collect()),
+        ));
+    }
+    if let Some(disabled) = change.disabled {
+        out.push(("disabled", Value::from(disabled)));
+    }
+    if let Some(policy) = change.tls_policy {
+        let name = match policy {
+            TlsPolicy::Optional => "optional",
+            TlsPolicy::Login => "login",
+            TlsPolicy::LoginAndData => "login_and_data",
+        };
+        out.push(("tls_policy", Value::from(name)));
+    }
+    out
+}
+
+/// Set the keys of `change` on user `name` in a valid users file, appending the user if
+/// missing; returns whether it was appended.
 fn edit_users_document(
     doc: &mut DocumentMut,
     name: &str,
-    password_hash: &str,
+    change: &UserChange<'_>,
     home: Option<&str>,
 ) -> bool {
+    let values = change_values(change, home);
     let is_named = |t: &dyn TableLike| t.get("name").and_then(Item::as_str) == Some(name);
     let existing: Option<&mut dyn TableLike> = match doc.get_mut("user") {
         Some(Item::ArrayOfTables(tables)) => tables
@@ -944,18 +1052,16 @@ fn edit_users_document(
         _ => None,
     };
     if let Some(user) = existing {
-        set_string(user, "password", password_hash);
-        if let Some(home) = home {
-            set_string(user, "home", home);
+        for (key, value) in values {
+            set_value(user, key, value);
         }
         return false;
     }
 
     let mut user = InlineTable::new();
     user.insert("name", name.into());
-    user.insert("password", password_hash.into());
-    if let Some(home) = home {
-        user.insert("home", home.into());
+    for (key, value) in values {
+        user.insert(key, value);
     }
     match doc.get_mut("user") {
         Some(Item::ArrayOfTables(tables)) => tables.push(user.into_table()),
@@ -992,16 +1098,16 @@ fn edit_users_document(
     true
 }
 
-/// Set `key` to the string `s`, keeping the key's and the old value's comments and spacing.
-fn set_string(table: &mut dyn TableLike, key: &str, s: &str) {
+/// Set `key` to `new`, keeping the key's and the old value's comments and spacing.
+fn set_value(table: &mut dyn TableLike, key: &str, new: Value) {
     match table.get_mut(key).and_then(Item::as_value_mut) {
         Some(value) => {
             let decor = value.decor().clone();
-            *value = Value::from(s);
+            *value = new;
             *value.decor_mut() = decor;
         }
         None => {
-            table.insert(key, toml_edit::value(s));
+            table.insert(key, Item::Value(new));
         }
     }
 }
