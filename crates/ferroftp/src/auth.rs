@@ -1639,6 +1639,50 @@ mod tests {
     }
 
     #[test]
+    fn edit_user_creates_only_new_users_and_changes_only_existing_ones() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("users.toml");
+        let h = hash("one");
+        fs::write(
+            &path,
+            format!("# keep me\n[[user]]\nname = \"alice\" # the boss\npassword = \"{h}\"\n"),
+        )
+        .expect("write");
+        let new = UserChange {
+            password_hash: Some(&h),
+            permissions: Some(Permissions::READ_ONLY),
+            tls_policy: Some(TlsPolicy::Login),
+            ..UserChange::default()
+        };
+        assert!(matches!(
+            edit_user(&path, "alice", &new, EditMode::Create),
+            Err(AuthError::UserExists { .. })
+        ));
+        assert!(edit_user(&path, "bob", &new, EditMode::Create).expect("create"));
+        let disable = UserChange {
+            disabled: Some(true),
+            ..UserChange::default()
+        };
+        assert!(matches!(
+            edit_user(&path, "carol", &disable, EditMode::Update),
+            Err(AuthError::NoSuchUser { .. })
+        ));
+        assert!(!edit_user(&path, "alice", &disable, EditMode::Update).expect("disable"));
+        let text = fs::read_to_string(&path).expect("read");
+        assert!(
+            text.starts_with("# keep me\n") && text.contains("# the boss"),
+            "{text}"
+        );
+        let db = UserDb::parse(&text, "test").expect("valid");
+        let (alice, bob) = (db.get("alice").expect("alice"), db.get("bob").expect("bob"));
+        assert!(alice.disabled && alice.permissions == Permissions::ALL);
+        assert!(!bob.disabled && bob.permissions == Permissions::READ_ONLY);
+        assert_eq!(bob.tls_policy, TlsPolicy::Login);
+        // A new user needs a password.
+        assert!(edit_user(&path, "dave", &disable, EditMode::Upsert).is_err());
+    }
+
+    #[test]
     fn upsert_refuses_bad_input_and_invalid_files() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("users.toml");
