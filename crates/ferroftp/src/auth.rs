@@ -14,8 +14,9 @@
 //!
 //! [`UserDb`] is the loaded, validated file; [`UserDb::verify`] checks a password in constant-ish
 //! time whether or not the user exists. [`upsert_user`] edits the file for `ferroftp passwd`,
-//! [`upsert_users`] for `ferroftp import-users`, and [`upgrade_hash`] replaces a legacy hash
-//! (bcrypt, crypt(3)) by an argon2id one after a successful login.
+//! [`upsert_users`] for `ferroftp import-users`, [`edit_user`] for the admin API, and
+//! [`upgrade_hash`] replaces a legacy hash (bcrypt, crypt(3)) by an argon2id one after a
+//! successful login.
 //! Passwords never appear in error messages; neither do password hashes.
 
 mod legacy;
@@ -378,6 +379,18 @@ pub enum AuthError {
         name: String,
         /// Why it was rejected.
         reason: &'static str,
+    },
+    /// [`edit_user`] was to create a user that exists.
+    #[error("user {name:?} already exists")]
+    UserExists {
+        /// The user name.
+        name: String,
+    },
+    /// [`edit_user`] was to change a user that does not exist.
+    #[error("no user {name:?} in the users file")]
+    NoSuchUser {
+        /// The user name.
+        name: String,
     },
     /// A password hash given to [`upsert_user`] is not one that ferroftp verifies.
     #[error("invalid password hash: {0}")]
@@ -1039,7 +1052,12 @@ pub fn upsert_users(path: &Path, updates: &[UserUpdate<'_>]) -> Result<Vec<bool>
                 .iter()
                 .zip(&homes)
                 .map(|(u, home)| {
-                    edit_users_document(doc, u.name, u.password_hash, *home, u.disabled)
+                    let change = UserChange {
+                        password_hash: Some(u.password_hash),
+                        disabled: u.disabled,
+                        ..UserChange::default()
+                    };
+                    edit_users_document(doc, u.name, &change, *home)
                 })
                 .collect(),
         ))
@@ -1058,6 +1076,68 @@ fn home_str(h: &Path) -> Result<&str, AuthError> {
         reason,
     })?;
     Ok(s)
+}
+
+/// What [`edit_user`] sets; `None` keeps a key as it is (or absent, for a new user).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UserChange<'a> {
+    /// The password hash (required for a new user): argon2 PHC, bcrypt or crypt(3).
+    pub password_hash: Option<&'a str>,
+    /// The home directory: absolute, or relative to the server root.
+    pub home: Option<&'a Path>,
+    /// What the user may do.
+    pub permissions: Option<Permissions>,
+    /// `Some(true)` = set `disabled = true`; `Some(false)` = enable the user (an existing
+    /// `disabled` key becomes `false`; a new user gets no key); `None` = leave it as it is.
+    pub disabled: Option<bool>,
+    /// The user's own TLS policy.
+    pub tls_policy: Option<TlsPolicy>,
+}
+
+/// Whether [`edit_user`] may create the user, change an existing one, or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EditMode {
+    /// Create the user, or change it if it exists.
+    Upsert,
+    /// Create the user; an existing one is an error ([`AuthError::UserExists`]).
+    Create,
+    /// Change an existing user; a missing one is an error ([`AuthError::NoSuchUser`]).
+    Update,
+}
+
+/// Create or change user `name` in a users file as [`upsert_user`] does (comments and layout
+/// kept, validated before writing, written atomically with mode 0o600), with more keys.
+/// Returns whether the user was created.
+pub fn edit_user(
+    path: &Path,
+    name: &str,
+    change: &UserChange<'_>,
+    mode: EditMode,
+) -> Result<bool, AuthError> {
+    check_name(name).map_err(|reason| AuthError::InvalidName {
+        name: name.to_owned(),
+        reason,
+    })?;
+    if let Some(hash) = change.password_hash {
+        check_hash(hash).map_err(AuthError::InvalidHash)?;
+    }
+    let home = change.home.map(home_str).transpose()?;
+    let created = edit_users_file(path, |doc, users| {
+        let exists = users.iter().any(|u| u.name == name);
+        match (mode, exists) {
+            (EditMode::Create, true) => Err(AuthError::UserExists {
+                name: name.to_owned(),
+            }),
+            (EditMode::Update, false) => Err(AuthError::NoSuchUser {
+                name: name.to_owned(),
+            }),
+            (_, false) if change.password_hash.is_none() => Err(AuthError::InvalidHash(
+                "a new user needs a password".to_owned(),
+            )),
+            _ => Ok(Some(edit_users_document(doc, name, change, home))),
+        }
+    })?;
+    Ok(created.unwrap_or(false))
 }
 
 /// What [`upgrade_hash`] did.
@@ -1095,7 +1175,11 @@ pub fn upgrade_hash(
             return Ok(None);
         }
         let hash = hash_password(password, params)?;
-        edit_users_document(doc, &user.name, &hash, None, None);
+        let change = UserChange {
+            password_hash: Some(&hash),
+            ..UserChange::default()
+        };
+        edit_users_document(doc, &user.name, &change, None);
         Ok(Some(()))
     })?;
     Ok(match written {
@@ -1165,15 +1249,41 @@ fn edit_users_file<R>(
     Ok(Some(result))
 }
 
-/// Set the password (and home and `disabled`, if given) of user `name` in a valid users file,
-/// appending the user if missing; returns whether it was appended.
+/// The keys of `change` other than `disabled` as TOML values, in the order they are written.
+fn change_values(change: &UserChange<'_>, home: Option<&str>) -> Vec<(&'static str, Value)> {
+    let mut out = Vec::new();
+    if let Some(hash) = change.password_hash {
+        out.push(("password", Value::from(hash)));
+    }
+    if let Some(home) = home {
+        out.push(("home", Value::from(home)));
+    }
+    if let Some(perms) = change.permissions {
+        out.push((
+            "permissions",
+            Value::Array(perms.iter().map(Permission::name).collect()),
+        ));
+    }
+    if let Some(policy) = change.tls_policy {
+        let name = match policy {
+            TlsPolicy::Optional => "optional",
+            TlsPolicy::Login => "login",
+            TlsPolicy::LoginAndData => "login_and_data",
+        };
+        out.push(("tls_policy", Value::from(name)));
+    }
+    out
+}
+
+/// Set the keys of `change` on user `name` in a valid users file, appending the user if
+/// missing; returns whether it was appended.
 fn edit_users_document(
     doc: &mut DocumentMut,
     name: &str,
-    password_hash: &str,
+    change: &UserChange<'_>,
     home: Option<&str>,
-    disabled: Option<bool>,
 ) -> bool {
+    let values = change_values(change, home);
     let is_named = |t: &dyn TableLike| t.get("name").and_then(Item::as_str) == Some(name);
     let existing: Option<&mut dyn TableLike> = match doc.get_mut("user") {
         Some(Item::ArrayOfTables(tables)) => tables
@@ -1189,11 +1299,10 @@ fn edit_users_document(
         _ => None,
     };
     if let Some(user) = existing {
-        set_value(user, "password", password_hash.into());
-        if let Some(home) = home {
-            set_value(user, "home", home.into());
+        for (key, value) in values {
+            set_value(user, key, value);
         }
-        match disabled {
+        match change.disabled {
             Some(true) => set_value(user, "disabled", true.into()),
             Some(false) if user.contains_key("disabled") => {
                 set_value(user, "disabled", false.into());
@@ -1205,11 +1314,10 @@ fn edit_users_document(
 
     let mut user = InlineTable::new();
     user.insert("name", name.into());
-    user.insert("password", password_hash.into());
-    if let Some(home) = home {
-        user.insert("home", home.into());
+    for (key, value) in values {
+        user.insert(key, value);
     }
-    if disabled == Some(true) {
+    if change.disabled == Some(true) {
         user.insert("disabled", true.into());
     }
     match doc.get_mut("user") {
@@ -1800,6 +1908,50 @@ mod tests {
             fs::read_to_string(&path).expect("read"),
             format!("[[user]]\nname = \"alice\"\npassword = \"{h2}\"\nhome = \"/a\"\n")
         );
+    }
+
+    #[test]
+    fn edit_user_creates_only_new_users_and_changes_only_existing_ones() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("users.toml");
+        let h = hash("one");
+        fs::write(
+            &path,
+            format!("# keep me\n[[user]]\nname = \"alice\" # the boss\npassword = \"{h}\"\n"),
+        )
+        .expect("write");
+        let new = UserChange {
+            password_hash: Some(&h),
+            permissions: Some(Permissions::READ_ONLY),
+            tls_policy: Some(TlsPolicy::Login),
+            ..UserChange::default()
+        };
+        assert!(matches!(
+            edit_user(&path, "alice", &new, EditMode::Create),
+            Err(AuthError::UserExists { .. })
+        ));
+        assert!(edit_user(&path, "bob", &new, EditMode::Create).expect("create"));
+        let disable = UserChange {
+            disabled: Some(true),
+            ..UserChange::default()
+        };
+        assert!(matches!(
+            edit_user(&path, "carol", &disable, EditMode::Update),
+            Err(AuthError::NoSuchUser { .. })
+        ));
+        assert!(!edit_user(&path, "alice", &disable, EditMode::Update).expect("disable"));
+        let text = fs::read_to_string(&path).expect("read");
+        assert!(
+            text.starts_with("# keep me\n") && text.contains("# the boss"),
+            "{text}"
+        );
+        let db = UserDb::parse(&text, "test").expect("valid");
+        let (alice, bob) = (db.get("alice").expect("alice"), db.get("bob").expect("bob"));
+        assert!(alice.disabled && alice.permissions == Permissions::ALL);
+        assert!(!bob.disabled && bob.permissions == Permissions::READ_ONLY);
+        assert_eq!(bob.tls_policy, TlsPolicy::Login);
+        // A new user needs a password.
+        assert!(edit_user(&path, "dave", &disable, EditMode::Upsert).is_err());
     }
 
     #[test]

@@ -47,6 +47,21 @@ pub struct Config {
     pub proxy: ProxyConfig,
     /// Prometheus metrics.
     pub metrics: MetricsConfig,
+    /// The admin HTTP API.
+    pub admin: AdminConfig,
+}
+
+/// The admin HTTP API: sessions, bans, users, reload and status, as JSON over HTTP.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Where to serve the API, e.g. `"127.0.0.1:9022"`; absent = no admin API.
+    pub listen: Option<SocketAddr>,
+    /// File holding the bearer token (its contents, trimmed); required with `listen`.
+    pub token_file: Option<PathBuf>,
+    /// Allow `listen` on an address other than loopback. Off by default: the API is plain
+    /// HTTP, so the token would cross the network unencrypted.
+    pub allow_remote: bool,
 }
 
 /// Load balancers in front of the server.
@@ -117,6 +132,7 @@ impl Default for Config {
             uploads: UploadsConfig::default(),
             proxy: ProxyConfig::default(),
             metrics: MetricsConfig::default(),
+            admin: AdminConfig::default(),
         }
     }
 }
@@ -743,6 +759,40 @@ impl Config {
                 });
             }
         }
+        if let Some(addr) = self.admin.listen {
+            if addr.port() != 0 && self.listeners.iter().any(|l| l.bind == addr) {
+                return Err(ConfigError::Invalid {
+                    key: "admin.listen",
+                    reason: format!("{addr} is also an FTP listener"),
+                });
+            }
+            if addr.port() != 0 && self.metrics.listen == Some(addr) {
+                return Err(ConfigError::Invalid {
+                    key: "admin.listen",
+                    reason: format!("{addr} is also the metrics listener"),
+                });
+            }
+            if !addr.ip().to_canonical().is_loopback() && !self.admin.allow_remote {
+                return Err(ConfigError::Invalid {
+                    key: "admin.listen",
+                    reason: format!(
+                        "{addr} is not a loopback address: the admin API is plain HTTP, so its token would cross the network unencrypted; listen on 127.0.0.1 or ::1 (reach it through SSH or a TLS proxy), or set admin.allow_remote = true"
+                    ),
+                });
+            }
+            match &self.admin.token_file {
+                None => {
+                    return invalid(
+                        "admin.token_file",
+                        "admin.listen is set, so a file with the bearer token is needed (--admin-token-file)",
+                    );
+                }
+                Some(p) if p.as_os_str().is_empty() => {
+                    return invalid("admin.token_file", "must be a file path");
+                }
+                Some(_) => {}
+            }
+        }
         if self
             .log
             .xferlog
@@ -799,6 +849,22 @@ mod tests {
         assert!(e.contains("passive.address"), "{e}");
         let e = parse("[anonymous]\npermissions = [\"fly\"]\n").unwrap_err();
         assert!(e.contains("fly"), "{e}");
+    }
+
+    #[test]
+    fn the_admin_api_needs_a_token_and_stays_on_loopback_unless_told() {
+        let e = parse("[admin]\nlisten = \"127.0.0.1:9022\"\n").unwrap_err();
+        assert!(e.contains("admin.token_file"), "{e}");
+        let e = parse("[admin]\nlisten = \"0.0.0.0:9022\"\ntoken_file = \"/t\"\n").unwrap_err();
+        assert!(
+            e.contains("admin.listen") && e.contains("allow_remote"),
+            "{e}"
+        );
+        parse("[admin]\nlisten = \"0.0.0.0:9022\"\ntoken_file = \"/t\"\nallow_remote = true\n")
+            .unwrap();
+        parse("[admin]\nlisten = \"[::1]:9022\"\ntoken_file = \"/t\"\n").unwrap();
+        parse("[admin]\nlisten = \"[::ffff:127.0.0.1]:9022\"\ntoken_file = \"/t\"\n").unwrap();
+        assert!(parse("").unwrap().admin.listen.is_none());
     }
 
     #[test]

@@ -98,6 +98,13 @@ struct Overrides {
     /// Serve Prometheus metrics (GET /metrics) over HTTP on this address, e.g. 127.0.0.1:9021.
     #[arg(long, value_name = "ADDR:PORT")]
     metrics_listen: Option<SocketAddr>,
+    /// Serve the admin HTTP API on this address (loopback unless admin.allow_remote), e.g.
+    /// 127.0.0.1:9022; needs --admin-token-file (or admin.token_file).
+    #[arg(long, value_name = "ADDR:PORT")]
+    admin_listen: Option<SocketAddr>,
+    /// The file holding the admin API's bearer token (mode 0600).
+    #[arg(long, value_name = "FILE")]
+    admin_token_file: Option<PathBuf>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -310,6 +317,12 @@ fn effective_config(file: Option<&Path>, o: Overrides) -> anyhow::Result<Config>
     if let Some(addr) = o.metrics_listen {
         config.metrics.listen = Some(addr);
     }
+    if let Some(addr) = o.admin_listen {
+        config.admin.listen = Some(addr);
+    }
+    if let Some(file) = o.admin_token_file {
+        config.admin.token_file = Some(file);
+    }
     config.validate()?;
     Ok(config)
 }
@@ -365,6 +378,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         if let Some(addr) = server.metrics_addr() {
             println!("ferroftp: metrics on http://{addr}/metrics");
             tracing::info!(%addr, "serving metrics at /metrics");
+        }
+        if let Some(addr) = server.admin_addr() {
+            println!("ferroftp: admin API on http://{addr}/api/v1/");
+            tracing::info!(%addr, "serving the admin API");
         }
         for (addr, l) in server.local_addrs().iter().zip(&config.listeners) {
             println!("ferroftp: listening on {addr} ({})", l.mode);
@@ -753,6 +770,10 @@ fn check_config(file: &Path) -> anyhow::Result<()> {
         if config.tls.client_ca.is_some() {
             Tls::new(&config.tls).context("key tls.client_ca")?;
         }
+    }
+    if let (Some(_), Some(token)) = (config.admin.listen, &config.admin.token_file) {
+        ferroftp::server::check_admin_token(token)?;
+        eprintln!("ferroftp: admin token file {}: OK", token.display());
     }
     print!("{}", config.to_toml());
     eprintln!("ferroftp: {} is valid", file.display());

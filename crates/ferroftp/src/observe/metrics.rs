@@ -276,6 +276,16 @@ impl Metrics {
         }
     }
 
+    /// Passive ports held by sessions now.
+    pub(crate) fn passive_ports_in_use(&self) -> u64 {
+        u64::try_from(self.passive_ports.load(Ordering::Relaxed)).unwrap_or(0)
+    }
+
+    /// When the server started.
+    pub(crate) fn started(&self) -> SystemTime {
+        self.started
+    }
+
     /// Count a passive port as in use until the guard is dropped.
     pub(crate) fn passive_port(self: &Arc<Self>) -> PassivePortHeld {
         self.passive_ports.fetch_add(1, Ordering::Relaxed);

@@ -178,7 +178,6 @@ impl Guard {
     }
 
     /// Addresses banned now, with the time left.
-    #[cfg(test)]
     pub(crate) fn bans(&self, now: Instant) -> Vec<(IpAddr, Duration)> {
         let state = self.lock();
         let mut out: Vec<_> = state
@@ -194,7 +193,6 @@ impl Guard {
     }
 
     /// Lift the ban of `ip` (and forget its failures); whether it was banned.
-    #[cfg(test)]
     pub(crate) fn lift(&self, ip: IpAddr, now: Instant) -> bool {
         let mut state = self.lock();
         let was = state
@@ -204,6 +202,21 @@ impl Guard {
             .is_some_and(|until| until > now);
         state.ips.remove(&ip);
         was
+    }
+
+    /// Failed logins counted against `ip` in its current window (0 if none), and how often
+    /// it was banned.
+    pub(crate) fn ip_record(&self, ip: IpAddr) -> (u32, u32) {
+        self.lock()
+            .ips
+            .get(&ip)
+            .map_or((0, 0), |r| (r.count.failures, r.bans))
+    }
+
+    /// Forget the failed logins counted for the user name `user` (they slow its replies);
+    /// whether there were any.
+    pub(crate) fn forget_user(&self, user: &str) -> bool {
+        self.lock().users.remove(user).is_some()
     }
 
     /// Keep both tables under [`MAX_TRACKED`] entries.

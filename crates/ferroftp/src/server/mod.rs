@@ -2,9 +2,11 @@
 //! session reads. Each control connection runs as one task ([`session`]); data connections
 //! and transfers live in [`data`].
 
+mod admin;
 mod data;
 mod guard;
 mod proxy;
+mod registry;
 mod session;
 mod stream;
 
@@ -22,7 +24,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::auth::UserDb;
-use crate::config::{Config, ListenerConfig};
+use crate::config::{Config, ListenerConfig, ListenerMode};
 use crate::observe::metrics::{self, ListenerStats, Metrics};
 use crate::observe::xferlog::Xferlog;
 use crate::tls::Tls;
@@ -42,6 +44,8 @@ pub(crate) struct Live {
     /// loaded: one attempt each (a users file the server cannot write is not retried at every
     /// login, and an upgraded one is not read again before it is reloaded).
     pub(crate) rehashed: Mutex<std::collections::HashSet<String>>,
+    /// The admin API's bearer token (`admin.token_file`), when the API is on.
+    pub(crate) admin_token: Option<Arc<admin::Token>>,
 }
 
 /// State shared by all sessions.
@@ -66,6 +70,13 @@ pub(crate) struct Shared {
     pub(crate) metrics: Arc<Metrics>,
     /// The xferlog(5) transfer log, if kept.
     pub(crate) xferlog: Xferlog,
+    /// The sessions open now, for the admin API.
+    pub(crate) registry: Arc<registry::Registry>,
+    /// The FTP listeners serving now: bound address and mode.
+    listening: Mutex<Vec<(SocketAddr, ListenerMode)>>,
+    /// The configuration generation, sent on each reload: idle sessions wake up to take the
+    /// new configuration (a disabled user is logged out at once, not at its next command).
+    pub(crate) reloaded: tokio::sync::watch::Sender<u64>,
     next_id: AtomicU64,
 }
 
@@ -168,7 +179,17 @@ impl Shared {
     }
 
     fn set_live(&self, live: Live) {
+        let generation = live.generation;
         *self.live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(live);
+        self.reloaded.send_replace(generation);
+    }
+
+    /// The FTP listeners serving now: bound address and mode.
+    pub(crate) fn listening(&self) -> Vec<(SocketAddr, ListenerMode)> {
+        self.listening
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<SessionPermit, Refusal> {
@@ -221,6 +242,8 @@ pub struct Server {
     listeners: Vec<(TcpListener, ListenerConfig)>,
     /// The metrics listener (`metrics.listen`), if any.
     metrics_listener: Option<TcpListener>,
+    /// The admin API listener (`admin.listen`), if any.
+    admin_listener: Option<TcpListener>,
     loader: Option<Arc<Loader>>,
     reloads: (
         tokio::sync::mpsc::Sender<ReloadRequest>,
@@ -253,6 +276,12 @@ impl ReloadHandle {
         rx.await
             .unwrap_or_else(|_| Err("the server is shutting down".to_string()))
     }
+}
+
+/// Check the admin API's token file as `serve` would read it (readable, not empty; a warning
+/// is logged if others may read it).
+pub fn check_admin_token(path: &std::path::Path) -> anyhow::Result<()> {
+    admin::load_token(path).map(|_| ())
 }
 
 /// Bind `l`, naming the key and the reason on failure.
@@ -322,6 +351,13 @@ impl Server {
             Some(addr) => Some(metrics::bind(addr).await?),
             None => None,
         };
+        let (admin_listener, admin_token) = match (config.admin.listen, &config.admin.token_file) {
+            (Some(addr), Some(file)) => {
+                let token = admin::load_token(file)?;
+                (Some(admin::bind(addr).await?), Some(Arc::new(token)))
+            }
+            _ => (None, None),
+        };
         let metrics = Arc::new(Metrics::default());
         let xferlog = Xferlog::new(config.log.xferlog.as_deref(), &metrics)?;
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -333,6 +369,7 @@ impl Server {
                 tls,
                 generation: 0,
                 rehashed: Mutex::default(),
+                admin_token,
                 config: config.clone(),
             })),
             sessions: SessionTable::default(),
@@ -344,12 +381,16 @@ impl Server {
             closing: tokio_util::sync::CancellationToken::new(),
             metrics,
             xferlog,
+            registry: Arc::default(),
+            listening: Mutex::default(),
+            reloaded: tokio::sync::watch::Sender::new(0),
             next_id: AtomicU64::new(1),
         });
         Ok(Self {
             shared,
             listeners,
             metrics_listener,
+            admin_listener,
             loader: None,
             reloads: tokio::sync::mpsc::channel(4),
         })
@@ -382,6 +423,13 @@ impl Server {
             .and_then(|l| l.local_addr().ok())
     }
 
+    /// The address the admin API is served on, if it is.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
     /// Serve until `shutdown` completes; then stop accepting and give running sessions up to
     /// `drain` to finish. Reloads asked for meanwhile (see [`Server::reload_handle`]) are done
     /// between connections, without dropping any session.
@@ -390,16 +438,27 @@ impl Server {
             shared,
             listeners,
             metrics_listener,
+            admin_listener,
             loader,
-            reloads: (_keep, mut requests),
+            reloads: (keep, mut requests),
         } = self;
         let sessions = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
-        let mut accepting = Listeners::default();
+        let mut accepting = Listeners {
+            running: Vec::new(),
+            metrics: None,
+            admin: None,
+            // The admin API asks for reloads like SIGHUP does.
+            reload: ReloadHandle(keep),
+        };
         for (listener, cfg) in listeners {
             accepting.start(listener, cfg, &shared, &sessions);
         }
+        accepting.publish(&shared);
         if let Some(listener) = metrics_listener {
             accepting.start_metrics(listener, shared.live().config.metrics.listen, &shared);
+        }
+        if let Some(listener) = admin_listener {
+            accepting.start_admin(listener, shared.live().config.admin.listen, &shared);
         }
         let watcher = tokio::spawn(watch_certificates(Arc::clone(&shared)));
         tokio::pin!(shutdown);
@@ -421,6 +480,9 @@ impl Server {
             }
         }
         accepting.stop_all();
+        if let Some((_, admin)) = accepting.admin.take() {
+            admin.abort();
+        }
         watcher.abort();
         let shared = &shared;
         shared.stopping.cancel();
@@ -464,14 +526,19 @@ impl Server {
 }
 
 /// The accept loops running, with the settings each serves new connections with.
-#[derive(Default)]
 struct Listeners {
     running: Vec<RunningListener>,
     /// The metrics server: the configured address and its task.
     metrics: Option<(Option<SocketAddr>, tokio::task::JoinHandle<()>)>,
+    /// The admin API server: the configured address and the server.
+    admin: Option<(Option<SocketAddr>, admin::AdminServer)>,
+    /// Given to the admin API, to reload.
+    reload: ReloadHandle,
 }
 
 struct RunningListener {
+    /// The address bound (the real port when configured as 0).
+    local: Option<SocketAddr>,
     cfg: ListenerConfig,
     settings: tokio::sync::watch::Sender<ListenerConfig>,
     task: tokio::task::JoinHandle<()>,
@@ -486,6 +553,7 @@ impl Listeners {
         sessions: &Arc<tokio::sync::Mutex<JoinSet<()>>>,
     ) {
         let (settings, watch) = tokio::sync::watch::channel(cfg.clone());
+        let local = listener.local_addr().ok();
         let task = tokio::spawn(accept_loop(
             listener,
             watch,
@@ -493,10 +561,35 @@ impl Listeners {
             Arc::clone(sessions),
         ));
         self.running.push(RunningListener {
+            local,
             cfg,
             settings,
             task,
         });
+    }
+
+    /// Show the listeners serving now in the shared state (for the admin API's status).
+    fn publish(&self, shared: &Shared) {
+        let now = self
+            .running
+            .iter()
+            .map(|r| (r.local.unwrap_or(r.cfg.bind), r.cfg.mode))
+            .collect();
+        *shared.listening.lock().unwrap_or_else(|p| p.into_inner()) = now;
+    }
+
+    /// Serve the admin API on `listener` (configured as `configured`); stop any running first.
+    fn start_admin(
+        &mut self,
+        listener: TcpListener,
+        configured: Option<SocketAddr>,
+        shared: &Arc<Shared>,
+    ) {
+        if let Some((_, old)) = self.admin.take() {
+            old.abort();
+        }
+        let server = admin::spawn(listener, Arc::clone(shared), self.reload.clone());
+        self.admin = Some((configured, server));
     }
 
     fn stop_all(&mut self) {
@@ -603,6 +696,23 @@ async fn reload(
         None if running_metrics.is_some() => Some(None),
         None => None,
     };
+    // The admin API: its token file is read again; the listener moves only if its address
+    // changed.
+    let admin_token = match (config.admin.listen, &config.admin.token_file) {
+        (Some(_), Some(file)) => Some(Arc::new(
+            admin::load_token(file).map_err(|e| e.to_string())?,
+        )),
+        _ => None,
+    };
+    let running_admin = accepting.admin.as_ref().and_then(|(addr, _)| *addr);
+    let new_admin = match config.admin.listen {
+        Some(addr) if Some(addr) != running_admin => {
+            Some(Some(admin::bind(addr).await.map_err(|e| e.to_string())?))
+        }
+        Some(_) => None,
+        None if running_admin.is_some() => Some(None),
+        None => None,
+    };
     // The transfer log last: the same file is opened again (logrotate), a new one opened.
     shared
         .xferlog
@@ -664,7 +774,9 @@ async fn reload(
         tls,
         generation: old.generation + 1,
         rehashed: Mutex::default(),
+        admin_token,
     });
+    accepting.publish(shared);
     for (listener, cfg) in added {
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, mode = %cfg.mode, "listening");
@@ -684,6 +796,27 @@ async fn reload(
                 let _ = task.await;
             }
             tracing::info!("metrics listener stopped");
+        }
+        None => {}
+    }
+    match new_admin {
+        Some(Some(listener)) => {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, "serving the admin API");
+            }
+            let old = accepting.admin.take();
+            let configured = shared.live().config.admin.listen;
+            accepting.start_admin(listener, configured, shared);
+            if let Some((_, old)) = old {
+                // Not awaited to the end: this reload may have been asked for through it.
+                tokio::spawn(old.stop());
+            }
+        }
+        Some(None) => {
+            if let Some((_, old)) = accepting.admin.take() {
+                tokio::spawn(old.stop());
+            }
+            tracing::info!("admin API stopped");
         }
         None => {}
     }
@@ -867,12 +1000,40 @@ async fn handle_connection(
     if let Err(e) = prepare_control_socket(&stream) {
         tracing::debug!(%peer, error = %e, "cannot set control socket options");
     }
+    let local = stream
+        .local_addr()
+        .map(|a| SocketAddr::new(a.ip().to_canonical(), a.port()))
+        .unwrap_or(listener.bind);
+    // Listed for the admin API until this function ends, however the session ends.
+    let registration = shared.registry.register(id, peer, local, listener.mode);
+    let handle = Arc::clone(registration.handle());
     // Its own task, so that a panic (a bug, never expected) ends this session alone and is
     // reported at once, with the session it happened in.
     let session = AbortOnDrop(tokio::spawn(session::run(
-        stream, peer, id, shared, listener, permit,
+        stream,
+        peer,
+        id,
+        shared,
+        listener,
+        permit,
+        Arc::clone(&handle),
     )));
-    if let Err(e) = session.wait().await {
+    let wait = session.wait();
+    tokio::pin!(wait);
+    let ended = tokio::select! {
+        ended = &mut wait => ended,
+        // A kicked session closes itself (421, transfer cleaned up); one that cannot (a
+        // client that does not read, a handshake in progress) is dropped after a while.
+        _ = handle.kicked() => match tokio::time::timeout(KICK_GRACE, &mut wait).await {
+            Ok(ended) => ended,
+            Err(_) => {
+                tracing::warn!(id, %peer, "a session closed by an administrator did not end in time: dropped");
+                return;
+            }
+        },
+    };
+    drop(registration);
+    if let Err(e) = ended {
         if e.is_panic() {
             let panic = e.into_panic();
             let message = panic
@@ -884,6 +1045,9 @@ async fn handle_connection(
         }
     }
 }
+
+/// How long a kicked session may take to say goodbye and clean up before it is dropped.
+const KICK_GRACE: Duration = Duration::from_secs(5);
 
 /// A task that is aborted when this handle is dropped (when the task awaiting it is aborted).
 struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
 
 use super::data::{self, CopyError, PassiveListener};
+use super::registry::{SessionHandle, TransferState};
 use super::stream::{self, Stream};
 use super::{Live, SessionPermit, Shared};
 use crate::auth::{self, HashParams, HashScheme, Permission, Permissions, Upgrade, User};
@@ -43,6 +44,9 @@ const INLINE_HASH_COST: u64 = 64;
 /// Why a session ends when the server shuts down.
 const SHUTDOWN: &str = "server shutting down";
 
+/// Why a session ends when an administrator closes it (the admin API).
+const KICKED: &str = "closed by an administrator";
+
 /// Lines read ahead while a transfer runs; past this the connection is not read until the
 /// transfer ends (back-pressure instead of unbounded buffering).
 const MAX_QUEUED_LINES: usize = 16;
@@ -55,6 +59,7 @@ pub(crate) async fn run(
     shared: Arc<Shared>,
     listener: ListenerConfig,
     permit: SessionPermit,
+    handle: Arc<SessionHandle>,
 ) {
     let span = tracing::info_span!("session", id, %peer, user = tracing::field::Empty);
     async move {
@@ -68,7 +73,12 @@ pub(crate) async fn run(
         info!(local = %local, mode = %listener.mode, "session opened");
         let started = Instant::now();
         let (ctrl, tls) = if listener.mode == ListenerMode::Implicit {
-            match implicit_handshake(stream, &shared.live(), &shared.metrics).await {
+            let live = shared.live();
+            let handshake = tokio::select! {
+                r = implicit_handshake(stream, &live, &shared.metrics) => r,
+                _ = handle.kicked() => Err(KICKED.to_string()),
+            };
+            match handshake {
                 Ok(pair) => pair,
                 Err(reason) => {
                     warn!(%reason, "TLS handshake failed on the implicit FTPS listener; connection closed");
@@ -80,7 +90,7 @@ pub(crate) async fn run(
         } else {
             (Stream::Plain(stream), None)
         };
-        let mut session = Session::new(ctrl, peer, local, shared, listener);
+        let mut session = Session::new(ctrl, peer, local, shared, listener, handle);
         if let Some(tls) = tls {
             // Implicit FTPS: protected from the start, data connections included (the
             // convention of port 990); PBSZ and PROT are accepted but not needed.
@@ -371,6 +381,10 @@ struct Session {
     transfer: Option<Running>,
     last_activity: Instant,
     connected_at: Instant,
+    /// What the admin API sees of this session, and its way to close it.
+    handle: Arc<SessionHandle>,
+    /// Changes at each reload, so that an idle session takes the new configuration at once.
+    reloaded: tokio::sync::watch::Receiver<u64>,
 }
 
 impl Session {
@@ -380,6 +394,7 @@ impl Session {
         local: SocketAddr,
         shared: Arc<Shared>,
         listener: ListenerConfig,
+        handle: Arc<SessionHandle>,
     ) -> Self {
         let now = Instant::now();
         Self {
@@ -394,6 +409,7 @@ impl Session {
             peer,
             local,
             live: shared.live(),
+            reloaded: shared.reloaded.subscribe(),
             shared,
             pending_user: None,
             login: None,
@@ -408,7 +424,54 @@ impl Session {
             transfer: None,
             last_activity: now,
             connected_at: now,
+            handle,
         }
+    }
+
+    /// Show the admin API what changed: user, TLS, PROT, last command, the transfer. Called
+    /// once per turn of the command loop; strings are copied only when they change.
+    fn publish(&self) {
+        let user = self.login.as_ref().map(|l| l.name.as_str());
+        let tls = self.ctrl.tls_state();
+        self.handle.publish(|state| {
+            if state.user.as_deref() != user {
+                state.user = user.map(str::to_owned);
+            }
+            if state.tls.is_none() {
+                if let Some(conn) = tls {
+                    let version = conn
+                        .protocol_version()
+                        .map_or_else(String::new, |v| format!("{v:?}"));
+                    let suite = conn
+                        .negotiated_cipher_suite()
+                        .map_or_else(String::new, |s| format!("{:?}", s.suite()));
+                    state.tls = Some((version, suite));
+                }
+            } else if tls.is_none() {
+                // REIN or CCC would drop it; neither keeps TLS state.
+                state.tls = None;
+            }
+            state.prot_private = self.prot_private;
+            state.last_activity = self.last_activity;
+            match (&self.transfer, &state.transfer) {
+                (None, None) => {}
+                (None, Some(_)) => state.transfer = None,
+                (Some(r), Some(t)) if Arc::ptr_eq(&r.progress, &t.progress) => {}
+                (Some(r), _) => {
+                    let started_at = SystemTime::now()
+                        .checked_sub(r.started.elapsed())
+                        .unwrap_or_else(SystemTime::now);
+                    state.transfer = Some(TransferState {
+                        verb: r.verb,
+                        path: r.path.to_string(),
+                        direction: Direction::of_verb(r.verb).as_str(),
+                        total: r.total,
+                        started_at,
+                        progress: Arc::clone(&r.progress),
+                    });
+                }
+            }
+        });
     }
 
     async fn serve(&mut self) -> &'static str {
@@ -421,6 +484,9 @@ impl Session {
         loop {
             if let Some(reason) = self.refresh_live().await {
                 return self.close(reason).await;
+            }
+            if self.handle.is_kicked() {
+                return self.close(KICKED).await;
             }
             while let Some(line) = self.next_runnable_line() {
                 self.last_activity = Instant::now();
@@ -440,6 +506,8 @@ impl Session {
                     return self.close("control line too long").await;
                 }
             }
+            // About to wait: the admin API sees the state after the commands just run.
+            self.publish();
             let may_read = self.lines.len() < MAX_QUEUED_LINES && self.too_long.is_none();
             // Poll before waiting: take what the socket holds without trusting tokio's
             // readiness (see `read_now`).
@@ -488,6 +556,13 @@ impl Session {
                 _ = self.shared.closing.cancelled(), if self.transfer.is_some() => {
                     return self.close(SHUTDOWN).await;
                 }
+                // An administrator closes the session, whatever it is doing.
+                _ = self.handle.kicked() => {
+                    return self.close(KICKED).await;
+                }
+                // A reload: the loop takes the new configuration (and logs out a user who was
+                // disabled or removed) before waiting again.
+                Ok(()) = self.reloaded.changed() => {}
                 _ = tokio::time::sleep_until(deadline.into()), if self.transfer.is_none() => {
                     // Which limit ran out: idle (also before login) or the time to log in.
                     let idle = self.login.is_some() || deadline == self.last_activity + limits.idle_timeout();
@@ -587,23 +662,28 @@ impl Session {
                 TransferResult::Aborted,
                 true,
             );
-            if reason == SHUTDOWN {
-                // The transfer is cleaned up; now the client may hear about it.
+            // The transfer is cleaned up; now the client may hear about it.
+            let why = match reason {
+                SHUTDOWN => Some("the server is shutting down"),
+                KICKED => Some("the session was closed by an administrator"),
+                _ => None,
+            };
+            if let Some(why) = why {
                 let _ = self
                     .send(Reply::new(
                         426,
-                        "Transfer aborted: the server is shutting down; the data is incomplete",
+                        format!("Transfer aborted: {why}; the data is incomplete"),
                     ))
                     .await;
             }
         }
-        if reason == SHUTDOWN {
-            let _ = self
-                .send(Reply::new(
-                    421,
-                    "Server shutting down; please reconnect later",
-                ))
-                .await;
+        let goodbye = match reason {
+            SHUTDOWN => Some("Server shutting down; please reconnect later"),
+            KICKED => Some("Session closed by an administrator"),
+            _ => None,
+        };
+        if let Some(text) = goodbye {
+            let _ = self.send(Reply::new(421, text)).await;
         }
         // A TLS close_notify waits for the peer to take it; a client that stopped reading
         // must not keep the session (and its place in the limits) alive.
