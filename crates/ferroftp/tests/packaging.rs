@@ -1,5 +1,6 @@
 //! Packaging: the systemd unit (and its sysusers.d / tmpfiles.d files) in contrib/systemd,
-//! checked with systemd's own tools where they are installed.
+//! checked with systemd's own tools where they are installed, and the man pages from
+//! `ferroftp man`, rendered with man where it is installed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
 
@@ -200,4 +201,115 @@ fn sysusers_and_tmpfiles_create_the_user_and_directories() {
     assert_eq!(meta("var/log/ferroftp").uid(), uid);
     assert_eq!(meta("etc/ferroftp").uid(), 0, "root owns the configuration");
     assert_eq!(meta("etc/ferroftp").mode() & 0o777, 0o750);
+}
+
+// ---- man pages (`ferroftp man`) ------------------------------------------------------------
+
+/// The subcommands that get their own page.
+const SUBCOMMANDS: [&str; 6] = ["serve", "passwd", "check-config", "cert", "doctor", "man"];
+
+#[test]
+fn man_writes_a_page_per_subcommand_with_every_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("man1");
+    let (ok, stdout, err) = run(Command::new(bin()).arg("man").arg("--out").arg(&out));
+    assert!(ok, "ferroftp man failed:\n{stdout}{err}");
+    let read = |name: &str| {
+        std::fs::read_to_string(out.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    let top = read("ferroftp.1");
+    assert!(top.contains(".TH ferroftp 1"), "{top}");
+    for sub in SUBCOMMANDS {
+        let page = format!("ferroftp-{sub}.1");
+        assert!(stdout.contains(&page), "not reported: {page}\n{stdout}");
+        let text = read(&page);
+        assert!(text.contains(&format!(".TH ferroftp-{sub} 1")), "{text}");
+        // The top page lists it (roff escapes hyphens).
+        assert!(
+            top.contains(&format!("ferroftp\\-{}(1)", sub.replace('-', "\\-"))),
+            "ferroftp.1 does not list {sub}:\n{top}"
+        );
+    }
+    for section in ["FILES", "SIGNALS", "ENVIRONMENT", "EXIT STATUS"] {
+        assert!(top.contains(&format!(".SH \"{section}\"")), "{top}");
+    }
+    assert!(top.contains("SIGHUP"), "{top}");
+    let serve = read("ferroftp-serve.1");
+    for flag in [
+        "config",
+        "listen",
+        "implicit\\-listen",
+        "passive\\-ports",
+        "passive\\-address",
+        "users",
+        "tls\\-cert",
+        "metrics\\-listen",
+    ] {
+        assert!(
+            serve.contains(&format!("\\-\\-{flag}")),
+            "no --{flag}:\n{serve}"
+        );
+    }
+    assert!(serve.contains("key passive.ports"), "{serve}");
+}
+
+#[test]
+fn serve_help_gives_every_flag_a_description() {
+    let (ok, out, err) = run(Command::new(bin()).args(["serve", "--help"]));
+    assert!(ok, "{out}{err}");
+    // Each option line is "  -x, --flag <VALUE>   help": a line with only the flag has no help.
+    for line in out.lines().filter(|l| l.trim_start().starts_with('-')) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let described = words
+            .iter()
+            .skip_while(|w| w.starts_with('-') || w.starts_with('<'))
+            .count();
+        assert!(described > 0, "no help text: {line:?}\n{out}");
+    }
+    for needle in [
+        "--passive-ports <LOW-HIGH>",
+        "Default: 127.0.0.1:2121",
+        "key passive.address",
+    ] {
+        assert!(out.contains(needle), "no {needle:?}:\n{out}");
+    }
+}
+
+#[test]
+fn man_renders_the_pages_without_warnings() {
+    let test = "man_renders_the_pages_without_warnings";
+    // `man -l` reads a page from a file instead of the manual path.
+    if Command::new("man").arg("-w").output().is_err() {
+        eprintln!("SKIP {test}: man is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, out, err) = run(Command::new(bin()).arg("man").arg("--out").arg(dir.path()));
+    assert!(ok, "{out}{err}");
+    let render = |path: &Path| {
+        run(Command::new("man")
+            // man-db passes these on to groff: bad escapes and requests are reported on stderr.
+            .arg("--warnings=all")
+            .arg("-l")
+            .arg(path)
+            .env("MANPAGER", "cat")
+            .env("MANWIDTH", "80"))
+    };
+    // The check can fail: a broken escape is reported.
+    let bad = dir.path().join("bad.1");
+    std::fs::write(&bad, ".TH bad 1\n.SH NAME\nbad \\- a \\qbroken page\n").unwrap();
+    let (_, _, err) = render(&bad);
+    if err.trim().is_empty() {
+        eprintln!("SKIP {test}: this man does not report roff warnings");
+        return;
+    }
+    for page in std::iter::once("ferroftp".to_owned())
+        .chain(SUBCOMMANDS.iter().map(|s| format!("ferroftp-{s}")))
+    {
+        let (ok, text, err) = render(&dir.path().join(format!("{page}.1")));
+        assert!(ok, "man -l {page} failed:\n{err}");
+        assert!(err.trim().is_empty(), "man -l {page} warned:\n{err}");
+        assert!(text.contains("NAME"), "{page}:\n{text}");
+        assert!(text.contains("OPTIONS"), "{page}:\n{text}");
+    }
 }
