@@ -51,6 +51,10 @@ const EXTRA_SECTIONS: &[(&str, &[(&str, &str)])] = &[
                 "Log filter, overriding log.level: info, debug, ferroftp=debug,warn, ...",
             ),
             ("NO_COLOR", "No colours in the text log."),
+            (
+                PASSIVE_ADDRESS_ENV,
+                "The address PASV announces (passive.address), for containers; --passive-address wins over it, and it over the configuration file.",
+            ),
         ],
     ),
     (
@@ -64,6 +68,9 @@ const EXTRA_SECTIONS: &[(&str, &[(&str, &str)])] = &[
         ],
     ),
 ];
+
+/// The environment variable that sets passive.address (below --passive-address).
+const PASSIVE_ADDRESS_ENV: &str = "FERROFTP_PASSIVE_ADDRESS";
 
 /// [`EXTRA_SECTIONS`] as plain text for `--help`.
 fn extra_help() -> String {
@@ -171,7 +178,8 @@ struct Overrides {
     passive_ports: Option<PortRange>,
     /// Address announced in PASV replies, for servers behind NAT: an IPv4 address or a host
     /// name looked up again every passive.resolve_every_secs (60 s) (key passive.address).
-    /// Default: the address the client connected to. EPSV needs no address.
+    /// Default: the address the client connected to; also FERROFTP_PASSIVE_ADDRESS. EPSV needs
+    /// no address.
     #[arg(long, value_name = "IP|HOSTNAME")]
     passive_address: Option<String>,
     /// Users file (TOML with argon2id hashes; key users_file); manage it with `ferroftp
@@ -344,7 +352,12 @@ fn effective_config(file: Option<&Path>, o: Overrides) -> anyhow::Result<Config>
     if let Some(ports) = o.passive_ports {
         config.passive.ports = Some(ports);
     }
-    if let Some(addr) = o.passive_address {
+    // Flag, then environment (containers), then the file. Not clap's `env`: an environment
+    // value would count as a given flag and clash with `doctor --connect`.
+    let env_address = std::env::var(PASSIVE_ADDRESS_ENV)
+        .ok()
+        .filter(|a| !a.trim().is_empty());
+    if let Some(addr) = o.passive_address.or(env_address) {
         config.passive.address = Some(addr);
     }
     if let Some(users) = o.users {
