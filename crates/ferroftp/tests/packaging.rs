@@ -1,6 +1,7 @@
 //! Packaging: the systemd unit (and its sysusers.d / tmpfiles.d files) in contrib/systemd,
 //! checked with systemd's own tools where they are installed, and the man pages from
-//! `ferroftp man`, rendered with man where it is installed.
+//! `ferroftp man`, rendered with man where it is installed; the Dockerfile and the image's
+//! configuration agree (the image itself is not built: no Docker in CI).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
 
@@ -312,4 +313,55 @@ fn man_renders_the_pages_without_warnings() {
         assert!(text.contains("NAME"), "{page}:\n{text}");
         assert!(text.contains("OPTIONS"), "{page}:\n{text}");
     }
+}
+
+// ---- the container image (no Docker here: the files are checked, not built) ----------------
+
+#[test]
+fn the_image_config_matches_the_dockerfile_ports_and_runs_unprivileged() {
+    let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).unwrap();
+    let config = ferroftp::config::Config::load(&repo().join("contrib/docker/ferroftp.toml"))
+        .expect("the image's configuration loads");
+    let exposed: Vec<&str> = dockerfile
+        .lines()
+        .filter_map(|l| l.strip_prefix("EXPOSE "))
+        .collect();
+    assert_eq!(config.listeners.len(), 1);
+    let bind = config.listeners[0].bind;
+    assert!(bind.ip().is_unspecified(), "{bind}: reachable from outside");
+    assert!(exposed.contains(&format!("{}/tcp", bind.port()).as_str()));
+    let range = config.passive.ports.expect("a fixed passive range");
+    assert!(
+        exposed.contains(&format!("{}-{}/tcp", range.low, range.high).as_str()),
+        "EXPOSE {exposed:?} vs passive.ports {range}"
+    );
+    assert!(config.limits.max_sessions <= range.len());
+    assert_eq!(config.root, Path::new("/srv/ftp"));
+    // Numeric user (Kubernetes' runAsNonRoot can check it), never root.
+    let user = dockerfile
+        .lines()
+        .filter_map(|l| l.strip_prefix("USER "))
+        .last()
+        .expect("a USER line");
+    let uid: u32 = user
+        .split(':')
+        .next()
+        .unwrap()
+        .parse()
+        .expect("numeric USER");
+    assert_ne!(uid, 0);
+    assert!(dockerfile.contains("\nSTOPSIGNAL SIGTERM\n"));
+    assert!(dockerfile.contains("VOLUME [\"/srv/ftp\", \"/etc/ferroftp\"]"));
+    // No secrets baked in: no users file, key or password in the image's files.
+    assert!(config.users_file.is_none() && config.tls.key.is_none());
+    for word in ["password", "PASSWORD", "users.toml", "key.pem"] {
+        assert!(
+            !dockerfile
+                .lines()
+                .any(|l| !l.starts_with('#') && l.contains(word)),
+            "{word} in the Dockerfile"
+        );
+    }
+    let ignore = std::fs::read_to_string(repo().join(".dockerignore")).unwrap();
+    assert!(ignore.lines().any(|l| l == "target/"), "{ignore}");
 }
