@@ -341,7 +341,7 @@ fn the_image_config_matches_the_dockerfile_ports_and_runs_unprivileged() {
     let user = dockerfile
         .lines()
         .filter_map(|l| l.strip_prefix("USER "))
-        .last()
+        .next_back()
         .expect("a USER line");
     let uid: u32 = user
         .split(':')
