@@ -11,6 +11,8 @@ command -v lftp >/dev/null 2>&1 || missing+=(lftp)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
+# nft: the NAT test (tests/nat_netns.rs) builds a DNAT gateway in a network namespace (as root).
+command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || missing+=(nftables)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "scripts/test.sh: installing ${missing[*]}"
     sudo=""

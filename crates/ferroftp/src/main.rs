@@ -8,11 +8,100 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use ferroftp::auth::{self, HashParams, User, UserDb};
 use ferroftp::config::{Config, ListenerConfig, ListenerMode, LogFormat, PortRange, TlsPolicy};
 use ferroftp::tls::{self, Tls};
 use ferroftp::{Server, observe};
+
+/// What the options do not say, as (section, [(term, text)]): the end of `ferroftp --help` and
+/// sections of ferroftp(1).
+const EXTRA_SECTIONS: &[(&str, &[(&str, &str)])] = &[
+    (
+        "FILES",
+        &[
+            (
+                "/etc/ferroftp/ferroftp.toml",
+                "The configuration (serve --config). ferroftp.example.toml in the source documents every key with its default.",
+            ),
+            (
+                "users file (key users_file)",
+                "TOML with argon2id hashes, written by ferroftp passwd.",
+            ),
+        ],
+    ),
+    (
+        "SIGNALS",
+        &[
+            (
+                "SIGHUP",
+                "Reload the configuration, the users file and the certificates without dropping sessions; a configuration that does not load is refused whole and the old one stays.",
+            ),
+            (
+                "SIGTERM, SIGINT",
+                "Stop accepting, close idle sessions, let transfers finish for up to limits.shutdown_grace_secs (30 s), then stop.",
+            ),
+        ],
+    ),
+    (
+        "ENVIRONMENT",
+        &[
+            (
+                "RUST_LOG",
+                "Log filter, overriding log.level: info, debug, ferroftp=debug,warn, ...",
+            ),
+            ("NO_COLOR", "No colours in the text log."),
+            (
+                PASSIVE_ADDRESS_ENV,
+                "The address PASV announces (passive.address), for containers; --passive-address wins over it, and it over the configuration file.",
+            ),
+        ],
+    ),
+    (
+        "EXIT STATUS",
+        &[
+            ("0", "Success."),
+            (
+                "1",
+                "An error (serve: a configuration, users file, certificate or address that does not load or bind), or a doctor check that FAILed.",
+            ),
+        ],
+    ),
+];
+
+/// The environment variable that sets passive.address (below --passive-address).
+const PASSIVE_ADDRESS_ENV: &str = "FERROFTP_PASSIVE_ADDRESS";
+
+/// [`EXTRA_SECTIONS`] as plain text for `--help`.
+fn extra_help() -> String {
+    let mut out = String::new();
+    for (title, items) in EXTRA_SECTIONS {
+        out.push_str(&format!("{title}:\n"));
+        for (term, text) in *items {
+            out.push_str(&format!("  {term}\n      {text}\n"));
+        }
+        out.push('\n');
+    }
+    out.trim_end().to_owned()
+}
+
+/// Text for roff: hyphens as \- (so that man does not break or convert them), backslashes
+/// escaped, and a line never starts as a request.
+fn roff(text: &str) -> String {
+    format!("\\&{}", text.replace('\\', "\\e").replace('-', "\\-"))
+}
+
+/// [`EXTRA_SECTIONS`] as man(7) sections.
+fn extra_roff() -> String {
+    let mut out = String::new();
+    for (title, items) in EXTRA_SECTIONS {
+        out.push_str(&format!(".SH \"{title}\"\n"));
+        for (term, text) in *items {
+            out.push_str(&format!(".TP\n\\fB{}\\fR\n{}\n", roff(term), roff(text)));
+        }
+    }
+    out
+}
 
 /// A secure, fast FTP server.
 #[derive(Parser, Debug)]
@@ -39,11 +128,22 @@ enum Cmd {
     /// permissions) and print the firewall rules it needs; with --connect, test a running server
     /// as a client. Changes nothing; exits 1 when a check FAILs.
     Doctor(Box<DoctorArgs>),
+    /// Write man pages generated from this command line: ferroftp.1 and one page per
+    /// subcommand (ferroftp-serve.1, ...).
+    Man(ManArgs),
+}
+
+#[derive(Args, Debug)]
+struct ManArgs {
+    /// Directory to write the pages into (created if missing), e.g. /usr/local/share/man/man1.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    out: PathBuf,
 }
 
 #[derive(Args, Debug)]
 struct ServeArgs {
-    /// Configuration file (TOML); see ferroftp.example.toml. Flags override it.
+    /// Configuration file (TOML); ferroftp.example.toml documents every key and its default.
+    /// Flags override it. Default: none (the built-in defaults).
     #[arg(long, short = 'c', value_name = "FILE")]
     config: Option<PathBuf>,
     #[command(flatten)]
@@ -52,36 +152,46 @@ struct ServeArgs {
 
 #[derive(Args, Debug, Clone)]
 struct Overrides {
-    /// Directory to serve (the home of users without their own).
+    /// Directory to serve: the home of users without their own (key `root`; default
+    /// ./ftp-root, created if missing; a configured root must exist).
     #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
-    /// Address to listen on (FTP with AUTH TLS); repeat for several. With --listen or
-    /// --implicit-listen, these replace the config's listeners.
+    /// Address to listen on for FTP with AUTH TLS (explicit FTPS); repeat for several. With
+    /// --listen or --implicit-listen, these replace the config's [[listener]] tables. Default:
+    /// 127.0.0.1:2121 (loopback only; 0.0.0.0:21 to serve the network).
     #[arg(long, value_name = "ADDR:PORT")]
     listen: Vec<SocketAddr>,
     /// Address for implicit FTPS (TLS from the first byte; by convention port 990); repeatable.
+    /// Default: none.
     #[arg(long, value_name = "ADDR:PORT")]
     implicit_listen: Vec<SocketAddr>,
-    /// No TLS: listeners from --listen speak plain FTP only (AUTH TLS is refused).
+    /// No TLS: listeners speak plain FTP only (AUTH TLS is refused). Default: TLS offered.
     #[arg(long)]
     no_tls: bool,
-    /// TLS certificate chain (PEM, leaf first). Without one a self-signed certificate is made.
+    /// TLS certificate chain (PEM, leaf first; key tls.cert). Default: a self-signed
+    /// certificate made at each start, which clients will not trust.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
-    /// TLS private key (PEM).
+    /// TLS private key (PEM; key tls.key), readable by the server's user only.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
-    /// Passive port range, e.g. 50000-50100.
+    /// Passive (PASV/EPSV) port range, inclusive, e.g. 50000-50100 (key passive.ports). Open
+    /// it in the firewall. Default: any free port the OS picks, which a firewall cannot open.
     #[arg(long, value_name = "LOW-HIGH")]
     passive_ports: Option<PortRange>,
-    /// Address announced in PASV replies (IPv4 address or host name).
+    /// Address announced in PASV replies, for servers behind NAT: an IPv4 address or a host
+    /// name looked up again every passive.resolve_every_secs (60 s) (key passive.address).
+    /// Default: the address the client connected to; also FERROFTP_PASSIVE_ADDRESS. EPSV needs
+    /// no address.
     #[arg(long, value_name = "IP|HOSTNAME")]
     passive_address: Option<String>,
-    /// Users file (TOML with argon2id hashes); manage it with `ferroftp passwd` and
-    /// `ferroftp import-users`.
+    /// Users file (TOML with argon2id, bcrypt or crypt(3) hashes; key users_file); manage it
+    /// with `ferroftp passwd` and `ferroftp import-users`. Default: one user for this run,
+    /// with a generated password printed at start.
     #[arg(long, value_name = "FILE")]
     users: Option<PathBuf>,
-    /// Allow anonymous logins (read-only unless the config says otherwise).
+    /// Allow anonymous logins (USER anonymous or ftp), read-only unless [anonymous]
+    /// permissions says otherwise (key anonymous.enabled). Default: refused.
     #[arg(long)]
     anonymous: bool,
     /// A network never banned for failed logins, e.g. 10.0.0.0/8; repeatable (adds to the
@@ -92,10 +202,12 @@ struct Overrides {
     /// PROXY protocol on for every listener.
     #[arg(long, value_name = "CIDR")]
     proxy_protocol_from: Vec<ipnet::IpNet>,
-    /// Log format.
+    /// Log format on stderr: text for people, json (one object per line) for collectors
+    /// (key log.format). Default: text.
     #[arg(long, value_name = "text|json")]
     log_format: Option<LogFormatArg>,
-    /// Serve Prometheus metrics (GET /metrics) over HTTP on this address, e.g. 127.0.0.1:9021.
+    /// Serve Prometheus metrics (GET /metrics) over plain HTTP on this address, e.g.
+    /// 127.0.0.1:9021 (key metrics.listen). Default: off.
     #[arg(long, value_name = "ADDR:PORT")]
     metrics_listen: Option<SocketAddr>,
     /// Serve the admin HTTP API on this address (loopback unless admin.allow_remote), e.g.
@@ -230,7 +342,8 @@ struct CheckArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().after_long_help(extra_help()).get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let result = match cli.command {
         Cmd::Doctor(args) => return doctor(*args),
         Cmd::Serve(args) => serve(*args),
@@ -238,6 +351,7 @@ fn main() -> ExitCode {
         Cmd::ImportUsers(args) => import_users(args),
         Cmd::CheckConfig(args) => check_config(&args.file),
         Cmd::Cert(args) => cert(args),
+        Cmd::Man(args) => man(&args.out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -293,7 +407,12 @@ fn effective_config(file: Option<&Path>, o: Overrides) -> anyhow::Result<Config>
     if let Some(ports) = o.passive_ports {
         config.passive.ports = Some(ports);
     }
-    if let Some(addr) = o.passive_address {
+    // Flag, then environment (containers), then the file. Not clap's `env`: an environment
+    // value would count as a given flag and clash with `doctor --connect`.
+    let env_address = std::env::var(PASSIVE_ADDRESS_ENV)
+        .ok()
+        .filter(|a| !a.trim().is_empty());
+    if let Some(addr) = o.passive_address.or(env_address) {
         config.passive.address = Some(addr);
     }
     if let Some(users) = o.users {
@@ -653,6 +772,49 @@ fn cert(args: CertArgs) -> anyhow::Result<()> {
         cert_path.display(),
         key_path.display()
     );
+    Ok(())
+}
+
+/// `ferroftp man`: one page for the command and one per subcommand, so that `man
+/// ferroftp-serve` works as packagers expect.
+fn man(out: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    // build() gives subcommands their full names (ferroftp-serve), which the pages take as
+    // title and file name.
+    let mut cmd = Cli::command().disable_help_subcommand(true);
+    cmd.build();
+    write_man_pages(cmd, out)
+}
+
+fn write_man_pages(cmd: clap::Command, out: &Path) -> anyhow::Result<()> {
+    let context = || format!("cannot write a man page into {}", out.display());
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        write_man_pages(sub.clone(), out)?;
+    }
+    let top = cmd.get_name() == "ferroftp";
+    let man = clap_mangen::Man::new(cmd);
+    let path = out.join(man.get_filename());
+    if top {
+        // ferroftp(1) also gets FILES, SIGNALS, ENVIRONMENT and EXIT STATUS.
+        let mut page = Vec::new();
+        man.render_title(&mut page).with_context(context)?;
+        man.render_name_section(&mut page).with_context(context)?;
+        man.render_synopsis_section(&mut page)
+            .with_context(context)?;
+        man.render_description_section(&mut page)
+            .with_context(context)?;
+        man.render_options_section(&mut page)
+            .with_context(context)?;
+        man.render_subcommands_section(&mut page)
+            .with_context(context)?;
+        page.extend_from_slice(extra_roff().as_bytes());
+        man.render_version_section(&mut page)
+            .with_context(context)?;
+        std::fs::write(&path, page).with_context(context)?;
+    } else {
+        man.generate_to(out).with_context(context)?;
+    }
+    println!("{}", path.display());
     Ok(())
 }
 

@@ -646,3 +646,66 @@ fn serve_with_no_arguments_listens_on_2121() {
         Err(e) => panic!("serve with no arguments failed: {e}"),
     }
 }
+
+#[test]
+fn the_passive_address_comes_from_the_flag_then_the_environment_then_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ferroftp.toml");
+    std::fs::write(&config, "[passive]\naddress = \"192.0.2.1\"\n").unwrap();
+    let announced = |env: Option<&str>, flag: Option<&str>| {
+        let mut cmd = Command::new(bin());
+        cmd.args(["doctor", "--config"]).arg(&config);
+        if let Some(a) = flag {
+            cmd.args(["--passive-address", a]);
+        }
+        match env {
+            Some(a) => cmd.env("FERROFTP_PASSIVE_ADDRESS", a),
+            None => cmd.env_remove("FERROFTP_PASSIVE_ADDRESS"),
+        };
+        let (_, out, err) = run(&mut cmd);
+        let text = format!("{out}{err}");
+        let line = text
+            .lines()
+            .find(|l| l.contains("passive.address 1") || l.contains("passive.address 2"))
+            .unwrap_or_else(|| panic!("no passive.address check:\n{text}"))
+            .to_owned();
+        line.split_whitespace()
+            .skip_while(|w| *w != "passive.address")
+            .nth(1)
+            .unwrap()
+            .trim_end_matches(',')
+            .to_owned()
+    };
+    assert_eq!(announced(None, None), "192.0.2.1");
+    assert_eq!(announced(Some(""), None), "192.0.2.1", "empty means unset");
+    assert_eq!(announced(Some("203.0.113.7"), None), "203.0.113.7");
+    assert_eq!(
+        announced(Some("203.0.113.7"), Some("198.51.100.9")),
+        "198.51.100.9"
+    );
+    // `doctor --connect` takes no configuration: the variable must not clash with it.
+    let mut child = Command::new(bin())
+        .args([
+            "doctor",
+            "--connect",
+            "127.0.0.1:1",
+            "--user",
+            "x",
+            "--timeout",
+            "1",
+        ])
+        .env("FERROFTP_PASSIVE_ADDRESS", "203.0.113.7")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"pw\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("server unreachable"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

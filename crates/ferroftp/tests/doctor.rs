@@ -174,6 +174,34 @@ fn a_good_config_passes_and_gets_firewall_rules_with_its_ports() {
 }
 
 #[test]
+fn active_mode_rules_use_the_port_below_the_listener_when_configured() {
+    let s = Setup::new();
+    let port = free_port();
+    let below = port - 1;
+    // Default: an ephemeral source port, no rule keyed on a source port.
+    let (code, out) = check(&s.write(port, ""));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("from an ephemeral source port"), "{out}");
+    assert!(!out.contains("tcp sport"), "{out}");
+
+    let (code, out) = check(&s.write(port, "[active]\nsource_port_below_listener = true\n"));
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("from an ephemeral source port"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "nft add rule inet filter output tcp sport {below} tcp dport 1024-65535 ct state new accept"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "iptables -A OUTPUT -p tcp --sport {below} --dport 1024:65535 -m conntrack --ctstate NEW -j ACCEPT"
+        )),
+        "{out}"
+    );
+}
+
+#[test]
 fn a_port_in_use_fails_naming_the_port() {
     let s = Setup::new();
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();

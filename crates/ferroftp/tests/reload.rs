@@ -1,5 +1,6 @@
 //! Live reload on SIGHUP: users, permissions, listeners and bans change without dropping
-//! sessions; a bad new configuration is refused whole and the old one stays.
+//! sessions or transfers in flight; a bad new configuration is refused whole and the old one
+//! stays.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
 
@@ -182,5 +183,125 @@ fn listeners_are_added_and_removed_without_dropping_sessions() {
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
     alice.cmd_ok("NOOP", 200);
     server.addr = ([127, 0, 0, 1], second).into();
+    server.assert_still_serving();
+}
+
+/// `n` consecutive ports free on loopback now.
+fn free_range(n: u16, avoid: Option<u16>) -> u16 {
+    for base in (42000u16..60000).step_by(37) {
+        if avoid.is_some_and(|a| base < a + n && a < base + n) {
+            continue;
+        }
+        if (base..base + n).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no free range");
+}
+
+fn pasv_port(c: &mut common::Ctrl) -> (u16, std::net::TcpStream) {
+    let text = c.cmd_ok("PASV", 227);
+    let addr = ferroftp_proto::addr::parse_pasv_reply(&text).expect("227 address");
+    (addr.port(), std::net::TcpStream::connect(addr).unwrap())
+}
+
+#[test]
+fn transfers_running_across_a_reload_finish_intact_and_the_next_pasv_uses_the_new_range() {
+    use std::io::{Read, Write};
+    const N: u16 = 4;
+    let old = free_range(N, None);
+    let new = free_range(N, Some(old));
+    let mut server = server(&format!("[passive]\nports = \"{old}-{}\"\n", old + N - 1));
+    // Large enough that the download cannot sit whole in the socket buffers.
+    let big = common::pseudo_random(32 << 20, 11);
+    std::fs::write(server.root.join("big.bin"), &big).unwrap();
+    let upload = common::pseudo_random(16 << 20, 12);
+
+    // A download, started and read only in part: the server is blocked sending.
+    let mut down = server.connect();
+    down.login("alice", "alicepw");
+    down.cmd_ok("TYPE I", 200);
+    let (port, mut data) = pasv_port(&mut down);
+    assert!((old..old + N).contains(&port), "{port}");
+    let (code, text) = down.cmd("RETR big.bin");
+    assert_eq!(code, 150, "{text}");
+    data.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut got = vec![0u8; 1 << 20];
+    data.read_exact(&mut got).unwrap();
+
+    // An upload, half sent.
+    let mut up = server.connect();
+    up.login("bob", "bobpw");
+    up.cmd_ok("TYPE I", 200);
+    let (_, mut up_data) = pasv_port(&mut up);
+    let (code, text) = up.cmd("STOR up.bin");
+    assert_eq!(code, 150, "{text}");
+    let half = upload.len() / 2;
+    up_data.write_all(&upload[..half]).unwrap();
+
+    // New passive range and a new user, in force mid-transfer.
+    let config = config_path(&server);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace(
+            &format!("ports = \"{old}-{}\"", old + N - 1),
+            &format!("ports = \"{new}-{}\"", new + N - 1),
+        ),
+    )
+    .unwrap();
+    add_user(&users_path(&server), "carol", "carolpw", None);
+    let line = reload(&server, 1);
+    assert!(
+        line.contains("configuration reloaded") && line.contains("3 users"),
+        "{line}"
+    );
+
+    // Both transfers finish, byte for byte.
+    data.read_to_end(&mut got).unwrap();
+    drop(data);
+    down.cmd_ok_reply(226);
+    assert!(got.len() == big.len() && got == big, "download corrupted");
+    up_data.write_all(&upload[half..]).unwrap();
+    drop(up_data);
+    up.cmd_ok_reply(226);
+    let stored = std::fs::read(server.root.join("up.bin")).unwrap();
+    assert!(
+        stored == upload,
+        "upload corrupted ({} bytes)",
+        stored.len()
+    );
+
+    // The reload really happened mid-transfer: both transfers ended after it.
+    let log = server.log();
+    let at = |needle: &str| {
+        log.find(needle)
+            .unwrap_or_else(|| panic!("no {needle:?} in the log:\n{log}"))
+    };
+    let reloaded = at("configuration reloaded");
+    assert!(reloaded < at("transfer verb=\"RETR\""), "{log}");
+    assert!(reloaded < at("transfer verb=\"STOR\""), "{log}");
+
+    // The same sessions go on, and their next PASV comes from the new range.
+    for c in [&mut down, &mut up] {
+        let (port, data) = pasv_port(c);
+        assert!(
+            (new..new + N).contains(&port),
+            "PASV port {port} after reload"
+        );
+        let (code, text) = c.cmd("NLST");
+        assert_eq!(code, 150, "{text}");
+        let names = String::from_utf8(common::read_all(data)).unwrap();
+        c.cmd_ok_reply(226);
+        assert!(
+            names.contains("big.bin") && names.contains("up.bin"),
+            "{names}"
+        );
+    }
+    let mut carol = server.connect();
+    carol.login("carol", "carolpw");
+    carol.cmd_ok("TYPE I", 200);
+    assert!(carol.retr("up.bin") == upload);
     server.assert_still_serving();
 }

@@ -118,15 +118,46 @@ pub fn firewall_rules(config: &Config) -> String {
         } else {
             1024
         };
-        out.push(format!(
-            "# Active mode (PORT/EPRT) is on: the server connects out to the client's port ({low}-65535) from an ephemeral source port, not from 20 or 989 (ferroftp has no setting for the classic source port), so no rule for 20/989 is needed. Only an output chain with policy drop needs:"
-        ));
-        out.push(format!(
-            "nft add rule inet filter output tcp dport {low}-65535 ct state new accept"
-        ));
-        out.push(format!(
-            "iptables -A OUTPUT -p tcp --dport {low}:65535 -m conntrack --ctstate NEW -j ACCEPT"
-        ));
+        // With source_port_below_listener each listener connects out from the port below its
+        // control port (20 for 21, 989 for 990); rules keyed on that source port then match.
+        let sources: BTreeSet<u16> = config
+            .listeners
+            .iter()
+            .filter(fixed)
+            .map(|l| l.bind.port().saturating_sub(1))
+            .collect();
+        if config.active.source_port_below_listener && !sources.is_empty() {
+            out.push(format!(
+                "# Active mode (PORT/EPRT) is on, from the port below each listener's control port (active.source_port_below_listener): the server connects out from source port(s) {} to the client's port ({low}-65535). Ports below 1024 need CAP_NET_BIND_SERVICE. An output chain with policy drop needs:",
+                join(&sources, ", ")
+            ));
+            out.push(format!(
+                "nft add rule inet filter output tcp sport {} tcp dport {low}-65535 ct state new accept",
+                nft_ports(&sources)
+            ));
+            let ipt_sport = if sources.len() == 1 {
+                format!("--sport {}", join(&sources, ","))
+            } else {
+                format!("-m multiport --sports {}", join(&sources, ","))
+            };
+            out.push(format!(
+                "iptables -A OUTPUT -p tcp {ipt_sport} --dport {low}:65535 -m conntrack --ctstate NEW -j ACCEPT"
+            ));
+            out.push(format!(
+                "# Client-side firewalls that let active data in only from source port 20/989 accept these connections (source port(s) {}).",
+                join(&sources, ", ")
+            ));
+        } else {
+            out.push(format!(
+                "# Active mode (PORT/EPRT) is on: the server connects out to the client's port ({low}-65535) from an ephemeral source port, not from 20 or 989 (set active.source_port_below_listener = true for that), so no rule for 20/989 is needed. Only an output chain with policy drop needs:"
+            ));
+            out.push(format!(
+                "nft add rule inet filter output tcp dport {low}-65535 ct state new accept"
+            ));
+            out.push(format!(
+                "iptables -A OUTPUT -p tcp --dport {low}:65535 -m conntrack --ctstate NEW -j ACCEPT"
+            ));
+        }
     }
     out.push(String::new());
     out.push("# The conntrack FTP helper (nf_conntrack_ftp) reads PASV/EPSV replies on the control connection and lets the data connection in as RELATED.".into());
@@ -238,5 +269,28 @@ mod tests {
         assert!(!text.contains("--helper ftp"), "{text}");
         assert!(text.contains("passive.ports is unset"), "{text}");
         assert!(!text.contains("Active mode"), "{text}");
+    }
+
+    #[test]
+    fn active_rules_name_the_source_port_below_each_listener_when_asked() {
+        let listeners = "[[listener]]\nbind = \"0.0.0.0:21\"\n[[listener]]\nbind = \"0.0.0.0:990\"\nmode = \"implicit\"\n";
+        let ephemeral = firewall_rules(&config(listeners));
+        assert!(ephemeral.contains("ephemeral source port"), "{ephemeral}");
+        assert!(!ephemeral.contains("sport"), "{ephemeral}");
+        let text = firewall_rules(&config(&format!(
+            "{listeners}[active]\nsource_port_below_listener = true\n"
+        )));
+        assert!(!text.contains("ephemeral source port"), "{text}");
+        assert!(
+            text.contains(
+                "nft add rule inet filter output tcp sport { 20, 989 } tcp dport 1024-65535 ct state new accept"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("iptables -A OUTPUT -p tcp -m multiport --sports 20,989 --dport 1024:65535 -m conntrack --ctstate NEW -j ACCEPT"),
+            "{text}"
+        );
+        assert!(text.contains("CAP_NET_BIND_SERVICE"), "{text}");
     }
 }
