@@ -202,7 +202,7 @@ struct Running {
 
 enum Job {
     Send(SendSource),
-    Receive(tokio::fs::File, Upload),
+    Receive(std::fs::File, Upload),
 }
 
 enum SendSource {
@@ -1723,14 +1723,40 @@ impl Session {
                         }
                         Outcome { result, upload: None }
                     }
-                    Job::Receive(mut file, mut upload) => {
-                        let result = {
-                            let tls = stream.is_tls();
-                            let copy = data::receive(&mut stream, tls, &mut file, ascii_mode, &task_progress, stall);
-                            tokio::select! {
+                    Job::Receive(file, mut upload) => {
+                        let tls = stream.is_tls();
+                        let (result, file) = if ascii_mode {
+                            let mut file = tokio::fs::File::from_std(file);
+                            let copy = data::receive(&mut stream, tls, &mut file, true, &task_progress, stall);
+                            let result = tokio::select! {
                                 r = copy => r.map_err(TransferError::Copy),
                                 _ = task_cancel.cancelled() => Err(TransferError::Aborted),
-                            }
+                            };
+                            // Wait for tokio's in-flight write to land before the file goes
+                            // back to the upload for commit or abort.
+                            let _ = file.flush().await;
+                            (result, Some(file.into_std().await))
+                        } else {
+                            let mut writer = data::FileWriter::new(file);
+                            let copy = data::receive_binary(&mut stream, tls, &mut writer, &task_progress, stall);
+                            let result = tokio::select! {
+                                r = copy => r.map_err(TransferError::Copy),
+                                _ = task_cancel.cancelled() => Err(TransferError::Aborted),
+                            };
+                            // Likewise: the write in flight (even of an aborted copy) lands first.
+                            // What is left is written with the commit (or the abort); after a
+                            // failed write it is dropped, as the file would have a hole before it.
+                            let (written, file, rest) = writer.finish().await;
+                            let result = match (result, written) {
+                                (r @ Err(TransferError::Copy(CopyError::Local(_))), _) => r,
+                                (r, Ok(())) => {
+                                    upload.defer_write(rest);
+                                    r
+                                }
+                                (Ok(_), Err(e)) => Err(TransferError::Copy(CopyError::Local(e))),
+                                (r, Err(_)) => r,
+                            };
+                            (result, file)
                         };
                         let result = match result {
                             Ok(data::Ending::CloseNotify) => {
@@ -1748,10 +1774,9 @@ impl Session {
                             },
                             Err(e) => Err(e),
                         };
-                        // Wait for tokio's in-flight write to land, then give the file back to
-                        // the upload for commit or abort.
-                        let _ = file.flush().await;
-                        upload.put_file(file.into_std().await);
+                        if let Some(file) = file {
+                            upload.put_file(file);
+                        }
                         Outcome { result, upload: Some(upload) }
                     }
                 }
@@ -1822,8 +1847,22 @@ impl Session {
                         return Ok(Flow::Close("client gone during an upload"));
                     }
                     let policy = self.live.config.uploads.fsync;
-                    match blocking(move || upload.commit_with(policy)).await {
-                        Ok(()) => (vec![Reply::new(226, "Transfer complete")], "ok".into()),
+                    // The last bytes and the commit in one trip to the blocking pool; a failed
+                    // write of the data is reported as during the transfer.
+                    let done = blocking(move || {
+                        let mut upload = upload;
+                        match upload.write_deferred() {
+                            Ok(()) => upload.commit_with(policy).map(Ok),
+                            // Dropping the upload cleans it up like any failed one.
+                            Err(e) => Ok(Err(e)),
+                        }
+                    });
+                    match done.await {
+                        Ok(Ok(())) => (vec![Reply::new(226, "Transfer complete")], "ok".into()),
+                        Ok(Err(e)) => {
+                            let e = StorageError::from(e);
+                            (vec![storage_failure_reply(&e)], format!("local error: {e}"))
+                        }
                         Err(e) => (vec![storage_failure_reply(&e)], format!("failed: {e}")),
                     }
                 }
@@ -2040,7 +2079,6 @@ impl Session {
             let file = upload
                 .take_file()
                 .ok_or_else(|| Reply::new(451, "Local error: upload has no file"))?;
-            let file = tokio::fs::File::from_std(file);
             let opening = format!("Ok to send data for {path}");
             self.start_transfer(
                 connect,
@@ -2074,7 +2112,6 @@ impl Session {
             let file = upload
                 .take_file()
                 .ok_or_else(|| Reply::new(451, "Local error: upload has no file"))?;
-            let file = tokio::fs::File::from_std(file);
             let name = path.file_name().unwrap_or_default().to_owned();
             self.start_transfer(
                 connect,

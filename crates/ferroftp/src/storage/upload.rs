@@ -1,7 +1,7 @@
 //! Uploads in progress: temp-file-and-rename for STOR, in place for APPE, REST+STOR and STOU.
 
 use std::fs::File;
-use std::io::Seek;
+use std::io::{Seek, Write};
 
 use cap_std::fs::Dir;
 
@@ -71,6 +71,8 @@ pub struct Upload {
     /// Whether committing changes a file that existed before (so it must reach the disk
     /// before the client is told, or a crash could cost the old content).
     replaces: bool,
+    /// Bytes received but not yet written, see [`Upload::defer_write`].
+    unwritten: Vec<u8>,
 }
 
 /// When a committed upload is flushed to disk (`fsync`) before the client gets its 226.
@@ -93,6 +95,7 @@ impl Upload {
             file,
             state: State::Temp { dir, temp, target },
             replaces,
+            unwritten: Vec::new(),
         }
     }
 
@@ -110,6 +113,7 @@ impl Upload {
                 original_len,
             },
             replaces: original_len.is_some(),
+            unwritten: Vec::new(),
         }
     }
 
@@ -139,6 +143,8 @@ impl Upload {
             return true;
         };
         self.state = State::Done;
+        // Untrusted bytes that never reached the file need no undoing.
+        self.unwritten = Vec::new();
         let restored = match (mode, original_len) {
             (_, None) => self.file.set_len(0).is_ok(),
             (InPlaceMode::Append, Some(len)) => self.file.set_len(len).is_ok(),
@@ -154,6 +160,33 @@ impl Upload {
         };
         let _ = self.file.sync_data();
         restored
+    }
+
+    /// Hands over the last bytes of the upload, to be written at the file's position by
+    /// [`Upload::commit_with`] (or, for an in-place upload, when it is abandoned, like the bytes
+    /// before them) instead of now: the caller already makes a blocking call for the commit,
+    /// and a small upload then costs one trip to the blocking pool instead of two.
+    /// [`Upload::roll_back`] drops them.
+    pub fn defer_write(&mut self, bytes: Vec<u8>) {
+        self.unwritten.extend_from_slice(&bytes);
+        if self.unwritten.len() == bytes.len() {
+            // Nothing was queued before: keep the caller's buffer rather than the copy.
+            self.unwritten = bytes;
+        }
+    }
+
+    /// Writes the bytes queued by [`Upload::defer_write`] now (commit does it too), so that the
+    /// caller can tell a failed write of the data from a failed commit.
+    pub fn write_deferred(&mut self) -> std::io::Result<()> {
+        self.write_unwritten()
+    }
+
+    fn write_unwritten(&mut self) -> std::io::Result<()> {
+        let bytes = std::mem::take(&mut self.unwritten);
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.file.write_all(&bytes)
     }
 
     /// The file to write the uploaded bytes to.
@@ -190,6 +223,7 @@ impl Upload {
             SyncPolicy::Replacements => self.replaces,
             SyncPolicy::Never => false,
         };
+        self.write_unwritten()?;
         // REST + STOR replaces everything from the offset: the old tail goes.
         if let Some(end) = self.written_end() {
             self.file.set_len(end)?;
@@ -230,6 +264,11 @@ impl Upload {
 
 impl Drop for Upload {
     fn drop(&mut self) {
+        if matches!(self.state, State::InPlace { .. }) {
+            // An abandoned in-place upload keeps what arrived (ready to resume), the deferred
+            // bytes included. Best effort, like the rest of an abort.
+            let _ = self.write_unwritten();
+        }
         match &self.state {
             State::Temp { dir, temp, .. } => {
                 // Best effort: a leftover temp file is hidden from listings and holds no
