@@ -304,6 +304,63 @@ fn a_world_readable_key_warns() {
     );
 }
 
+#[test]
+fn the_admin_api_and_metrics_are_checked_bound_exposed_and_token_mode() {
+    let s = Setup::new();
+    let token = s.dir.path().join("admin.token");
+    std::fs::write(&token, "secret-token\n").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+    // The admin port is taken by someone else; metrics listen on every address.
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let admin = taken.local_addr().unwrap();
+    let metrics = free_port();
+    let extra = format!(
+        "[admin]\nlisten = \"{admin}\"\ntoken_file = {token:?}\n[metrics]\nlisten = \"0.0.0.0:{metrics}\"\n",
+        token = token.to_str().unwrap()
+    );
+    let config = s.write(free_port(), &extra);
+    let (code, out) = check(&config);
+    assert_eq!(code, 1, "the admin port in use is a FAIL:\n{out}");
+    assert!(
+        !lines_with(&out, "FAIL", &format!("admin API (admin.listen) {admin}")).is_empty(),
+        "{out}"
+    );
+    let token_warn = lines_with(&out, "WARN", "admin token");
+    assert!(token_warn.iter().any(|l| l.contains("0644")), "{out}");
+    assert!(
+        out.contains(&format!("chmod 600 {}", token.display())),
+        "{out}"
+    );
+    assert!(
+        !lines_with(
+            &out,
+            "WARN",
+            &format!("metrics (metrics.listen) 0.0.0.0:{metrics} is not on loopback")
+        )
+        .is_empty(),
+        "{out}"
+    );
+
+    // Fixed: the port free, the token private, metrics on loopback: no complaint left.
+    drop(taken);
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let extra = extra.replace(
+        &format!("0.0.0.0:{metrics}"),
+        &format!("127.0.0.1:{metrics}"),
+    );
+    let config = s.write(free_port(), &extra);
+    let (code, out) = check(&config);
+    assert_eq!(code, 0, "{out}");
+    assert!(!lines_with(&out, "OK", "admin token").is_empty(), "{out}");
+    for needle in ["admin", "metrics"] {
+        assert!(
+            lines_with(&out, "WARN", needle).is_empty()
+                && lines_with(&out, "FAIL", needle).is_empty(),
+            "{out}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // --connect
 // ---------------------------------------------------------------------------------------------

@@ -62,6 +62,7 @@ pub fn check_config(config: &Config, source: &str, r: &mut Report) {
     passive(config, &host, r);
     certificate(config, r);
     files(config, r);
+    management(config, &host, r);
     limits(config, r);
     r.section("Firewall rules to open");
     r.note(&firewall_rules(config));
@@ -99,7 +100,14 @@ fn listeners(config: &Config, host: &Host, r: &mut Report) {
                 };
                 r.add(Check::new(Level::Ok, text));
             }
-            Err(e) => r.add(bind_failure(&name, l.bind, &e, &held, host)),
+            Err(e) => r.add(bind_failure(
+                &name,
+                "listener.bind / --listen",
+                l.bind,
+                &e,
+                &held,
+                host,
+            )),
         }
     }
     for l in &config.listeners {
@@ -139,6 +147,7 @@ fn listeners(config: &Config, host: &Host, r: &mut Report) {
 
 fn bind_failure(
     name: &str,
+    key: &str,
     bind: SocketAddr,
     e: &io::Error,
     held: &[(SocketAddr, TcpListener)],
@@ -188,7 +197,7 @@ fn bind_failure(
                     ),
                 )
                 .fix(format!("see who holds it: ss -ltnp 'sport = :{port}'"))
-                .fix("stop that process, or choose another port (listener.bind / --listen)"),
+                .fix(format!("stop that process, or choose another port ({key})")),
             }
         }
         io::ErrorKind::AddrNotAvailable => Check::new(
@@ -613,6 +622,89 @@ fn key_permissions(key: &Path, r: &mut Report) {
         )),
         // load_pair says why the file cannot be read.
         Err(_) => {}
+    }
+}
+
+/// The admin API and the metrics listener: each can be bound, and neither is open to the
+/// network without the administrator having asked for it.
+fn management(config: &Config, host: &Host, r: &mut Report) {
+    if config.admin.listen.is_none() && config.metrics.listen.is_none() {
+        return;
+    }
+    r.section("Admin API and metrics");
+    for (what, addr) in [
+        ("admin API (admin.listen)", config.admin.listen),
+        ("metrics (metrics.listen)", config.metrics.listen),
+    ] {
+        let Some(addr) = addr else { continue };
+        match TcpListener::bind(addr) {
+            Ok(_) => r.add(Check::new(
+                Level::Ok,
+                format!("{what} {addr}: the port can be bound"),
+            )),
+            Err(e) => r.add(bind_failure(
+                &format!("{what} {addr}"),
+                if what.starts_with("admin") {
+                    "admin.listen / --admin-listen"
+                } else {
+                    "metrics.listen / --metrics-listen"
+                },
+                addr,
+                &e,
+                &[],
+                host,
+            )),
+        }
+        if !addr.ip().is_loopback() {
+            r.add(
+                Check::new(
+                    Level::Warn,
+                    format!(
+                        "{what} {addr} is not on loopback: it is plain HTTP, so {} cross the network in clear",
+                        if what.starts_with("admin") {
+                            "the bearer token and every answer"
+                        } else {
+                            "the metrics (without any authentication)"
+                        }
+                    ),
+                )
+                .fix(format!(
+                    "listen on 127.0.0.1 and reach it through SSH (ssh -L {port}:127.0.0.1:{port} host) or a TLS proxy, or allow only the management network in the firewall",
+                    port = addr.port()
+                )),
+            );
+        }
+    }
+    if let (Some(_), Some(token)) = (config.admin.listen, config.admin.token_file.as_ref()) {
+        match mode_of(token) {
+            Ok(mode) if mode & 0o077 != 0 => r.add(
+                Check::new(
+                    Level::Warn,
+                    format!(
+                        "admin token {} has mode {mode:04o}: other local users can read the token, which grants everything the admin API can do",
+                        token.display()
+                    ),
+                )
+                .fix(format!(
+                    "chmod 600 {} (owned by the service's user)",
+                    token.display()
+                )),
+            ),
+            Ok(mode) => r.add(Check::new(
+                Level::Ok,
+                format!("admin token {} has mode {mode:04o}", token.display()),
+            )),
+            Err(e) => r.add(
+                Check::new(
+                    Level::Fail,
+                    format!(
+                        "admin token {}: {e}: the server will not start",
+                        token.display()
+                    ),
+                )
+                .fix("create it: umask 077; openssl rand -hex 32 > FILE (admin.token_file)"),
+            ),
+        }
     }
 }
 
