@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Ctrl, Options, TestServer, bin, run};
+use common::{Ctrl, Options, TestServer, bin, run, run_with_input};
 
 // ---------------------------------------------------------------------------------------------
 // Local helpers
@@ -73,19 +73,7 @@ fn passwd(users: &Path, name: &str, password: &str, cheap: bool) -> (bool, Strin
     if cheap {
         cmd.args(["--argon2-memory", "1024", "--argon2-iterations", "1"]);
     }
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{password}\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = run_with_input(&mut cmd, format!("{password}\n").as_bytes());
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

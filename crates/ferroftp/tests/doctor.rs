@@ -4,45 +4,31 @@
 
 mod common;
 
-use std::io::Write;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Options, TestServer, add_user, bin, dev_cert};
+use common::{
+    Options, TestServer, add_user, bin, code_and_text, dev_cert, lines_with, run_with_input,
+};
 
 /// Run `ferroftp doctor ARGS` with `stdin`; (exit code, stdout + stderr). Panics if it takes
 /// longer than `within`.
 fn doctor(args: &[&str], stdin: &str, within: Duration) -> (i32, String) {
     let started = Instant::now();
-    let mut child = Command::new(bin())
-        .arg("doctor")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_with_input(
+        Command::new(bin()).arg("doctor").args(args),
+        stdin.as_bytes(),
     );
+    let (code, text) = code_and_text(&out);
     assert!(
         started.elapsed() < within,
         "doctor took {:?}:\n{text}",
         started.elapsed()
     );
-    (out.status.code().unwrap_or(-1), text)
+    (code, text)
 }
 
 fn free_port() -> u16 {
@@ -120,13 +106,6 @@ fn check(config: &Path) -> (i32, String) {
         "",
         Duration::from_secs(30),
     )
-}
-
-/// The lines of `text` at `level` (OK, WARN, FAIL) that contain `needle`.
-fn lines_with<'a>(text: &'a str, level: &str, needle: &str) -> Vec<&'a str> {
-    text.lines()
-        .filter(|l| l.trim_start().starts_with(level) && l.contains(needle))
-        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -15,7 +15,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::{Options, TestServer, bin, pseudo_random, run};
+use common::{
+    Options, TestServer, bin, code_and_text, lines_with, pseudo_random, run, run_with_input,
+};
 
 /// The client's side of the gateway: the address clients know the server by.
 const PUBLIC: &str = "10.231.1.1";
@@ -185,25 +187,14 @@ impl Topology {
 
     /// `ferroftp doctor --connect` from the client namespace: (exit code, output).
     fn doctor(&self) -> (i32, String) {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.client, bin(), "doctor", "--connect"])
-            .arg(format!("{PUBLIC}:{CONTROL_PORT}"))
-            .args(["--user", "alice", "--timeout", "3"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(b"alicepw\n").unwrap();
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
+        let out = run_with_input(
+            Command::new("ip")
+                .args(["netns", "exec", &self.client, bin(), "doctor", "--connect"])
+                .arg(format!("{PUBLIC}:{CONTROL_PORT}"))
+                .args(["--user", "alice", "--timeout", "3"]),
+            b"alicepw\n",
+        );
+        code_and_text(&out)
     }
 }
 
@@ -246,12 +237,6 @@ fn pasv_prefix(ip: &str) -> String {
 }
 
 /// The lines of doctor's output at `level` that contain `needle`.
-fn lines_with<'a>(text: &'a str, level: &str, needle: &str) -> Vec<&'a str> {
-    text.lines()
-        .filter(|l| l.trim_start().starts_with(level) && l.contains(needle))
-        .collect()
-}
-
 #[test]
 fn through_dnat_with_the_public_address_announced_clients_list_and_transfer_intact() {
     let test = "through_dnat_with_the_public_address_announced_clients_list_and_transfer_intact";

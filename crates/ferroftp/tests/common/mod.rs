@@ -354,18 +354,7 @@ pub fn add_user(users: &Path, name: &str, password: &str, home: Option<&Path>) {
     if let Some(h) = home {
         cmd.arg("--home").arg(h);
     }
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{password}\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = run_with_input(&mut cmd, format!("{password}\n").as_bytes());
     assert!(
         out.status.success(),
         "passwd failed: {}",
@@ -534,6 +523,38 @@ pub fn run(cmd: &mut Command) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Run `cmd` with `input` on its stdin (then closed); its exit status and output.
+pub fn run_with_input(cmd: &mut Command, input: &[u8]) -> std::process::Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Exit code (-1 when killed by a signal) and stdout followed by stderr.
+pub fn code_and_text(out: &std::process::Output) -> (i32, String) {
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// The lines of a checklist (`ferroftp doctor`) at `level` (OK, WARN, FAIL) that contain
+/// `needle`.
+pub fn lines_with<'a>(text: &'a str, level: &str, needle: &str) -> Vec<&'a str> {
+    text.lines()
+        .filter(|l| l.trim_start().starts_with(level) && l.contains(needle))
+        .collect()
 }
 
 /// Deterministic pseudo-random bytes (no extra crate): xorshift.
