@@ -597,13 +597,22 @@ fn mode_of(path: &Path) -> io::Result<u32> {
 }
 
 fn key_permissions(key: &Path, r: &mut Report) {
-    match mode_of(key) {
-        Ok(mode) if mode & 0o077 != 0 => r.add(
+    // load_pair says why the file cannot be read.
+    let _ = secret_file_mode(key, "key", "the private key", r);
+}
+
+/// OK or WARN for the mode of a file that only the service's user should read: `what` names
+/// it, `secret` says what others could read. An error (the file cannot be read) is the
+/// caller's to report.
+fn secret_file_mode(path: &Path, what: &str, secret: &str, r: &mut Report) -> io::Result<()> {
+    let mode = mode_of(path)?;
+    if mode & 0o077 != 0 {
+        r.add(
             Check::new(
                 Level::Warn,
                 format!(
-                    "key {} has mode {mode:04o}: {} can read the private key",
-                    key.display(),
+                    "{what} {} has mode {mode:04o}: {} can read {secret}",
+                    path.display(),
                     if mode & 0o007 != 0 {
                         "every local user"
                     } else {
@@ -613,16 +622,16 @@ fn key_permissions(key: &Path, r: &mut Report) {
             )
             .fix(format!(
                 "chmod 600 {} (owned by the service's user)",
-                key.display()
+                path.display()
             )),
-        ),
-        Ok(mode) => r.add(Check::new(
+        );
+    } else {
+        r.add(Check::new(
             Level::Ok,
-            format!("key {} has mode {mode:04o}", key.display()),
-        )),
-        // load_pair says why the file cannot be read.
-        Err(_) => {}
+            format!("{what} {} has mode {mode:04o}", path.display()),
+        ));
     }
+    Ok(())
 }
 
 /// The admin API and the metrics listener: each can be bound, and neither is open to the
@@ -676,25 +685,13 @@ fn management(config: &Config, host: &Host, r: &mut Report) {
         }
     }
     if let (Some(_), Some(token)) = (config.admin.listen, config.admin.token_file.as_ref()) {
-        match mode_of(token) {
-            Ok(mode) if mode & 0o077 != 0 => r.add(
-                Check::new(
-                    Level::Warn,
-                    format!(
-                        "admin token {} has mode {mode:04o}: other local users can read the token, which grants everything the admin API can do",
-                        token.display()
-                    ),
-                )
-                .fix(format!(
-                    "chmod 600 {} (owned by the service's user)",
-                    token.display()
-                )),
-            ),
-            Ok(mode) => r.add(Check::new(
-                Level::Ok,
-                format!("admin token {} has mode {mode:04o}", token.display()),
-            )),
-            Err(e) => r.add(
+        if let Err(e) = secret_file_mode(
+            token,
+            "admin token",
+            "the token, which grants everything the admin API can do",
+            r,
+        ) {
+            r.add(
                 Check::new(
                     Level::Fail,
                     format!(
@@ -703,7 +700,7 @@ fn management(config: &Config, host: &Host, r: &mut Report) {
                     ),
                 )
                 .fix("create it: umask 077; openssl rand -hex 32 > FILE (admin.token_file)"),
-            ),
+            );
         }
     }
 }
