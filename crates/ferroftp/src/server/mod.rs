@@ -640,6 +640,29 @@ impl Listeners {
     }
 }
 
+/// What a reload does to a side listener (metrics, admin API) configured at `wanted` and
+/// running at `running`: `None` leaves it, `Some(Some(socket))` moves it to the new socket
+/// (bound here, so that an address that cannot be bound refuses the reload before anything
+/// changes), `Some(None)` stops it.
+async fn side_listener_change<F, Fut>(
+    wanted: Option<SocketAddr>,
+    running: Option<SocketAddr>,
+    bind: F,
+) -> Result<Option<Option<TcpListener>>, String>
+where
+    F: FnOnce(SocketAddr) -> Fut,
+    Fut: Future<Output = anyhow::Result<TcpListener>>,
+{
+    Ok(match wanted {
+        Some(addr) if Some(addr) != running => {
+            Some(Some(bind(addr).await.map_err(|e| e.to_string())?))
+        }
+        Some(_) => None,
+        None if running.is_some() => Some(None),
+        None => None,
+    })
+}
+
 /// Load the configuration again and put it in force, or refuse it whole.
 async fn reload(
     shared: &Arc<Shared>,
@@ -688,14 +711,8 @@ async fn reload(
     }
     // The metrics listener moves only if its address changed.
     let running_metrics = accepting.metrics.as_ref().and_then(|(addr, _)| *addr);
-    let new_metrics = match config.metrics.listen {
-        Some(addr) if Some(addr) != running_metrics => {
-            Some(Some(metrics::bind(addr).await.map_err(|e| e.to_string())?))
-        }
-        Some(_) => None,
-        None if running_metrics.is_some() => Some(None),
-        None => None,
-    };
+    let new_metrics =
+        side_listener_change(config.metrics.listen, running_metrics, metrics::bind).await?;
     // The admin API: its token file is read again; the listener moves only if its address
     // changed.
     let admin_token = match (config.admin.listen, &config.admin.token_file) {
@@ -705,14 +722,7 @@ async fn reload(
         _ => None,
     };
     let running_admin = accepting.admin.as_ref().and_then(|(addr, _)| *addr);
-    let new_admin = match config.admin.listen {
-        Some(addr) if Some(addr) != running_admin => {
-            Some(Some(admin::bind(addr).await.map_err(|e| e.to_string())?))
-        }
-        Some(_) => None,
-        None if running_admin.is_some() => Some(None),
-        None => None,
-    };
+    let new_admin = side_listener_change(config.admin.listen, running_admin, admin::bind).await?;
     // The transfer log last: the same file is opened again (logrotate), a new one opened.
     shared
         .xferlog
