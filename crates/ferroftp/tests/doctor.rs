@@ -148,6 +148,14 @@ fn a_good_config_passes_and_gets_firewall_rules_with_its_ports() {
         )),
         "{out}"
     );
+    assert!(
+        out.contains(&format!(
+            "firewall-cmd --permanent --add-port={port}/tcp --add-port={low}-{high}/tcp\n  firewall-cmd --reload\n"
+        )),
+        "{out}"
+    );
+    assert!(out.contains(&format!("ufw allow {port}/tcp\n")), "{out}");
+    assert!(out.contains(&format!("ufw allow {low}:{high}/tcp\n")), "{out}");
     assert!(out.contains("cannot see inside TLS"), "{out}");
     assert!(out.contains("Summary: "), "{out}");
 }
@@ -175,6 +183,12 @@ fn active_mode_rules_use_the_port_below_the_listener_when_configured() {
     assert!(
         out.contains(&format!(
             "iptables -A OUTPUT -p tcp --sport {below} --dport 1024:65535 -m conntrack --ctstate NEW -j ACCEPT"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "ufw allow out proto tcp from any port {below} to any port 1024:65535\n"
         )),
         "{out}"
     );
