@@ -298,6 +298,48 @@ fn a_world_readable_key_warns() {
 }
 
 #[test]
+fn group_readable_secret_files_are_the_recipe_and_world_readable_ones_warn() {
+    // The README's recipe: users file and key readable by the service's group (0640).
+    let s = Setup::new();
+    for f in [&s.users, &s.key] {
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o640)).unwrap();
+    }
+    let config = s.write(free_port(), "");
+    let (code, out) = check(&config);
+    assert_eq!(code, 0, "{out}");
+    for f in [&s.users, &s.key] {
+        let f = f.to_str().unwrap();
+        assert!(
+            lines_with(&out, "WARN", f).is_empty() && lines_with(&out, "FAIL", f).is_empty(),
+            "{out}"
+        );
+        assert!(
+            lines_with(&out, "OK", f).iter().any(|l| l.contains("0640")),
+            "{out}"
+        );
+    }
+
+    // Every local user may read the users file: a warning that says so; writable by all: FAIL.
+    std::fs::set_permissions(&s.users, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, out) = check(&config);
+    assert_eq!(code, 0, "{out}");
+    let warns = lines_with(&out, "WARN", s.users.to_str().unwrap());
+    assert!(
+        warns
+            .iter()
+            .any(|l| l.contains("0644") && l.contains("every local user")),
+        "{out}"
+    );
+    std::fs::set_permissions(&s.users, std::fs::Permissions::from_mode(0o646)).unwrap();
+    let (code, out) = check(&config);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        !lines_with(&out, "FAIL", s.users.to_str().unwrap()).is_empty(),
+        "{out}"
+    );
+}
+
+#[test]
 fn the_admin_api_and_metrics_are_checked_bound_exposed_and_token_mode() {
     let s = Setup::new();
     let token = s.dir.path().join("admin.token");

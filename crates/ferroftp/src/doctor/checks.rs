@@ -592,45 +592,96 @@ fn name_matches(pattern: &str, name: &str) -> bool {
     }
 }
 
-fn mode_of(path: &Path) -> io::Result<u32> {
-    Ok(std::fs::metadata(path)?.permissions().mode() & 0o7777)
-}
-
 fn key_permissions(key: &Path, r: &mut Report) {
     // load_pair says why the file cannot be read.
-    let _ = secret_file_mode(key, "key", "the private key", r);
+    let _ = secret_file_mode(
+        key,
+        "key",
+        "the private key",
+        "replace the server's identity",
+        r,
+    );
 }
 
-/// OK or WARN for the mode of a file that only the service's user should read: `what` names
-/// it, `secret` says what others could read. An error (the file cannot be read) is the
-/// caller's to report.
-fn secret_file_mode(path: &Path, what: &str, secret: &str, r: &mut Report) -> io::Result<()> {
-    let mode = mode_of(path)?;
-    if mode & 0o077 != 0 {
-        r.add(
-            Check::new(
-                Level::Warn,
-                format!(
-                    "{what} {} has mode {mode:04o}: {} can read {secret}",
-                    path.display(),
-                    if mode & 0o007 != 0 {
-                        "every local user"
-                    } else {
-                        "its group"
-                    }
-                ),
-            )
-            .fix(format!(
-                "chmod 600 {} (owned by the service's user)",
-                path.display()
-            )),
-        );
-    } else {
-        r.add(Check::new(
-            Level::Ok,
-            format!("{what} {} has mode {mode:04o}", path.display()),
+/// The name of user or group `id` in `/etc/passwd` or `/etc/group` (`name:x:id:...`), or the
+/// number when it has none there (NSS-only names are not looked up: no libc call).
+fn id_name(file: &str, id: u32) -> String {
+    std::fs::read_to_string(file)
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|line| {
+                let mut fields = line.split(':');
+                let name = fields.next()?;
+                (fields.nth(1)?.parse::<u32>().ok()? == id).then(|| name.to_owned())
+            })
+        })
+        .unwrap_or_else(|| id.to_string())
+}
+
+/// What a mode lets others than the owner do to a secret file: the level and the words.
+/// Owner-only (0600) and group-readable (0640, the README's recipe: root:ferroftp, so the
+/// service reads it through its group) are fine; group-writable and world-readable are not;
+/// world-writable fails. `group` names the file's group; `secret` is what reading reveals,
+/// `change` what changing it allows.
+fn mode_verdict(mode: u32, group: &str, secret: &str, change: &str) -> (Level, String) {
+    let mut level = Level::Ok;
+    let mut problems: Vec<String> = Vec::new();
+    if mode & 0o002 != 0 {
+        level = Level::Fail;
+        problems.push(format!("every local user can change it (and so {change})"));
+    } else if mode & 0o020 != 0 {
+        level = Level::Warn;
+        problems.push(format!(
+            "members of group {group} can change it (and so {change})"
         ));
     }
+    if mode & 0o004 != 0 {
+        level = level.max(Level::Warn);
+        problems.push(format!("every local user can read {secret}"));
+    }
+    if !problems.is_empty() {
+        return (level, problems.join("; "));
+    }
+    let text = if mode & 0o040 != 0 {
+        format!(
+            "readable by its owner and group {group} only (fine: the README's recipe is root:ferroftp 0640, the service reading it through its group)"
+        )
+    } else {
+        "only its owner can read it".to_owned()
+    };
+    (Level::Ok, text)
+}
+
+/// OK, WARN or FAIL for the mode of a file that only the service should read: `what` names
+/// it, `secret` says what others could read and `change` what changing it allows (see
+/// [`mode_verdict`]). An error (the file cannot be read) is the caller's to report.
+fn secret_file_mode(
+    path: &Path,
+    what: &str,
+    secret: &str,
+    change: &str,
+    r: &mut Report,
+) -> io::Result<()> {
+    let meta = std::fs::metadata(path)?;
+    let mode = meta.permissions().mode() & 0o7777;
+    let (owner, group) = (
+        id_name("/etc/passwd", meta.uid()),
+        id_name("/etc/group", meta.gid()),
+    );
+    let (level, verdict) = mode_verdict(mode, &group, secret, change);
+    let text = format!(
+        "{what} {} has mode {mode:04o} (owner {owner}, group {group}): {verdict}",
+        path.display()
+    );
+    let mut check = Check::new(level, text);
+    if level != Level::Ok {
+        let p = path.display();
+        check = check
+            .fix(format!(
+                "chmod 600 {p} (owned by the service's user), or chmod 640 {p} owned by root with the service's group (chown root:ferroftp {p}, the README's recipe)"
+            ));
+    }
+    r.add(check);
     Ok(())
 }
 
@@ -689,6 +740,7 @@ fn management(config: &Config, host: &Host, r: &mut Report) {
             token,
             "admin token",
             "the token, which grants everything the admin API can do",
+            "set a token of their own at the next reload",
             r,
         ) {
             r.add(
@@ -753,32 +805,14 @@ fn files(config: &Config, r: &mut Report) {
             .fix("ferroftp passwd --users /etc/ferroftp/users.toml NAME, then users_file = that file"),
         ),
         Some(path) => {
-            match mode_of(path) {
-                Ok(mode) if mode & 0o022 != 0 => r.add(
-                    Check::new(
-                        Level::Fail,
-                        format!(
-                            "users file {} has mode {mode:04o}: others can write it, and so add themselves as users",
-                            path.display()
-                        ),
-                    )
-                    .fix(format!("chmod 600 {}", path.display())),
-                ),
-                Ok(mode) if mode & 0o044 != 0 => r.add(
-                    Check::new(
-                        Level::Warn,
-                        format!(
-                            "users file {} has mode {mode:04o}: others can read the password hashes (and try to crack them offline)",
-                            path.display()
-                        ),
-                    )
-                    .fix(format!(
-                        "chmod 600 {} (owned by the service's user)",
-                        path.display()
-                    )),
-                ),
-                _ => {}
-            }
+            // UserDb::load says why the file cannot be read.
+            let _ = secret_file_mode(
+                path,
+                "users file",
+                "the password hashes (and try to crack them offline)",
+                "add themselves as users",
+                r,
+            );
             match UserDb::load(path) {
                 Ok(db) => {
                     let disabled = db.users().filter(|u| u.disabled).count();
@@ -927,6 +961,29 @@ mod tests {
         for ip in ["203.0.113.7", "8.8.8.8", "100.128.0.1", "127.0.0.1"] {
             assert!(!is_private(ip.parse().unwrap()), "{ip}");
         }
+    }
+
+    #[test]
+    fn group_readable_is_fine_and_world_readable_or_writable_is_not() {
+        let v = |mode| mode_verdict(mode, "ferroftp", "the secret", "do harm");
+        assert_eq!(v(0o600).0, Level::Ok);
+        assert_eq!(v(0o400).0, Level::Ok);
+        let (level, text) = v(0o640);
+        assert_eq!(level, Level::Ok);
+        assert!(text.contains("group ferroftp"), "{text}");
+        let (level, text) = v(0o644);
+        assert_eq!(level, Level::Warn);
+        assert!(text.contains("every local user can read the secret"), "{text}");
+        let (level, text) = v(0o660);
+        assert_eq!(level, Level::Warn);
+        assert!(text.contains("members of group ferroftp can change it"), "{text}");
+        let (level, text) = v(0o666);
+        assert_eq!(level, Level::Fail);
+        assert!(
+            text.contains("every local user can change it (and so do harm)")
+                && text.contains("every local user can read the secret"),
+            "{text}"
+        );
     }
 
     #[test]
