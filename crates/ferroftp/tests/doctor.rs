@@ -534,6 +534,99 @@ fn connect_works_plain_and_with_tls() {
     assert!(out.contains("--ca FILE") && out.contains("FAIL"), "{out}");
 }
 
+/// A self-signed certificate made the common way, `openssl req -x509`, which marks it CA:TRUE:
+/// (cert.pem, key.pem) in `dir`.
+fn openssl_cert(dir: &Path, cn: &str) -> (PathBuf, PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .args([
+            "-subj",
+            &format!("/CN={cn}"),
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ])
+        .output()
+        .expect("openssl must be installed for this test");
+    assert!(out.status.success(), "{out:?}");
+    let text = Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains("CA:TRUE"),
+        "openssl req -x509 is expected to mark the certificate CA:TRUE"
+    );
+    (cert, key)
+}
+
+#[test]
+fn connect_trusts_an_openssl_self_signed_certificate_given_with_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = openssl_cert(&dir.path().join("server"), "localhost");
+    let server = alice_server(
+        vec![
+            "--tls-cert".into(),
+            cert.to_str().unwrap().into(),
+            "--tls-key".into(),
+            key.to_str().unwrap().into(),
+        ],
+        "",
+        1,
+    );
+    let target = server.addr.to_string();
+    // The server's own certificate, as curl --cacert and lftp's ssl:ca-file take it.
+    let (code, out) = doctor(
+        &[
+            "--connect",
+            &target,
+            "--user",
+            "alice",
+            "--tls",
+            "--ca",
+            cert.to_str().unwrap(),
+        ],
+        "alice-password\n",
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(!lines_with(&out, "OK", "AUTH TLS: TLS").is_empty(), "{out}");
+    assert!(
+        !lines_with(&out, "OK", "round trip over EPSV").is_empty(),
+        "{out}"
+    );
+
+    // Another certificate of the same kind: refused, in plain words, with the way out.
+    let (other, _) = openssl_cert(&dir.path().join("other"), "other");
+    let (code, out) = doctor(
+        &[
+            "--connect",
+            &target,
+            "--user",
+            "alice",
+            "--tls",
+            "--ca",
+            other.to_str().unwrap(),
+        ],
+        "alice-password\n",
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 1, "{out}");
+    let fails = lines_with(&out, "FAIL", "AUTH TLS handshake failed");
+    assert!(!fails.is_empty(), "{out}");
+    assert!(
+        !out.contains("OtherError") && !out.contains("CaUsedAsEndEntity"),
+        "no raw rustls error:\n{out}"
+    );
+    assert!(out.contains("fix: ") && out.contains("--ca"), "{out}");
+}
+
 #[test]
 fn connect_with_a_wrong_password_says_the_login_failed() {
     let server = alice_server(vec!["--no-tls".into()], "", 1);
