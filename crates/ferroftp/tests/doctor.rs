@@ -628,6 +628,47 @@ fn connect_trusts_an_openssl_self_signed_certificate_given_with_ca() {
 }
 
 #[test]
+fn connect_to_an_implicit_port_without_implicit_says_to_use_it() {
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = dev_cert(certs.path(), &["localhost", "127.0.0.1"]);
+    // (The update keeps this compiling when Options gets more fields.)
+    #[allow(clippy::needless_update)]
+    let server = TestServer::with(Options {
+        users: vec![("alice".into(), "alice-password".into(), String::new())],
+        args: vec![
+            "--tls-cert".into(),
+            cert.to_str().unwrap().into(),
+            "--tls-key".into(),
+            key.to_str().unwrap().into(),
+        ],
+        listen: Some(String::new()),
+        config: "[[listener]]\nbind = \"127.0.0.1:0\"\nmode = \"implicit\"\n".into(),
+        listeners: 1,
+        ..Default::default()
+    });
+    let target = server.addr.to_string();
+    for extra in [None, Some("--tls")] {
+        let mut args = vec!["--connect", &target, "--user", "alice", "--timeout", "2"];
+        args.extend(extra);
+        let (code, out) = doctor(&args, "alice-password\n", Duration::from_secs(60));
+        assert_eq!(code, 1, "{out}");
+        let fails = lines_with(&out, "FAIL", "no FTP greeting");
+        assert!(
+            fails.iter().any(|l| l.contains("implicit FTPS")),
+            "{out}"
+        );
+        assert!(out.contains("fix: add --implicit"), "{out}");
+        // The greeting never came, so nothing is known about AUTH TLS.
+        assert!(!out.contains("does not offer AUTH TLS"), "{out}");
+        assert_eq!(
+            lines_with(&out, "WARN", "").len() + lines_with(&out, "FAIL", "").len(),
+            2,
+            "one FAIL, repeated in the summary:\n{out}"
+        );
+    }
+}
+
+#[test]
 fn connect_with_a_wrong_password_says_the_login_failed() {
     let server = alice_server(vec!["--no-tls".into()], "", 1);
     let (code, out) = doctor(

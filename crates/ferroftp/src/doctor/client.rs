@@ -813,6 +813,49 @@ impl Control {
     }
 }
 
+/// Whether `addr` completes a TLS handshake (the certificate not verified): an implicit FTPS
+/// port, which waits for the client's hello before it says anything.
+fn speaks_tls(addr: SocketAddr, timeout: Duration) -> bool {
+    let (Ok(tls), Ok(tcp)) = (
+        TlsClient::unverified(addr.ip()),
+        connect_tcp(addr, timeout),
+    ) else {
+        return false;
+    };
+    match tls.handshake(tcp) {
+        Ok(_) => true,
+        // The server answered in TLS, only to refuse something (a client certificate, say).
+        Err(e) => matches!(
+            e.get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+            Some(rustls::Error::AlertReceived(_))
+        ),
+    }
+}
+
+/// The greeting of the FTP server at `addr` (over TLS from the first byte when `implicit`,
+/// the certificate not verified), its lines after the code; then QUIT. For recognising a
+/// server that already runs.
+pub(super) fn greeting(addr: SocketAddr, implicit: bool, timeout: Duration) -> io::Result<(u16, String)> {
+    let tcp = connect_tcp(addr, timeout)?;
+    let conn = if implicit {
+        let tls = TlsClient::unverified(addr.ip())
+            .map_err(|c| io::Error::other(c.text))?;
+        Conn::Tls(Box::new(tls.handshake(tcp)?))
+    } else {
+        Conn::Plain(tcp)
+    };
+    let mut ctrl = Control {
+        conn: Some(conn),
+        buf: Vec::new(),
+        peer: addr,
+    };
+    let reply = ctrl.reply()?;
+    // Politeness; the answer does not matter.
+    let _ = ctrl.cmd("QUIT");
+    Ok((reply.code, reply.text))
+}
+
 fn connect_tcp(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
     let s = TcpStream::connect_timeout(&addr, timeout)?;
     s.set_read_timeout(Some(timeout))?;
@@ -848,6 +891,8 @@ impl Passive {
 #[derive(Debug, Default)]
 struct Outcome {
     connected: bool,
+    /// The server sent its 220 greeting (what FEAT said is known only then).
+    greeted: bool,
     auth_tls_offered: bool,
     login_failed: bool,
     tls_required: bool,
@@ -1004,20 +1049,31 @@ impl<'a> Session<'a> {
             }
         }
         let greeting = self.ctrl.reply().map_err(|e| {
+            let timeout = self.opts.timeout;
             let check = self.fail(format!(
                 "connected to {peer}, but no FTP greeting: {}",
-                describe_io(&e, self.opts.timeout)
+                describe_io(&e, timeout)
             ));
+            // An implicit FTPS port waits for the client's TLS hello and says nothing: try one.
             match self.security {
                 Security::Implicit => check,
+                _ if timed_out(&e) && speaks_tls(peer, timeout) => self
+                    .fail(format!(
+                        "connected to {peer}, but no FTP greeting within {}: this port speaks implicit FTPS (TLS from the first byte; a TLS handshake on it succeeded)",
+                        secs(timeout)
+                    ))
+                    .fix("add --implicit (with --ca FILE or --insecure, as for any FTPS)"),
                 _ => check.fix("is this an FTP server? For implicit FTPS (TLS from the first byte, usually port 990) add --implicit"),
             }
         })?;
         match greeting.code {
-            220 => r.add(Check::new(
-                Level::Ok,
-                format!("connected to {peer}: {greeting} ({})", ms(start)),
-            )),
+            220 => {
+                outcome.greeted = true;
+                r.add(Check::new(
+                    Level::Ok,
+                    format!("connected to {peer}: {greeting} ({})", ms(start)),
+                ));
+            }
             421 => {
                 return Err(self.fail(format!("connected to {peer}, but the server refused the session: {greeting}"))
                     .fix("too many sessions (limits.max_sessions, max_sessions_per_ip), or this address is banned after failed logins (bans; bans.allow for trusted networks)"));
@@ -1518,7 +1574,7 @@ pub fn connect(opts: &ConnectOptions, r: &mut Report) {
         run_session(opts, Security::Explicit, tls.as_ref(), r);
     } else {
         let plain = run_session(opts, Security::Plain, tls.as_ref(), r);
-        if plain.connected && !plain.login_failed {
+        if plain.greeted && !plain.login_failed {
             if plain.auth_tls_offered {
                 if tls.is_some() {
                     run_session(opts, Security::Explicit, tls.as_ref(), r);
