@@ -155,7 +155,10 @@ fn a_good_config_passes_and_gets_firewall_rules_with_its_ports() {
         "{out}"
     );
     assert!(out.contains(&format!("ufw allow {port}/tcp\n")), "{out}");
-    assert!(out.contains(&format!("ufw allow {low}:{high}/tcp\n")), "{out}");
+    assert!(
+        out.contains(&format!("ufw allow {low}:{high}/tcp\n")),
+        "{out}"
+    );
     assert!(out.contains("cannot see inside TLS"), "{out}");
     assert!(out.contains("Summary: "), "{out}");
 }
@@ -209,6 +212,67 @@ fn a_port_in_use_fails_naming_the_port() {
         "{out}"
     );
     drop(taken);
+}
+
+#[test]
+fn a_running_ferroftp_on_the_configured_ports_is_recognised_not_failed() {
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = dev_cert(certs.path(), &["localhost", "127.0.0.1"]);
+    let token = certs.path().join("admin.token");
+    std::fs::write(&token, "a-long-enough-admin-token-for-the-test\n").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (explicit, implicit, admin, metrics) = (free_port(), free_port(), free_port(), free_port());
+    let (low, high) = free_range(5);
+    let config = format!(
+        "[[listener]]\nbind = \"127.0.0.1:{explicit}\"\ntls_policy = \"login\"\n\
+         [[listener]]\nbind = \"127.0.0.1:{implicit}\"\nmode = \"implicit\"\n\
+         [passive]\nports = \"{low}-{high}\"\n[limits]\nmax_sessions = 5\n\
+         [admin]\nlisten = \"127.0.0.1:{admin}\"\ntoken_file = {token:?}\n\
+         [metrics]\nlisten = \"127.0.0.1:{metrics}\"\n\
+         [tls]\ncert = {cert:?}\nkey = {key:?}\n",
+        token = token.to_str().unwrap(),
+        cert = cert.to_str().unwrap(),
+        key = key.to_str().unwrap(),
+    );
+    #[allow(clippy::needless_update)]
+    let server = TestServer::with(Options {
+        users: vec![("alice".into(), "alice-password".into(), String::new())],
+        listen: Some(String::new()),
+        config,
+        listeners: 2,
+        ..Default::default()
+    });
+    let path = server.dir.path().join("ferroftp.toml");
+    let (code, out) = check(&path);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("FAIL "), "{out}");
+    for port in [explicit, implicit] {
+        assert!(
+            !lines_with(&out, "OK", &format!("listener 127.0.0.1:{port} (")).is_empty(),
+            "{out}"
+        );
+    }
+    for addr in [
+        format!("admin API (admin.listen) 127.0.0.1:{admin}"),
+        format!("metrics (metrics.listen) 127.0.0.1:{metrics}"),
+    ] {
+        assert!(!lines_with(&out, "OK", &addr).is_empty(), "{out}");
+    }
+
+    // Another greeting is another server (or another configuration): still a FAIL.
+    let text = std::fs::read_to_string(&path).unwrap();
+    let other = server.dir.path().join("other.toml");
+    std::fs::write(&other, format!("greeting = \"someone else\"\n{text}")).unwrap();
+    let (code, out) = check(&other);
+    assert_eq!(code, 1, "{out}");
+    for port in [explicit, implicit] {
+        assert!(
+            lines_with(&out, "FAIL", &format!("listener 127.0.0.1:{port} ("))
+                .iter()
+                .any(|l| l.contains("220 ferroftp ready")),
+            "{out}"
+        );
+    }
 }
 
 #[test]
@@ -540,7 +604,9 @@ fn openssl_cert(dir: &Path, cn: &str) -> (PathBuf, PathBuf) {
     std::fs::create_dir_all(dir).unwrap();
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let out = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30"])
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
+        ])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
@@ -653,10 +719,7 @@ fn connect_to_an_implicit_port_without_implicit_says_to_use_it() {
         let (code, out) = doctor(&args, "alice-password\n", Duration::from_secs(60));
         assert_eq!(code, 1, "{out}");
         let fails = lines_with(&out, "FAIL", "no FTP greeting");
-        assert!(
-            fails.iter().any(|l| l.contains("implicit FTPS")),
-            "{out}"
-        );
+        assert!(fails.iter().any(|l| l.contains("implicit FTPS")), "{out}");
         assert!(out.contains("fix: add --implicit"), "{out}");
         // The greeting never came, so nothing is known about AUTH TLS.
         assert!(!out.contains("does not offer AUTH TLS"), "{out}");

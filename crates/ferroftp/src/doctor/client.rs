@@ -185,7 +185,11 @@ impl ServerCertVerifier for Verifier {
         let Some(trust) = &self.trust else {
             return Ok(ServerCertVerified::assertion());
         };
-        if trust.pinned.iter().any(|c| c.as_ref() == end_entity.as_ref()) {
+        if trust
+            .pinned
+            .iter()
+            .any(|c| c.as_ref() == end_entity.as_ref())
+        {
             Self::verify_pinned(end_entity, server_name, now)?;
             self.pinned_hit.store(true, Ordering::Relaxed);
             return Ok(ServerCertVerified::assertion());
@@ -280,7 +284,10 @@ impl TlsClient {
     }
 
     /// The certificates to trust: `--ca` (each one also pinned), or the system's CAs.
-    fn trust(opts: &ConnectOptions, provider: &Arc<CryptoProvider>) -> Result<(Trust, String), Check> {
+    fn trust(
+        opts: &ConnectOptions,
+        provider: &Arc<CryptoProvider>,
+    ) -> Result<(Trust, String), Check> {
         let mut roots = RootCertStore::empty();
         let mut pinned = Vec::new();
         let files: Vec<PathBuf> = match &opts.ca {
@@ -315,9 +322,8 @@ impl TlsClient {
                     SYSTEM_CA_FILES.join(", ")
                 ),
             };
-            return Err(Check::new(Level::Fail, what).fix(
-                "give --ca FILE (the server's certificate or its CA, PEM), or --insecure",
-            ));
+            return Err(Check::new(Level::Fail, what)
+                .fix("give --ca FILE (the server's certificate or its CA, PEM), or --insecure"));
         }
         let webpki = if roots.is_empty() {
             None
@@ -816,10 +822,7 @@ impl Control {
 /// Whether `addr` completes a TLS handshake (the certificate not verified): an implicit FTPS
 /// port, which waits for the client's hello before it says anything.
 fn speaks_tls(addr: SocketAddr, timeout: Duration) -> bool {
-    let (Ok(tls), Ok(tcp)) = (
-        TlsClient::unverified(addr.ip()),
-        connect_tcp(addr, timeout),
-    ) else {
+    let (Ok(tls), Ok(tcp)) = (TlsClient::unverified(addr.ip()), connect_tcp(addr, timeout)) else {
         return false;
     };
     match tls.handshake(tcp) {
@@ -834,13 +837,22 @@ fn speaks_tls(addr: SocketAddr, timeout: Duration) -> bool {
 }
 
 /// The greeting of the FTP server at `addr` (over TLS from the first byte when `implicit`,
-/// the certificate not verified), its lines after the code; then QUIT. For recognising a
+/// the certificate not verified; after a PROXY header when `proxy_header`): its code and its
+/// lines after the code; then QUIT. For recognising a
 /// server that already runs.
-pub(super) fn greeting(addr: SocketAddr, implicit: bool, timeout: Duration) -> io::Result<(u16, String)> {
-    let tcp = connect_tcp(addr, timeout)?;
+pub(super) fn greeting(
+    addr: SocketAddr,
+    implicit: bool,
+    proxy_header: bool,
+    timeout: Duration,
+) -> io::Result<(u16, String)> {
+    let mut tcp = connect_tcp(addr, timeout)?;
+    if proxy_header {
+        // A listener behind a trusted proxy expects its header first; UNKNOWN: a health check.
+        tcp.write_all(b"PROXY UNKNOWN\r\n")?;
+    }
     let conn = if implicit {
-        let tls = TlsClient::unverified(addr.ip())
-            .map_err(|c| io::Error::other(c.text))?;
+        let tls = TlsClient::unverified(addr.ip()).map_err(|c| io::Error::other(c.text))?;
         Conn::Tls(Box::new(tls.handshake(tcp)?))
     } else {
         Conn::Plain(tcp)
@@ -1674,11 +1686,8 @@ mod tests {
             why.ends_with("it is for other.example.org, 192.0.2.1"),
             "{why}"
         );
-        let (why, fix) = certificate_problem(
-            &other(webpki::Error::CaUsedAsEndEntity),
-            "localhost",
-            false,
-        );
+        let (why, fix) =
+            certificate_problem(&other(webpki::Error::CaUsedAsEndEntity), "localhost", false);
         assert!(why.contains("CA:TRUE"), "{why}");
         assert!(fix.contains("--ca") && fix.contains("CA:FALSE"), "{fix}");
     }

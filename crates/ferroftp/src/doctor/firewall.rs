@@ -192,9 +192,7 @@ pub fn firewall_rules(config: &Config) -> String {
                 "# firewalld lets outgoing connections through (it filters incoming only). ufw too, unless its outgoing policy is deny; then:"
                     .into(),
             );
-            out.push(format!(
-                "ufw allow out proto tcp to any port {low}:65535"
-            ));
+            out.push(format!("ufw allow out proto tcp to any port {low}:65535"));
         }
     }
     out.push(String::new());
