@@ -1692,6 +1692,62 @@ mod tests {
         assert!(fix.contains("--ca") && fix.contains("CA:FALSE"), "{fix}");
     }
 
+    /// A self-signed certificate marked CA:TRUE, as `openssl req -x509` makes it, for `names`.
+    fn ca_marked_cert(names: &[&str]) -> CertificateDer<'static> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.self_signed(&key).unwrap().der().clone()
+    }
+
+    fn verifier(pinned: Vec<CertificateDer<'static>>) -> Verifier {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = RootCertStore::empty();
+        roots.add_parsable_certificates(pinned.iter().cloned());
+        let webpki =
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+                .build()
+                .unwrap();
+        Verifier {
+            trust: Some(Trust {
+                pinned,
+                webpki: Some(webpki),
+            }),
+            provider,
+            seen: Arc::default(),
+            pinned_hit: Arc::default(),
+        }
+    }
+
+    #[test]
+    fn a_certificate_given_with_ca_is_trusted_as_it_is_but_only_for_its_names() {
+        let cert = ca_marked_cert(&["localhost"]);
+        let v = verifier(vec![cert.clone()]);
+        let verify = |v: &Verifier, cert: &CertificateDer<'_>, name: &str| {
+            v.verify_server_cert(
+                cert,
+                &[],
+                &ServerName::try_from(name.to_owned()).unwrap(),
+                &[],
+                UnixTime::now(),
+            )
+        };
+        assert!(verify(&v, &cert, "localhost").is_ok());
+        assert!(v.pinned_hit.load(Ordering::Relaxed));
+        assert!(matches!(
+            verify(&v, &cert, "ftp.example.org"),
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. }
+            ))
+        ));
+        // Another CA-marked certificate is not pinned: the CA path refuses it.
+        let other = ca_marked_cert(&["localhost"]);
+        assert!(verify(&v, &other, "localhost").is_err());
+        assert!(!v.pinned_hit.load(Ordering::Relaxed));
+    }
+
     #[test]
     fn the_epsv_port_is_read_from_the_reply() {
         assert_eq!(
