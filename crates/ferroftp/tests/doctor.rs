@@ -259,6 +259,25 @@ fn a_running_ferroftp_on_the_configured_ports_is_recognised_not_failed() {
         assert!(!lines_with(&out, "OK", &addr).is_empty(), "{out}");
     }
 
+    // Every passive port busy while it runs (its transfers, or someone else): a warning with
+    // the way to see who holds them, not a failure.
+    let held: Vec<TcpListener> = (low..=high)
+        .map(|p| TcpListener::bind(("127.0.0.1", p)).unwrap())
+        .collect();
+    let (code, out) = check(&path);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        lines_with(
+            &out,
+            "WARN",
+            &format!("passive.ports {low}-{high}: 5 ports, 0 free")
+        )
+        .len()
+            == 1,
+        "{out}"
+    );
+    drop(held);
+
     // Another greeting is another server (or another configuration): still a FAIL.
     let text = std::fs::read_to_string(&path).unwrap();
     let other = server.dir.path().join("other.toml");
