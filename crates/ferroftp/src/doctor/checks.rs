@@ -283,7 +283,7 @@ fn bind_failure(
                 None => Check::new(
                     Level::Fail,
                     format!(
-                        "{name}: port {port} is already in use on {}, and what listens there did not greet like this configuration's ferroftp",
+                        "{name}: port {port} is already in use on {}, and what listens there does not answer as this configuration's ferroftp would",
                         bind.ip()
                     ),
                 )
