@@ -148,6 +148,17 @@ fn a_good_config_passes_and_gets_firewall_rules_with_its_ports() {
         )),
         "{out}"
     );
+    assert!(
+        out.contains(&format!(
+            "firewall-cmd --permanent --add-port={port}/tcp --add-port={low}-{high}/tcp\n  firewall-cmd --reload\n"
+        )),
+        "{out}"
+    );
+    assert!(out.contains(&format!("ufw allow {port}/tcp\n")), "{out}");
+    assert!(
+        out.contains(&format!("ufw allow {low}:{high}/tcp\n")),
+        "{out}"
+    );
     assert!(out.contains("cannot see inside TLS"), "{out}");
     assert!(out.contains("Summary: "), "{out}");
 }
@@ -178,6 +189,12 @@ fn active_mode_rules_use_the_port_below_the_listener_when_configured() {
         )),
         "{out}"
     );
+    assert!(
+        out.contains(&format!(
+            "ufw allow out proto tcp from any port {below} to any port 1024:65535\n"
+        )),
+        "{out}"
+    );
 }
 
 #[test]
@@ -195,6 +212,86 @@ fn a_port_in_use_fails_naming_the_port() {
         "{out}"
     );
     drop(taken);
+}
+
+#[test]
+fn a_running_ferroftp_on_the_configured_ports_is_recognised_not_failed() {
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = dev_cert(certs.path(), &["localhost", "127.0.0.1"]);
+    let token = certs.path().join("admin.token");
+    std::fs::write(&token, "a-long-enough-admin-token-for-the-test\n").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (explicit, implicit, admin, metrics) = (free_port(), free_port(), free_port(), free_port());
+    let (low, high) = free_range(5);
+    let config = format!(
+        "[[listener]]\nbind = \"127.0.0.1:{explicit}\"\ntls_policy = \"login\"\n\
+         [[listener]]\nbind = \"127.0.0.1:{implicit}\"\nmode = \"implicit\"\n\
+         [passive]\nports = \"{low}-{high}\"\n[limits]\nmax_sessions = 5\n\
+         [admin]\nlisten = \"127.0.0.1:{admin}\"\ntoken_file = {token:?}\n\
+         [metrics]\nlisten = \"127.0.0.1:{metrics}\"\n\
+         [tls]\ncert = {cert:?}\nkey = {key:?}\n",
+        token = token.to_str().unwrap(),
+        cert = cert.to_str().unwrap(),
+        key = key.to_str().unwrap(),
+    );
+    #[allow(clippy::needless_update)]
+    let server = TestServer::with(Options {
+        users: vec![("alice".into(), "alice-password".into(), String::new())],
+        listen: Some(String::new()),
+        config,
+        listeners: 2,
+        ..Default::default()
+    });
+    let path = server.dir.path().join("ferroftp.toml");
+    let (code, out) = check(&path);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("FAIL "), "{out}");
+    for port in [explicit, implicit] {
+        assert!(
+            !lines_with(&out, "OK", &format!("listener 127.0.0.1:{port} (")).is_empty(),
+            "{out}"
+        );
+    }
+    for addr in [
+        format!("admin API (admin.listen) 127.0.0.1:{admin}"),
+        format!("metrics (metrics.listen) 127.0.0.1:{metrics}"),
+    ] {
+        assert!(!lines_with(&out, "OK", &addr).is_empty(), "{out}");
+    }
+
+    // Every passive port busy while it runs (its transfers, or someone else): a warning with
+    // the way to see who holds them, not a failure.
+    let held: Vec<TcpListener> = (low..=high)
+        .map(|p| TcpListener::bind(("127.0.0.1", p)).unwrap())
+        .collect();
+    let (code, out) = check(&path);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        lines_with(
+            &out,
+            "WARN",
+            &format!("passive.ports {low}-{high}: 5 ports, 0 free")
+        )
+        .len()
+            == 1,
+        "{out}"
+    );
+    drop(held);
+
+    // Another greeting is another server (or another configuration): still a FAIL.
+    let text = std::fs::read_to_string(&path).unwrap();
+    let other = server.dir.path().join("other.toml");
+    std::fs::write(&other, format!("greeting = \"someone else\"\n{text}")).unwrap();
+    let (code, out) = check(&other);
+    assert_eq!(code, 1, "{out}");
+    for port in [explicit, implicit] {
+        assert!(
+            lines_with(&out, "FAIL", &format!("listener 127.0.0.1:{port} ("))
+                .iter()
+                .any(|l| l.contains("220 ferroftp ready")),
+            "{out}"
+        );
+    }
 }
 
 #[test]
@@ -279,6 +376,48 @@ fn a_world_readable_key_warns() {
     assert!(warns.iter().any(|l| l.contains("0644")), "{out}");
     assert!(
         out.contains(&format!("chmod 600 {}", s.key.display())),
+        "{out}"
+    );
+}
+
+#[test]
+fn group_readable_secret_files_are_the_recipe_and_world_readable_ones_warn() {
+    // The README's recipe: users file and key readable by the service's group (0640).
+    let s = Setup::new();
+    for f in [&s.users, &s.key] {
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o640)).unwrap();
+    }
+    let config = s.write(free_port(), "");
+    let (code, out) = check(&config);
+    assert_eq!(code, 0, "{out}");
+    for f in [&s.users, &s.key] {
+        let f = f.to_str().unwrap();
+        assert!(
+            lines_with(&out, "WARN", f).is_empty() && lines_with(&out, "FAIL", f).is_empty(),
+            "{out}"
+        );
+        assert!(
+            lines_with(&out, "OK", f).iter().any(|l| l.contains("0640")),
+            "{out}"
+        );
+    }
+
+    // Every local user may read the users file: a warning that says so; writable by all: FAIL.
+    std::fs::set_permissions(&s.users, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, out) = check(&config);
+    assert_eq!(code, 0, "{out}");
+    let warns = lines_with(&out, "WARN", s.users.to_str().unwrap());
+    assert!(
+        warns
+            .iter()
+            .any(|l| l.contains("0644") && l.contains("every local user")),
+        "{out}"
+    );
+    std::fs::set_permissions(&s.users, std::fs::Permissions::from_mode(0o646)).unwrap();
+    let (code, out) = check(&config);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        !lines_with(&out, "FAIL", s.users.to_str().unwrap()).is_empty(),
         "{out}"
     );
 }
@@ -476,6 +615,139 @@ fn connect_works_plain_and_with_tls() {
     );
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("--ca FILE") && out.contains("FAIL"), "{out}");
+}
+
+/// A self-signed certificate made the common way, `openssl req -x509`, which marks it CA:TRUE:
+/// (cert.pem, key.pem) in `dir`.
+fn openssl_cert(dir: &Path, cn: &str) -> (PathBuf, PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .args([
+            "-subj",
+            &format!("/CN={cn}"),
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ])
+        .output()
+        .expect("openssl must be installed for this test");
+    assert!(out.status.success(), "{out:?}");
+    let text = Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains("CA:TRUE"),
+        "openssl req -x509 is expected to mark the certificate CA:TRUE"
+    );
+    (cert, key)
+}
+
+#[test]
+fn connect_trusts_an_openssl_self_signed_certificate_given_with_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = openssl_cert(&dir.path().join("server"), "localhost");
+    let server = alice_server(
+        vec![
+            "--tls-cert".into(),
+            cert.to_str().unwrap().into(),
+            "--tls-key".into(),
+            key.to_str().unwrap().into(),
+        ],
+        "",
+        1,
+    );
+    let target = server.addr.to_string();
+    // The server's own certificate, as curl --cacert and lftp's ssl:ca-file take it.
+    let (code, out) = doctor(
+        &[
+            "--connect",
+            &target,
+            "--user",
+            "alice",
+            "--tls",
+            "--ca",
+            cert.to_str().unwrap(),
+        ],
+        "alice-password\n",
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(!lines_with(&out, "OK", "AUTH TLS: TLS").is_empty(), "{out}");
+    assert!(
+        !lines_with(&out, "OK", "round trip over EPSV").is_empty(),
+        "{out}"
+    );
+
+    // Another certificate of the same kind: refused, in plain words, with the way out.
+    let (other, _) = openssl_cert(&dir.path().join("other"), "other");
+    let (code, out) = doctor(
+        &[
+            "--connect",
+            &target,
+            "--user",
+            "alice",
+            "--tls",
+            "--ca",
+            other.to_str().unwrap(),
+        ],
+        "alice-password\n",
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 1, "{out}");
+    let fails = lines_with(&out, "FAIL", "AUTH TLS handshake failed");
+    assert!(!fails.is_empty(), "{out}");
+    assert!(
+        !out.contains("OtherError") && !out.contains("CaUsedAsEndEntity"),
+        "no raw rustls error:\n{out}"
+    );
+    assert!(out.contains("fix: ") && out.contains("--ca"), "{out}");
+}
+
+#[test]
+fn connect_to_an_implicit_port_without_implicit_says_to_use_it() {
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = dev_cert(certs.path(), &["localhost", "127.0.0.1"]);
+    // (The update keeps this compiling when Options gets more fields.)
+    #[allow(clippy::needless_update)]
+    let server = TestServer::with(Options {
+        users: vec![("alice".into(), "alice-password".into(), String::new())],
+        args: vec![
+            "--tls-cert".into(),
+            cert.to_str().unwrap().into(),
+            "--tls-key".into(),
+            key.to_str().unwrap().into(),
+        ],
+        listen: Some(String::new()),
+        config: "[[listener]]\nbind = \"127.0.0.1:0\"\nmode = \"implicit\"\n".into(),
+        listeners: 1,
+        ..Default::default()
+    });
+    let target = server.addr.to_string();
+    for extra in [None, Some("--tls")] {
+        let mut args = vec!["--connect", &target, "--user", "alice", "--timeout", "2"];
+        args.extend(extra);
+        let (code, out) = doctor(&args, "alice-password\n", Duration::from_secs(60));
+        assert_eq!(code, 1, "{out}");
+        let fails = lines_with(&out, "FAIL", "no FTP greeting");
+        assert!(fails.iter().any(|l| l.contains("implicit FTPS")), "{out}");
+        assert!(out.contains("fix: add --implicit"), "{out}");
+        // The greeting never came, so nothing is known about AUTH TLS.
+        assert!(!out.contains("does not offer AUTH TLS"), "{out}");
+        assert_eq!(
+            lines_with(&out, "WARN", "").len() + lines_with(&out, "FAIL", "").len(),
+            2,
+            "one FAIL, repeated in the summary:\n{out}"
+        );
+    }
 }
 
 #[test]

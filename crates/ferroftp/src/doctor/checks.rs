@@ -1,11 +1,15 @@
 //! `ferroftp doctor` without `--connect`: the configuration against this host.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, ToSocketAddrs, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{
+    IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket,
+};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
+use super::client::greeting;
 use super::{Check, Level, Report, firewall_rules};
 use crate::auth::{AuthError, Permission, UserDb};
 use crate::config::{Config, ListenerConfig, ListenerMode, TlsPolicy};
@@ -58,8 +62,8 @@ pub fn check_config(config: &Config, source: &str, r: &mut Report) {
         "ferroftp doctor: {source} (checked as uid {}; run it as the service's user for the same view)",
         host.uid
     ));
-    listeners(config, &host, r);
-    passive(config, &host, r);
+    let running = listeners(config, &host, r);
+    passive(config, &host, running, r);
     certificate(config, r);
     files(config, r);
     management(config, &host, r);
@@ -68,8 +72,70 @@ pub fn check_config(config: &Config, source: &str, r: &mut Report) {
     r.note(&firewall_rules(config));
 }
 
-fn listeners(config: &Config, host: &Host, r: &mut Report) {
+/// How long a server that already listens may take to answer doctor's probe.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Where to reach a server listening on `bind`: the address itself, or loopback for the
+/// wildcard addresses (IPv4 loopback too for `[::]`, which takes IPv4 as well).
+fn probe_addrs(bind: SocketAddr) -> Vec<SocketAddr> {
+    match bind.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            vec![SocketAddr::from((Ipv4Addr::LOCALHOST, bind.port()))]
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => vec![
+            SocketAddr::from((Ipv6Addr::LOCALHOST, bind.port())),
+            SocketAddr::from((Ipv4Addr::LOCALHOST, bind.port())),
+        ],
+        _ => vec![bind],
+    }
+}
+
+/// Who answers on a listener's port that doctor could not bind.
+enum Occupant {
+    /// A ferroftp with this configuration's greeting: the greeting, as sent.
+    Ferroftp(String),
+    /// Another FTP server (or another greeting): its greeting.
+    OtherFtp(String),
+    /// Nothing recognisable.
+    Unknown,
+}
+
+/// Connect to the port of `l` and read the greeting, as a client would (over TLS from the
+/// first byte on an implicit listener, after a PROXY header where loopback is a trusted
+/// proxy).
+fn occupant(config: &Config, l: &ListenerConfig) -> Occupant {
+    for addr in probe_addrs(l.bind) {
+        let proxy_header = l.proxy_protocol
+            && config
+                .proxy
+                .trusted
+                .iter()
+                .any(|net| net.contains(&addr.ip()));
+        let Ok((code, text)) = greeting(
+            addr,
+            l.mode == ListenerMode::Implicit,
+            proxy_header,
+            PROBE_TIMEOUT,
+        ) else {
+            continue;
+        };
+        let shown = format!("{code} {}", text.lines().next().unwrap_or(""));
+        let ours = config.greeting.lines().map(str::trim).collect::<Vec<_>>();
+        let theirs = text.lines().map(str::trim).collect::<Vec<_>>();
+        return match code {
+            220 if ours == theirs => Occupant::Ferroftp(shown),
+            220 => Occupant::OtherFtp(shown),
+            // 421 (full, banned) and the like: it may be ferroftp, but it does not say.
+            _ => Occupant::Unknown,
+        };
+    }
+    Occupant::Unknown
+}
+
+/// Checks the listeners; whether a ferroftp with this configuration already serves them.
+fn listeners(config: &Config, host: &Host, r: &mut Report) -> bool {
     r.section("Listeners");
+    let mut running = false;
     // Kept open until all are checked, so that listeners of this configuration that collide
     // with each other (0.0.0.0:21 and the dual-stack [::]:21) show up too.
     let mut held: Vec<(SocketAddr, TcpListener)> = Vec::new();
@@ -100,14 +166,38 @@ fn listeners(config: &Config, host: &Host, r: &mut Report) {
                 };
                 r.add(Check::new(Level::Ok, text));
             }
-            Err(e) => r.add(bind_failure(
-                &name,
-                "listener.bind / --listen",
-                l.bind,
-                &e,
-                &held,
-                host,
-            )),
+            Err(e) => {
+                let sibling = held
+                    .iter()
+                    .any(|(a, _)| a.port() == port && a.is_ipv4() != l.bind.is_ipv4());
+                let found = if e.kind() == io::ErrorKind::AddrInUse && !sibling {
+                    occupant(config, l)
+                } else {
+                    Occupant::Unknown
+                };
+                let failure =
+                    || bind_failure(&name, "listener.bind / --listen", l.bind, &e, &held, host);
+                match found {
+                    Occupant::Ferroftp(greeting) => {
+                        running = true;
+                        r.add(Check::new(
+                            Level::Ok,
+                            format!(
+                                "{name}: port {port} is in use by a running ferroftp with this configuration's greeting (it answered \"{greeting}\")"
+                            ),
+                        ));
+                    }
+                    Occupant::OtherFtp(greeting) => {
+                        let mut check = failure();
+                        check.text = format!(
+                            "{name}: port {port} is already in use by an FTP server that greets \"{greeting}\", not with this configuration's greeting (\"220 {}\"): another server, or ferroftp with another configuration",
+                            config.greeting.lines().next().unwrap_or("")
+                        );
+                        r.add(check);
+                    }
+                    Occupant::Unknown => r.add(failure()),
+                }
+            }
         }
     }
     for l in &config.listeners {
@@ -143,6 +233,7 @@ fn listeners(config: &Config, host: &Host, r: &mut Report) {
         };
         r.add(check);
     }
+    running
 }
 
 fn bind_failure(
@@ -192,7 +283,7 @@ fn bind_failure(
                 None => Check::new(
                     Level::Fail,
                     format!(
-                        "{name}: port {port} is already in use on {} (if that is this ferroftp, already running, all is well)",
+                        "{name}: port {port} is already in use on {}, and what listens there does not answer as this configuration's ferroftp would",
                         bind.ip()
                     ),
                 )
@@ -209,7 +300,7 @@ fn bind_failure(
     }
 }
 
-fn passive(config: &Config, host: &Host, r: &mut Report) {
+fn passive(config: &Config, host: &Host, running: bool, r: &mut Report) {
     r.section("Passive mode (PASV/EPSV)");
     let any_exposed = config.listeners.iter().any(exposed);
     let max_sessions = config.limits.max_sessions;
@@ -256,6 +347,14 @@ fn passive(config: &Config, host: &Host, r: &mut Report) {
                     )
                     .fix("use ports from 1024 up, e.g. passive.ports = \"50000-50100\""),
                 );
+            } else if free == 0 && running {
+                r.add(
+                    Check::new(
+                        Level::Warn,
+                        format!("{summary}: the running ferroftp holds them for that many transfers, or other processes do; then new PASV/EPSV answer 425"),
+                    )
+                    .fix(format!("see who holds them: ss -ltnp 'sport >= :{} and sport <= :{}'", range.low, range.high)),
+                );
             } else if free == 0 {
                 r.add(
                     Check::new(
@@ -264,6 +363,11 @@ fn passive(config: &Config, host: &Host, r: &mut Report) {
                     )
                     .fix("choose a range other processes do not use"),
                 );
+            } else if busy > 0 && running {
+                r.add(Check::new(
+                    Level::Ok,
+                    format!("{summary} (the running ferroftp's transfers hold passive ports while they last; busy ports are skipped)"),
+                ));
             } else if busy > 0 {
                 r.add(Check::new(
                     Level::Warn,
@@ -592,46 +696,122 @@ fn name_matches(pattern: &str, name: &str) -> bool {
     }
 }
 
-fn mode_of(path: &Path) -> io::Result<u32> {
-    Ok(std::fs::metadata(path)?.permissions().mode() & 0o7777)
-}
-
 fn key_permissions(key: &Path, r: &mut Report) {
     // load_pair says why the file cannot be read.
-    let _ = secret_file_mode(key, "key", "the private key", r);
+    let _ = secret_file_mode(
+        key,
+        "key",
+        "the private key",
+        "replace the server's identity",
+        r,
+    );
 }
 
-/// OK or WARN for the mode of a file that only the service's user should read: `what` names
-/// it, `secret` says what others could read. An error (the file cannot be read) is the
-/// caller's to report.
-fn secret_file_mode(path: &Path, what: &str, secret: &str, r: &mut Report) -> io::Result<()> {
-    let mode = mode_of(path)?;
-    if mode & 0o077 != 0 {
-        r.add(
-            Check::new(
-                Level::Warn,
-                format!(
-                    "{what} {} has mode {mode:04o}: {} can read {secret}",
-                    path.display(),
-                    if mode & 0o007 != 0 {
-                        "every local user"
-                    } else {
-                        "its group"
-                    }
-                ),
-            )
-            .fix(format!(
-                "chmod 600 {} (owned by the service's user)",
-                path.display()
-            )),
-        );
-    } else {
-        r.add(Check::new(
-            Level::Ok,
-            format!("{what} {} has mode {mode:04o}", path.display()),
+/// The name of user or group `id` in `/etc/passwd` or `/etc/group` (`name:x:id:...`), or the
+/// number when it has none there (NSS-only names are not looked up: no libc call).
+fn id_name(file: &str, id: u32) -> String {
+    std::fs::read_to_string(file)
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|line| {
+                let mut fields = line.split(':');
+                let name = fields.next()?;
+                (fields.nth(1)?.parse::<u32>().ok()? == id).then(|| name.to_owned())
+            })
+        })
+        .unwrap_or_else(|| id.to_string())
+}
+
+/// What a mode lets others than the owner do to a secret file: the level and the words.
+/// Owner-only (0600) and group-readable (0640, the README's recipe: root:ferroftp, so the
+/// service reads it through its group) are fine; group-writable and world-readable are not;
+/// world-writable fails. `group` names the file's group; `secret` is what reading reveals,
+/// `change` what changing it allows.
+fn mode_verdict(mode: u32, group: &str, secret: &str, change: &str) -> (Level, String) {
+    let mut level = Level::Ok;
+    let mut problems: Vec<String> = Vec::new();
+    if mode & 0o002 != 0 {
+        level = Level::Fail;
+        problems.push(format!("every local user can change it (and so {change})"));
+    } else if mode & 0o020 != 0 {
+        level = Level::Warn;
+        problems.push(format!(
+            "members of group {group} can change it (and so {change})"
         ));
     }
+    if mode & 0o004 != 0 {
+        level = level.max(Level::Warn);
+        problems.push(format!("every local user can read {secret}"));
+    }
+    if !problems.is_empty() {
+        return (level, problems.join("; "));
+    }
+    let text = if mode & 0o040 != 0 {
+        format!(
+            "readable by its owner and group {group} only (fine: the README's recipe is root:ferroftp 0640)"
+        )
+    } else {
+        "only its owner can read it".to_owned()
+    };
+    (Level::Ok, text)
+}
+
+/// OK, WARN or FAIL for the mode of a file that only the service should read: `what` names
+/// it, `secret` says what others could read and `change` what changing it allows (see
+/// [`mode_verdict`]). An error (the file cannot be read) is the caller's to report.
+fn secret_file_mode(
+    path: &Path,
+    what: &str,
+    secret: &str,
+    change: &str,
+    r: &mut Report,
+) -> io::Result<()> {
+    let meta = std::fs::metadata(path)?;
+    let mode = meta.permissions().mode() & 0o7777;
+    let (owner, group) = (
+        id_name("/etc/passwd", meta.uid()),
+        id_name("/etc/group", meta.gid()),
+    );
+    let (level, verdict) = mode_verdict(mode, &group, secret, change);
+    let text = format!(
+        "{what} {} has mode {mode:04o} (owner {owner}, group {group}): {verdict}",
+        path.display()
+    );
+    let mut check = Check::new(level, text);
+    if level != Level::Ok {
+        let p = path.display();
+        check = check
+            .fix(format!(
+                "chmod 600 {p} (owned by the service's user), or chmod 640 {p} owned by root with the service's group (chown root:ferroftp {p}, the README's recipe)"
+            ));
+    }
+    r.add(check);
     Ok(())
+}
+
+/// Whether a ferroftp admin API (`admin`) or metrics endpoint answers on `addr`: its
+/// OpenAPI document (served without the token) or metrics named `ferroftp_`.
+fn http_is_ferroftp(bind: SocketAddr, admin: bool) -> bool {
+    let (path, marker) = if admin {
+        ("/api/v1/openapi.json", "ferroftp admin API")
+    } else {
+        ("/metrics", "ferroftp_")
+    };
+    probe_addrs(bind).into_iter().any(|addr| {
+        let answer = (|| -> io::Result<String> {
+            let mut s = TcpStream::connect_timeout(&addr, PROBE_TIMEOUT)?;
+            s.set_read_timeout(Some(PROBE_TIMEOUT))?;
+            s.set_write_timeout(Some(PROBE_TIMEOUT))?;
+            write!(
+                s,
+                "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+            )?;
+            let mut body = Vec::new();
+            s.take(1 << 20).read_to_end(&mut body)?;
+            Ok(String::from_utf8_lossy(&body).into_owned())
+        })();
+        answer.is_ok_and(|a| a.starts_with("HTTP/1.1 200") && a.contains(marker))
+    })
 }
 
 /// The admin API and the metrics listener: each can be bound, and neither is open to the
@@ -646,14 +826,28 @@ fn management(config: &Config, host: &Host, r: &mut Report) {
         ("metrics (metrics.listen)", config.metrics.listen),
     ] {
         let Some(addr) = addr else { continue };
+        let admin = what.starts_with("admin");
         match TcpListener::bind(addr) {
             Ok(_) => r.add(Check::new(
                 Level::Ok,
                 format!("{what} {addr}: the port can be bound"),
             )),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse && http_is_ferroftp(addr, admin) => {
+                r.add(Check::new(
+                    Level::Ok,
+                    format!(
+                        "{what} {addr}: the port is in use by a running ferroftp (it answered {})",
+                        if admin {
+                            "GET /api/v1/openapi.json"
+                        } else {
+                            "GET /metrics"
+                        }
+                    ),
+                ));
+            }
             Err(e) => r.add(bind_failure(
                 &format!("{what} {addr}"),
-                if what.starts_with("admin") {
+                if admin {
                     "admin.listen / --admin-listen"
                 } else {
                     "metrics.listen / --metrics-listen"
@@ -670,7 +864,7 @@ fn management(config: &Config, host: &Host, r: &mut Report) {
                     Level::Warn,
                     format!(
                         "{what} {addr} is not on loopback: it is plain HTTP, so {} cross the network in clear",
-                        if what.starts_with("admin") {
+                        if admin {
                             "the bearer token and every answer"
                         } else {
                             "the metrics (without any authentication)"
@@ -689,6 +883,7 @@ fn management(config: &Config, host: &Host, r: &mut Report) {
             token,
             "admin token",
             "the token, which grants everything the admin API can do",
+            "set a token of their own at the next reload",
             r,
         ) {
             r.add(
@@ -753,32 +948,14 @@ fn files(config: &Config, r: &mut Report) {
             .fix("ferroftp passwd --users /etc/ferroftp/users.toml NAME, then users_file = that file"),
         ),
         Some(path) => {
-            match mode_of(path) {
-                Ok(mode) if mode & 0o022 != 0 => r.add(
-                    Check::new(
-                        Level::Fail,
-                        format!(
-                            "users file {} has mode {mode:04o}: others can write it, and so add themselves as users",
-                            path.display()
-                        ),
-                    )
-                    .fix(format!("chmod 600 {}", path.display())),
-                ),
-                Ok(mode) if mode & 0o044 != 0 => r.add(
-                    Check::new(
-                        Level::Warn,
-                        format!(
-                            "users file {} has mode {mode:04o}: others can read the password hashes (and try to crack them offline)",
-                            path.display()
-                        ),
-                    )
-                    .fix(format!(
-                        "chmod 600 {} (owned by the service's user)",
-                        path.display()
-                    )),
-                ),
-                _ => {}
-            }
+            // UserDb::load says why the file cannot be read.
+            let _ = secret_file_mode(
+                path,
+                "users file",
+                "the password hashes (and try to crack them offline)",
+                "add themselves as users",
+                r,
+            );
             match UserDb::load(path) {
                 Ok(db) => {
                     let disabled = db.users().filter(|u| u.disabled).count();
@@ -927,6 +1104,35 @@ mod tests {
         for ip in ["203.0.113.7", "8.8.8.8", "100.128.0.1", "127.0.0.1"] {
             assert!(!is_private(ip.parse().unwrap()), "{ip}");
         }
+    }
+
+    #[test]
+    fn group_readable_is_fine_and_world_readable_or_writable_is_not() {
+        let v = |mode| mode_verdict(mode, "ferroftp", "the secret", "do harm");
+        assert_eq!(v(0o600).0, Level::Ok);
+        assert_eq!(v(0o400).0, Level::Ok);
+        let (level, text) = v(0o640);
+        assert_eq!(level, Level::Ok);
+        assert!(text.contains("group ferroftp"), "{text}");
+        let (level, text) = v(0o644);
+        assert_eq!(level, Level::Warn);
+        assert!(
+            text.contains("every local user can read the secret"),
+            "{text}"
+        );
+        let (level, text) = v(0o660);
+        assert_eq!(level, Level::Warn);
+        assert!(
+            text.contains("members of group ferroftp can change it"),
+            "{text}"
+        );
+        let (level, text) = v(0o666);
+        assert_eq!(level, Level::Fail);
+        assert!(
+            text.contains("every local user can change it (and so do harm)")
+                && text.contains("every local user can read the secret"),
+            "{text}"
+        );
     }
 
     #[test]

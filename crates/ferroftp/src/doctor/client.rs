@@ -9,6 +9,7 @@
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::ParsedCertificate;
 use rustls::{
     CertificateError, ClientConfig, ClientConnection, DigitallySignedStruct, HandshakeKind,
     RootCertStore, SignatureScheme, StreamOwned,
@@ -120,13 +122,52 @@ fn describe_connect(e: &io::Error, timeout: Duration) -> String {
 
 // ---- TLS ----
 
+/// What the client trusts, when it verifies at all.
+#[derive(Debug)]
+struct Trust {
+    /// The certificates given with `--ca`: a server that presents one of them, byte for byte,
+    /// as its own is trusted as it is (pinning), as curl and lftp trust it. A self-signed
+    /// certificate made with `openssl req -x509` is marked CA:TRUE, which the CA path below
+    /// refuses as a server certificate.
+    pinned: Vec<CertificateDer<'static>>,
+    /// Everything else: a chain to one of the CAs (none when `--ca` holds no usable CA).
+    webpki: Option<Arc<WebPkiServerVerifier>>,
+}
+
 /// Verifies the server's certificate (or, with `--insecure`, only the handshake signatures)
 /// and keeps the certificate for the report.
 #[derive(Debug)]
 struct Verifier {
-    webpki: Option<Arc<WebPkiServerVerifier>>,
+    /// None with `--insecure`.
+    trust: Option<Trust>,
     provider: Arc<CryptoProvider>,
     seen: Arc<Mutex<Option<CertificateDer<'static>>>>,
+    /// Whether the last certificate was trusted because `--ca` holds it (for the report).
+    pinned_hit: Arc<AtomicBool>,
+}
+
+impl Verifier {
+    /// A certificate given with `--ca` as the server's own: still only for its names and its
+    /// validity period, as any client checks.
+    fn verify_pinned(
+        end_entity: &CertificateDer<'_>,
+        server_name: &ServerName<'_>,
+        now: UnixTime,
+    ) -> Result<(), rustls::Error> {
+        let parsed = ParsedCertificate::try_from(end_entity)?;
+        rustls::client::verify_server_name(&parsed, server_name)?;
+        let (_, cert) = x509_parser::parse_x509_certificate(end_entity.as_ref())
+            .map_err(|_| CertificateError::BadEncoding)?;
+        let now_secs = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+        let validity = cert.validity();
+        if now_secs < validity.not_before.timestamp() {
+            return Err(CertificateError::NotValidYet.into());
+        }
+        if now_secs > validity.not_after.timestamp() {
+            return Err(CertificateError::Expired.into());
+        }
+        Ok(())
+    }
 }
 
 impl ServerCertVerifier for Verifier {
@@ -140,14 +181,29 @@ impl ServerCertVerifier for Verifier {
     ) -> Result<ServerCertVerified, rustls::Error> {
         *self.seen.lock().unwrap_or_else(|p| p.into_inner()) =
             Some(end_entity.clone().into_owned());
-        match &self.webpki {
+        self.pinned_hit.store(false, Ordering::Relaxed);
+        let Some(trust) = &self.trust else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        if trust
+            .pinned
+            .iter()
+            .any(|c| c.as_ref() == end_entity.as_ref())
+        {
+            Self::verify_pinned(end_entity, server_name, now)?;
+            self.pinned_hit.store(true, Ordering::Relaxed);
+            return Ok(ServerCertVerified::assertion());
+        }
+        match &trust.webpki {
             Some(v) => {
                 v.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
             }
-            None => Ok(ServerCertVerified::assertion()),
+            None => Err(CertificateError::UnknownIssuer.into()),
         }
     }
 
+    // The handshake signatures are checked in every case (pinned or not, and with
+    // --insecure too): the server must hold the key of the certificate it shows.
     fn verify_tls12_signature(
         &self,
         message: &[u8],
@@ -185,73 +241,121 @@ impl ServerCertVerifier for Verifier {
 
 /// The client's TLS configuration, shared by the control and data connections so that data
 /// connections resume the control connection's session.
-struct TlsClient {
+pub(super) struct TlsClient {
     config: Arc<ClientConfig>,
     name: ServerName<'static>,
     seen: Arc<Mutex<Option<CertificateDer<'static>>>>,
+    pinned_hit: Arc<AtomicBool>,
     /// Where the trusted CAs came from, for messages.
     trust: String,
+    /// Whether `--ca` was given (for the advice on failures).
+    ca_given: bool,
 }
 
 impl TlsClient {
     fn new(opts: &ConnectOptions) -> Result<Self, Check> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
         let name = ServerName::try_from(opts.host.clone()).map_err(|e| {
             Check::new(
                 Level::Fail,
                 format!("{:?} cannot be a TLS server name: {e}", opts.host),
             )
         })?;
-        let (webpki, trust) = if opts.insecure {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let (trust, described) = if opts.insecure {
             (None, "not verified (--insecure)".to_owned())
         } else {
-            let mut roots = RootCertStore::empty();
-            let files: Vec<PathBuf> = match &opts.ca {
-                Some(ca) => vec![ca.clone()],
-                None => SYSTEM_CA_FILES
-                    .iter()
-                    .map(PathBuf::from)
-                    .filter(|p| p.exists())
-                    .take(1)
-                    .collect(),
-            };
-            for file in &files {
-                let certs = CertificateDer::pem_file_iter(file).map_err(|e| {
+            let (trust, described) = Self::trust(opts, &provider)?;
+            (Some(trust), described)
+        };
+        Self::build(name, trust, described, opts.ca.is_some(), provider)
+    }
+
+    /// A client that verifies nothing but the handshake signatures: enough to see whether a
+    /// port speaks TLS and to read what comes after.
+    pub(super) fn unverified(host: IpAddr) -> Result<Self, Check> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        Self::build(
+            ServerName::IpAddress(host.into()),
+            None,
+            "not verified".into(),
+            false,
+            provider,
+        )
+    }
+
+    /// The certificates to trust: `--ca` (each one also pinned), or the system's CAs.
+    fn trust(
+        opts: &ConnectOptions,
+        provider: &Arc<CryptoProvider>,
+    ) -> Result<(Trust, String), Check> {
+        let mut roots = RootCertStore::empty();
+        let mut pinned = Vec::new();
+        let files: Vec<PathBuf> = match &opts.ca {
+            Some(ca) => vec![ca.clone()],
+            None => SYSTEM_CA_FILES
+                .iter()
+                .map(PathBuf::from)
+                .filter(|p| p.exists())
+                .take(1)
+                .collect(),
+        };
+        for file in &files {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(file)
+                .map_err(|e| {
                     Check::new(
                         Level::Fail,
                         format!("cannot read CA file {}: {e}", file.display()),
                     )
-                })?;
-                roots.add_parsable_certificates(certs.filter_map(Result::ok));
+                })?
+                .filter_map(Result::ok)
+                .collect();
+            if opts.ca.is_some() {
+                pinned.extend(certs.iter().cloned());
             }
-            if roots.is_empty() {
-                let what = match &opts.ca {
-                    Some(ca) => format!("no CA certificate found in {}", ca.display()),
-                    None => format!(
-                        "no system CA certificates found ({})",
-                        SYSTEM_CA_FILES.join(", ")
-                    ),
-                };
-                return Err(Check::new(Level::Fail, what).fix(
-                    "give --ca FILE (the server's certificate or its CA, PEM), or --insecure",
-                ));
-            }
-            let verifier =
-                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+            roots.add_parsable_certificates(certs);
+        }
+        if roots.is_empty() && pinned.is_empty() {
+            let what = match &opts.ca {
+                Some(ca) => format!("no certificate found in {}", ca.display()),
+                None => format!(
+                    "no system CA certificates found ({})",
+                    SYSTEM_CA_FILES.join(", ")
+                ),
+            };
+            return Err(Check::new(Level::Fail, what)
+                .fix("give --ca FILE (the server's certificate or its CA, PEM), or --insecure"));
+        }
+        let webpki = if roots.is_empty() {
+            None
+        } else {
+            Some(
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(provider))
                     .build()
-                    .map_err(|e| Check::new(Level::Fail, format!("CA certificates: {e}")))?;
-            let trust = files
-                .iter()
-                .map(|f| f.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ");
-            (Some(verifier), format!("trusting {trust}"))
+                    .map_err(|e| Check::new(Level::Fail, format!("CA certificates: {e}")))?,
+            )
         };
+        let files = files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        Ok((Trust { pinned, webpki }, format!("trusting {files}")))
+    }
+
+    fn build(
+        name: ServerName<'static>,
+        trust: Option<Trust>,
+        described: String,
+        ca_given: bool,
+        provider: Arc<CryptoProvider>,
+    ) -> Result<Self, Check> {
         let seen = Arc::new(Mutex::new(None));
+        let pinned_hit = Arc::new(AtomicBool::new(false));
         let verifier = Verifier {
-            webpki,
+            trust,
             provider: Arc::clone(&provider),
             seen: Arc::clone(&seen),
+            pinned_hit: Arc::clone(&pinned_hit),
         };
         let config = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -263,7 +367,9 @@ impl TlsClient {
             config: Arc::new(config),
             name,
             seen,
-            trust,
+            pinned_hit,
+            trust: described,
+            ca_given,
         })
     }
 
@@ -288,6 +394,14 @@ impl TlsClient {
             return "no certificate seen".into();
         };
         let fingerprint = crate::tls::fingerprint(der.as_ref());
+        let trust = if self.pinned_hit.load(Ordering::Relaxed) {
+            format!(
+                "{} (the very certificate given with --ca: trusted as it is)",
+                self.trust
+            )
+        } else {
+            self.trust.clone()
+        };
         match x509_parser::parse_x509_certificate(der.as_ref()) {
             Ok((_, cert)) => {
                 let mut names: Vec<String> = Vec::new();
@@ -319,10 +433,10 @@ impl TlsClient {
                     "certificate for {}, expires {}, SHA-256 {fingerprint}, {}",
                     names.join(", "),
                     crate::tls::http_date(expires),
-                    self.trust
+                    trust
                 )
             }
-            Err(_) => format!("certificate SHA-256 {fingerprint}, {}", self.trust),
+            Err(_) => format!("certificate SHA-256 {fingerprint}, {trust}"),
         }
     }
 
@@ -334,34 +448,12 @@ impl TlsClient {
         let cert = self.describe_certificate();
         match tls_error {
             Some(rustls::Error::InvalidCertificate(ce)) => {
-                let (why, fix) = match ce {
-                    CertificateError::UnknownIssuer | CertificateError::BadSignature => (
-                        "the certificate is not signed by a CA this client trusts".to_owned(),
-                        "give --ca FILE (the server's certificate or its CA), or --insecure to skip verification".to_owned(),
-                    ),
-                    CertificateError::NotValidForName
-                    | CertificateError::NotValidForNameContext { .. } => (
-                        format!("the certificate is not for {:?}", opts.host),
-                        "connect with a name the certificate has, or get one for this name (--insecure skips the check)".to_owned(),
-                    ),
-                    CertificateError::Expired | CertificateError::ExpiredContext { .. } => (
-                        "the server's certificate has expired".to_owned(),
-                        "renew it on the server (tls.cert; it is reloaded without a restart)".to_owned(),
-                    ),
-                    _ => (
-                        format!("the certificate was refused ({ce:?})"),
-                        "check the certificate chain on the server (tls.cert: leaf first, then intermediates)".to_owned(),
-                    ),
-                };
+                let (why, fix) = certificate_problem(ce, &opts.host, self.ca_given);
                 Check::new(Level::Fail, format!("{what}: {why}; {cert}")).fix(fix)
             }
             Some(other) => {
-                let hint = if opts.implicit {
-                    "is this port implicit FTPS? For explicit FTPS (AUTH TLS, usually port 21) drop --implicit"
-                } else {
-                    "see the server's log for its side of the handshake"
-                };
-                Check::new(Level::Fail, format!("{what}: {other}")).fix(hint)
+                let (why, fix) = tls_problem(other, opts.implicit);
+                Check::new(Level::Fail, format!("{what}: {why}")).fix(fix)
             }
             None => Check::new(
                 Level::Fail,
@@ -374,6 +466,177 @@ impl TlsClient {
             }),
         }
     }
+}
+
+/// A name as webpki reports it (`DnsName("a.example")`, `IpAddress(192.0.2.1)`), as people
+/// write it.
+fn plain_name(name: &str) -> &str {
+    name.strip_prefix("DnsName(\"")
+        .and_then(|n| n.strip_suffix("\")"))
+        .or_else(|| {
+            name.strip_prefix("IpAddress(")
+                .and_then(|n| n.strip_suffix(')'))
+        })
+        .unwrap_or(name)
+}
+
+/// A certificate the client refused, in plain words: why, and what to do.
+fn certificate_problem(e: &CertificateError, host: &str, ca_given: bool) -> (String, String) {
+    let not_trusted = if ca_given {
+        "give --ca the server's own certificate (it is then trusted as it is, even when self-signed) or the CA that signed it; or --insecure to skip verification"
+    } else {
+        "give --ca FILE (the server's own certificate, or the CA that signed it), or --insecure to skip verification"
+    };
+    let reissue = "make a new certificate on the server (tls.cert and tls.key; they are reloaded without a restart), e.g. ferroftp cert --self-signed --host NAME, or from your CA";
+    let (why, fix): (String, &str) = match e {
+        CertificateError::UnknownIssuer => (
+            if ca_given {
+                "the certificate is neither the one given with --ca nor signed by a CA in it".into()
+            } else {
+                "the certificate is not signed by a CA this client trusts (self-signed, or a private CA)".into()
+            },
+            not_trusted,
+        ),
+        CertificateError::BadSignature => (
+            "the certificate's signature does not match the CA it names as issuer (another CA with the same name, or a damaged certificate)".into(),
+            "check that --ca holds the CA that really signed it, and that tls.cert on the server holds the leaf first, then its intermediates",
+        ),
+        CertificateError::NotValidForName => (
+            format!("the certificate is not for {host:?}"),
+            "connect with a name the certificate has, or get one for this name (--insecure skips the check)",
+        ),
+        CertificateError::NotValidForNameContext { presented, .. } => (
+            format!(
+                "the certificate is not for {host:?}: it is for {}",
+                if presented.is_empty() {
+                    "no name at all (no subjectAltName)".to_owned()
+                } else {
+                    presented
+                        .iter()
+                        .map(|n| plain_name(n))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            ),
+            "connect with a name the certificate has, or get one for this name (--insecure skips the check)",
+        ),
+        CertificateError::Expired | CertificateError::ExpiredContext { .. } => (
+            "the server's certificate has expired".into(),
+            "renew it on the server (tls.cert; it is reloaded without a restart)",
+        ),
+        CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => (
+            "the server's certificate is not valid yet: its start date is in the future".into(),
+            "check the clocks of this host and the server (timedatectl), or wait until the certificate's start date",
+        ),
+        CertificateError::BadEncoding => (
+            "the server's certificate cannot be read (malformed)".into(),
+            reissue,
+        ),
+        CertificateError::UnhandledCriticalExtension => (
+            "the certificate has an extension marked critical that this client does not know".into(),
+            reissue,
+        ),
+        // rustls still returns the deprecated form for some webpki errors.
+        #[allow(deprecated)]
+        CertificateError::UnsupportedSignatureAlgorithm
+        | CertificateError::UnsupportedSignatureAlgorithmContext { .. }
+        | CertificateError::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => (
+            "the certificate is signed with an algorithm this client refuses (such as SHA-1 or MD5)".into(),
+            "re-issue it signed with SHA-256 (RSA 2048 bits or more, or ECDSA P-256)",
+        ),
+        CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => (
+            "the certificate is not meant for TLS servers (its extended key usage lacks serverAuth)".into(),
+            "re-issue it with extendedKeyUsage = serverAuth (or without an extendedKeyUsage)",
+        ),
+        CertificateError::Revoked => (
+            "the server's certificate has been revoked by its CA".into(),
+            "get a new certificate from the CA",
+        ),
+        CertificateError::UnknownRevocationStatus
+        | CertificateError::ExpiredRevocationList
+        | CertificateError::ExpiredRevocationListContext { .. } => (
+            "whether the certificate is revoked cannot be told".into(),
+            "check the CA's revocation list, or get a new certificate",
+        ),
+        CertificateError::InvalidOcspResponse => (
+            "the OCSP status the server sent with its certificate is invalid".into(),
+            "check the OCSP stapling set up in front of the server",
+        ),
+        CertificateError::Other(other) => match other.0.downcast_ref::<webpki::Error>() {
+            Some(webpki::Error::CaUsedAsEndEntity) => (
+                "the server's certificate is a CA certificate (basicConstraints CA:TRUE, what openssl req -x509 makes by default), which clients accept as the server's own only when given exactly that certificate".into(),
+                if ca_given {
+                    "give --ca the server's own certificate (this one is not in the --ca file), or re-create it as a server certificate: openssl req -x509 ... -addext basicConstraints=critical,CA:FALSE, or ferroftp cert --self-signed --host NAME"
+                } else {
+                    "give --ca the server's own certificate (it is then trusted as it is), or re-create it as a server certificate: openssl req -x509 ... -addext basicConstraints=critical,CA:FALSE, or ferroftp cert --self-signed --host NAME"
+                },
+            ),
+            Some(webpki::Error::EndEntityUsedAsCa) => (
+                "a certificate in the server's chain signs another one but is not a CA certificate (basicConstraints CA:FALSE)".into(),
+                "tls.cert on the server: the server's certificate first, then the intermediates of its CA, in order",
+            ),
+            Some(
+                webpki::Error::PathLenConstraintViolated
+                | webpki::Error::NameConstraintViolation
+                | webpki::Error::MaximumPathDepthExceeded,
+            ) => (
+                "the chain breaks a limit its CA set (path length or name constraints)".into(),
+                "get a certificate the CA may issue for this name",
+            ),
+            Some(webpki::Error::UnsupportedCertVersion) => (
+                "the server's certificate is not an X.509 version 3 certificate".into(),
+                reissue,
+            ),
+            Some(e) => (
+                format!("the certificate was refused (webpki: {e})"),
+                "check the certificate chain on the server (tls.cert: leaf first, then intermediates)",
+            ),
+            None => (
+                format!("the certificate was refused ({other})"),
+                "check the certificate chain on the server (tls.cert: leaf first, then intermediates)",
+            ),
+        },
+        CertificateError::ApplicationVerificationFailure => (
+            "the certificate was refused by this client".into(),
+            not_trusted,
+        ),
+        _ => (
+            format!("the certificate was refused ({e})"),
+            "check the certificate chain on the server (tls.cert: leaf first, then intermediates)",
+        ),
+    };
+    (why, fix.to_owned())
+}
+
+/// A TLS failure other than the certificate, in plain words: why, and what to do.
+fn tls_problem(e: &rustls::Error, implicit: bool) -> (String, String) {
+    let (why, fix) = match e {
+        rustls::Error::AlertReceived(alert) => (
+            format!("the server ended the handshake with the alert {alert:?}"),
+            "see the server's log for its side (a TLS version or cipher in common, tls.min_version)",
+        ),
+        rustls::Error::PeerIncompatible(_) => (
+            format!("the server and this client have no TLS version or cipher in common ({e})"),
+            "the server offers only what this client refuses (TLS 1.2 and 1.3 with modern ciphers are supported)",
+        ),
+        rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. } => (
+            format!("the server did not answer in TLS ({e})"),
+            if implicit {
+                "is this port implicit FTPS? For explicit FTPS (AUTH TLS, usually port 21) drop --implicit"
+            } else {
+                "is something other than ferroftp answering on this port?"
+            },
+        ),
+        _ => (
+            e.to_string(),
+            if implicit {
+                "is this port implicit FTPS? For explicit FTPS (AUTH TLS, usually port 21) drop --implicit"
+            } else {
+                "see the server's log for its side of the handshake"
+            },
+        ),
+    };
+    (why, fix.to_owned())
 }
 
 // ---- connections ----
@@ -556,6 +819,55 @@ impl Control {
     }
 }
 
+/// Whether `addr` completes a TLS handshake (the certificate not verified): an implicit FTPS
+/// port, which waits for the client's hello before it says anything.
+fn speaks_tls(addr: SocketAddr, timeout: Duration) -> bool {
+    let (Ok(tls), Ok(tcp)) = (TlsClient::unverified(addr.ip()), connect_tcp(addr, timeout)) else {
+        return false;
+    };
+    match tls.handshake(tcp) {
+        Ok(_) => true,
+        // The server answered in TLS, only to refuse something (a client certificate, say).
+        Err(e) => matches!(
+            e.get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+            Some(rustls::Error::AlertReceived(_))
+        ),
+    }
+}
+
+/// The greeting of the FTP server at `addr` (over TLS from the first byte when `implicit`,
+/// the certificate not verified; after a PROXY header when `proxy_header`): its code and its
+/// lines after the code; then QUIT. For recognising a
+/// server that already runs.
+pub(super) fn greeting(
+    addr: SocketAddr,
+    implicit: bool,
+    proxy_header: bool,
+    timeout: Duration,
+) -> io::Result<(u16, String)> {
+    let mut tcp = connect_tcp(addr, timeout)?;
+    if proxy_header {
+        // A listener behind a trusted proxy expects its header first; UNKNOWN: a health check.
+        tcp.write_all(b"PROXY UNKNOWN\r\n")?;
+    }
+    let conn = if implicit {
+        let tls = TlsClient::unverified(addr.ip()).map_err(|c| io::Error::other(c.text))?;
+        Conn::Tls(Box::new(tls.handshake(tcp)?))
+    } else {
+        Conn::Plain(tcp)
+    };
+    let mut ctrl = Control {
+        conn: Some(conn),
+        buf: Vec::new(),
+        peer: addr,
+    };
+    let reply = ctrl.reply()?;
+    // Politeness; the answer does not matter.
+    let _ = ctrl.cmd("QUIT");
+    Ok((reply.code, reply.text))
+}
+
 fn connect_tcp(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
     let s = TcpStream::connect_timeout(&addr, timeout)?;
     s.set_read_timeout(Some(timeout))?;
@@ -591,6 +903,8 @@ impl Passive {
 #[derive(Debug, Default)]
 struct Outcome {
     connected: bool,
+    /// The server sent its 220 greeting (what FEAT said is known only then).
+    greeted: bool,
     auth_tls_offered: bool,
     login_failed: bool,
     tls_required: bool,
@@ -747,20 +1061,31 @@ impl<'a> Session<'a> {
             }
         }
         let greeting = self.ctrl.reply().map_err(|e| {
+            let timeout = self.opts.timeout;
             let check = self.fail(format!(
                 "connected to {peer}, but no FTP greeting: {}",
-                describe_io(&e, self.opts.timeout)
+                describe_io(&e, timeout)
             ));
+            // An implicit FTPS port waits for the client's TLS hello and says nothing: try one.
             match self.security {
                 Security::Implicit => check,
+                _ if timed_out(&e) && speaks_tls(peer, timeout) => self
+                    .fail(format!(
+                        "connected to {peer}, but no FTP greeting within {}: this port speaks implicit FTPS (TLS from the first byte; a TLS handshake on it succeeded)",
+                        secs(timeout)
+                    ))
+                    .fix("add --implicit (with --ca FILE or --insecure, as for any FTPS)"),
                 _ => check.fix("is this an FTP server? For implicit FTPS (TLS from the first byte, usually port 990) add --implicit"),
             }
         })?;
         match greeting.code {
-            220 => r.add(Check::new(
-                Level::Ok,
-                format!("connected to {peer}: {greeting} ({})", ms(start)),
-            )),
+            220 => {
+                outcome.greeted = true;
+                r.add(Check::new(
+                    Level::Ok,
+                    format!("connected to {peer}: {greeting} ({})", ms(start)),
+                ));
+            }
             421 => {
                 return Err(self.fail(format!("connected to {peer}, but the server refused the session: {greeting}"))
                     .fix("too many sessions (limits.max_sessions, max_sessions_per_ip), or this address is banned after failed logins (bans; bans.allow for trusted networks)"));
@@ -1261,7 +1586,7 @@ pub fn connect(opts: &ConnectOptions, r: &mut Report) {
         run_session(opts, Security::Explicit, tls.as_ref(), r);
     } else {
         let plain = run_session(opts, Security::Plain, tls.as_ref(), r);
-        if plain.connected && !plain.login_failed {
+        if plain.greeted && !plain.login_failed {
             if plain.auth_tls_offered {
                 if tls.is_some() {
                     run_session(opts, Security::Explicit, tls.as_ref(), r);
@@ -1305,6 +1630,122 @@ mod tests {
         assert!(ConnectOptions::parse_target("ftp.example.org").is_err());
         assert!(ConnectOptions::parse_target("host:0").is_err());
         assert!(ConnectOptions::parse_target(":21").is_err());
+    }
+
+    #[test]
+    fn every_certificate_error_is_told_in_plain_words_with_a_fix() {
+        use rustls::OtherError;
+        let other = |e: webpki::Error| CertificateError::Other(OtherError(Arc::new(e)));
+        #[allow(deprecated)]
+        let errors = vec![
+            CertificateError::BadEncoding,
+            CertificateError::Expired,
+            CertificateError::NotValidYet,
+            CertificateError::Revoked,
+            CertificateError::UnhandledCriticalExtension,
+            CertificateError::UnknownIssuer,
+            CertificateError::UnknownRevocationStatus,
+            CertificateError::ExpiredRevocationList,
+            CertificateError::BadSignature,
+            CertificateError::UnsupportedSignatureAlgorithm,
+            CertificateError::NotValidForName,
+            CertificateError::NotValidForNameContext {
+                expected: ServerName::try_from("ftp.example.org").unwrap(),
+                presented: vec!["DnsName(\"other.example.org\")".into()],
+            },
+            CertificateError::InvalidPurpose,
+            CertificateError::InvalidOcspResponse,
+            CertificateError::ApplicationVerificationFailure,
+            other(webpki::Error::CaUsedAsEndEntity),
+            other(webpki::Error::EndEntityUsedAsCa),
+            other(webpki::Error::PathLenConstraintViolated),
+            other(webpki::Error::UnsupportedCertVersion),
+        ];
+        for e in errors {
+            for ca_given in [false, true] {
+                let (why, fix) = certificate_problem(&e, "ftp.example.org", ca_given);
+                assert!(
+                    !why.contains("Other")
+                        && !why.contains("Error")
+                        && !why.contains('{')
+                        && !why.contains("DnsName"),
+                    "{e:?}: {why}"
+                );
+                assert!(fix.len() > 20, "{e:?}: {fix}");
+            }
+        }
+        let named = CertificateError::NotValidForNameContext {
+            expected: ServerName::try_from("ftp.example.org").unwrap(),
+            presented: vec![
+                "DnsName(\"other.example.org\")".into(),
+                "IpAddress(192.0.2.1)".into(),
+            ],
+        };
+        let (why, _) = certificate_problem(&named, "ftp.example.org", true);
+        assert!(
+            why.ends_with("it is for other.example.org, 192.0.2.1"),
+            "{why}"
+        );
+        let (why, fix) =
+            certificate_problem(&other(webpki::Error::CaUsedAsEndEntity), "localhost", false);
+        assert!(why.contains("CA:TRUE"), "{why}");
+        assert!(fix.contains("--ca") && fix.contains("CA:FALSE"), "{fix}");
+    }
+
+    /// A self-signed certificate marked CA:TRUE, as `openssl req -x509` makes it, for `names`.
+    fn ca_marked_cert(names: &[&str]) -> CertificateDer<'static> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.self_signed(&key).unwrap().der().clone()
+    }
+
+    fn verifier(pinned: Vec<CertificateDer<'static>>) -> Verifier {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = RootCertStore::empty();
+        roots.add_parsable_certificates(pinned.iter().cloned());
+        let webpki =
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
+                .build()
+                .unwrap();
+        Verifier {
+            trust: Some(Trust {
+                pinned,
+                webpki: Some(webpki),
+            }),
+            provider,
+            seen: Arc::default(),
+            pinned_hit: Arc::default(),
+        }
+    }
+
+    #[test]
+    fn a_certificate_given_with_ca_is_trusted_as_it_is_but_only_for_its_names() {
+        let cert = ca_marked_cert(&["localhost"]);
+        let v = verifier(vec![cert.clone()]);
+        let verify = |v: &Verifier, cert: &CertificateDer<'_>, name: &str| {
+            v.verify_server_cert(
+                cert,
+                &[],
+                &ServerName::try_from(name.to_owned()).unwrap(),
+                &[],
+                UnixTime::now(),
+            )
+        };
+        assert!(verify(&v, &cert, "localhost").is_ok());
+        assert!(v.pinned_hit.load(Ordering::Relaxed));
+        assert!(matches!(
+            verify(&v, &cert, "ftp.example.org"),
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. }
+            ))
+        ));
+        // Another CA-marked certificate is not pinned: the CA path refuses it.
+        let other = ca_marked_cert(&["localhost"]);
+        assert!(verify(&v, &other, "localhost").is_err());
+        assert!(!v.pinned_hit.load(Ordering::Relaxed));
     }
 
     #[test]

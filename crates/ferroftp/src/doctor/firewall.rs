@@ -1,5 +1,5 @@
-//! The firewall rules a configuration needs, for nftables and iptables, and the conntrack FTP
-//! helper caveat.
+//! The firewall rules a configuration needs, for nftables, iptables, firewalld and ufw, and the
+//! conntrack FTP helper caveat.
 
 use std::collections::BTreeSet;
 
@@ -106,7 +106,30 @@ pub fn firewall_rules(config: &Config) -> String {
             "iptables -A INPUT -p tcp --dport {}:{} -m conntrack --ctstate NEW -j ACCEPT",
             r.low, r.high
         ));
-    } else {
+    }
+    // firewalld and ufw: one rule covers IPv4 and IPv6, and both let replies in by themselves.
+    let firewalld: Vec<String> = control
+        .iter()
+        .map(u16::to_string)
+        .chain(passive.map(|r| format!("{}-{}", r.low, r.high)))
+        .map(|p| format!(" --add-port={p}/tcp"))
+        .collect();
+    if !firewalld.is_empty() {
+        out.push(
+            "# firewalld (the default zone; add --zone=NAME for another), then load the permanent rules:"
+                .into(),
+        );
+        out.push(format!("firewall-cmd --permanent{}", firewalld.concat()));
+        out.push("firewall-cmd --reload".into());
+        out.push("# ufw:".into());
+        if !control.is_empty() {
+            out.push(format!("ufw allow {}/tcp", join(&control, ",")));
+        }
+        if let Some(r) = passive {
+            out.push(format!("ufw allow {}:{}/tcp", r.low, r.high));
+        }
+    }
+    if passive.is_none() {
         out.push(
             "# No passive range (passive.ports is unset): PASV/EPSV use any free port, which a firewall cannot open narrowly; set passive.ports = \"50000-50100\" and run doctor again."
                 .into(),
@@ -143,6 +166,14 @@ pub fn firewall_rules(config: &Config) -> String {
             out.push(format!(
                 "iptables -A OUTPUT -p tcp {ipt_sport} --dport {low}:65535 -m conntrack --ctstate NEW -j ACCEPT"
             ));
+            out.push(
+                "# firewalld lets outgoing connections through (it filters incoming only). ufw too, unless its outgoing policy is deny; then:"
+                    .into(),
+            );
+            out.push(format!(
+                "ufw allow out proto tcp from any port {} to any port {low}:65535",
+                join(&sources, ",")
+            ));
             out.push(format!(
                 "# Client-side firewalls that let active data in only from source port 20/989 accept these connections (source port(s) {}).",
                 join(&sources, ", ")
@@ -157,6 +188,11 @@ pub fn firewall_rules(config: &Config) -> String {
             out.push(format!(
                 "iptables -A OUTPUT -p tcp --dport {low}:65535 -m conntrack --ctstate NEW -j ACCEPT"
             ));
+            out.push(
+                "# firewalld lets outgoing connections through (it filters incoming only). ufw too, unless its outgoing policy is deny; then:"
+                    .into(),
+            );
+            out.push(format!("ufw allow out proto tcp to any port {low}:65535"));
         }
     }
     out.push(String::new());
@@ -242,6 +278,14 @@ mod tests {
             ),
             "{text}"
         );
+        assert!(
+            text.contains(
+                "firewall-cmd --permanent --add-port=21/tcp --add-port=990/tcp --add-port=50000-50100/tcp\nfirewall-cmd --reload\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("\nufw allow 21,990/tcp\n"), "{text}");
+        assert!(text.contains("\nufw allow 50000:50100/tcp\n"), "{text}");
         assert!(text.contains("cannot see inside TLS"), "{text}");
         // Port 21 (explicit, TLS optional) can be plain; 990 (implicit) cannot.
         assert!(
@@ -269,6 +313,12 @@ mod tests {
         assert!(!text.contains("--helper ftp"), "{text}");
         assert!(text.contains("passive.ports is unset"), "{text}");
         assert!(!text.contains("Active mode"), "{text}");
+        assert!(
+            text.contains("\nfirewall-cmd --permanent --add-port=990/tcp\n"),
+            "{text}"
+        );
+        assert!(text.contains("\nufw allow 990/tcp\n"), "{text}");
+        assert!(!text.contains("ufw allow out"), "{text}");
     }
 
     #[test]
@@ -277,6 +327,10 @@ mod tests {
         let ephemeral = firewall_rules(&config(listeners));
         assert!(ephemeral.contains("ephemeral source port"), "{ephemeral}");
         assert!(!ephemeral.contains("sport"), "{ephemeral}");
+        assert!(
+            ephemeral.contains("\nufw allow out proto tcp to any port 1024:65535\n"),
+            "{ephemeral}"
+        );
         let text = firewall_rules(&config(&format!(
             "{listeners}[active]\nsource_port_below_listener = true\n"
         )));
@@ -292,5 +346,11 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("CAP_NET_BIND_SERVICE"), "{text}");
+        assert!(
+            text.contains(
+                "\nufw allow out proto tcp from any port 20,989 to any port 1024:65535\n"
+            ),
+            "{text}"
+        );
     }
 }
