@@ -257,8 +257,13 @@ pub fn socket_addr(text: &str) -> Result<SocketAddr, String> {
     }
     let example = "like 127.0.0.1:2121, 0.0.0.0:21 or [::]:21";
     let Some((host, port)) = text.rsplit_once(':') else {
+        if text.parse::<IpAddr>().is_ok() {
+            return Err(format!(
+                "`{text}` has no port: write ADDRESS:PORT, {example}"
+            ));
+        }
         return Err(format!(
-            "`{text}` has no port: write ADDRESS:PORT, {example}"
+            "`{text}` is not an IP address and port: write ADDRESS:PORT, {example}"
         ));
     };
     if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_err()

@@ -122,19 +122,28 @@ fn roff(text: &str) -> String {
     format!("\\&{}", text.replace('\\', "\\e").replace('-', "\\-"))
 }
 
-/// Comment lines as roff: a line that starts a value's description (`"plain": ...`) or an
-/// indented one (a command to type) starts a new line; the rest is filled as a paragraph.
+/// Comment lines as roff: a line that starts a value's description (`"plain": ...`) starts a
+/// new line, and so does an indented one after "e.g." or a colon (a command to type); the
+/// rest, indented continuations included, is filled as a paragraph.
 fn paragraph(out: &mut String, text: &[String]) {
+    let mut previous = "";
     for line in text {
         if line.trim().is_empty() {
             out.push_str(".PP\n");
+            previous = "";
             continue;
         }
-        if line.starts_with('"') || line.starts_with("  ") {
+        let command =
+            line.starts_with("  ") && (previous.ends_with("e.g.") || previous.ends_with(':'));
+        if line.starts_with('"') || command {
             out.push_str(".br\n");
         }
         out.push_str(&roff(line.trim()));
         out.push('\n');
+        if command {
+            out.push_str(".br\n");
+        }
+        previous = line.trim_end();
     }
 }
 
