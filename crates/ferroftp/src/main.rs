@@ -142,8 +142,9 @@ enum Cmd {
 
 #[derive(Args, Debug)]
 struct ManArgs {
-    /// Directory to write the pages into (created if missing), e.g. /usr/local/share/man/man1;
-    /// ferroftp.toml.5 goes there too (move it to man5).
+    /// Directory to write the pages into (created if missing), e.g. /usr/local/share/man/man1.
+    /// ferroftp.toml.5 goes into the man5 directory beside a directory named man1, else into
+    /// DIR too.
     #[arg(long, value_name = "DIR", default_value = ".")]
     out: PathBuf,
 }
@@ -912,8 +913,14 @@ fn man(out: &Path) -> anyhow::Result<()> {
     let mut cmd = Cli::command().disable_help_subcommand(true);
     cmd.build();
     write_man_pages(cmd, out)?;
-    // The configuration reference, from the same annotated example `config --example` prints.
-    let path = out.join("ferroftp.toml.5");
+    // The configuration reference, from the same annotated example `config --example` prints;
+    // beside man1 in man5, where man looks for section 5.
+    let dir = match (out.file_name(), out.parent()) {
+        (Some(name), Some(parent)) if name == "man1" => parent.join("man5"),
+        _ => out.to_path_buf(),
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join("ferroftp.toml.5");
     let page =
         ferroftp::config::reference::man_page(ferroftp::config::EXAMPLE, env!("CARGO_PKG_VERSION"));
     std::fs::write(&path, page).with_context(|| format!("cannot write {}", path.display()))?;

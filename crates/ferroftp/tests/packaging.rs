@@ -351,6 +351,15 @@ fn man_writes_the_configuration_reference_from_the_example() {
     assert!(stdout.contains("ferroftp.toml.5"), "{stdout}");
     let page = std::fs::read_to_string(dir.path().join("ferroftp.toml.5")).unwrap();
     assert!(page.starts_with(".TH ferroftp.toml 5"), "{page}");
+    // Into a man1 directory: the section 5 page goes beside it, into man5, where man looks.
+    let man1 = dir.path().join("share/man/man1");
+    let (ok, stdout, err) = run(Command::new(bin()).arg("man").arg("--out").arg(&man1));
+    assert!(ok, "{stdout}{err}");
+    assert!(man1.join("ferroftp.1").exists());
+    assert!(
+        dir.path().join("share/man/man5/ferroftp.toml.5").exists(),
+        "{stdout}"
+    );
     // Every key the example documents has an entry.
     let example = std::fs::read_to_string(repo().join("ferroftp.example.toml")).unwrap();
     for key in ferroftp::config::reference::keys(&example) {

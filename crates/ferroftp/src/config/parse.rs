@@ -158,6 +158,8 @@ fn type_mismatch(got: &str, expected: &str) -> String {
             return format!("expected a number 0 or more, got {n}");
         }
         (format!("the number {n}"), false)
+    } else if let Some(f) = got.strip_prefix("floating point ") {
+        (format!("{} (a whole number is needed)", f.trim_matches('`')), false)
     } else if let Some(b) = got.strip_prefix("boolean ") {
         (b.trim_matches('`').to_owned(), false)
     } else if got == "sequence" {
@@ -170,6 +172,10 @@ fn type_mismatch(got: &str, expected: &str) -> String {
     let mut out = format!("expected {wanted}, got {got_words}");
     if unquoted {
         out.push_str(" (write it without quotes)");
+    } else if expected == "a sequence" {
+        if let Some(s) = got.strip_prefix("string ") {
+            out.push_str(&format!(" (for one item write [{s}])"));
+        }
     }
     out
 }
