@@ -583,6 +583,28 @@ fn config_errors_name_the_key_and_say_what_to_write_instead() {
             assert!(!err.contains(jargon), "{what}: {jargon:?} in:\n{err}");
         }
     }
+    // The flags that take the same values say the same (a usage error, before anything starts).
+    for (flag, value, needle) in [
+        ("--ban-allow", "10.0.0.1/8", "`10.0.0.0/8`"),
+        (
+            "--proxy-protocol-from",
+            "10.0.0.0/33",
+            "prefix length 33 is more than 32",
+        ),
+        ("--listen", "0.0.0.0:99999", "port 99999 is more than 65535"),
+    ] {
+        let out = Command::new(bin())
+            .args(["serve", flag, value])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {err}");
+        assert!(
+            err.contains(needle) && err.contains(flag),
+            "{flag} {value}: {err}"
+        );
+    }
 }
 
 #[test]

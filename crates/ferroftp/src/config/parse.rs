@@ -159,7 +159,10 @@ fn type_mismatch(got: &str, expected: &str) -> String {
         }
         (format!("the number {n}"), false)
     } else if let Some(f) = got.strip_prefix("floating point ") {
-        (format!("{} (a whole number is needed)", f.trim_matches('`')), false)
+        (
+            format!("{} (a whole number is needed)", f.trim_matches('`')),
+            false,
+        )
     } else if let Some(b) = got.strip_prefix("boolean ") {
         (b.trim_matches('`').to_owned(), false)
     } else if got == "sequence" {
