@@ -55,8 +55,13 @@ fn describe(text: &str, path: &str, e: &toml::de::Error) -> String {
     match (key, line) {
         (Some(key), Some(line)) => format!("key `{key}` (line {line}): {reason}"),
         (Some(key), None) => format!("key `{key}`: {reason}"),
-        // Not about one key: a TOML syntax error; toml's own text shows the line and a caret.
-        (None, _) => e.to_string().trim_end().to_owned(),
+        // A TOML syntax error: toml's own text shows the line and a caret; name the key of
+        // that line when it has one.
+        (None, Some(line)) => match key_at_line(text, line) {
+            Some(key) => format!("key `{key}` (line {line}): {}", e.to_string().trim_end()),
+            None => e.to_string().trim_end().to_owned(),
+        },
+        (None, None) => e.to_string().trim_end().to_owned(),
     }
 }
 
@@ -183,6 +188,35 @@ fn type_mismatch(got: &str, expected: &str) -> String {
     out
 }
 
+/// The dotted key set on `line` (`key = ...` under the last table header above it).
+fn key_at_line(text: &str, line: usize) -> Option<String> {
+    let this = text.lines().nth(line.checked_sub(1)?)?;
+    let (key, _) = this.split_once('=')?;
+    let key = key.trim();
+    let plain = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+    if !plain {
+        return None;
+    }
+    let table = text
+        .lines()
+        .take(line - 1)
+        .filter_map(|l| {
+            let l = l.trim();
+            l.strip_prefix("[[")
+                .and_then(|r| r.split_once("]]"))
+                .or_else(|| l.strip_prefix('[').and_then(|r| r.split_once(']')))
+                .map(|(name, _)| name.trim().to_owned())
+        })
+        .last();
+    Some(match table {
+        Some(t) => format!("{t}.{key}"),
+        None => key.to_owned(),
+    })
+}
+
 /// `key = word` on `line` where the word is not a TOML value: say what to write instead.
 fn bare_word(text: &str, line: usize) -> Option<String> {
     let this = text.lines().nth(line.checked_sub(1)?)?;
@@ -195,25 +229,10 @@ fn bare_word(text: &str, line: usize) -> Option<String> {
             .all(|c| c.is_alphanumeric() || "_-.".contains(c))
         && value.chars().next().is_some_and(char::is_alphabetic)
         && !matches!(value, "true" | "false" | "inf" | "nan");
-    if key.is_empty() || !is_word || key.contains(['[', '"', ' ']) {
+    if !is_word {
         return None;
     }
-    // The table the line belongs to: the last header above it.
-    let table = text
-        .lines()
-        .take(line - 1)
-        .filter_map(|l| {
-            let l = l.trim();
-            l.strip_prefix("[[")
-                .and_then(|r| r.split_once("]]"))
-                .or_else(|| l.strip_prefix('[').and_then(|r| r.split_once(']')))
-                .map(|(name, _)| name.trim().to_owned())
-        })
-        .last();
-    let full = match table {
-        Some(t) => format!("{t}.{key}"),
-        None => key.to_owned(),
-    };
+    let full = key_at_line(text, line)?;
     let advice = match value.to_ascii_lowercase().as_str() {
         "yes" | "no" | "on" | "off" | "true" | "false" | "y" | "n" | "enabled" | "disabled" => {
             "write true or false (without quotes)".to_owned()
@@ -423,6 +442,8 @@ mod tests {
             e.contains("`listener[0].mode`") && e.contains("did you mean `explicit`"),
             "{e}"
         );
+        let e = config("[tls]\ncert = \n").unwrap_err();
+        assert!(e.contains("key `tls.cert` (line 2)"), "{e}");
         let e = config("[bans]\nallow = [\"10.0.0.1/8\"]\n").unwrap_err();
         assert!(
             e.contains("`bans.allow`") && e.contains("10.0.0.0/8"),
