@@ -25,7 +25,7 @@ const EXTRA_SECTIONS: &[(&str, &[(&str, &str)])] = &[
         &[
             (
                 "/etc/ferroftp/ferroftp.toml",
-                "The configuration (serve --config). ferroftp.example.toml in the source documents every key with its default.",
+                "The configuration (serve -c, check-config -c). ferroftp.toml(5) documents every key with its default; ferroftp config --example prints the same as an annotated file to start from.",
             ),
             (
                 "users file (key users_file)",
@@ -216,7 +216,8 @@ struct Overrides {
     #[arg(long, value_name = "CIDR", value_parser = parse_net)]
     proxy_protocol_from: Vec<ipnet::IpNet>,
     /// Log format on stderr: text for people, json (one object per line) for collectors
-    /// (key log.format). Default: text.
+    /// (key log.format); with json the start-up lines on stdout (generated password,
+    /// addresses) are JSON objects too. Default: text.
     #[arg(long, value_name = "text|json")]
     log_format: Option<LogFormatArg>,
     /// Serve Prometheus metrics (GET /metrics) over plain HTTP on this address, e.g.
