@@ -11,6 +11,15 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::auth::Permissions;
 
+mod parse;
+pub mod reference;
+
+pub use parse::{log_filter, net as parse_net, socket_addr as parse_socket_addr};
+
+/// The annotated example configuration: every key with its default and what it does. `ferroftp
+/// config --example` prints it and `ferroftp man` turns it into ferroftp.toml(5).
+pub const EXAMPLE: &str = include_str!("../../../ferroftp.example.toml");
+
 /// The whole configuration of a server.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -56,6 +65,7 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     /// Where to serve the API, e.g. `"127.0.0.1:9022"`; absent = no admin API.
+    #[serde(deserialize_with = "parse::opt_addr")]
     pub listen: Option<SocketAddr>,
     /// File holding the bearer token (its contents, trimmed); required with `listen`.
     pub token_file: Option<PathBuf>,
@@ -71,6 +81,7 @@ pub struct ProxyConfig {
     /// Networks whose connections to a `proxy_protocol` listener (and to the passive ports of
     /// its sessions) must start with a PROXY header; connections from elsewhere are taken as
     /// they come, and a header from them is never believed.
+    #[serde(deserialize_with = "parse::nets")]
     pub trusted: Vec<ipnet::IpNet>,
 }
 
@@ -80,6 +91,7 @@ pub struct ProxyConfig {
 pub struct MetricsConfig {
     /// Where to serve `GET /metrics` over HTTP, e.g. `"127.0.0.1:9021"`; absent = no metrics
     /// listener.
+    #[serde(deserialize_with = "parse::opt_addr")]
     pub listen: Option<SocketAddr>,
 }
 
@@ -142,6 +154,7 @@ impl Default for Config {
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
     /// Address and port, e.g. `"0.0.0.0:21"` or `"[::]:21"`.
+    #[serde(deserialize_with = "parse::addr")]
     pub bind: SocketAddr,
     /// How the listener speaks: `plain`, `explicit` (AUTH TLS) or `implicit` (TLS from the
     /// first byte).
@@ -205,13 +218,29 @@ impl ListenerMode {
     }
 }
 
-impl fmt::Display for ListenerMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl ListenerMode {
+    /// The name as the config file spells it (`explicit`), used in logs, metrics and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Plain => "plain",
+            Self::Explicit => "explicit",
+            Self::Implicit => "implicit",
+        }
+    }
+    /// The name for people (`explicit FTPS`), in the plain start-up lines.
+    pub fn describe(self) -> &'static str {
+        match self {
             Self::Plain => "plain",
             Self::Explicit => "explicit FTPS",
             Self::Implicit => "implicit FTPS",
-        })
+        }
+    }
+}
+
+/// The config spelling, so that log fields match the file.
+impl fmt::Display for ListenerMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -228,7 +257,22 @@ pub enum TlsPolicy {
     LoginAndData,
 }
 
+/// The config spelling (`login_and_data`), so that log fields match the file.
+impl fmt::Display for TlsPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl TlsPolicy {
+    /// The name as the config file spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Optional => "optional",
+            Self::Login => "login",
+            Self::LoginAndData => "login_and_data",
+        }
+    }
     /// Whether login needs a TLS control connection.
     pub fn login(self) -> bool {
         self >= Self::Login
@@ -262,6 +306,7 @@ pub struct BanConfig {
     /// The longest a failed login's reply is held back.
     pub max_delay_ms: u64,
     /// Networks that are never banned or slowed, e.g. `["10.0.0.0/8", "::1/128"]`.
+    #[serde(deserialize_with = "parse::nets")]
     pub allow: Vec<ipnet::IpNet>,
 }
 
@@ -362,6 +407,7 @@ impl Default for PassiveConfig {
 #[serde(deny_unknown_fields)]
 pub struct AnnounceRule {
     /// Client networks, e.g. `["10.0.0.0/8", "192.168.0.0/16"]`.
+    #[serde(deserialize_with = "parse::nets")]
     pub from: Vec<ipnet::IpNet>,
     /// The IPv4 address or host name to announce to them.
     pub address: String,
@@ -617,12 +663,18 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        let config = Self::from_toml(&text).map_err(|message| ConfigError::Parse {
             path: path.to_owned(),
-            message: e.to_string(),
+            message,
         })?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// Parse TOML text (not yet validated); the error names the key, the line and what to
+    /// write instead.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        parse::config(text)
     }
 
     /// Check the values that the types alone cannot.
@@ -801,11 +853,11 @@ impl Config {
         {
             return invalid("log.xferlog", "must be a file path");
         }
-        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
-            return invalid(
-                "log.level",
-                "is not a valid filter such as \"info\" or \"ferroftp=debug\"",
-            );
+        if let Err(reason) = log_filter(&self.log.level) {
+            return Err(ConfigError::Invalid {
+                key: "log.level",
+                reason,
+            });
         }
         Ok(())
     }
@@ -821,7 +873,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Config, String> {
-        let c: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        let c = Config::from_toml(text)?;
         c.validate().map_err(|e| e.to_string())?;
         Ok(c)
     }
@@ -842,7 +894,10 @@ mod tests {
         let e = parse("[limits]\nidle_timeout_secs = 0\n").unwrap_err();
         assert!(e.contains("limits.idle_timeout_secs"), "{e}");
         let e = parse("[passive]\nport = \"1-2\"\n").unwrap_err();
-        assert!(e.contains("unknown field") && e.contains("port"), "{e}");
+        assert!(
+            e.contains("unknown key `port`") && e.contains("`ports`"),
+            "{e}"
+        );
         let e = parse("[[listener]]\nbind = \"nonsense\"\n").unwrap_err();
         assert!(e.contains("bind"), "{e}");
         let e = parse("[passive]\naddress = \"::1\"\n").unwrap_err();

@@ -10,7 +10,10 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use ferroftp::auth::{self, HashParams, User, UserDb};
-use ferroftp::config::{Config, ListenerConfig, ListenerMode, LogFormat, PortRange, TlsPolicy};
+use ferroftp::config::{
+    Config, ListenerConfig, ListenerMode, LogFormat, PortRange, TlsPolicy, parse_net,
+    parse_socket_addr,
+};
 use ferroftp::tls::{self, Tls};
 use ferroftp::{Server, observe};
 
@@ -22,7 +25,7 @@ const EXTRA_SECTIONS: &[(&str, &[(&str, &str)])] = &[
         &[
             (
                 "/etc/ferroftp/ferroftp.toml",
-                "The configuration (serve --config). ferroftp.example.toml in the source documents every key with its default.",
+                "The configuration (serve -c, check-config -c). ferroftp.toml(5) documents every key with its default; ferroftp config --example prints the same as an annotated file to start from.",
             ),
             (
                 "users file (key users_file)",
@@ -120,8 +123,11 @@ enum Cmd {
     /// Add accounts from ProFTPD, Pure-FTPd or /etc/passwd+/etc/shadow to a users file,
     /// keeping their password hashes and homes.
     ImportUsers(ImportArgs),
-    /// Validate a configuration file and print the effective configuration.
+    /// Validate a configuration file as `serve` does before it binds (root, users file,
+    /// certificates, admin token) and print the effective configuration.
     CheckConfig(CheckArgs),
+    /// Print the annotated example configuration: every key with its default and meaning.
+    Config(ConfigArgs),
     /// Make a TLS certificate and key for development.
     Cert(CertArgs),
     /// Check a configuration against this host (ports, passive range and address, certificate,
@@ -129,21 +135,25 @@ enum Cmd {
     /// as a client. Changes nothing; exits 1 when a check FAILs.
     Doctor(Box<DoctorArgs>),
     /// Write man pages generated from this command line: ferroftp.1 and one page per
-    /// subcommand (ferroftp-serve.1, ...).
+    /// subcommand (ferroftp-serve.1, ...), and the configuration reference ferroftp.toml.5
+    /// (from the annotated example that `ferroftp config --example` prints).
     Man(ManArgs),
 }
 
 #[derive(Args, Debug)]
 struct ManArgs {
     /// Directory to write the pages into (created if missing), e.g. /usr/local/share/man/man1.
+    /// ferroftp.toml.5 goes into the man5 directory beside a directory named man1, else into
+    /// DIR too.
     #[arg(long, value_name = "DIR", default_value = ".")]
     out: PathBuf,
 }
 
 #[derive(Args, Debug)]
 struct ServeArgs {
-    /// Configuration file (TOML); ferroftp.example.toml documents every key and its default.
-    /// Flags override it. Default: none (the built-in defaults).
+    /// Configuration file (TOML); `ferroftp config --example` prints every key with its
+    /// default, and ferroftp.toml(5) documents them. Flags override it (no config key: this is
+    /// the file). Default: none (the built-in defaults).
     #[arg(long, short = 'c', value_name = "FILE")]
     config: Option<PathBuf>,
     #[command(flatten)]
@@ -156,16 +166,18 @@ struct Overrides {
     /// ./ftp-root, created if missing; a configured root must exist).
     #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
-    /// Address to listen on for FTP with AUTH TLS (explicit FTPS); repeat for several. With
-    /// --listen or --implicit-listen, these replace the config's [[listener]] tables. Default:
-    /// 127.0.0.1:2121 (loopback only; 0.0.0.0:21 to serve the network).
-    #[arg(long, value_name = "ADDR:PORT")]
+    /// Address to listen on for FTP with AUTH TLS (explicit FTPS); repeat for several (key
+    /// listener.bind with mode = "explicit"). With --listen or --implicit-listen, these replace
+    /// the config's [[listener]] tables. Default: 127.0.0.1:2121 (loopback only; 0.0.0.0:21 to
+    /// serve the network).
+    #[arg(long, value_name = "ADDR:PORT", value_parser = parse_socket_addr)]
     listen: Vec<SocketAddr>,
-    /// Address for implicit FTPS (TLS from the first byte; by convention port 990); repeatable.
-    /// Default: none.
-    #[arg(long, value_name = "ADDR:PORT")]
+    /// Address for implicit FTPS (TLS from the first byte; by convention port 990); repeatable
+    /// (key listener.bind with mode = "implicit"). Default: none.
+    #[arg(long, value_name = "ADDR:PORT", value_parser = parse_socket_addr)]
     implicit_listen: Vec<SocketAddr>,
-    /// No TLS: listeners speak plain FTP only (AUTH TLS is refused). Default: TLS offered.
+    /// No TLS: listeners speak plain FTP only, AUTH TLS is refused (key listener.mode =
+    /// "plain" on every listener, and tls_policy = "optional"). Default: TLS offered.
     #[arg(long)]
     no_tls: bool,
     /// TLS certificate chain (PEM, leaf first; key tls.cert). Default: a self-signed
@@ -194,27 +206,30 @@ struct Overrides {
     /// permissions says otherwise (key anonymous.enabled). Default: refused.
     #[arg(long)]
     anonymous: bool,
-    /// A network never banned for failed logins, e.g. 10.0.0.0/8; repeatable (adds to the
-    /// config's bans.allow).
-    #[arg(long, value_name = "CIDR")]
+    /// A network never banned for failed logins, e.g. 10.0.0.0/8; repeatable (key bans.allow;
+    /// adds to the file's list).
+    #[arg(long, value_name = "CIDR", value_parser = parse_net)]
     ban_allow: Vec<ipnet::IpNet>,
-    /// A load balancer network allowed to send PROXY protocol headers; repeatable. Turns the
-    /// PROXY protocol on for every listener.
-    #[arg(long, value_name = "CIDR")]
+    /// A load balancer network allowed to send PROXY protocol headers; repeatable (key
+    /// proxy.trusted, added to the file's list). Turns the PROXY protocol on for every listener
+    /// (key listener.proxy_protocol).
+    #[arg(long, value_name = "CIDR", value_parser = parse_net)]
     proxy_protocol_from: Vec<ipnet::IpNet>,
     /// Log format on stderr: text for people, json (one object per line) for collectors
-    /// (key log.format). Default: text.
+    /// (key log.format); with json the start-up lines on stdout (generated password,
+    /// addresses) are JSON objects too. Default: text.
     #[arg(long, value_name = "text|json")]
     log_format: Option<LogFormatArg>,
     /// Serve Prometheus metrics (GET /metrics) over plain HTTP on this address, e.g.
     /// 127.0.0.1:9021 (key metrics.listen). Default: off.
-    #[arg(long, value_name = "ADDR:PORT")]
+    #[arg(long, value_name = "ADDR:PORT", value_parser = parse_socket_addr)]
     metrics_listen: Option<SocketAddr>,
     /// Serve the admin HTTP API on this address (loopback unless admin.allow_remote), e.g.
-    /// 127.0.0.1:9022; needs --admin-token-file (or admin.token_file).
-    #[arg(long, value_name = "ADDR:PORT")]
+    /// 127.0.0.1:9022 (key admin.listen); needs --admin-token-file (or admin.token_file).
+    /// Default: off.
+    #[arg(long, value_name = "ADDR:PORT", value_parser = parse_socket_addr)]
     admin_listen: Option<SocketAddr>,
-    /// The file holding the admin API's bearer token (mode 0600).
+    /// The file holding the admin API's bearer token, mode 0600 (key admin.token_file).
     #[arg(long, value_name = "FILE")]
     admin_token_file: Option<PathBuf>,
 }
@@ -336,9 +351,22 @@ struct DoctorArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["file", "config"])))]
 struct CheckArgs {
     /// The configuration file to check.
-    file: PathBuf,
+    #[arg(value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// The configuration file to check, as for `serve` and `doctor`.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct ConfigArgs {
+    /// Print the annotated example configuration (ferroftp.example.toml): every key, its
+    /// default and what it does. Save it as a starting point and check it with check-config.
+    #[arg(long, required = true)]
+    example: bool,
 }
 
 fn main() -> ExitCode {
@@ -349,7 +377,15 @@ fn main() -> ExitCode {
         Cmd::Serve(args) => serve(*args),
         Cmd::Passwd(args) => passwd(args),
         Cmd::ImportUsers(args) => import_users(args),
-        Cmd::CheckConfig(args) => check_config(&args.file),
+        Cmd::CheckConfig(args) => match args.file.or(args.config) {
+            Some(file) => check_config(&file),
+            None => Err(anyhow::anyhow!("check-config needs a FILE (or -c FILE)")),
+        },
+        Cmd::Config(args) => {
+            debug_assert!(args.example);
+            print!("{}", ferroftp::config::EXAMPLE);
+            Ok(())
+        }
         Cmd::Cert(args) => cert(args),
         Cmd::Man(args) => man(&args.out),
     };
@@ -446,20 +482,86 @@ fn effective_config(file: Option<&Path>, o: Overrides) -> anyhow::Result<Config>
     Ok(config)
 }
 
+/// What `serve` needs before it binds, made by [`preflight`].
+struct Preflight {
+    /// The users file's accounts; `None` without a users file.
+    users: Option<UserDb>,
+    /// The certificate (loaded or generated) when a listener offers TLS.
+    tls: Option<Arc<Tls>>,
+}
+
+/// Everything `serve` checks before it binds, shared with `check-config` so that a file
+/// check-config calls valid starts: the root exists (or is the default one, which can be
+/// created), the users file loads, the certificates load, the admin token file is usable.
+/// `check_only` creates nothing. (The config itself, listener addresses included, is checked
+/// when it is loaded.)
+fn preflight(config: &Config, check_only: bool) -> anyhow::Result<Preflight> {
+    prepare_root(&config.root, !check_only)?;
+    let users = match &config.users_file {
+        Some(path) => Some(UserDb::load(path)?),
+        None => None,
+    };
+    let tls = start_tls(config)?;
+    if let (Some(_), Some(token)) = (config.admin.listen, &config.admin.token_file) {
+        ferroftp::server::check_admin_token(token).context("key admin.token_file")?;
+    }
+    Ok(Preflight { users, tls })
+}
+
+/// Start-up lines on stdout (the generated password, the addresses): plain text, or one JSON
+/// object a line with `--log-format json`, so that a collector reading stdout gets JSON only.
+struct Announce {
+    json: bool,
+}
+
+impl Announce {
+    /// Print `text`, or `fields` (with `"event": event`) as JSON.
+    fn say(&self, text: &str, event: &str, fields: serde_json::Value) {
+        if self.json {
+            let mut object = serde_json::Map::new();
+            object.insert("event".into(), event.into());
+            if let serde_json::Value::Object(fields) = fields {
+                object.extend(fields);
+            }
+            println!("{}", serde_json::Value::Object(object));
+        } else {
+            println!("{text}");
+        }
+    }
+}
+
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = effective_config(args.config.as_deref(), args.overrides.clone())?;
     observe::init(&config.log);
-    prepare_root(&config.root)?;
-    let users = match &config.users_file {
-        Some(path) => UserDb::load(path)?,
+    let say = Announce {
+        json: config.log.format == LogFormat::Json,
+    };
+    let Preflight { users, tls } = preflight(&config, false)?;
+    let users = match users {
+        Some(users) => users,
         None => {
             let password = auth::generate_password();
             let hash = auth::hash_password(&password, HashParams::default())?;
-            println!("ferroftp: no users file given; this run has one user:");
-            println!("ferroftp:   user: ferro   password: {password}");
+            say.say(
+                &format!(
+                    "ferroftp: no users file given; this run has one user:\nferroftp:   user: ferro   password: {password}"
+                ),
+                "generated_user",
+                serde_json::json!({ "user": "ferro", "password": password }),
+            );
             UserDb::empty().with_user(User::new("ferro"), hash)
         }
     };
+    if let Some(tls) = tls.as_ref().filter(|t| t.is_generated()) {
+        let fingerprint = tls.current().fingerprint.clone();
+        say.say(
+            &format!(
+                "ferroftp: no TLS certificate configured: using a self-signed one made for this run (SHA-256 {fingerprint})"
+            ),
+            "self_signed_certificate",
+            serde_json::json!({ "sha256": fingerprint }),
+        );
+    }
     let open_files = raise_open_files_limit();
     let needed = config.limits.max_sessions.saturating_mul(4) as u64 + 64;
     if open_files.is_some_and(|n| n < needed) {
@@ -469,7 +571,6 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "the open-files limit may be too low for limits.max_sessions (each session can hold 4); raise it (ulimit -n, LimitNOFILE=) or lower max_sessions"
         );
     }
-    let tls = start_tls(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -495,16 +596,34 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .await?
             .with_loader(loader);
         if let Some(addr) = server.metrics_addr() {
-            println!("ferroftp: metrics on http://{addr}/metrics");
+            let url = format!("http://{addr}/metrics");
+            say.say(
+                &format!("ferroftp: metrics on {url}"),
+                "metrics",
+                serde_json::json!({ "address": addr.to_string(), "url": url }),
+            );
             tracing::info!(%addr, "serving metrics at /metrics");
         }
         if let Some(addr) = server.admin_addr() {
-            println!("ferroftp: admin API on http://{addr}/api/v1/");
+            let url = format!("http://{addr}/api/v1/");
+            say.say(
+                &format!("ferroftp: admin API on {url}"),
+                "admin_api",
+                serde_json::json!({ "address": addr.to_string(), "url": url }),
+            );
             tracing::info!(%addr, "serving the admin API");
         }
         for (addr, l) in server.local_addrs().iter().zip(&config.listeners) {
-            println!("ferroftp: listening on {addr} ({})", l.mode);
-            tracing::info!(%addr, mode = %l.mode, tls_policy = ?l.tls_policy, root = %config.root.display(), "listening");
+            say.say(
+                &format!("ferroftp: listening on {addr} ({})", l.mode.describe()),
+                "listening",
+                serde_json::json!({
+                    "address": addr.to_string(),
+                    "mode": l.mode.as_str(),
+                    "tls_policy": l.tls_policy.as_str(),
+                }),
+            );
+            tracing::info!(%addr, mode = %l.mode, tls_policy = %l.tls_policy, root = %config.root.display(), "listening");
         }
         match hup {
             Ok(hup) => {
@@ -571,10 +690,6 @@ fn start_tls(config: &Config) -> anyhow::Result<Option<Arc<Tls>>> {
     }
     let cert = tls.current();
     if tls.is_generated() {
-        println!(
-            "ferroftp: no TLS certificate configured: using a self-signed one made for this run (SHA-256 {})",
-            cert.fingerprint
-        );
         tracing::warn!(
             fingerprint = %cert.fingerprint,
             "no TLS certificate configured (tls.cert / --tls-cert): serving FTPS with a self-signed certificate generated for this run; clients will not trust it"
@@ -601,12 +716,27 @@ fn start_tls(config: &Config) -> anyhow::Result<Option<Arc<Tls>>> {
 }
 
 /// The default root is created on first run; a configured one must exist (a typo should not
-/// silently serve an empty new directory).
-fn prepare_root(root: &Path) -> anyhow::Result<()> {
+/// silently serve an empty new directory). With `create` false (check-config) a missing
+/// default root only needs a directory to be made in.
+fn prepare_root(root: &Path, create: bool) -> anyhow::Result<()> {
     if root.is_dir() {
         return Ok(());
     }
     if root == Config::default().root {
+        if !create {
+            let parent = std::path::absolute(root)?
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default();
+            if !parent.is_dir() {
+                bail!(
+                    "root directory {} does not exist and cannot be created: {} is not a directory (key `root` / --root)",
+                    root.display(),
+                    parent.display()
+                );
+            }
+            return Ok(());
+        }
         std::fs::create_dir_all(root)
             .with_context(|| format!("cannot create the root directory {}", root.display()))?;
         tracing::info!(root = %root.display(), "created the root directory");
@@ -783,7 +913,20 @@ fn man(out: &Path) -> anyhow::Result<()> {
     // title and file name.
     let mut cmd = Cli::command().disable_help_subcommand(true);
     cmd.build();
-    write_man_pages(cmd, out)
+    write_man_pages(cmd, out)?;
+    // The configuration reference, from the same annotated example `config --example` prints;
+    // beside man1 in man5, where man looks for section 5.
+    let dir = match (out.file_name(), out.parent()) {
+        (Some(name), Some(parent)) if name == "man1" => parent.join("man5"),
+        _ => out.to_path_buf(),
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join("ferroftp.toml.5");
+    let page =
+        ferroftp::config::reference::man_page(ferroftp::config::EXAMPLE, env!("CARGO_PKG_VERSION"));
+    std::fs::write(&path, page).with_context(|| format!("cannot write {}", path.display()))?;
+    println!("{}", path.display());
+    Ok(())
 }
 
 fn write_man_pages(cmd: clap::Command, out: &Path) -> anyhow::Result<()> {
@@ -903,41 +1046,97 @@ fn read_password(user: &str) -> std::io::Result<String> {
     Ok(line)
 }
 
+/// `ferroftp check-config`: load the file and run [`preflight`], the checks `serve` makes
+/// before it binds; print the effective configuration on stdout and what was found on stderr.
 fn check_config(file: &Path) -> anyhow::Result<()> {
     let config = Config::load(file)?;
-    if let Some(users) = &config.users_file {
-        let db = UserDb::load(users)?;
+    let Preflight { users, tls } = preflight(&config, true)?;
+    if let (Some(users), Some(path)) = (users, &config.users_file) {
         eprintln!(
             "ferroftp: users file {}: {} users",
-            users.display(),
-            db.len()
+            path.display(),
+            users.len()
         );
     }
-    if config.listeners.iter().any(|l| l.mode.offers_tls()) {
-        match (&config.tls.cert, &config.tls.key) {
-            (Some(cert), Some(key)) => {
-                let loaded = tls::load_pair(cert, key).context("key tls.cert / tls.key")?;
-                eprintln!(
-                    "ferroftp: TLS certificate {}: {} (expires {}, SHA-256 {})",
-                    cert.display(),
-                    loaded.names.join(", "),
-                    tls::http_date(loaded.not_after),
-                    loaded.fingerprint
-                );
-            }
-            _ => eprintln!(
+    if let Some(tls) = tls {
+        if tls.is_generated() {
+            eprintln!(
                 "ferroftp: warning: TLS listeners without tls.cert: a self-signed certificate will be generated at each start"
-            ),
-        }
-        if config.tls.client_ca.is_some() {
-            Tls::new(&config.tls).context("key tls.client_ca")?;
+            );
+        } else if let Some(cert) = &config.tls.cert {
+            let loaded = tls.current();
+            eprintln!(
+                "ferroftp: TLS certificate {}: {} (expires {}, SHA-256 {})",
+                cert.display(),
+                loaded.names.join(", "),
+                tls::http_date(loaded.not_after),
+                loaded.fingerprint
+            );
         }
     }
     if let (Some(_), Some(token)) = (config.admin.listen, &config.admin.token_file) {
-        ferroftp::server::check_admin_token(token)?;
         eprintln!("ferroftp: admin token file {}: OK", token.display());
+    }
+    if !config.root.is_dir() {
+        eprintln!(
+            "ferroftp: root {} will be created at the first start",
+            config.root.display()
+        );
     }
     print!("{}", config.to_toml());
     eprintln!("ferroftp: {} is valid", file.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The config key a help text names: the word after "key " (backticks and punctuation off).
+    fn keys_named(help: &str) -> Vec<String> {
+        help.split("key ")
+            .skip(1)
+            .filter_map(|rest| rest.split_whitespace().next())
+            .map(|w| w.trim_matches(|c: char| "`;,().".contains(c)).to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn every_serve_flag_names_its_config_key_or_says_it_has_none() {
+        let known = ferroftp::config::reference::keys(ferroftp::config::EXAMPLE);
+        let mut cmd = Cli::command();
+        cmd.build();
+        let serve = cmd.find_subcommand("serve").expect("serve exists").clone();
+        let header: String = ferroftp::config::EXAMPLE
+            .lines()
+            .take_while(|l| l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let mut checked = 0;
+        for arg in serve.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if matches!(long, "help" | "version") {
+                continue;
+            }
+            let help = arg
+                .get_long_help()
+                .or(arg.get_help())
+                .map(|h| h.to_string())
+                .unwrap_or_default();
+            checked += 1;
+            if help.contains("no config key") {
+                continue;
+            }
+            let named = keys_named(&help);
+            assert!(
+                named.iter().any(|k| known.contains(k)),
+                "--{long}: its help names no config key of ferroftp.example.toml (found {named:?}):\n{help}"
+            );
+            assert!(
+                header.contains(&format!("--{long}")),
+                "--{long} overrides a key but the example file's list of flags lacks it"
+            );
+        }
+        assert!(checked >= 17, "only {checked} flags seen");
+    }
 }

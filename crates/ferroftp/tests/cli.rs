@@ -188,14 +188,17 @@ fn help_lists_the_commands_and_flags() {
 
 #[test]
 fn check_config_prints_the_effective_configuration() {
-    let (ok, out, err) = check_config(
-        "root = \"/srv/ftp\"\n[passive]\nports = \"50000-50010\"\n[limits]\nidle_timeout_secs = 60\n",
-    );
+    // The root must exist, as for serve.
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path().to_str().unwrap();
+    let (ok, out, err) = check_config(&format!(
+        "root = {root:?}\n[passive]\nports = \"50000-50010\"\n[limits]\nidle_timeout_secs = 60\n",
+    ));
     assert!(ok, "{err}");
     assert!(err.contains("valid"), "{err}");
     let value: toml::Value =
         toml::from_str(&out).unwrap_or_else(|e| panic!("not TOML: {e}\n{out}"));
-    assert_eq!(value["root"].as_str(), Some("/srv/ftp"));
+    assert_eq!(value["root"].as_str(), Some(root));
     assert_eq!(value["passive"]["ports"].as_str(), Some("50000-50010"));
     assert_eq!(value["limits"]["idle_timeout_secs"].as_integer(), Some(60));
     // Defaults are filled in.
@@ -364,6 +367,306 @@ fn check_config_rejects_bad_files_naming_the_key_and_the_reason() {
     let (ok, _, err) = check_config("users_file = \"/nonexistent/users.toml\"\n");
     assert!(!ok);
     assert!(err.contains("/nonexistent/users.toml"), "{err}");
+}
+
+/// check-config with `-c FILE`, in `cwd`: (exit code, stdout, stderr).
+fn check_config_c(cwd: &Path, text: &str) -> (i32, String, String) {
+    let path = cwd.join("c.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(bin())
+        .current_dir(cwd)
+        .args(["check-config", "-c"])
+        .arg(&path)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_config_takes_the_file_with_c_or_config_as_serve_does_or_as_an_argument() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, "greeting = \"hi\"\n").unwrap();
+    let p = path.to_str().unwrap();
+    for args in [
+        vec!["check-config", "-c", p],
+        vec!["check-config", "--config", p],
+        vec!["check-config", p],
+    ] {
+        let (ok, out, err) = ferroftp(&args);
+        assert!(ok, "{args:?}: {err}");
+        assert!(out.contains("greeting = \"hi\""), "{args:?}: {out}");
+    }
+    // Neither, or both: a usage error (exit 2) that says what is missing.
+    let out = Command::new(bin()).arg("check-config").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--config"));
+    let out = Command::new(bin())
+        .args(["check-config", p, "-c", p])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// What check-config calls valid, serve starts with: both refuse a missing root, a users file
+/// or certificate that does not load, and an admin token file that is missing; neither
+/// creates anything.
+#[test]
+fn check_config_refuses_what_serve_refuses_before_binding() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let root_line = format!("root = {:?}\n", root.to_str().unwrap());
+    let missing = dir.path().join("missing");
+    let m = missing.to_str().unwrap();
+    let cases = [
+        ("missing root", format!("root = {m:?}\n"), "root"),
+        (
+            "missing users file",
+            format!("{root_line}users_file = {:?}\n", format!("{m}/users.toml")),
+            "users.toml",
+        ),
+        (
+            "missing certificate",
+            format!(
+                "{root_line}[tls]\ncert = {:?}\nkey = {:?}\n",
+                format!("{m}/cert.pem"),
+                format!("{m}/key.pem")
+            ),
+            "cert.pem",
+        ),
+        (
+            "missing admin token",
+            format!(
+                "{root_line}[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = {:?}\n",
+                format!("{m}/admin.token")
+            ),
+            "admin.token",
+        ),
+    ];
+    for (what, text, needle) in &cases {
+        let (code, _, err) = check_config_c(dir.path(), text);
+        assert_eq!(code, 1, "{what}: check-config accepted it:\n{text}\n{err}");
+        assert!(err.contains(needle), "{what}: {err}");
+        // serve refuses the same file, before listening.
+        let cfg = dir.path().join("c.toml");
+        let (ok, _, serve_err) = run_with_deadline(
+            Command::new(bin())
+                .current_dir(dir.path())
+                .args(["serve", "--listen", "127.0.0.1:0", "-c"])
+                .arg(&cfg),
+            Duration::from_secs(20),
+        );
+        assert!(!ok, "{what}: serve started");
+        assert!(serve_err.contains(needle), "{what}: {serve_err}");
+    }
+    assert!(!missing.exists(), "check-config created something");
+    // The default root may be missing: serve creates it; check-config only says so.
+    let (code, _, err) = check_config_c(dir.path(), "");
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("will be created"), "{err}");
+    assert!(
+        !dir.path().join("ftp-root").exists(),
+        "check-config created ./ftp-root"
+    );
+}
+
+/// Each error names the key (as a dotted path) and says what to write, in the words of the
+/// config file rather than of the parser.
+#[test]
+fn config_errors_name_the_key_and_say_what_to_write_instead() {
+    let cases: &[(&str, &str, &[&str])] = &[
+        (
+            "log level typo",
+            "[log]\nlevel = \"inf\"\n",
+            &[
+                "log.level",
+                "`inf`",
+                "trace, debug, info, warn, error, off",
+                "did you mean `info`",
+            ],
+        ),
+        (
+            "log level typo in a directive",
+            "[log]\nlevel = \"ferroftp=verbose\"\n",
+            &["log.level", "`verbose`", "trace, debug"],
+        ),
+        (
+            "number in quotes",
+            "[limits]\nmax_sessions = \"1000\"\n",
+            &[
+                "limits.max_sessions",
+                "expected a number",
+                "\"1000\"",
+                "write it without quotes",
+            ],
+        ),
+        (
+            "prefix too long",
+            "[bans]\nallow = [\"10.0.0.0/33\"]\n",
+            &["bans.allow", "prefix length 33 is more than 32"],
+        ),
+        (
+            "host bits set",
+            "[bans]\nallow = [\"10.0.0.1/8\"]\n",
+            &["bans.allow", "host bits", "`10.0.0.0/8`"],
+        ),
+        (
+            "host bits set in proxy.trusted",
+            "[proxy]\ntrusted = [\"192.168.1.1/24\"]\n",
+            &["proxy.trusted", "`192.168.1.0/24`"],
+        ),
+        (
+            "bare word for a boolean",
+            "[active]\nenabled = yes\n",
+            &["active.enabled", "`yes`", "write true or false"],
+        ),
+        (
+            "bare word for a string",
+            "[log]\nformat = json\n",
+            &["log.format", "in quotes"],
+        ),
+        (
+            "port too big",
+            "[[listener]]\nbind = \"0.0.0.0:99999\"\n",
+            &["listener[0].bind", "port 99999 is more than 65535"],
+        ),
+        (
+            "host name for an address",
+            "[metrics]\nlisten = \"localhost:9021\"\n",
+            &["metrics.listen", "not an IP address"],
+        ),
+        (
+            "misspelled key",
+            "[limits]\nmax_sesions = 5\n",
+            &["limits.max_sesions", "did you mean `max_sessions`"],
+        ),
+        (
+            "misspelled table",
+            "[tsl]\ncert = \"x\"\n",
+            &["tsl", "did you mean `tls`"],
+        ),
+        (
+            "misspelled value",
+            "[[listener]]\nbind = \"127.0.0.1:21\"\nmode = \"explict\"\n",
+            &[
+                "listener[0].mode",
+                "plain, explicit, implicit",
+                "did you mean `explicit`",
+            ],
+        ),
+        (
+            "negative number",
+            "[limits]\nidle_timeout_secs = -1\n",
+            &["limits.idle_timeout_secs", "0 or more"],
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (what, text, words) in cases {
+        let (code, out, err) = check_config_c(dir.path(), text);
+        assert_eq!(code, 1, "{what}: accepted:\n{text}\n{out}{err}");
+        for word in *words {
+            assert!(err.contains(word), "{what}: no {word:?} in:\n{err}");
+        }
+        // Not the parser's words.
+        for jargon in [
+            "expected usize",
+            "invalid IP address syntax",
+            "invalid socket address syntax",
+            "expected `\"`",
+        ] {
+            assert!(!err.contains(jargon), "{what}: {jargon:?} in:\n{err}");
+        }
+    }
+    // The flags that take the same values say the same (a usage error, before anything starts).
+    for (flag, value, needle) in [
+        ("--ban-allow", "10.0.0.1/8", "`10.0.0.0/8`"),
+        (
+            "--proxy-protocol-from",
+            "10.0.0.0/33",
+            "prefix length 33 is more than 32",
+        ),
+        ("--listen", "0.0.0.0:99999", "port 99999 is more than 65535"),
+    ] {
+        let out = Command::new(bin())
+            .args(["serve", flag, value])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {err}");
+        assert!(
+            err.contains(needle) && err.contains(flag),
+            "{flag} {value}: {err}"
+        );
+    }
+}
+
+#[test]
+fn config_example_prints_the_annotated_example_and_check_config_accepts_it() {
+    let (ok, out, err) = ferroftp(&["config", "--example"]);
+    assert!(ok, "{err}");
+    let file = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ferroftp.example.toml"),
+    )
+    .unwrap();
+    assert_eq!(out, file);
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = check_config_c(dir.path(), &out);
+    assert_eq!(code, 0, "{err}");
+    // Without --example there is nothing to print: a usage error.
+    let out = Command::new(bin()).arg("config").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// With --log-format json every start-up line on stdout is a JSON object (the generated
+/// password and the listening address included, which the harness reads from it), and the
+/// log's fields spell the listener mode and TLS policy as the config file does.
+#[test]
+fn json_log_format_makes_the_start_up_lines_json_and_fields_use_the_config_spelling() {
+    let server = TestServer::with(Options {
+        args: vec!["--log-format".into(), "json".into()],
+        ..Options::default()
+    });
+    let mut listening = 0;
+    for line in server.banner.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("stdout line not JSON ({e}): {line}"));
+        if v["event"] == "listening" {
+            listening += 1;
+            assert_eq!(v["address"], server.addr.to_string());
+            assert_eq!(v["mode"], "explicit");
+            assert_eq!(v["tls_policy"], "optional");
+        }
+    }
+    assert_eq!(listening, 1, "{}", server.banner);
+    assert!(
+        server.banner.contains("\"generated_user\""),
+        "{}",
+        server.banner
+    );
+    // The harness found the password in the JSON: the generated user logs in.
+    let mut c = server.connect();
+    c.login(&server.user, &server.password);
+    c.cmd_ok("QUIT", 221);
+    let log = server.wait_for_log("\"listening\"", 10);
+    let line = log
+        .lines()
+        .find(|l| l.contains("\"message\":\"listening\""))
+        .unwrap_or_else(|| panic!("no listening event:\n{log}"));
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(v["fields"]["mode"], "explicit", "{line}");
+    assert_eq!(v["fields"]["tls_policy"], "optional", "{line}");
+    let opened = log
+        .lines()
+        .find(|l| l.contains("session opened"))
+        .unwrap_or_else(|| panic!("no session opened:\n{log}"));
+    assert!(opened.contains("\"mode\":\"explicit\""), "{opened}");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -207,7 +207,15 @@ fn sysusers_and_tmpfiles_create_the_user_and_directories() {
 // ---- man pages (`ferroftp man`) ------------------------------------------------------------
 
 /// The subcommands that get their own page.
-const SUBCOMMANDS: [&str; 6] = ["serve", "passwd", "check-config", "cert", "doctor", "man"];
+const SUBCOMMANDS: [&str; 7] = [
+    "serve",
+    "passwd",
+    "check-config",
+    "config",
+    "cert",
+    "doctor",
+    "man",
+];
 
 #[test]
 fn man_writes_a_page_per_subcommand_with_every_flag() {
@@ -312,6 +320,54 @@ fn man_renders_the_pages_without_warnings() {
         assert!(err.trim().is_empty(), "man -l {page} warned:\n{err}");
         assert!(text.contains("NAME"), "{page}:\n{text}");
         assert!(text.contains("OPTIONS"), "{page}:\n{text}");
+    }
+    // The configuration reference: every table and key of the example, with its default.
+    let (ok, text, err) = render(&dir.path().join("ferroftp.toml.5"));
+    assert!(ok, "man -l ferroftp.toml.5 failed:\n{err}");
+    assert!(
+        err.trim().is_empty(),
+        "man -l ferroftp.toml.5 warned:\n{err}"
+    );
+    for needle in [
+        "NAME",
+        "[passive]",
+        "[[listener]]",
+        "max_sessions",
+        "default: 1000",
+        "tls_policy",
+    ] {
+        assert!(
+            text.contains(needle),
+            "ferroftp.toml(5) lacks {needle:?}:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn man_writes_the_configuration_reference_from_the_example() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, stdout, err) = run(Command::new(bin()).arg("man").arg("--out").arg(dir.path()));
+    assert!(ok, "{stdout}{err}");
+    assert!(stdout.contains("ferroftp.toml.5"), "{stdout}");
+    let page = std::fs::read_to_string(dir.path().join("ferroftp.toml.5")).unwrap();
+    assert!(page.starts_with(".TH ferroftp.toml 5"), "{page}");
+    // Into a man1 directory: the section 5 page goes beside it, into man5, where man looks.
+    let man1 = dir.path().join("share/man/man1");
+    let (ok, stdout, err) = run(Command::new(bin()).arg("man").arg("--out").arg(&man1));
+    assert!(ok, "{stdout}{err}");
+    assert!(man1.join("ferroftp.1").exists());
+    assert!(
+        dir.path().join("share/man/man5/ferroftp.toml.5").exists(),
+        "{stdout}"
+    );
+    // Every key the example documents has an entry.
+    let example = std::fs::read_to_string(repo().join("ferroftp.example.toml")).unwrap();
+    for key in ferroftp::config::reference::keys(&example) {
+        let last = key.rsplit('.').next().unwrap().replace('-', "\\-");
+        assert!(
+            page.contains(&format!("\\fB{last}\\fR")),
+            "no entry for {key}"
+        );
     }
 }
 

@@ -305,3 +305,27 @@ fn transfers_running_across_a_reload_finish_intact_and_the_next_pasv_uses_the_ne
     assert!(carol.retr("up.bin") == upload);
     server.assert_still_serving();
 }
+
+/// A typo in `[log] level` (`inf`) would have EnvFilter take it as a module name and silence
+/// every line, failed logins included; a reload with one is refused whole, naming the key,
+/// the bad value and the allowed levels, and the server goes on logging.
+#[test]
+fn a_misspelled_log_level_is_refused_at_reload_and_logging_goes_on() {
+    let mut server = server("[log]\nlevel = \"info\"\n");
+    let config = config_path(&server);
+    let good = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, good.replace("level = \"info\"", "level = \"inf\"")).unwrap();
+    let line = reload(&server, 1);
+    assert!(
+        line.contains("reload refused")
+            && line.contains("log.level")
+            && line.contains("`inf`")
+            && line.contains("trace, debug, info, warn, error, off"),
+        "{line}"
+    );
+    let mut c = server.connect();
+    c.cmd_ok("USER alice", 331);
+    c.cmd_ok("PASS wrong", 530);
+    server.wait_for_log("login failed", 10);
+    server.assert_still_serving();
+}

@@ -41,6 +41,40 @@ pub struct Options {
     pub users: Vec<(String, String, String)>,
 }
 
+/// What one start-up line on the server's stdout says.
+pub enum Startup {
+    /// The generated user's password.
+    Password(String),
+    /// A listener's address.
+    Listening(SocketAddr),
+    /// Anything else.
+    Other,
+}
+
+/// Read a start-up line: plain text (`... password: X`, `listening on ADDR (...)`) or, with
+/// `--log-format json`, a JSON object (`"event": "generated_user"` / `"listening"`).
+pub fn startup_line(line: &str) -> Startup {
+    if line.starts_with('{') {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON: {e}: {line}"));
+        return match v["event"].as_str() {
+            Some("generated_user") => Startup::Password(v["password"].as_str().unwrap().into()),
+            Some("listening") => {
+                Startup::Listening(v["address"].as_str().unwrap().parse().unwrap())
+            }
+            _ => Startup::Other,
+        };
+    }
+    if let Some(rest) = line.split("password: ").nth(1) {
+        return Startup::Password(rest.trim().to_string());
+    }
+    if let Some(rest) = line.split("listening on ").nth(1) {
+        let a = rest.split_whitespace().next().unwrap();
+        return Startup::Listening(a.parse().unwrap());
+    }
+    Startup::Other
+}
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_ferroftp")
 }
@@ -113,13 +147,13 @@ impl TestServer {
             };
             banner.push_str(&line);
             banner.push('\n');
-            if let Some(rest) = line.split("password: ").nth(1) {
-                user = "ferro".into();
-                password = rest.trim().to_string();
-            }
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                let a = rest.split_whitespace().next().unwrap();
-                addrs.push(a.parse().unwrap());
+            match startup_line(&line) {
+                Startup::Password(p) => {
+                    user = "ferro".into();
+                    password = p;
+                }
+                Startup::Listening(a) => addrs.push(a),
+                Startup::Other => {}
             }
         }
         // Keep draining stdout so the server never blocks on a full pipe.
@@ -298,13 +332,13 @@ impl TestServer {
             };
             banner.push_str(&line);
             banner.push('\n');
-            if let Some(rest) = line.split("password: ").nth(1) {
-                user = "ferro".into();
-                password = rest.trim().to_string();
-            }
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                let a = rest.split_whitespace().next().unwrap();
-                addrs.push(a.parse().unwrap());
+            match startup_line(&line) {
+                Startup::Password(p) => {
+                    user = "ferro".into();
+                    password = p;
+                }
+                Startup::Listening(a) => addrs.push(a),
+                Startup::Other => {}
             }
         }
         std::thread::spawn(move || for _ in lines {});
