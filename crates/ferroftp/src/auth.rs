@@ -1142,6 +1142,29 @@ pub fn edit_user(
     Ok(created.unwrap_or(false))
 }
 
+/// Remove user `name` from a users file, keeping everything else (other users, comments) as
+/// [`edit_user`] does; a missing user is an error ([`AuthError::NoSuchUser`]).
+pub fn delete_user(path: &Path, name: &str) -> Result<(), AuthError> {
+    let removed = edit_users_file(path, |doc, users| {
+        if !users.iter().any(|u| u.name == name) {
+            return Err(AuthError::NoSuchUser {
+                name: name.to_owned(),
+            });
+        }
+        let is_named = |t: &dyn TableLike| t.get("name").and_then(Item::as_str) == Some(name);
+        match doc.get_mut("user") {
+            Some(Item::ArrayOfTables(tables)) => tables.retain(|t| !is_named(t)),
+            Some(Item::Value(Value::Array(array))) => {
+                array.retain(|v| v.as_inline_table().is_none_or(|t| !is_named(t)));
+            }
+            _ => {}
+        }
+        Ok(Some(()))
+    })?;
+    debug_assert!(removed.is_some());
+    Ok(())
+}
+
 /// What [`upgrade_hash`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Upgrade {
@@ -1940,6 +1963,39 @@ mod tests {
             let m = fs::metadata(&new).expect("meta");
             assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (uid, gid, 0o600));
         }
+    }
+
+    #[test]
+    fn delete_user_removes_only_that_user_and_keeps_comments() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("users.toml");
+        let h = hash("one");
+        fs::write(
+            &path,
+            format!(
+                "# my users\n[[user]]\nname = \"alice\"\npassword = \"{h}\"\n\n\
+                 # bob\n[[user]]\nname = \"bob\"\npassword = \"{h}\"\n"
+            ),
+        )
+        .expect("write");
+        delete_user(&path, "alice").expect("delete");
+        let text = fs::read_to_string(&path).expect("read");
+        assert!(text.contains("# bob") && !text.contains("alice"), "{text}");
+        let db = UserDb::load(&path).expect("load");
+        assert_eq!(db.len(), 1);
+        assert!(matches!(
+            delete_user(&path, "alice"),
+            Err(AuthError::NoSuchUser { .. })
+        ));
+        // Users in an inline array.
+        fs::write(
+            &path,
+            format!("user = [\n  {{ name = \"a\", password = \"{h}\" }},\n  {{ name = \"b\", password = \"{h}\" }},\n]\n"),
+        )
+        .expect("write");
+        delete_user(&path, "b").expect("delete");
+        let db = UserDb::load(&path).expect("load");
+        assert!(db.get("a").is_some() && db.get("b").is_none());
     }
 
     #[test]
