@@ -171,6 +171,32 @@ impl fmt::Display for Permissions {
     }
 }
 
+impl std::str::FromStr for Permissions {
+    type Err = String;
+
+    /// `all`, `none`, or permission names separated by commas (`list,read`), as on a command
+    /// line.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "all" => return Ok(Permissions::ALL),
+            "none" => return Ok(Permissions::NONE),
+            _ => {}
+        }
+        s.split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(|name| {
+                Permission::from_name(name).ok_or_else(|| {
+                    format!(
+                        "unknown permission {name:?} (expected all, or some of {} separated by commas)",
+                        Permission::EVERY.map(Permission::name).join(", ")
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
 impl Serialize for Permissions {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut seq = serializer.serialize_seq(Some(self.iter().count()))?;
