@@ -569,6 +569,47 @@ fn users_are_listed_shown_changed_and_deleted_through_the_api() {
     server.connect().login("alice", "alice-pw");
 }
 
+#[test]
+fn a_new_users_missing_home_inside_the_root_is_created_at_first_login() {
+    use std::os::unix::fs::PermissionsExt;
+    let (server, addr, _token) = admin_server(true, "");
+    let body = r#"{"name":"dave","password":"dave-pw","home":"homes/dave"}"#;
+    ok(addr, "POST", "/users", Some(body), 201);
+    let home = server.root.join("homes/dave");
+    assert!(!home.exists());
+    let mut dave = server.connect();
+    dave.login("dave", "dave-pw");
+    dave.cmd_ok("MKD inside", 257);
+    let mode = std::fs::metadata(&home).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o750, "mode {mode:o}");
+    assert!(home.join("inside").is_dir());
+    // Outside the root: not created, login refused as before.
+    let outside = tempfile::tempdir().unwrap();
+    let elsewhere = outside.path().join("erin");
+    let body = format!(
+        r#"{{"name":"erin","password":"erin-pw","home":{:?}}}"#,
+        elsewhere.to_str().unwrap()
+    );
+    ok(addr, "POST", "/users", Some(&body), 201);
+    let mut erin = server.connect();
+    erin.cmd_ok("USER erin", 331);
+    assert_eq!(erin.cmd("PASS erin-pw").0, 530);
+    assert!(!elsewhere.exists());
+    // Nor through a symlink that leaves the root.
+    std::os::unix::fs::symlink(outside.path(), server.root.join("link")).unwrap();
+    ok(
+        addr,
+        "POST",
+        "/users",
+        Some(r#"{"name":"finn","password":"finn-pw","home":"link/finn"}"#),
+        201,
+    );
+    let mut finn = server.connect();
+    finn.cmd_ok("USER finn", 331);
+    assert_eq!(finn.cmd("PASS finn-pw").0, 530);
+    assert!(!outside.path().join("finn").exists());
+}
+
 /// The password hash of `name` in a users file.
 fn text_hash_of(users_file: &Path, name: &str) -> String {
     let table: toml::Table = std::fs::read_to_string(users_file)

@@ -62,6 +62,7 @@ pub fn check_config(config: &Config, source: &str, r: &mut Report) {
     passive(config, &host, r);
     certificate(config, r);
     files(config, r);
+    super::state::writable_state(config, r);
     management(config, &host, r);
     limits(config, r);
     r.section("Firewall rules to open");
@@ -868,6 +869,12 @@ fn files(config: &Config, r: &mut Report) {
                     m.mode() & 0o7777
                 ),
             )),
+            // Missing inside the root: the server creates it at the first login.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && home.starts_with(root) && home != *root => {
+                if let Some(check) = super::state::missing_home(root, &home, &who) {
+                    r.add(check);
+                }
+            }
             Err(e) => r.add(
                 Check::new(
                     Level::Fail,

@@ -1251,7 +1251,23 @@ impl Session {
         let home_path = home.clone();
         let opened = match self.shared.homes.cached(&home) {
             Some(fs) => Ok(fs),
-            None => blocking(move || shared.homes.open(&home_for_open)).await,
+            None => {
+                let (root, user) = (self.live.root.clone(), login.name.clone());
+                blocking(move || {
+                    // A user added by passwd, import-users or the admin API has no home yet.
+                    match crate::storage::create_missing_home(&root, &home_for_open) {
+                        Ok(true) => {
+                            info!(%user, home = %home_for_open.display(), "created the missing home directory (mode 0750)");
+                        }
+                        Ok(false) => {}
+                        Err(e) => {
+                            tracing::warn!(%user, home = %home_for_open.display(), error = %e, "cannot create the missing home directory");
+                        }
+                    }
+                    shared.homes.open(&home_for_open)
+                })
+                .await
+            }
         };
         match opened {
             Ok(fs) => {
