@@ -1463,8 +1463,8 @@ fn write_atomic(path: &Path, text: &str) -> io::Result<()> {
 /// is the user that had to be able to read it anyway. The mode is always kept.
 #[cfg(unix)]
 fn keep_ownership(file: &fs::File, path: &Path, dir: &Path) -> io::Result<()> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     use rustix::fs::{Gid, Uid, fchown};
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let (mode, owner) = match fs::metadata(path) {
         // Never access for others: the file holds password hashes.
         Ok(meta) => (meta.mode() & 0o770, Some((meta.uid(), meta.gid()))),

@@ -795,7 +795,9 @@ fn user(cmd: UserCmd) -> anyhow::Result<()> {
                 println!(
                     "{}\t{}\t{}\t{}\t{}\t{}",
                     u.name,
-                    u.home.as_ref().map_or_else(|| "(root)".into(), |h| h.display().to_string()),
+                    u.home
+                        .as_ref()
+                        .map_or_else(|| "(root)".into(), |h| h.display().to_string()),
                     u.permissions,
                     tls_policy_name(u.tls_policy),
                     u.hash_scheme().map_or("?", |s| s.name()),
@@ -806,13 +808,15 @@ fn user(cmd: UserCmd) -> anyhow::Result<()> {
         }
         UserCmd::Show(args) => {
             let db = UserDb::load(&args.users)?;
-            let u = db.get(&args.name).with_context(|| {
-                format!("no user {:?} in {}", args.name, args.users.display())
-            })?;
+            let u = db
+                .get(&args.name)
+                .with_context(|| format!("no user {:?} in {}", args.name, args.users.display()))?;
             println!("name:        {}", u.name);
             println!(
                 "home:        {}",
-                u.home.as_ref().map_or_else(|| "(the server root)".into(), |h| h.display().to_string())
+                u.home
+                    .as_ref()
+                    .map_or_else(|| "(the server root)".into(), |h| h.display().to_string())
             );
             println!("permissions: {}", u.permissions);
             println!("tls_policy:  {}", tls_policy_name(u.tls_policy));
@@ -823,13 +827,24 @@ fn user(cmd: UserCmd) -> anyhow::Result<()> {
         }
         UserCmd::Delete(args) => {
             auth::delete_user(&args.users, &args.name)?;
-            eprintln!("ferroftp: user {} deleted from {}", args.name, args.users.display());
+            eprintln!(
+                "ferroftp: user {} deleted from {}",
+                args.name,
+                args.users.display()
+            );
             reload_note();
             return Ok(());
         }
         UserCmd::Disable(args) => (args.users, args.name, (Some(true), None)),
         UserCmd::Enable(args) => (args.users, args.name, (Some(false), None)),
-        UserCmd::Set(args) => (args.users, args.name, (None, Some((args.home, args.permissions, args.tls_policy, args.password)))),
+        UserCmd::Set(args) => (
+            args.users,
+            args.name,
+            (
+                None,
+                Some((args.home, args.permissions, args.tls_policy, args.password)),
+            ),
+        ),
     };
     let (disabled, set) = change;
     let (home, permissions, tls_policy, password) = set.unwrap_or((None, None, None, false));
@@ -837,7 +852,10 @@ fn user(cmd: UserCmd) -> anyhow::Result<()> {
         if std::io::stdin().is_terminal() {
             eprintln!("New password for {name}:");
         }
-        Some(auth::hash_password(&auth::read_new_password()?, HashParams::default())?)
+        Some(auth::hash_password(
+            &auth::read_new_password()?,
+            HashParams::default(),
+        )?)
     } else {
         None
     };

@@ -181,7 +181,9 @@ pub fn create_missing_home(root: &Path, home: &Path) -> io::Result<bool> {
         return Ok(false);
     };
     if relative.as_os_str().is_empty()
-        || !relative.components().all(|c| matches!(c, Component::Normal(_)))
+        || !relative
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)))
     {
         return Ok(false);
     }
@@ -195,7 +197,10 @@ pub fn create_missing_home(root: &Path, home: &Path) -> io::Result<bool> {
         dir.create_dir_all(parent)?;
     }
     dir.create_dir(relative)?;
-    dir.set_permissions(relative, Permissions::from_std(std::fs::Permissions::from_mode(0o750)))?;
+    dir.set_permissions(
+        relative,
+        Permissions::from_std(std::fs::Permissions::from_mode(0o750)),
+    )?;
     Ok(true)
 }
 

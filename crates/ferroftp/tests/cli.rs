@@ -744,9 +744,17 @@ fn user_commands_list_show_change_disable_and_delete_users() {
     assert_eq!(bob["home"].as_str(), Some("bob"), "{text}");
 
     assert!(ferroftp(&["user", "disable", "--users", f, "bob"]).0);
-    assert!(std::fs::read_to_string(&users).unwrap().contains("disabled = true"));
+    assert!(
+        std::fs::read_to_string(&users)
+            .unwrap()
+            .contains("disabled = true")
+    );
     assert!(ferroftp(&["user", "enable", "--users", f, "bob"]).0);
-    assert!(std::fs::read_to_string(&users).unwrap().contains("disabled = false"));
+    assert!(
+        std::fs::read_to_string(&users)
+            .unwrap()
+            .contains("disabled = false")
+    );
     // Unknown users and bad values change nothing.
     let before = std::fs::read_to_string(&users).unwrap();
     assert!(!ferroftp(&["user", "delete", "--users", f, "nobody"]).0);

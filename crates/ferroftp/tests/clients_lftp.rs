@@ -535,11 +535,12 @@ fn lftp_mlsd_listing() {
 /// printed password and the test's port put in.
 #[test]
 fn the_readme_quick_start_client_lines_work_as_written() {
-    let readme = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"),
-    )
-    .unwrap();
-    let start = readme.find("Connect with any client").expect("the Quick start");
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .unwrap();
+    let start = readme
+        .find("Connect with any client")
+        .expect("the Quick start");
     let block = readme[start..]
         .split("```sh\n")
         .nth(1)
@@ -562,5 +563,8 @@ fn the_readme_quick_start_client_lines_work_as_written() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "the Quick start lines failed:\n{err}");
     assert!(!err.contains("NOT trusted"), "{err}");
-    assert_eq!(std::fs::read(server.root.join("copy.txt")).unwrap(), b"hello\n");
+    assert_eq!(
+        std::fs::read(server.root.join("copy.txt")).unwrap(),
+        b"hello\n"
+    );
 }

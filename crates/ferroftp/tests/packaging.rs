@@ -203,7 +203,11 @@ fn sysusers_and_tmpfiles_create_the_user_and_directories() {
     let meta = |p: &str| std::fs::metadata(root.path().join(p)).unwrap();
     assert_eq!(meta("srv/ftp").uid(), uid, "the server writes uploads");
     assert_eq!(meta("var/log/ferroftp").uid(), uid);
-    assert_eq!(meta("var/lib/ferroftp").uid(), uid, "the server rewrites the users file");
+    assert_eq!(
+        meta("var/lib/ferroftp").uid(),
+        uid,
+        "the server rewrites the users file"
+    );
     assert_eq!(meta("var/lib/ferroftp").mode() & 0o777, 0o750);
     assert_eq!(meta("etc/ferroftp").uid(), 0, "root owns the configuration");
     assert_eq!(meta("etc/ferroftp").mode() & 0o777, 0o750);

@@ -32,7 +32,10 @@ pub(super) fn writable_state(config: &Config, r: &mut Report) {
     }
     r.section("Files the server writes");
     if let Some(dir) = users_dir {
-        let why = format!("the users file is rewritten there by {}", writers.join(" and "));
+        let why = format!(
+            "the users file is rewritten there by {}",
+            writers.join(" and ")
+        );
         check_dir(dir, uid, &why, r);
     }
     if let Some(dir) = log_dir {
@@ -83,7 +86,9 @@ pub(super) fn missing_home(root: &Path, home: &Path, who: &str) -> Option<Check>
     use std::path::Component;
     let relative = home.strip_prefix(root).ok()?;
     if relative.as_os_str().is_empty()
-        || !relative.components().all(|c| matches!(c, Component::Normal(_)))
+        || !relative
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)))
     {
         return None;
     }

@@ -706,8 +706,12 @@ async fn set_user(
     let _edit = st.edits.lock().await;
     {
         let (name, path) = (name.clone(), path.clone());
-        let (home, permissions, tls_policy, disabled) =
-            (patch.home, patch.permissions, patch.tls_policy, patch.disabled);
+        let (home, permissions, tls_policy, disabled) = (
+            patch.home,
+            patch.permissions,
+            patch.tls_policy,
+            patch.disabled,
+        );
         blocking(move || {
             let change = UserChange {
                 password_hash: hash.as_deref(),
