@@ -26,7 +26,7 @@ const EXTRA_SECTIONS: &[(&str, &[(&str, &str)])] = &[
             ),
             (
                 "users file (key users_file)",
-                "TOML with argon2id hashes (bcrypt and crypt(3) ones moved from other servers are accepted), written by ferroftp passwd, ferroftp import-users and the admin API.",
+                "TOML with argon2id hashes (bcrypt and crypt(3) ones moved from other servers are accepted), written by ferroftp passwd, ferroftp import-users, ferroftp user and the admin API (each keeps its owner, group and mode); under systemd /var/lib/ferroftp/users.toml, as the server rewrites it.",
             ),
         ],
     ),

@@ -177,6 +177,10 @@ impl HomeCache {
 /// as needed (with the process's umask).
 pub fn create_missing_home(root: &Path, home: &Path) -> io::Result<bool> {
     use std::path::Component;
+    // The usual case, without opening the root: the home is there.
+    if std::fs::symlink_metadata(home).is_ok() {
+        return Ok(false);
+    }
     let Ok(relative) = home.strip_prefix(root) else {
         return Ok(false);
     };

@@ -216,7 +216,15 @@ fn sysusers_and_tmpfiles_create_the_user_and_directories() {
 // ---- man pages (`ferroftp man`) ------------------------------------------------------------
 
 /// The subcommands that get their own page.
-const SUBCOMMANDS: [&str; 6] = ["serve", "passwd", "check-config", "cert", "doctor", "man"];
+const SUBCOMMANDS: [&str; 7] = [
+    "serve",
+    "passwd",
+    "user",
+    "check-config",
+    "cert",
+    "doctor",
+    "man",
+];
 
 #[test]
 fn man_writes_a_page_per_subcommand_with_every_flag() {

@@ -2776,7 +2776,7 @@ fn maybe_rehash(shared: &Arc<Shared>, live: &Live, user: &User, password: String
             Ok(Err(e)) => warn!(
                 user = %name,
                 error = %e,
-                "cannot upgrade the password hash to argon2id (auth.rehash_to_argon2); the old hash stays in use"
+                "cannot upgrade the password hash to argon2id (auth.rehash_to_argon2); the old hash stays in use. The server's user must be able to create files in the users file's directory (ferroftp doctor checks it)"
             ),
             Err(e) => warn!(user = %name, error = %e, "the password hash upgrade failed"),
         }
