@@ -58,6 +58,14 @@ fn parent(file: &Path) -> &Path {
 
 fn check_dir(dir: &Path, uid: u32, why: &str, r: &mut Report) {
     match access(dir, Access::WRITE_OK | Access::EXEC_OK) {
+        // Root may write anywhere: that says nothing about the service's user.
+        Ok(()) if uid == 0 => r.add(Check::new(
+            Level::Ok,
+            format!(
+                "{} is writable by root ({why}); the server writes it as its own user: run doctor as that user to check (setpriv --reuid=ferroftp --regid=ferroftp --init-groups ferroftp doctor ...)",
+                dir.display()
+            ),
+        )),
         Ok(()) => r.add(Check::new(
             Level::Ok,
             format!("{} is writable by uid {uid}: {why}", dir.display()),
