@@ -13,6 +13,8 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
 # nft: the NAT test (tests/nat_netns.rs) builds a DNAT gateway in a network namespace (as root).
 command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || missing+=(nftables)
+# logrotate: the production recipe test (tests/production.rs) runs the shipped contrib config.
+command -v logrotate >/dev/null 2>&1 || [ -x /usr/sbin/logrotate ] || missing+=(logrotate)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "scripts/test.sh: installing ${missing[*]}"
     sudo=""

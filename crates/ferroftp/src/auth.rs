@@ -171,6 +171,32 @@ impl fmt::Display for Permissions {
     }
 }
 
+impl std::str::FromStr for Permissions {
+    type Err = String;
+
+    /// `all`, `none`, or permission names separated by commas (`list,read`), as on a command
+    /// line.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "all" => return Ok(Permissions::ALL),
+            "none" => return Ok(Permissions::NONE),
+            _ => {}
+        }
+        s.split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(|name| {
+                Permission::from_name(name).ok_or_else(|| {
+                    format!(
+                        "unknown permission {name:?} (expected all, or some of {} separated by commas)",
+                        Permission::EVERY.map(Permission::name).join(", ")
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
 impl Serialize for Permissions {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut seq = serializer.serialize_seq(Some(self.iter().count()))?;
@@ -1008,8 +1034,9 @@ impl fmt::Debug for UserUpdate<'_> {
 /// `password` (and `home`, when `home` is `Some`) is replaced in place, or the user is appended
 /// (a new `[[user]]` table, or an inline table if the file lists users in an inline array), so
 /// comments and layout survive. The result is validated again before anything is written. The
-/// file is written atomically (temporary file in the same directory + rename) with mode 0o600;
-/// a symlink is followed and its target replaced. Writers are serialised, in this process and
+/// file is written atomically (temporary file in the same directory + rename) keeping the
+/// file's owner, group and mode (less access for others; a new file: 0o600, owned like its
+/// directory); a symlink is followed and its target replaced. Writers are serialised, in this process and
 /// with other ferroftp processes (`passwd`, `import-users`, a server upgrading a hash), by an
 /// advisory lock on the file's directory.
 ///
@@ -1106,7 +1133,8 @@ pub enum EditMode {
 }
 
 /// Create or change user `name` in a users file as [`upsert_user`] does (comments and layout
-/// kept, validated before writing, written atomically with mode 0o600), with more keys.
+/// kept, validated before writing, written atomically keeping owner, group and mode), with
+/// more keys.
 /// Returns whether the user was created.
 pub fn edit_user(
     path: &Path,
@@ -1138,6 +1166,29 @@ pub fn edit_user(
         }
     })?;
     Ok(created.unwrap_or(false))
+}
+
+/// Remove user `name` from a users file, keeping everything else (other users, comments) as
+/// [`edit_user`] does; a missing user is an error ([`AuthError::NoSuchUser`]).
+pub fn delete_user(path: &Path, name: &str) -> Result<(), AuthError> {
+    let removed = edit_users_file(path, |doc, users| {
+        if !users.iter().any(|u| u.name == name) {
+            return Err(AuthError::NoSuchUser {
+                name: name.to_owned(),
+            });
+        }
+        let is_named = |t: &dyn TableLike| t.get("name").and_then(Item::as_str) == Some(name);
+        match doc.get_mut("user") {
+            Some(Item::ArrayOfTables(tables)) => tables.retain(|t| !is_named(t)),
+            Some(Item::Value(Value::Array(array))) => {
+                array.retain(|v| v.as_inline_table().is_none_or(|t| !is_named(t)));
+            }
+            _ => {}
+        }
+        Ok(Some(()))
+    })?;
+    debug_assert!(removed.is_some());
+    Ok(())
 }
 
 /// What [`upgrade_hash`] did.
@@ -1379,7 +1430,12 @@ fn resolve_symlink(path: &Path) -> PathBuf {
     }
 }
 
-/// Write `text` to `path` atomically: a mode-0o600 temporary file in the same directory, fsync, rename.
+/// Write `text` to `path` atomically: a temporary file in the same directory, fsync, rename.
+///
+/// The new file keeps the owner, group and mode of the file it replaces (`passwd` run as root
+/// must not turn a `ferroftp:ferroftp 0640` file into `root:root 0600` the service cannot read).
+/// A new file is mode 0o600 and belongs to the directory's owner and group, so that root
+/// creating it in the service's state directory leaves it readable by the service.
 fn write_atomic(path: &Path, text: &str) -> io::Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -1387,12 +1443,7 @@ fn write_atomic(path: &Path, text: &str) -> io::Result<()> {
     };
     let mut file = tempfile::NamedTempFile::new_in(dir)?;
     #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        // tempfile already creates it 0o600; make sure of it.
-        file.as_file()
-            .set_permissions(fs::Permissions::from_mode(0o600))?;
-    }
+    keep_ownership(file.as_file(), path, dir)?;
     file.write_all(text.as_bytes())?;
     file.as_file().sync_all()?;
     file.persist(path).map_err(|e| e.error)?;
@@ -1401,6 +1452,32 @@ fn write_atomic(path: &Path, text: &str) -> io::Result<()> {
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// Give the temporary `file` that will replace `path` the owner, group and permission bits of
+/// `path`, less any access for others (or, for a new file, mode 0o600 and the owner and group
+/// of `dir`).
+///
+/// Only root may give a file away: an unprivileged writer (the server upgrading a hash) keeps
+/// the group if it is one of its own, and otherwise becomes the owner of the new file, which
+/// is the user that had to be able to read it anyway. The mode is always kept.
+#[cfg(unix)]
+fn keep_ownership(file: &fs::File, path: &Path, dir: &Path) -> io::Result<()> {
+    use rustix::fs::{Gid, Uid, fchown};
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let (mode, owner) = match fs::metadata(path) {
+        // Never access for others: the file holds password hashes.
+        Ok(meta) => (meta.mode() & 0o770, Some((meta.uid(), meta.gid()))),
+        Err(_) => (0o600, fs::metadata(dir).ok().map(|m| (m.uid(), m.gid()))),
+    };
+    if let Some((uid, gid)) = owner {
+        let (uid, gid) = (Uid::from_raw(uid), Gid::from_raw(gid));
+        if fchown(file, Some(uid), Some(gid)).is_err() {
+            let _ = fchown(file, None, Some(gid));
+        }
+    }
+    // After chown, which may clear set-id bits.
+    file.set_permissions(fs::Permissions::from_mode(mode))
 }
 
 /// Read a new password for `ferroftp passwd`: prompted twice on a terminal, else one line of stdin.
@@ -1828,8 +1905,9 @@ mod tests {
         assert!(!upsert_user(&path, "alice", &h2, None).expect("update"));
         let text = fs::read_to_string(&path).expect("read");
         assert_eq!(text, original.replacen(&h1, &h2, 1));
+        // The group keeps its access; others lose theirs (the file holds hashes).
         #[cfg(unix)]
-        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&path), 0o640);
         let db = UserDb::load(&path).expect("load");
         assert!(db.verify("alice", "one").is_none());
         let alice = db.verify("alice", "two").expect("alice");
@@ -1867,6 +1945,83 @@ mod tests {
         assert_eq!(db.get("carol").expect("carol").home, None);
         assert!(db.verify("alice", "two").is_some());
         assert_eq!(fs::read_dir(dir.path()).expect("readdir").count(), 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn edits_keep_the_files_owner_group_and_mode() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("users.toml");
+        upsert_user(&path, "alice", &hash("one"), None).expect("create");
+        let root = rustix::process::geteuid().is_root();
+        // Root can give the file away, as an administrator's chown does.
+        let (uid, gid) = if root {
+            (54321, 54322)
+        } else {
+            let m = fs::metadata(&path).expect("meta");
+            (m.uid(), m.gid())
+        };
+        if root {
+            std::os::unix::fs::chown(&path, Some(uid), Some(gid)).expect("chown");
+        }
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).expect("chmod");
+        upsert_user(&path, "bob", &hash("two"), None).expect("add");
+        edit_user(
+            &path,
+            "alice",
+            &UserChange {
+                disabled: Some(true),
+                ..UserChange::default()
+            },
+            EditMode::Update,
+        )
+        .expect("edit");
+        let m = fs::metadata(&path).expect("meta");
+        assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (uid, gid, 0o640));
+        // A new file belongs to the directory's owner and group.
+        if root {
+            let sub = dir.path().join("state");
+            fs::create_dir(&sub).expect("mkdir");
+            std::os::unix::fs::chown(&sub, Some(uid), Some(gid)).expect("chown");
+            let new = sub.join("users.toml");
+            upsert_user(&new, "carol", &hash("three"), None).expect("create");
+            let m = fs::metadata(&new).expect("meta");
+            assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (uid, gid, 0o600));
+        }
+    }
+
+    #[test]
+    fn delete_user_removes_only_that_user_and_keeps_comments() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("users.toml");
+        let h = hash("one");
+        fs::write(
+            &path,
+            format!(
+                "# my users\n[[user]]\nname = \"alice\"\npassword = \"{h}\"\n\n\
+                 # bob\n[[user]]\nname = \"bob\"\npassword = \"{h}\"\n"
+            ),
+        )
+        .expect("write");
+        delete_user(&path, "alice").expect("delete");
+        let text = fs::read_to_string(&path).expect("read");
+        assert!(text.contains("# bob") && !text.contains("alice"), "{text}");
+        let db = UserDb::load(&path).expect("load");
+        assert_eq!(db.len(), 1);
+        assert!(matches!(
+            delete_user(&path, "alice"),
+            Err(AuthError::NoSuchUser { .. })
+        ));
+        // Users in an inline array.
+        fs::write(
+            &path,
+            format!("user = [\n  {{ name = \"a\", password = \"{h}\" }},\n  {{ name = \"b\", password = \"{h}\" }},\n]\n"),
+        )
+        .expect("write");
+        delete_user(&path, "b").expect("delete");
+        let db = UserDb::load(&path).expect("load");
+        assert!(db.get("a").is_some() && db.get("b").is_none());
     }
 
     #[test]

@@ -15,6 +15,7 @@
 mod checks;
 mod client;
 mod firewall;
+mod state;
 
 use std::fmt;
 use std::io::Write;

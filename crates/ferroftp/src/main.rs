@@ -29,7 +29,7 @@ const EXTRA_SECTIONS: &[(&str, &[(&str, &str)])] = &[
             ),
             (
                 "users file (key users_file)",
-                "TOML with argon2id hashes (bcrypt and crypt(3) ones moved from other servers are accepted), written by ferroftp passwd, ferroftp import-users and the admin API.",
+                "TOML with argon2id hashes (bcrypt and crypt(3) ones moved from other servers are accepted), written by ferroftp passwd, ferroftp import-users, ferroftp user and the admin API (each keeps its owner, group and mode); under systemd /var/lib/ferroftp/users.toml, as the server rewrites it.",
             ),
         ],
     ),
@@ -120,6 +120,9 @@ enum Cmd {
     Serve(Box<ServeArgs>),
     /// Add a user to a users file, or change a user's password (read from the terminal or stdin).
     Passwd(PasswdArgs),
+    /// List, show, change, disable, enable or delete users in a users file.
+    #[command(subcommand)]
+    User(UserCmd),
     /// Add accounts from ProFTPD, Pure-FTPd or /etc/passwd+/etc/shadow to a users file,
     /// keeping their password hashes and homes.
     ImportUsers(ImportArgs),
@@ -258,6 +261,84 @@ struct PasswdArgs {
     argon2_iterations: u32,
 }
 
+#[derive(Subcommand, Debug)]
+enum UserCmd {
+    /// List the users: name, home, permissions, TLS policy, hash scheme, disabled.
+    List(UsersFileArg),
+    /// Show one user (never the password hash).
+    Show(UserNameArgs),
+    /// Change a user: home, permissions, TLS policy, or (--password) the password, read from
+    /// the terminal or stdin as passwd does.
+    Set(UserSetArgs),
+    /// Disable a user: it cannot log in; a running server logs its sessions out at the next
+    /// reload.
+    Disable(UserNameArgs),
+    /// Enable a disabled user.
+    Enable(UserNameArgs),
+    /// Delete a user from the users file; a running server logs its sessions out at the next
+    /// reload.
+    Delete(UserNameArgs),
+}
+
+#[derive(Args, Debug)]
+struct UsersFileArg {
+    /// The users file.
+    #[arg(long, value_name = "FILE")]
+    users: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct UserNameArgs {
+    /// The users file.
+    #[arg(long, value_name = "FILE")]
+    users: PathBuf,
+    /// The user name.
+    name: String,
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("change").required(true).multiple(true).args(["home", "permissions", "tls_policy", "password"])))]
+struct UserSetArgs {
+    /// The users file.
+    #[arg(long, value_name = "FILE")]
+    users: PathBuf,
+    /// The user name.
+    name: String,
+    /// The home directory (absolute, or relative to the server root).
+    #[arg(long, value_name = "DIR")]
+    home: Option<PathBuf>,
+    /// What the user may do: all, none, or names separated by commas from list, read, write,
+    /// append, delete, rename, mkdir, rmdir.
+    #[arg(long, value_name = "LIST")]
+    permissions: Option<auth::Permissions>,
+    /// How much TLS the user must use.
+    #[arg(long, value_name = "POLICY")]
+    tls_policy: Option<TlsPolicyArg>,
+    /// Set a new password, read from the terminal (twice) or one line of stdin.
+    #[arg(long)]
+    password: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum TlsPolicyArg {
+    /// TLS if the client asks for it.
+    Optional,
+    /// USER and PASS only over TLS.
+    Login,
+    /// Login over TLS, and every data connection protected (PROT P).
+    LoginAndData,
+}
+
+impl From<TlsPolicyArg> for TlsPolicy {
+    fn from(p: TlsPolicyArg) -> Self {
+        match p {
+            TlsPolicyArg::Optional => TlsPolicy::Optional,
+            TlsPolicyArg::Login => TlsPolicy::Login,
+            TlsPolicyArg::LoginAndData => TlsPolicy::LoginAndData,
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["proftpd", "pureftpd", "system"])))]
 struct ImportArgs {
@@ -376,6 +457,7 @@ fn main() -> ExitCode {
         Cmd::Doctor(args) => return doctor(*args),
         Cmd::Serve(args) => serve(*args),
         Cmd::Passwd(args) => passwd(args),
+        Cmd::User(cmd) => user(cmd),
         Cmd::ImportUsers(args) => import_users(args),
         Cmd::CheckConfig(args) => match args.file.or(args.config) {
             Some(file) => check_config(&file),
@@ -800,7 +882,138 @@ fn passwd(args: PasswdArgs) -> anyhow::Result<()> {
         args.name,
         args.users.display()
     );
+    home_note(&args.name, args.home.as_deref());
     Ok(())
+}
+
+/// What a user added or given a home by a command should know: the command cannot create
+/// the home (run as root it would be root's), the server creates a missing one inside its root
+/// at the first login.
+fn home_note(name: &str, home: Option<&Path>) {
+    let text = match home {
+        None => return,
+        Some(h) if h.is_absolute() && h.is_dir() => return,
+        Some(h) if h.is_absolute() => format!(
+            "home {} does not exist yet: the server creates it at {name}'s first login if it is inside the server's root (mode 0750, owned by the server's user); a home elsewhere must be created by you",
+            h.display()
+        ),
+        Some(h) => format!(
+            "home {} is relative to the server's root: if missing, the server creates it at {name}'s first login (mode 0750, owned by the server's user)",
+            h.display()
+        ),
+    };
+    eprintln!("ferroftp: note: {text}");
+}
+
+/// The reminder after a change to a users file that a running server reads at reload.
+fn reload_note() {
+    eprintln!(
+        "ferroftp: a running server puts this in force at its next reload (SIGHUP, systemctl reload ferroftp, or POST /api/v1/reload)"
+    );
+}
+
+/// `ferroftp user ...`.
+fn user(cmd: UserCmd) -> anyhow::Result<()> {
+    use auth::{EditMode, UserChange};
+    let (users, name, change) = match cmd {
+        UserCmd::List(args) => {
+            let db = UserDb::load(&args.users)?;
+            let mut users: Vec<&User> = db.users().collect();
+            users.sort_by(|a, b| a.name.cmp(&b.name));
+            println!("NAME\tHOME\tPERMISSIONS\tTLS\tHASH\tDISABLED");
+            for u in users {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    u.name,
+                    u.home
+                        .as_ref()
+                        .map_or_else(|| "(root)".into(), |h| h.display().to_string()),
+                    u.permissions,
+                    tls_policy_name(u.tls_policy),
+                    u.hash_scheme().map_or("?", |s| s.name()),
+                    if u.disabled { "yes" } else { "no" },
+                );
+            }
+            return Ok(());
+        }
+        UserCmd::Show(args) => {
+            let db = UserDb::load(&args.users)?;
+            let u = db
+                .get(&args.name)
+                .with_context(|| format!("no user {:?} in {}", args.name, args.users.display()))?;
+            println!("name:        {}", u.name);
+            println!(
+                "home:        {}",
+                u.home
+                    .as_ref()
+                    .map_or_else(|| "(the server root)".into(), |h| h.display().to_string())
+            );
+            println!("permissions: {}", u.permissions);
+            println!("tls_policy:  {}", tls_policy_name(u.tls_policy));
+            println!("hash:        {}", u.hash_scheme().map_or("?", |s| s.name()));
+            println!("disabled:    {}", u.disabled);
+            println!("client certificates: {}", u.client_certs.len());
+            return Ok(());
+        }
+        UserCmd::Delete(args) => {
+            auth::delete_user(&args.users, &args.name)?;
+            eprintln!(
+                "ferroftp: user {} deleted from {}",
+                args.name,
+                args.users.display()
+            );
+            reload_note();
+            return Ok(());
+        }
+        UserCmd::Disable(args) => (args.users, args.name, (Some(true), None)),
+        UserCmd::Enable(args) => (args.users, args.name, (Some(false), None)),
+        UserCmd::Set(args) => (
+            args.users,
+            args.name,
+            (
+                None,
+                Some((args.home, args.permissions, args.tls_policy, args.password)),
+            ),
+        ),
+    };
+    let (disabled, set) = change;
+    let (home, permissions, tls_policy, password) = set.unwrap_or((None, None, None, false));
+    let hash = if password {
+        if std::io::stdin().is_terminal() {
+            eprintln!("New password for {name}:");
+        }
+        Some(auth::hash_password(
+            &auth::read_new_password()?,
+            HashParams::default(),
+        )?)
+    } else {
+        None
+    };
+    let change = UserChange {
+        password_hash: hash.as_deref(),
+        home: home.as_deref(),
+        permissions,
+        disabled,
+        tls_policy: tls_policy.map(TlsPolicy::from),
+    };
+    auth::edit_user(&users, &name, &change, EditMode::Update)?;
+    let what = match disabled {
+        Some(true) => "disabled",
+        Some(false) => "enabled",
+        None => "changed",
+    };
+    eprintln!("ferroftp: user {name} {what} in {}", users.display());
+    home_note(&name, home.as_deref());
+    reload_note();
+    Ok(())
+}
+
+fn tls_policy_name(p: TlsPolicy) -> &'static str {
+    match p {
+        TlsPolicy::Optional => "optional",
+        TlsPolicy::Login => "login",
+        TlsPolicy::LoginAndData => "login_and_data",
+    }
 }
 
 /// `ferroftp import-users`: read the accounts, write those that can be imported in one atomic
@@ -863,6 +1076,9 @@ fn import_users(args: ImportArgs) -> anyhow::Result<()> {
         found.skipped.len()
     );
     if !created.is_empty() {
+        eprintln!(
+            "ferroftp: note: missing homes inside the server's root are created at each user's first login (mode 0750, owned by the server's user); homes elsewhere must exist"
+        );
         eprintln!(
             "ferroftp: the imported users log in with their old passwords; with \
              auth.rehash_to_argon2 (on by default) each hash becomes argon2id at the user's next login"

@@ -168,6 +168,46 @@ impl HomeCache {
     }
 }
 
+/// Create a user's missing home `home` if it lies inside `root`: mode 0o750, owned by the
+/// server's user (the process creating it), so that `passwd` or the admin API adding a user
+/// is enough. BLOCKING. Returns whether it was created.
+///
+/// Only below `root`, and through a handle on `root` that refuses to follow a symlink out of
+/// it; a home elsewhere (or with `..`) is the administrator's to create. Parents are created
+/// as needed (with the process's umask).
+pub fn create_missing_home(root: &Path, home: &Path) -> io::Result<bool> {
+    use std::path::Component;
+    // The usual case, without opening the root: the home is there.
+    if std::fs::symlink_metadata(home).is_ok() {
+        return Ok(false);
+    }
+    let Ok(relative) = home.strip_prefix(root) else {
+        return Ok(false);
+    };
+    if relative.as_os_str().is_empty()
+        || !relative
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)))
+    {
+        return Ok(false);
+    }
+    let dir = Dir::open_ambient_dir(root, cap_std::ambient_authority())?;
+    match dir.symlink_metadata(relative) {
+        Ok(_) => return Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    if let Some(parent) = relative.parent().filter(|p| !p.as_os_str().is_empty()) {
+        dir.create_dir_all(parent)?;
+    }
+    dir.create_dir(relative)?;
+    dir.set_permissions(
+        relative,
+        Permissions::from_std(std::fs::Permissions::from_mode(0o750)),
+    )?;
+    Ok(true)
+}
+
 /// A directory being read (see [`LocalFs::read_dir`]). Send, so batches can be read on a
 /// blocking thread while the async side sends the previous one.
 #[derive(Debug)]

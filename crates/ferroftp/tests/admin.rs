@@ -435,7 +435,7 @@ fn users_are_added_disabled_and_enabled_through_the_api() {
         None,
         404,
     );
-    error(addr, "GET", "/users", Some(TOKEN), None, 405);
+    error(addr, "PUT", "/users", Some(TOKEN), None, 405);
 
     // Disabled: bob's open (idle) session is logged out at once, and he cannot log in.
     let user = ok(addr, "POST", "/users/bob/disable", None, 200);
@@ -474,6 +474,140 @@ fn users_are_added_disabled_and_enabled_through_the_api() {
     );
     std::fs::create_dir(server.root.join("carol")).unwrap();
     server.connect().login("carol", "alice-pw");
+}
+
+#[test]
+fn users_are_listed_shown_changed_and_deleted_through_the_api() {
+    let (server, addr, _token) = admin_server(true, "");
+    let users_file = server.dir.path().join("users.toml");
+    ok(
+        addr,
+        "POST",
+        "/users",
+        Some(r#"{"name":"bob","password":"bob-secret"}"#),
+        201,
+    );
+    let list = ok(addr, "GET", "/users", None, 200);
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["alice", "bob"]);
+    assert!(!list.to_string().contains("argon2"), "{list}");
+    assert_eq!(ok(addr, "GET", "/users/bob", None, 200)["name"], "bob");
+    error(addr, "GET", "/users/nobody", Some(TOKEN), None, 404);
+
+    // Permissions change applies to bob's open session from its next command.
+    let mut bob = server.connect();
+    bob.login("bob", "bob-secret");
+    bob.cmd_ok("MKD made", 257);
+    let user = ok(
+        addr,
+        "PATCH",
+        "/users/bob",
+        Some(r#"{"permissions":["list","read"],"tls_policy":"optional"}"#),
+        200,
+    );
+    assert_eq!(user["permissions"], serde_json::json!(["list", "read"]));
+    assert_eq!(bob.cmd("MKD other").0, 550);
+    // A new password: the old one no longer logs in.
+    ok(
+        addr,
+        "PATCH",
+        "/users/bob",
+        Some(r#"{"password":"bob-new"}"#),
+        200,
+    );
+    let mut c = server.connect();
+    c.cmd_ok("USER bob", 331);
+    assert_eq!(c.cmd("PASS bob-secret").0, 530);
+    server.connect().login("bob", "bob-new");
+    // Bad changes change nothing.
+    let before = std::fs::read_to_string(&users_file).unwrap();
+    error(addr, "PATCH", "/users/bob", Some(TOKEN), Some("{}"), 400);
+    error(
+        addr,
+        "PATCH",
+        "/users/bob",
+        Some(TOKEN),
+        Some(r#"{"permissions":["fly"]}"#),
+        400,
+    );
+    error(
+        addr,
+        "PATCH",
+        "/users/bob",
+        Some(TOKEN),
+        Some(r#"{"password":"a","password_hash":"b"}"#),
+        400,
+    );
+    error(
+        addr,
+        "PATCH",
+        "/users/nobody",
+        Some(TOKEN),
+        Some(r#"{"disabled":true}"#),
+        404,
+    );
+    assert_eq!(std::fs::read_to_string(&users_file).unwrap(), before);
+
+    // Deleted: bob's open session is logged out, he cannot log in, alice stays.
+    assert_eq!(
+        ok(addr, "DELETE", "/users/bob", None, 200)["deleted"],
+        "bob"
+    );
+    let (code, text) = bob.reply();
+    assert_eq!(code, 421, "{text}");
+    let mut c = server.connect();
+    c.cmd_ok("USER bob", 331);
+    assert_eq!(c.cmd("PASS bob-new").0, 530);
+    let text = std::fs::read_to_string(&users_file).unwrap();
+    assert!(!text.contains("bob") && text.contains("alice"), "{text}");
+    error(addr, "DELETE", "/users/bob", Some(TOKEN), None, 404);
+    server.connect().login("alice", "alice-pw");
+}
+
+#[test]
+fn a_new_users_missing_home_inside_the_root_is_created_at_first_login() {
+    use std::os::unix::fs::PermissionsExt;
+    let (server, addr, _token) = admin_server(true, "");
+    let body = r#"{"name":"dave","password":"dave-pw","home":"homes/dave"}"#;
+    ok(addr, "POST", "/users", Some(body), 201);
+    let home = server.root.join("homes/dave");
+    assert!(!home.exists());
+    let mut dave = server.connect();
+    dave.login("dave", "dave-pw");
+    dave.cmd_ok("MKD inside", 257);
+    let mode = std::fs::metadata(&home).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o750, "mode {mode:o}");
+    assert!(home.join("inside").is_dir());
+    // Outside the root: not created, login refused as before.
+    let outside = tempfile::tempdir().unwrap();
+    let elsewhere = outside.path().join("erin");
+    let body = format!(
+        r#"{{"name":"erin","password":"erin-pw","home":{:?}}}"#,
+        elsewhere.to_str().unwrap()
+    );
+    ok(addr, "POST", "/users", Some(&body), 201);
+    let mut erin = server.connect();
+    erin.cmd_ok("USER erin", 331);
+    assert_eq!(erin.cmd("PASS erin-pw").0, 530);
+    assert!(!elsewhere.exists());
+    // Nor through a symlink that leaves the root.
+    std::os::unix::fs::symlink(outside.path(), server.root.join("link")).unwrap();
+    ok(
+        addr,
+        "POST",
+        "/users",
+        Some(r#"{"name":"finn","password":"finn-pw","home":"link/finn"}"#),
+        201,
+    );
+    let mut finn = server.connect();
+    finn.cmd_ok("USER finn", 331);
+    assert_eq!(finn.cmd("PASS finn-pw").0, 530);
+    assert!(!outside.path().join("finn").exists());
 }
 
 /// The password hash of `name` in a users file.

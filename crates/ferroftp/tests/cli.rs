@@ -1000,3 +1000,72 @@ fn the_passive_address_comes_from_the_flag_then_the_environment_then_the_file() 
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn user_commands_list_show_change_disable_and_delete_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users.toml");
+    let f = users.to_str().unwrap();
+    assert!(passwd(&users, "alice", "alice-pw", true).0);
+    let (ok, _, err) = passwd(&users, "bob", "bob-pw", true);
+    assert!(ok, "{err}");
+    let (ok, out, err) = ferroftp(&["user", "list", "--users", f]);
+    assert!(ok, "{err}");
+    assert!(out.contains("alice") && out.contains("bob"), "{out}");
+    assert!(!out.contains("$argon2"), "{out}");
+    let (ok, _, err) = ferroftp(&[
+        "user",
+        "set",
+        "--users",
+        f,
+        "bob",
+        "--permissions",
+        "list,read",
+        "--tls-policy",
+        "login",
+        "--home",
+        "bob",
+    ]);
+    assert!(ok, "{err}");
+    // The home cannot be made here: the command says who makes it.
+    assert!(err.contains("first login"), "{err}");
+    let (ok, out, err) = ferroftp(&["user", "show", "--users", f, "bob"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("list,read") && out.contains("login"), "{out}");
+    // The file as the server loads it.
+    let text = std::fs::read_to_string(&users).unwrap();
+    let table: toml::Table = text.parse().unwrap();
+    let bob = table["user"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"].as_str() == Some("bob"))
+        .unwrap()
+        .clone();
+    assert_eq!(bob["permissions"].as_array().unwrap().len(), 2, "{text}");
+    assert_eq!(bob["tls_policy"].as_str(), Some("login"), "{text}");
+    assert_eq!(bob["home"].as_str(), Some("bob"), "{text}");
+
+    assert!(ferroftp(&["user", "disable", "--users", f, "bob"]).0);
+    assert!(
+        std::fs::read_to_string(&users)
+            .unwrap()
+            .contains("disabled = true")
+    );
+    assert!(ferroftp(&["user", "enable", "--users", f, "bob"]).0);
+    assert!(
+        std::fs::read_to_string(&users)
+            .unwrap()
+            .contains("disabled = false")
+    );
+    // Unknown users and bad values change nothing.
+    let before = std::fs::read_to_string(&users).unwrap();
+    assert!(!ferroftp(&["user", "delete", "--users", f, "nobody"]).0);
+    assert!(!ferroftp(&["user", "set", "--users", f, "bob", "--permissions", "fly"]).0);
+    assert!(!ferroftp(&["user", "set", "--users", f, "bob"]).0);
+    assert_eq!(std::fs::read_to_string(&users).unwrap(), before);
+    let (ok, _, err) = ferroftp(&["user", "delete", "--users", f, "alice"]);
+    assert!(ok, "{err}");
+    let (_, out, _) = ferroftp(&["user", "list", "--users", f]);
+    assert!(!out.contains("alice") && out.contains("bob"), "{out}");
+}

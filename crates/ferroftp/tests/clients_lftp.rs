@@ -529,3 +529,42 @@ fn lftp_mlsd_listing() {
     );
     server.assert_still_serving();
 }
+
+/// README's Quick start: the client lines after "Connect with any client", run as written
+/// against `serve` with no options (the generated user, a self-signed certificate), the
+/// printed password and the test's port put in.
+#[test]
+fn the_readme_quick_start_client_lines_work_as_written() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .unwrap();
+    let start = readme
+        .find("Connect with any client")
+        .expect("the Quick start");
+    let block = readme[start..]
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a sh block");
+    assert!(block.contains("lftp") && block.contains("curl"), "{block}");
+    let server = TestServer::start();
+    let script = block
+        .replace("PASSWORD", &server.password)
+        .replace("2121", &server.port().to_string());
+    let cwd = server.dir.path().join("client");
+    std::fs::create_dir(&cwd).unwrap();
+    let out = Command::new("bash")
+        .args(["-e", "-c", &script])
+        .current_dir(&cwd)
+        .env("HOME", &cwd)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the Quick start lines failed:\n{err}");
+    assert!(!err.contains("NOT trusted"), "{err}");
+    assert_eq!(
+        std::fs::read(server.root.join("copy.txt")).unwrap(),
+        b"hello\n"
+    );
+}

@@ -81,6 +81,9 @@ fn the_unit_outlives_the_shutdown_grace_and_keeps_only_the_bind_capability() {
     assert_eq!(values(&unit, "ProtectSystem"), ["strict"]);
     assert_eq!(values(&unit, "ReadWritePaths"), ["/srv/ftp"]);
     assert_eq!(values(&unit, "LogsDirectory"), ["ferroftp"]);
+    // The users file lives in the state directory, which the server may write (hash
+    // upgrades, the admin API).
+    assert_eq!(values(&unit, "StateDirectory"), ["ferroftp"]);
     for key in [
         "NoNewPrivileges",
         "ProtectHome",
@@ -200,6 +203,12 @@ fn sysusers_and_tmpfiles_create_the_user_and_directories() {
     let meta = |p: &str| std::fs::metadata(root.path().join(p)).unwrap();
     assert_eq!(meta("srv/ftp").uid(), uid, "the server writes uploads");
     assert_eq!(meta("var/log/ferroftp").uid(), uid);
+    assert_eq!(
+        meta("var/lib/ferroftp").uid(),
+        uid,
+        "the server rewrites the users file"
+    );
+    assert_eq!(meta("var/lib/ferroftp").mode() & 0o777, 0o750);
     assert_eq!(meta("etc/ferroftp").uid(), 0, "root owns the configuration");
     assert_eq!(meta("etc/ferroftp").mode() & 0o777, 0o750);
 }
@@ -207,9 +216,10 @@ fn sysusers_and_tmpfiles_create_the_user_and_directories() {
 // ---- man pages (`ferroftp man`) ------------------------------------------------------------
 
 /// The subcommands that get their own page.
-const SUBCOMMANDS: [&str; 7] = [
+const SUBCOMMANDS: [&str; 8] = [
     "serve",
     "passwd",
+    "user",
     "check-config",
     "config",
     "cert",

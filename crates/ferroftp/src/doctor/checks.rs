@@ -66,6 +66,7 @@ pub fn check_config(config: &Config, source: &str, r: &mut Report) {
     passive(config, &host, running, r);
     certificate(config, r);
     files(config, r);
+    super::state::writable_state(config, r);
     management(config, &host, r);
     limits(config, r);
     r.section("Firewall rules to open");
@@ -723,8 +724,8 @@ fn id_name(file: &str, id: u32) -> String {
 }
 
 /// What a mode lets others than the owner do to a secret file: the level and the words.
-/// Owner-only (0600) and group-readable (0640, the README's recipe: root:ferroftp, so the
-/// service reads it through its group) are fine; group-writable and world-readable are not;
+/// Owner-only (0600, the README's users file: ferroftp:ferroftp) and group-readable (0640,
+/// its config and TLS key: root:ferroftp, so the service reads them through its group) are fine; group-writable and world-readable are not;
 /// world-writable fails. `group` names the file's group; `secret` is what reading reveals,
 /// `change` what changing it allows.
 fn mode_verdict(mode: u32, group: &str, secret: &str, change: &str) -> (Level, String) {
@@ -748,7 +749,7 @@ fn mode_verdict(mode: u32, group: &str, secret: &str, change: &str) -> (Level, S
     }
     let text = if mode & 0o040 != 0 {
         format!(
-            "readable by its owner and group {group} only (fine: the README's recipe is root:ferroftp 0640)"
+            "readable by its owner and group {group} only (fine)"
         )
     } else {
         "only its owner can read it".to_owned()
@@ -945,7 +946,7 @@ fn files(config: &Config, r: &mut Report) {
                 Level::Warn,
                 "no users_file: serve makes one user, ferro, with a new random password at each start",
             )
-            .fix("ferroftp passwd --users /etc/ferroftp/users.toml NAME, then users_file = that file"),
+            .fix("ferroftp passwd --users /var/lib/ferroftp/users.toml NAME, then users_file = that file"),
         ),
         Some(path) => {
             // UserDb::load says why the file cannot be read.
@@ -1045,6 +1046,12 @@ fn files(config: &Config, r: &mut Report) {
                     m.mode() & 0o7777
                 ),
             )),
+            // Missing inside the root: the server creates it at the first login.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && home.starts_with(root) && home != *root => {
+                if let Some(check) = super::state::missing_home(root, &home, &who) {
+                    r.add(check);
+                }
+            }
             Err(e) => r.add(
                 Check::new(
                     Level::Fail,

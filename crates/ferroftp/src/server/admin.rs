@@ -1,6 +1,6 @@
 //! The admin HTTP API (`admin.listen`): JSON over HTTP/1.1, every request authorised by a
 //! bearer token read from `admin.token_file`. Sessions (list, kick), bans (list, lift), users
-//! (add, disable, enable), reload and server status. Described by the OpenAPI document
+//! (list, show, add, change, disable, enable, delete), reload and server status. Described by the OpenAPI document
 //! `docs/admin-api.openapi.json`, which is also served (without a token: it holds no secrets)
 //! at `/api/v1/openapi.json`.
 //!
@@ -17,7 +17,7 @@ use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, patch, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -185,7 +185,11 @@ routes! {
     delete "/sessions/{id}" => kick_session,
     get "/bans" => list_bans,
     delete "/bans/{key}" => lift_ban,
+    get "/users" => list_users,
     post "/users" => add_user,
+    get "/users/{name}" => show_user,
+    patch "/users/{name}" => set_user,
+    delete "/users/{name}" => remove_user,
     post "/users/{name}/disable" => disable_user,
     post "/users/{name}/enable" => enable_user,
     post "/reload" => reload,
@@ -211,6 +215,8 @@ fn router(state: AppState) -> axum::Router {
 struct ApiError {
     status: StatusCode,
     reason: String,
+    /// A more precise code than the status's own.
+    code: Option<&'static str>,
 }
 
 impl ApiError {
@@ -218,6 +224,7 @@ impl ApiError {
         Self {
             status,
             reason: reason.into(),
+            code: None,
         }
     }
 }
@@ -239,7 +246,11 @@ fn error_code(status: StatusCode) -> &'static str {
 }
 
 fn error_body(status: StatusCode, reason: &str) -> Response {
-    let body = json!({ "error": error_code(status), "reason": reason });
+    coded_error_body(status, error_code(status), reason)
+}
+
+fn coded_error_body(status: StatusCode, code: &str, reason: &str) -> Response {
+    let body = json!({ "error": code, "reason": reason });
     let mut response = (status, Json(body)).into_response();
     if status == StatusCode::UNAUTHORIZED {
         response
@@ -251,7 +262,8 @@ fn error_body(status: StatusCode, reason: &str) -> Response {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        error_body(self.status, &self.reason)
+        let code = self.code.unwrap_or_else(|| error_code(self.status));
+        coded_error_body(self.status, code, &self.reason)
     }
 }
 
@@ -553,6 +565,20 @@ fn edit_error(e: AuthError) -> ApiError {
         | AuthError::InvalidHash(_)
         | AuthError::InvalidHome { .. }
         | AuthError::EmptyPassword => StatusCode::BAD_REQUEST,
+        AuthError::Write { path, error } => {
+            // Most often the service's sandbox or the directory's owner: say which file and
+            // why, so that the fix is plain (the file is written by a rename in its directory).
+            let dir = path.parent().unwrap_or(FsPath::new("."));
+            return ApiError {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                reason: format!(
+                    "cannot write the users file {}: {error}; the server's user must be able to create files in {} (see `ferroftp doctor`)",
+                    path.display(),
+                    dir.display()
+                ),
+                code: Some("users_file_not_writable"),
+            };
+        }
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     ApiError::new(status, e.to_string())
@@ -589,22 +615,20 @@ fn user_in_force(st: &AppState, name: &str) -> Value {
         .map_or(Value::Null, user_json)
 }
 
-async fn add_user(
-    State(st): State<AppState>,
-    ConnectInfo(admin): ConnectInfo<SocketAddr>,
-    body: axum::body::Bytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let new: NewUser = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid user: {e}")))?;
-    let path = users_file(&st)?;
-    let hash = match (new.password, new.password_hash) {
-        (Some(_), Some(_)) | (None, None) => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "give exactly one of password and password_hash",
-            ));
-        }
-        (None, Some(hash)) => hash,
+/// The hash to store from a request's `password` (hashed here) or `password_hash`: `None`
+/// when neither is given; both is a bad request.
+async fn new_hash(
+    st: &AppState,
+    password: Option<String>,
+    password_hash: Option<String>,
+) -> Result<Option<String>, ApiError> {
+    match (password, password_hash) {
+        (Some(_), Some(_)) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "give at most one of password and password_hash",
+        )),
+        (None, None) => Ok(None),
+        (None, Some(hash)) => Ok(Some(hash)),
         (Some(password), None) => {
             if password.is_empty() {
                 return Err(edit_error(AuthError::EmptyPassword));
@@ -619,7 +643,124 @@ async fn add_user(
             blocking(move || {
                 auth::hash_password(&password, auth::HashParams::default()).map_err(edit_error)
             })
-            .await?
+            .await
+            .map(Some)
+        }
+    }
+}
+
+async fn list_users(State(st): State<AppState>) -> Json<Value> {
+    let live = st.shared.live();
+    let mut users: Vec<&User> = live.users.users().collect();
+    users.sort_by(|a, b| a.name.cmp(&b.name));
+    Json(Value::Array(users.into_iter().map(user_json).collect()))
+}
+
+fn no_user(name: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("no user {name:?}"))
+}
+
+async fn show_user(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    match user_in_force(&st, &name) {
+        Value::Null => Err(no_user(&name)),
+        user => Ok(Json(user)),
+    }
+}
+
+/// `PATCH /users/{name}`: what to change; absent keys stay as they are.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserPatch {
+    password: Option<String>,
+    password_hash: Option<String>,
+    home: Option<PathBuf>,
+    permissions: Option<Permissions>,
+    tls_policy: Option<TlsPolicy>,
+    disabled: Option<bool>,
+}
+
+async fn set_user(
+    State(st): State<AppState>,
+    ConnectInfo(admin): ConnectInfo<SocketAddr>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let patch: UserPatch = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid change: {e}")))?;
+    let path = users_file(&st)?;
+    let hash = new_hash(&st, patch.password, patch.password_hash).await?;
+    if hash.is_none()
+        && patch.home.is_none()
+        && patch.permissions.is_none()
+        && patch.tls_policy.is_none()
+        && patch.disabled.is_none()
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "nothing to change: give password, password_hash, home, permissions, tls_policy or disabled",
+        ));
+    }
+    let _edit = st.edits.lock().await;
+    {
+        let (name, path) = (name.clone(), path.clone());
+        let (home, permissions, tls_policy, disabled) = (
+            patch.home,
+            patch.permissions,
+            patch.tls_policy,
+            patch.disabled,
+        );
+        blocking(move || {
+            let change = UserChange {
+                password_hash: hash.as_deref(),
+                home: home.as_deref(),
+                permissions,
+                disabled,
+                tls_policy,
+            };
+            auth::edit_user(&path, &name, &change, EditMode::Update).map_err(edit_error)
+        })
+        .await?;
+    }
+    tracing::info!(%admin, user = %name, file = %path.display(), "admin API: user changed");
+    reload_after_edit(&st).await?;
+    Ok(Json(user_in_force(&st, &name)))
+}
+
+async fn remove_user(
+    State(st): State<AppState>,
+    ConnectInfo(admin): ConnectInfo<SocketAddr>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let path = users_file(&st)?;
+    let _edit = st.edits.lock().await;
+    {
+        let (name, path) = (name.clone(), path.clone());
+        blocking(move || auth::delete_user(&path, &name).map_err(edit_error)).await?;
+    }
+    tracing::info!(%admin, user = %name, file = %path.display(), "admin API: user deleted");
+    // The reload logs the user's sessions out (421).
+    reload_after_edit(&st).await?;
+    Ok(Json(json!({ "deleted": name })))
+}
+
+async fn add_user(
+    State(st): State<AppState>,
+    ConnectInfo(admin): ConnectInfo<SocketAddr>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let new: NewUser = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid user: {e}")))?;
+    let path = users_file(&st)?;
+    let hash = match new_hash(&st, new.password, new.password_hash).await? {
+        Some(hash) => hash,
+        None => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "give exactly one of password and password_hash",
+            ));
         }
     };
     let name = new.name;

@@ -1251,7 +1251,23 @@ impl Session {
         let home_path = home.clone();
         let opened = match self.shared.homes.cached(&home) {
             Some(fs) => Ok(fs),
-            None => blocking(move || shared.homes.open(&home_for_open)).await,
+            None => {
+                let (root, user) = (self.live.root.clone(), login.name.clone());
+                blocking(move || {
+                    // A user added by passwd, import-users or the admin API has no home yet.
+                    match crate::storage::create_missing_home(&root, &home_for_open) {
+                        Ok(true) => {
+                            info!(%user, home = %home_for_open.display(), "created the missing home directory (mode 0750)");
+                        }
+                        Ok(false) => {}
+                        Err(e) => {
+                            tracing::warn!(%user, home = %home_for_open.display(), error = %e, "cannot create the missing home directory");
+                        }
+                    }
+                    shared.homes.open(&home_for_open)
+                })
+                .await
+            }
         };
         match opened {
             Ok(fs) => {
@@ -2760,7 +2776,7 @@ fn maybe_rehash(shared: &Arc<Shared>, live: &Live, user: &User, password: String
             Ok(Err(e)) => warn!(
                 user = %name,
                 error = %e,
-                "cannot upgrade the password hash to argon2id (auth.rehash_to_argon2); the old hash stays in use"
+                "cannot upgrade the password hash to argon2id (auth.rehash_to_argon2); the old hash stays in use. The server's user must be able to create files in the users file's directory (ferroftp doctor checks it)"
             ),
             Err(e) => warn!(user = %name, error = %e, "the password hash upgrade failed"),
         }
