@@ -625,10 +625,7 @@ impl Session {
         match read {
             Ok(0) | Err(_) => Some("client closed the control connection"),
             Ok(n) => {
-                if let Err(e) = self.ingest(chunk.get(..n).unwrap_or_default()) {
-                    // Answered once the lines before it have run (see `serve`).
-                    self.too_long = Some(e.limit);
-                }
+                self.ingest(chunk.get(..n).unwrap_or_default());
                 None
             }
         }
@@ -705,18 +702,40 @@ impl Session {
         reason
     }
 
-    fn ingest(&mut self, bytes: &[u8]) -> Result<(), LineTooLong> {
+    /// Take bytes read from the control connection. Callers read only while the queue has
+    /// room, a chunk at a time, so the input buffer stays within a line plus a chunk.
+    fn ingest(&mut self, bytes: &[u8]) {
         self.inbuf.extend_from_slice(bytes);
-        let max = self.live.config.limits.max_line_length;
-        while let Some(line) = line::take_line(&mut self.inbuf, max)? {
-            self.lines.push_back(line);
+        self.split_lines();
+    }
+
+    /// Move complete lines from the input buffer to the queue, never past
+    /// [`MAX_QUEUED_LINES`]: a chunk of 1,000 empty lines must not become 1,000 queued lines.
+    /// The rest waits in the buffer (which the loop does not add to while the queue is full).
+    fn split_lines(&mut self) {
+        if self.too_long.is_some() {
+            // The front of the buffer is the over-long line; nothing after it runs.
+            return;
         }
-        Ok(())
+        let max = self.live.config.limits.max_line_length;
+        while self.lines.len() < MAX_QUEUED_LINES {
+            match line::take_line(&mut self.inbuf, max) {
+                Ok(Some(line)) => self.lines.push_back(line),
+                Ok(None) => break,
+                Err(LineTooLong { limit }) => {
+                    // Answered once the lines before it have run (see `serve`).
+                    self.too_long = Some(limit);
+                    break;
+                }
+            }
+        }
     }
 
     /// The next line to run: anything when idle; during a transfer only ABOR or a bare STAT
     /// (from anywhere in the queue, since they are meant to overtake).
     fn next_runnable_line(&mut self) -> Option<Vec<u8>> {
+        // Lines that waited in the buffer while the queue was full.
+        self.split_lines();
         if self.transfer.is_none() {
             return self.lines.pop_front();
         }
@@ -761,23 +780,22 @@ impl Session {
     }
 
     /// Whether the client has closed the control connection, without waiting; bytes that are
-    /// waiting are kept as commands.
+    /// waiting are kept as commands. It reads only while the queue has room, like the command
+    /// loop: a client that floods the control connection is read no faster than it is served
+    /// (a full queue cannot tell a closed connection, so it counts as not gone; the loop sees
+    /// the close once it has run the queued commands).
     fn client_gone(&mut self) -> bool {
-        let mut buf = [0u8; 1024];
-        loop {
+        let mut buf = [0u8; 512];
+        while self.lines.len() < MAX_QUEUED_LINES && self.too_long.is_none() {
             match self.read_now(&mut buf) {
                 Ok(0) => return true,
-                Ok(n) => {
-                    if let Err(e) = self.ingest(buf.get(..n).unwrap_or_default()) {
-                        self.too_long = Some(e.limit);
-                        return false;
-                    }
-                }
+                Ok(n) => self.ingest(buf.get(..n).unwrap_or_default()),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return true,
             }
         }
+        false
     }
 
     async fn dispatch(&mut self, raw: &[u8]) -> io::Result<Flow> {
