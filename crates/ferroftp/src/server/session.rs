@@ -965,6 +965,11 @@ impl Session {
     }
 
     fn reinitialize(&mut self) {
+        if self.login.is_some() {
+            // A user who logged in gets a fresh login period to log in again; without a login,
+            // REIN must not restart the clock (a REIN a second would keep a session forever).
+            self.connected_at = Instant::now();
+        }
         self.pending_user = None;
         self.login = None;
         self.cwd = VPath::root();
@@ -974,7 +979,6 @@ impl Session {
         self.epsv_all = false;
         self.mlst = MlstFacts::default();
         self.data = DataSetup::None;
-        self.connected_at = Instant::now();
     }
 
     // ---- security (RFC 2228, RFC 4217) ----
@@ -1333,6 +1337,7 @@ impl Session {
     }
 
     fn resolve(&self, arg: &str) -> Result<VPath, Reply> {
+        check_line_ends(arg)?;
         let path = VPath::resolve(&self.cwd, arg).map_err(|e| fs_reply(arg, &e))?;
         if path.file_name().is_some_and(storage::is_internal_name) {
             return Err(Reply::new(553, format!("{arg}: file name not allowed")));
@@ -1425,10 +1430,26 @@ impl Session {
         let result = async {
             let fs = self.need(Permission::Rename)?;
             let to = self.resolve(arg)?;
+            // Renaming onto an existing name destroys what was there, like overwriting it.
+            let may_replace = self.login()?.perms.has(Permission::Write);
             let (f, t) = (from.clone(), to.clone());
-            blocking(move || fs.rename(&f, &t))
-                .await
-                .map_err(|e| fs_reply(arg, &e))?;
+            blocking(move || {
+                if may_replace {
+                    fs.rename(&f, &t)
+                } else {
+                    fs.rename_no_replace(&f, &t)
+                }
+            })
+            .await
+            .map_err(|e| match e {
+                StorageError::AlreadyExists if !may_replace => Reply::new(
+                    550,
+                    format!(
+                        "{arg}: already exists; renaming onto an existing name needs the write permission"
+                    ),
+                ),
+                e => fs_reply(arg, &e),
+            })?;
             info!(op = "rename", from = %from, to = %to, "file operation");
             Ok::<_, Reply>(Reply::new(250, "Rename successful"))
         }
@@ -2077,11 +2098,16 @@ impl Session {
     async fn cmd_store(&mut self, arg: &str, append: bool) -> Result<(), Reply> {
         async {
             let offset = std::mem::take(&mut self.rest);
-            let (mode, perm, verb) = match (append, offset) {
-                (false, 0) => (WriteMode::Replace, Permission::Write, "STOR"),
-                (false, n) => (WriteMode::At(n), Permission::Append, "STOR"),
-                (true, 0) => (WriteMode::Append, Permission::Append, "APPE"),
-                (true, n) => (WriteMode::At(n), Permission::Append, "APPE"),
+            let verb = if append { "APPE" } else { "STOR" };
+            let may_write = self.login()?.perms.has(Permission::Write);
+            let (mode, perm) = match (append, offset) {
+                (false, 0) => (WriteMode::Replace, Permission::Write),
+                (true, 0) => (WriteMode::Append, Permission::Append),
+                // Writing at an offset overwrites what follows it and cuts the old tail: that
+                // is the write permission's.
+                (_, n) if may_write => (WriteMode::At(n), Permission::Write),
+                // An append-only account may resume at the end, which only adds bytes.
+                (_, n) => (WriteMode::AppendAt(n), Permission::Append),
             };
             let fs = self.need(perm)?;
             let path = self.resolve(arg)?;
@@ -2092,7 +2118,15 @@ impl Session {
             let p = path.clone();
             let mut upload = blocking(move || fs.create_upload(&p, mode))
                 .await
-                .map_err(|e| fs_reply(arg, &e))?;
+                .map_err(|e| match e {
+                    StorageError::WouldOverwrite => Reply::new(
+                        550,
+                        format!(
+                            "{arg}: REST {offset} is before the end of the file, and this account may only append (overwriting needs the write permission)"
+                        ),
+                    ),
+                    e => fs_reply(arg, &e),
+                })?;
             let connect = self.take_data_connection()?;
             let file = upload
                 .take_file()
@@ -2114,6 +2148,9 @@ impl Session {
     async fn cmd_stou(&mut self, hint: Option<String>) -> Result<(), Reply> {
         async {
             let fs = self.need(Permission::Write)?;
+            if let Some(h) = &hint {
+                check_line_ends(h)?;
+            }
             self.require_data_setup()?;
             self.rest = 0;
             let hint = hint
@@ -2306,6 +2343,16 @@ impl Session {
         let result = async {
             let fs = self.need(Permission::Write)?;
             let path = self.resolve(arg)?;
+            if mode & !0o777 != 0 {
+                // Set on a file of the service account, setuid or setgid would hand its
+                // rights to whoever runs the file.
+                return Err(Reply::new(
+                    550,
+                    format!(
+                        "SITE CHMOD {mode:o} refused: the setuid, setgid and sticky bits (7000) cannot be set; use a mode of 777 or less"
+                    ),
+                ));
+            }
             let p = path.clone();
             blocking(move || fs.set_mode(&p, mode))
                 .await
@@ -2318,9 +2365,13 @@ impl Session {
     }
 
     fn status_reply(&self) -> Reply {
-        let mut body = vec![format!("Connected to {} from {}", self.local, self.peer)];
+        let mut body = Vec::new();
         match &self.login {
-            Some(l) => body.push(format!("Logged in as {}", l.name)),
+            Some(l) => {
+                body.push(format!("Connected to {} from {}", self.local, self.peer));
+                body.push(format!("Logged in as {}", l.name));
+            }
+            // The server's own address (maybe a private one behind NAT) is for users only.
             None => body.push("Not logged in".to_string()),
         }
         let ty = match self.ty {
@@ -2477,6 +2528,7 @@ impl Listing {
         style: ListStyle,
     ) -> Result<Self, Reply> {
         let shown = arg.unwrap_or(".");
+        check_line_ends(shown)?;
         let path = VPath::resolve(cwd, shown).map_err(|e| fs_reply(shown, &e))?;
         let prefix = match arg {
             Some(a) if style == ListStyle::Nlst => format!("{}/", a.trim_end_matches('/')),
@@ -2569,6 +2621,18 @@ impl Listing {
             prefix,
         })
     }
+}
+
+/// Refuses a path argument with a CR or LF in it (501): such a name would travel raw in NLST
+/// and in replies, where a line end forges the lines after it.
+fn check_line_ends(arg: &str) -> Result<(), Reply> {
+    if arg.contains(['\r', '\n']) {
+        return Err(Reply::new(
+            501,
+            "Path names may not contain CR or LF characters",
+        ));
+    }
+    Ok(())
 }
 
 fn is_glob(s: &str) -> bool {
