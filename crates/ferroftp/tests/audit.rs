@@ -7,6 +7,8 @@ mod common;
 
 use std::io::{BufRead, ErrorKind, Write};
 use std::net::{SocketAddr, TcpListener};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -158,4 +160,199 @@ fn an_active_data_connection_that_reaches_itself_fails_with_425() {
     assert_eq!(code, 425, "LIST over a self-connected data connection: {code} {text}");
     c.cmd_ok("NOOP", 200);
     server.wait_for_log("reached itself", 10);
+}
+
+/// Mode bits of a file, without the type.
+fn mode_of(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+/// A whole upload: PASV, the command (which must start), the bytes, and its final reply.
+fn upload(c: &mut Ctrl, line: &str, bytes: &[u8]) -> (u16, String) {
+    let mut data = c.pasv_connect();
+    let (code, text) = c.cmd(line);
+    if code != 150 && code != 125 {
+        return (code, text);
+    }
+    data.write_all(bytes).unwrap();
+    drop(data);
+    c.reply()
+}
+
+/// Audit item 3: `SITE CHMOD 6777 prog` made a setuid and setgid program of the service
+/// account. The special bits are refused, and the file stays as it was.
+#[test]
+fn site_chmod_refuses_setuid_setgid_and_sticky() {
+    let server = server_for(&["list", "read", "write"], "");
+    let prog = server.root.join("prog");
+    std::fs::write(&prog, b"#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut c = server.login();
+    for mode in ["6777", "4755", "2755", "1777", "7777"] {
+        let (code, text) = c.cmd(&format!("SITE CHMOD {mode} prog"));
+        assert_eq!(code, 550, "SITE CHMOD {mode}: {text}");
+        assert_eq!(mode_of(&prog), 0o755, "SITE CHMOD {mode} changed the file");
+    }
+    c.cmd_ok("SITE CHMOD 777 prog", 200);
+    assert_eq!(mode_of(&prog), 0o777);
+}
+
+/// Audit item 4: an account with list, read and rename replaced a file's contents by renaming
+/// another file onto it. Replacing needs the write permission, like overwriting.
+#[test]
+fn renaming_onto_an_existing_name_needs_the_write_permission() {
+    let server = server_for(&["list", "read", "rename"], "");
+    std::fs::write(server.root.join("a"), b"a's data").unwrap();
+    std::fs::write(server.root.join("b"), b"b's data").unwrap();
+    std::fs::create_dir(server.root.join("d")).unwrap();
+    std::fs::create_dir(server.root.join("e")).unwrap();
+    let mut c = server.login();
+    for (from, to) in [("a", "b"), ("d", "e")] {
+        c.cmd_ok(&format!("RNFR {from}"), 350);
+        let (code, text) = c.cmd(&format!("RNTO {to}"));
+        assert_eq!(code, 550, "RNFR {from} + RNTO {to}: {text}");
+    }
+    assert_eq!(std::fs::read(server.root.join("a")).unwrap(), b"a's data");
+    assert_eq!(std::fs::read(server.root.join("b")).unwrap(), b"b's data");
+    assert!(server.root.join("d").is_dir() && server.root.join("e").is_dir());
+    // Renaming to a free name is what the permission is for.
+    c.cmd_ok("RNFR a", 350);
+    c.cmd_ok("RNTO c", 250);
+    assert_eq!(std::fs::read(server.root.join("c")).unwrap(), b"a's data");
+
+    // With write, renaming onto an existing file replaces it, as before.
+    let server = server_for(&["list", "read", "rename", "write"], "");
+    std::fs::write(server.root.join("a"), b"a's data").unwrap();
+    std::fs::write(server.root.join("b"), b"b's data").unwrap();
+    let mut c = server.login();
+    c.cmd_ok("RNFR a", 350);
+    c.cmd_ok("RNTO b", 250);
+    assert_eq!(std::fs::read(server.root.join("b")).unwrap(), b"a's data");
+}
+
+/// Audit item 4: with list and append only, REST 1 + STOR cut a file to one byte. An
+/// append-only account may resume only at the end of a file, and only ever adds bytes.
+#[test]
+fn an_append_only_account_never_overwrites_or_truncates() {
+    let server = server_for(&["list", "append"], "");
+    let f = server.root.join("f");
+    std::fs::write(&f, b"0123456789").unwrap();
+    let mut c = server.login();
+    c.cmd_ok("TYPE I", 200);
+    for (rest, verb) in [(1, "STOR"), (0, "STOR"), (9, "STOR"), (1, "APPE")] {
+        c.cmd_ok(&format!("REST {rest}"), 350);
+        let (code, text) = upload(&mut c, &format!("{verb} f"), b"X");
+        assert_eq!(code, 550, "REST {rest} + {verb}: {text}");
+        assert_eq!(std::fs::read(&f).unwrap(), b"0123456789", "REST {rest} + {verb}");
+    }
+    // Resuming at the end adds bytes, as does APPE.
+    c.cmd_ok("REST 10", 350);
+    assert_eq!(upload(&mut c, "STOR f", b"AB").0, 226);
+    assert_eq!(upload(&mut c, "APPE f", b"CD").0, 226);
+    assert_eq!(std::fs::read(&f).unwrap(), b"0123456789ABCD");
+
+    // With write, REST + STOR still rewrites from the offset.
+    let server = server_for(&["list", "read", "write"], "");
+    let f = server.root.join("f");
+    std::fs::write(&f, b"0123456789").unwrap();
+    let mut c = server.login();
+    c.cmd_ok("TYPE I", 200);
+    c.cmd_ok("REST 4", 350);
+    assert_eq!(upload(&mut c, "STOR f", b"x").0, 226);
+    assert_eq!(std::fs::read(&f).unwrap(), b"0123x");
+}
+
+/// Audit item 9: a REIN every second kept a session that never logged in alive forever. The
+/// login deadline runs from the connection.
+#[test]
+fn rein_does_not_extend_the_time_to_log_in() {
+    let server = server_for(&["list"], "[limits]\nlogin_timeout_secs = 1\n");
+    let mut c = server.connect();
+    // Far more REINs than fit in the login period; the session must end among them.
+    for _ in 0..40 {
+        let _ = c.stream.write_all(b"REIN\r\n");
+        let (code, text) = c.reply();
+        if code == 421 {
+            assert!(text.contains("not logged in"), "{text}");
+            assert!(c.is_closed());
+            return;
+        }
+        assert_eq!(code, 220, "{text}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    panic!("REIN kept an unauthenticated session alive past the login timeout");
+}
+
+/// Audit item 11: a hard link in the home to a file outside it let APPE, REST + STOR, SITE
+/// CHMOD and MFMT change that file. In-place changes refuse files with other hard links; STOR
+/// replaces the link itself, and reading it is the administrator's choice (README, Security).
+#[test]
+fn in_place_changes_refuse_a_hard_linked_file() {
+    let server = server_for(&["list", "read", "write", "append"], "");
+    let outside = server.dir.path().join("outside");
+    std::fs::write(&outside, b"not yours").unwrap();
+    std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::hard_link(&outside, server.root.join("link")).unwrap();
+    let mtime = std::fs::metadata(&outside).unwrap().modified().unwrap();
+    let mut c = server.login();
+    c.cmd_ok("TYPE I", 200);
+    let (code, text) = upload(&mut c, "APPE link", b"appended");
+    assert_eq!(code, 550, "APPE: {text}");
+    c.cmd_ok("REST 3", 350);
+    let (code, text) = upload(&mut c, "STOR link", b"over");
+    assert_eq!(code, 550, "REST + STOR: {text}");
+    let (code, text) = c.cmd("SITE CHMOD 666 link");
+    assert_eq!(code, 550, "SITE CHMOD: {text}");
+    let (code, text) = c.cmd("MFMT 20000101000000 link");
+    assert_eq!(code, 550, "MFMT: {text}");
+    assert_eq!(std::fs::read(&outside).unwrap(), b"not yours");
+    assert_eq!(mode_of(&outside), 0o644);
+    assert_eq!(std::fs::metadata(&outside).unwrap().modified().unwrap(), mtime);
+    // Reading works; STOR replaces the link, not the file behind it.
+    assert_eq!(c.retr("link"), b"not yours");
+    assert_eq!(upload(&mut c, "STOR link", b"mine").0, 226);
+    assert_eq!(std::fs::read(server.root.join("link")).unwrap(), b"mine");
+    assert_eq!(std::fs::read(&outside).unwrap(), b"not yours");
+}
+
+/// Audit item 11: `MKD a\rb` was accepted, and the name went raw into NLST, where a line end
+/// forges lines. CR and LF are refused in every path argument and nothing changes.
+#[test]
+fn path_names_with_cr_or_lf_are_refused() {
+    let server = server_for(&["list", "read", "write", "mkdir", "rename"], "");
+    std::fs::write(server.root.join("x"), b"x").unwrap();
+    let mut c = server.login();
+    c.cmd_ok("TYPE I", 200);
+    for line in ["MKD a\rb", "MKD a\rb/\r", "SITE CHMOD 644 x\r"] {
+        c.send_raw(format!("{line}\r\n").as_bytes());
+        let (code, text) = c.reply();
+        assert_eq!(code, 501, "{line:?}: {text}");
+    }
+    c.cmd_ok("RNFR x", 350);
+    let (code, text) = c.cmd("RNTO y\r226 forged");
+    assert_eq!(code, 501, "RNTO: {text}");
+    let (code, text) = upload(&mut c, "STOR z\r", b"z");
+    assert_eq!(code, 501, "STOR: {text}");
+    let names: Vec<_> = std::fs::read_dir(&server.root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["x"]);
+    assert_eq!(c.list("NLST"), "x\r\n");
+}
+
+/// Audit item 11: STAT before login showed the server's own address.
+#[test]
+fn stat_before_login_does_not_show_the_servers_address() {
+    let server = server_for(&["list"], "");
+    let mut c = server.connect();
+    let text = c.cmd_ok("STAT", 211);
+    let local = c.stream.peer_addr().unwrap();
+    assert!(!text.contains(&local.to_string()), "{text}");
+    assert!(!text.contains(&local.port().to_string()), "{text}");
+    assert!(text.contains("Not logged in"), "{text}");
+    // Once logged in, STAT says where the session is connected.
+    c.login("u", "pw");
+    let text = c.cmd_ok("STAT", 211);
+    assert!(text.contains(&local.to_string()), "{text}");
 }
