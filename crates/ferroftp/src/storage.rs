@@ -170,15 +170,33 @@ impl HomeCache {
 
 /// A directory being read (see [`LocalFs::read_dir`]). Send, so batches can be read on a
 /// blocking thread while the async side sends the previous one.
-#[derive(Debug)]
 pub struct DirStream {
     entries: cap_std::fs::ReadDir,
     root: Arc<Dir>,
     path: VPath,
     names_only: bool,
+    /// Only names this accepts are returned (and only they cost a `stat`).
+    keep: Option<Box<dyn Fn(&str) -> bool + Send>>,
+}
+
+impl std::fmt::Debug for DirStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirStream")
+            .field("path", &self.path)
+            .field("names_only", &self.names_only)
+            .field("filtered", &self.keep.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl DirStream {
+    /// Only entries whose name `keep` accepts (a glob pattern): the rest are skipped as they
+    /// are read, so a pattern over a huge directory holds no more than a batch at a time.
+    pub fn matching(mut self, keep: impl Fn(&str) -> bool + Send + 'static) -> Self {
+        self.keep = Some(Box::new(keep));
+        self
+    }
+
     /// Up to `max` more entries; an empty batch means the end.
     pub fn next_batch(&mut self, max: usize) -> Result<Vec<Entry>, StorageError> {
         let mut batch = Vec::with_capacity(max.min(1024));
@@ -191,6 +209,9 @@ impl DirStream {
                 continue;
             };
             if !is_valid_segment(&name) || is_internal_name(&name) {
+                continue;
+            }
+            if self.keep.as_ref().is_some_and(|keep| !keep(&name)) {
                 continue;
             }
             if self.names_only {
@@ -291,6 +312,7 @@ impl LocalFs {
             root: Arc::clone(&self.root),
             path: p.clone(),
             names_only: false,
+            keep: None,
         })
     }
 

@@ -126,6 +126,7 @@ fn a_control_flood_after_a_failed_transfer_keeps_the_servers_memory_bounded() {
     assert_eq!(failed, 1);
     assert_eq!(empty, FLOOD);
     let after = status_kib(server.pid(), "VmHWM");
+    eprintln!("peak memory: {before} KiB before the flood, {after} KiB after");
     // 2 MiB of empty lines queued at once cost about 50 MiB; bounded, they cost nothing.
     let grew = after.saturating_sub(before);
     assert!(
@@ -355,4 +356,45 @@ fn stat_before_login_does_not_show_the_servers_address() {
     c.login("u", "pw");
     let text = c.cmd_ok("STAT", 211);
     assert!(text.contains(&local.to_string()), "{text}");
+}
+
+/// Audit item 7: `LIST dir/*` read and sorted the whole directory before sending a byte, so a
+/// few parallel glob listings of a huge directory took hundreds of megabytes. Matches are now
+/// streamed like a plain listing. Eight glob listings of a 100,000-entry directory are held
+/// open at once (the client reads nothing until all have started), and the server's peak
+/// memory must not grow with the directory.
+#[test]
+fn glob_listings_of_a_huge_directory_keep_the_servers_memory_bounded() {
+    const ENTRIES: usize = 100_000;
+    const LISTINGS: usize = 8;
+    let server = server_for(&["list", "read"], "");
+    let dir = server.root.join("big");
+    std::fs::create_dir(&dir).unwrap();
+    for i in 0..ENTRIES {
+        std::fs::File::create(dir.join(format!("entry-with-a-longish-name-{i:06}.dat"))).unwrap();
+    }
+    let before = status_kib(server.pid(), "VmHWM");
+    let mut open = Vec::new();
+    for _ in 0..LISTINGS {
+        let mut c = server.connect();
+        c.login("u", "pw");
+        let data = c.pasv_connect();
+        c.cmd_ok("LIST big/entry-*", 150);
+        open.push((c, data));
+    }
+    let during = status_kib(server.pid(), "VmHWM");
+    // Every listing is complete (and nothing matching is a 550, as before).
+    for (mut c, data) in open {
+        let text = common::read_all(data);
+        assert_eq!(text.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count(), ENTRIES);
+        c.cmd_ok_reply(226);
+        let (code, _) = transfer_result(&mut c, "NLST big/nothing-*");
+        assert_eq!(code, 550);
+    }
+    let grew = during.saturating_sub(before);
+    eprintln!("peak memory: {before} KiB before the listings, {during} KiB with them open");
+    assert!(
+        grew < 24 * 1024,
+        "{LISTINGS} glob listings of {ENTRIES} entries grew the server's peak memory by {grew} KiB"
+    );
 }

@@ -215,6 +215,8 @@ enum SendSource {
 enum ListSource {
     Entries(Vec<Entry>),
     Dir(storage::DirStream),
+    /// The first batch of a directory, already read, then the rest of it.
+    Continued(Vec<Entry>, storage::DirStream),
 }
 
 /// How a listing's lines are written.
@@ -263,43 +265,38 @@ async fn send_listing(
 ) -> Result<(), CopyError> {
     let mut out = Vec::with_capacity(LISTING_CHUNK);
     let local = |e: StorageError| CopyError::Local(io::Error::other(e.to_string()));
-    match source {
-        ListSource::Entries(entries) => {
-            for e in &entries {
-                fmt.push(e, &mut out);
-                if out.len() >= LISTING_CHUNK {
-                    data::write_chunk(dst, &mut out, progress, stall).await?;
-                }
+    // Entries in hand, the directory still to read, and how much of it to read next.
+    let (mut batch, mut dir, mut max) = match source {
+        ListSource::Entries(entries) => (entries, None, 0),
+        ListSource::Dir(dir) => (Vec::new(), Some(dir), SORTED_LISTING_LIMIT),
+        ListSource::Continued(first, dir) => (first, Some(dir), LISTING_BATCH),
+    };
+    loop {
+        for e in &batch {
+            fmt.push(e, &mut out);
+            if out.len() >= LISTING_CHUNK {
+                data::write_chunk(dst, &mut out, progress, stall).await?;
             }
         }
-        ListSource::Dir(dir) => {
-            let mut dir = Some(dir);
-            let mut max = SORTED_LISTING_LIMIT;
-            while let Some(mut d) = dir.take() {
-                let (d, batch) = tokio::task::spawn_blocking(move || {
-                    let batch = d.next_batch(max);
-                    (d, batch)
-                })
-                .await
-                .map_err(|e| CopyError::Local(io::Error::other(e.to_string())))?;
-                let mut batch = batch.map_err(local)?;
-                if batch.is_empty() {
-                    break;
-                }
-                if max == SORTED_LISTING_LIMIT && batch.len() < max {
-                    // The whole directory is in hand: list it sorted, like ls.
-                    batch.sort_by(|a, b| a.name.cmp(&b.name));
-                }
-                max = LISTING_BATCH;
-                for e in &batch {
-                    fmt.push(e, &mut out);
-                    if out.len() >= LISTING_CHUNK {
-                        data::write_chunk(dst, &mut out, progress, stall).await?;
-                    }
-                }
-                dir = Some(d);
-            }
+        let Some(mut d) = dir.take() else {
+            break;
+        };
+        let (d, next) = tokio::task::spawn_blocking(move || {
+            let batch = d.next_batch(max);
+            (d, batch)
+        })
+        .await
+        .map_err(|e| CopyError::Local(io::Error::other(e.to_string())))?;
+        batch = next.map_err(local)?;
+        if batch.is_empty() {
+            break;
         }
+        if max == SORTED_LISTING_LIMIT && batch.len() < max {
+            // The whole directory is in hand: list it sorted, like ls.
+            batch.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+        max = LISTING_BATCH;
+        dir = Some(d);
     }
     data::write_chunk(dst, &mut out, progress, stall).await?;
     data::finish(dst, stall).await
@@ -2238,10 +2235,17 @@ impl Session {
             let target = Listing::gather(fs, &self.cwd, Some(arg), ListStyle::List).await?;
             let now = SystemTime::now();
             // The reply travels on the control connection: a huge directory is cut short.
-            let (mut entries, more) = match target.source {
-                ListSource::Entries(v) => (v, false),
-                ListSource::Dir(mut d) => blocking(move || {
-                    let batch = d.next_batch(STAT_LISTING_LIMIT)?;
+            let (first, dir) = match target.source {
+                ListSource::Entries(v) => (v, None),
+                ListSource::Dir(d) => (Vec::new(), Some(d)),
+                ListSource::Continued(v, d) => (v, Some(d)),
+            };
+            let (mut entries, more) = match dir {
+                None => (first, false),
+                Some(mut d) => blocking(move || {
+                    let mut batch = first;
+                    let room = STAT_LISTING_LIMIT.saturating_sub(batch.len());
+                    batch.extend(d.next_batch(room)?);
                     let more = !d.next_batch(1)?.is_empty();
                     Ok((batch, more))
                 })
@@ -2582,6 +2586,8 @@ impl Listing {
     }
 
     /// `LIST *.txt`, `NLST dir/*.log`: a pattern in the last component, as `mget` sends.
+    /// Matches are streamed like a plain listing: up to [`SORTED_LISTING_LIMIT`] of them are
+    /// listed sorted, more in the order the directory gives (memory stays bounded).
     async fn gather_glob(
         fs: Arc<LocalFs>,
         cwd: &VPath,
@@ -2597,19 +2603,33 @@ impl Listing {
         let dir = VPath::resolve(cwd, if dir_part.is_empty() { "." } else { dir_part })
             .map_err(|e| fs_reply(shown, &e))?;
         let d = dir.clone();
-        let entries = blocking(move || fs.list(&d))
-            .await
-            .map_err(|e| fs_reply(shown, &e))?;
-        let entries: Vec<Entry> = entries
-            .into_iter()
-            .filter(|e| pat.matches(&e.name))
-            .collect();
-        if entries.is_empty() {
+        // The first batch is read now: no match at all is a 550, not an empty listing.
+        let (first, stream) = blocking(move || {
+            let stream = if nlst {
+                fs.read_dir_names(&d)?
+            } else {
+                fs.read_dir(&d)?
+            };
+            let mut stream = stream.matching(move |name| pat.matches(name));
+            let first = stream.next_batch(SORTED_LISTING_LIMIT)?;
+            Ok((first, stream))
+        })
+        .await
+        .map_err(|e| fs_reply(shown, &e))?;
+        if first.is_empty() {
             return Err(Reply::new(
                 550,
                 format!("{shown}: No such file or directory"),
             ));
         }
+        let source = if first.len() < SORTED_LISTING_LIMIT {
+            // Every match is in hand.
+            let mut first = first;
+            first.sort_by(|a, b| a.name.cmp(&b.name));
+            ListSource::Entries(first)
+        } else {
+            ListSource::Continued(first, stream)
+        };
         let prefix = if nlst {
             dir_part.to_owned()
         } else {
@@ -2617,7 +2637,7 @@ impl Listing {
         };
         Ok(Self {
             path: dir,
-            source: ListSource::Entries(entries),
+            source,
             prefix,
         })
     }
