@@ -19,7 +19,12 @@
 //!   refused as a path segment ([`StorageError::InvalidName`]);
 //! - only regular files and directories are opened: a FIFO, socket or device node in the home
 //!   is refused with [`StorageError::PermissionDenied`] (checked before opening and again on
-//!   the opened handle).
+//!   the opened handle);
+//! - a hard link is the file itself, wherever its other names are: a regular file with more
+//!   than one link is never changed in place (in-place uploads, [`LocalFs::set_mode`],
+//!   [`LocalFs::set_modified`] give [`StorageError::HardLinked`]); replacing it
+//!   ([`WriteMode::Replace`], rename) only changes the name in the home;
+//! - names with CR or LF are invalid ([`VPath::resolve`] refuses them, listings skip them).
 //!
 //! # Uploads
 //! [`LocalFs::create_upload`] returns an [`Upload`]; [`Upload::commit`] `fsync`s the data.
@@ -34,7 +39,8 @@
 //! - [`WriteMode::Append`] (APPE) writes to the target itself. Interrupted: what was written
 //!   stays (the client is resuming); nothing written, nothing changed.
 //! - [`WriteMode::At`] (REST + STOR) writes in place from the offset; commit cuts the file
-//!   where the upload ends. Interrupted: the file is the prefix up to the offset plus what
+//!   where the upload ends. [`WriteMode::AppendAt`] is its form for accounts that may only
+//!   append: the offset must be the file's end, and it appends like APPE. Interrupted: the file is the prefix up to the offset plus what
 //!   was written (never a mix with the old tail); if nothing was written, it is unchanged.
 //! - [`Upload::roll_back`] undoes an in-place upload whose data cannot be trusted, as far as
 //!   possible (everything but bytes that overwrote old content).
@@ -176,8 +182,11 @@ pub struct DirStream {
     path: VPath,
     names_only: bool,
     /// Only names this accepts are returned (and only they cost a `stat`).
-    keep: Option<Box<dyn Fn(&str) -> bool + Send>>,
+    keep: Option<NameFilter>,
 }
+
+/// Which names a [`DirStream`] returns (see [`DirStream::matching`]).
+type NameFilter = Box<dyn Fn(&str) -> bool + Send>;
 
 impl std::fmt::Debug for DirStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -158,7 +158,10 @@ fn an_active_data_connection_that_reaches_itself_fails_with_425() {
     let target = SocketAddr::from(([127, 0, 0, 1], port - 1));
     c.cmd_ok(&format!("PORT {}", port_arg(target)), 200);
     let (code, text) = transfer_result(&mut c, "LIST");
-    assert_eq!(code, 425, "LIST over a self-connected data connection: {code} {text}");
+    assert_eq!(
+        code, 425,
+        "LIST over a self-connected data connection: {code} {text}"
+    );
     c.cmd_ok("NOOP", 200);
     server.wait_for_log("reached itself", 10);
 }
@@ -244,7 +247,11 @@ fn an_append_only_account_never_overwrites_or_truncates() {
         c.cmd_ok(&format!("REST {rest}"), 350);
         let (code, text) = upload(&mut c, &format!("{verb} f"), b"X");
         assert_eq!(code, 550, "REST {rest} + {verb}: {text}");
-        assert_eq!(std::fs::read(&f).unwrap(), b"0123456789", "REST {rest} + {verb}");
+        assert_eq!(
+            std::fs::read(&f).unwrap(),
+            b"0123456789",
+            "REST {rest} + {verb}"
+        );
     }
     // Resuming at the end adds bytes, as does APPE.
     c.cmd_ok("REST 10", 350);
@@ -308,7 +315,10 @@ fn in_place_changes_refuse_a_hard_linked_file() {
     assert_eq!(code, 550, "MFMT: {text}");
     assert_eq!(std::fs::read(&outside).unwrap(), b"not yours");
     assert_eq!(mode_of(&outside), 0o644);
-    assert_eq!(std::fs::metadata(&outside).unwrap().modified().unwrap(), mtime);
+    assert_eq!(
+        std::fs::metadata(&outside).unwrap().modified().unwrap(),
+        mtime
+    );
     // Reading works; STOR replaces the link, not the file behind it.
     assert_eq!(c.retr("link"), b"not yours");
     assert_eq!(upload(&mut c, "STOR link", b"mine").0, 226);
@@ -386,7 +396,12 @@ fn glob_listings_of_a_huge_directory_keep_the_servers_memory_bounded() {
     // Every listing is complete (and nothing matching is a 550, as before).
     for (mut c, data) in open {
         let text = common::read_all(data);
-        assert_eq!(text.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count(), ENTRIES);
+        assert_eq!(
+            text.split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+                .count(),
+            ENTRIES
+        );
         c.cmd_ok_reply(226);
         let (code, _) = transfer_result(&mut c, "NLST big/nothing-*");
         assert_eq!(code, 550);

@@ -1098,11 +1098,7 @@ fn in_place_changes_refuse_a_file_with_other_hard_links() {
     // A hard link in the home to a file outside it.
     fs::hard_link(fx.outside.join("secret"), fx.home.join("link")).unwrap();
     let before = fs::metadata(fx.outside.join("secret")).unwrap();
-    for mode in [
-        WriteMode::Append,
-        WriteMode::At(3),
-        WriteMode::AppendAt(10),
-    ] {
+    for mode in [WriteMode::Append, WriteMode::At(3), WriteMode::AppendAt(10)] {
         assert!(
             matches!(
                 fx.fs.create_upload(&vp("/link"), mode),
@@ -1124,7 +1120,10 @@ fn in_place_changes_refuse_a_file_with_other_hard_links() {
     assert_eq!(before.permissions().mode(), after.permissions().mode());
     assert_eq!(before.modified().unwrap(), after.modified().unwrap());
     // STOR replaces the link (temp file and rename) and never writes through.
-    let mut up = fx.fs.create_upload(&vp("/link"), WriteMode::Replace).unwrap();
+    let mut up = fx
+        .fs
+        .create_upload(&vp("/link"), WriteMode::Replace)
+        .unwrap();
     up.file().write_all(b"new").unwrap();
     up.commit().unwrap();
     assert_eq!(fs::read(fx.home.join("link")).unwrap(), b"new");
@@ -1148,7 +1147,10 @@ fn append_at_only_resumes_at_the_end() {
         Err(StorageError::InvalidOffset)
     ));
     assert_eq!(fs::read(fx.home.join("f")).unwrap(), b"12345");
-    let mut up = fx.fs.create_upload(&vp("/f"), WriteMode::AppendAt(5)).unwrap();
+    let mut up = fx
+        .fs
+        .create_upload(&vp("/f"), WriteMode::AppendAt(5))
+        .unwrap();
     up.file().write_all(b"67").unwrap();
     up.commit().unwrap();
     assert_eq!(fs::read(fx.home.join("f")).unwrap(), b"1234567");
@@ -1195,6 +1197,12 @@ fn names_with_line_ends_are_refused_and_hidden() {
     }
     fs::write(fx.home.join("ok"), b"").unwrap();
     fs::write(fx.home.join("forged\r\n226 x"), b"").unwrap();
-    let names: Vec<String> = fx.fs.list(&vp("/")).unwrap().into_iter().map(|e| e.name).collect();
+    let names: Vec<String> = fx
+        .fs
+        .list(&vp("/"))
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
     assert_eq!(names, ["ok"]);
 }
