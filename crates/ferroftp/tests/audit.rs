@@ -94,9 +94,11 @@ fn a_control_flood_after_a_failed_transfer_keeps_the_servers_memory_bounded() {
                 Err(e) => panic!("flood: {e}"),
             }
         }
+        // (The flag is shared with the reader's descriptor: blocking again before the
+        // reader starts.)
+        writer.set_nonblocking(false).unwrap();
         full_tx.send(()).unwrap();
         // ...then keep pushing the rest while the server handles the transfer's failure.
-        writer.set_nonblocking(false).unwrap();
         writer.write_all(&flood[sent..]).unwrap();
         writer.write_all(b"NOOP\r\n").unwrap();
     });
