@@ -48,9 +48,11 @@ pub enum Permission {
     List,
     /// Download files (`RETR`, `SIZE`, `MDTM`).
     Read,
-    /// Upload files, creating or overwriting them (`STOR`, `STOU`).
+    /// Upload files, creating or overwriting them (`STOR`, `STOU`, `REST` + `STOR`), and
+    /// anything else that replaces or changes existing data or metadata (`RNTO` onto an
+    /// existing name, `SITE CHMOD`, `MFMT`).
     Write,
-    /// Append to files (`APPE`, `REST` + `STOR`).
+    /// Append to files (`APPE`, and `REST` + `STOR` exactly at the end): only ever adds bytes.
     Append,
     /// Delete files (`DELE`).
     Delete,

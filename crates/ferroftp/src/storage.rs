@@ -19,7 +19,12 @@
 //!   refused as a path segment ([`StorageError::InvalidName`]);
 //! - only regular files and directories are opened: a FIFO, socket or device node in the home
 //!   is refused with [`StorageError::PermissionDenied`] (checked before opening and again on
-//!   the opened handle).
+//!   the opened handle);
+//! - a hard link is the file itself, wherever its other names are: a regular file with more
+//!   than one link is never changed in place (in-place uploads, [`LocalFs::set_mode`],
+//!   [`LocalFs::set_modified`] give [`StorageError::HardLinked`]); replacing it
+//!   ([`WriteMode::Replace`], rename) only changes the name in the home;
+//! - names with CR or LF are invalid ([`VPath::resolve`] refuses them, listings skip them).
 //!
 //! # Uploads
 //! [`LocalFs::create_upload`] returns an [`Upload`]; [`Upload::commit`] `fsync`s the data.
@@ -34,7 +39,8 @@
 //! - [`WriteMode::Append`] (APPE) writes to the target itself. Interrupted: what was written
 //!   stays (the client is resuming); nothing written, nothing changed.
 //! - [`WriteMode::At`] (REST + STOR) writes in place from the offset; commit cuts the file
-//!   where the upload ends. Interrupted: the file is the prefix up to the offset plus what
+//!   where the upload ends. [`WriteMode::AppendAt`] is its form for accounts that may only
+//!   append: the offset must be the file's end, and it appends like APPE. Interrupted: the file is the prefix up to the offset plus what
 //!   was written (never a mix with the old tail); if nothing was written, it is unchanged.
 //! - [`Upload::roll_back`] undoes an in-place upload whose data cannot be trusted, as far as
 //!   possible (everything but bytes that overwrote old content).
@@ -210,15 +216,36 @@ pub fn create_missing_home(root: &Path, home: &Path) -> io::Result<bool> {
 
 /// A directory being read (see [`LocalFs::read_dir`]). Send, so batches can be read on a
 /// blocking thread while the async side sends the previous one.
-#[derive(Debug)]
 pub struct DirStream {
     entries: cap_std::fs::ReadDir,
     root: Arc<Dir>,
     path: VPath,
     names_only: bool,
+    /// Only names this accepts are returned (and only they cost a `stat`).
+    keep: Option<NameFilter>,
+}
+
+/// Which names a [`DirStream`] returns (see [`DirStream::matching`]).
+type NameFilter = Box<dyn Fn(&str) -> bool + Send>;
+
+impl std::fmt::Debug for DirStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirStream")
+            .field("path", &self.path)
+            .field("names_only", &self.names_only)
+            .field("filtered", &self.keep.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl DirStream {
+    /// Only entries whose name `keep` accepts (a glob pattern): the rest are skipped as they
+    /// are read, so a pattern over a huge directory holds no more than a batch at a time.
+    pub fn matching(mut self, keep: impl Fn(&str) -> bool + Send + 'static) -> Self {
+        self.keep = Some(Box::new(keep));
+        self
+    }
+
     /// Up to `max` more entries; an empty batch means the end.
     pub fn next_batch(&mut self, max: usize) -> Result<Vec<Entry>, StorageError> {
         let mut batch = Vec::with_capacity(max.min(1024));
@@ -231,6 +258,9 @@ impl DirStream {
                 continue;
             };
             if !is_valid_segment(&name) || is_internal_name(&name) {
+                continue;
+            }
+            if self.keep.as_ref().is_some_and(|keep| !keep(&name)) {
                 continue;
             }
             if self.names_only {
@@ -331,6 +361,7 @@ impl LocalFs {
             root: Arc::clone(&self.root),
             path: p.clone(),
             names_only: false,
+            keep: None,
         })
     }
 
@@ -374,8 +405,27 @@ impl LocalFs {
                 let mut opts = OpenOptions::new();
                 opts.append(true).create(true);
                 let file = self.root.open_with(p.relative(), &opts)?.into_std();
-                let len = check_regular_file(&file)?;
+                let len = check_in_place_file(&file)?;
                 Ok(Upload::in_place(file, InPlaceMode::Append, len, Some(len)))
+            }
+            WriteMode::AppendAt(offset) => {
+                if !self.check_write_target(p)? {
+                    return match self.metadata(&parent)?.kind {
+                        EntryKind::Dir => Err(StorageError::InvalidOffset),
+                        _ => Err(StorageError::NotADirectory),
+                    };
+                }
+                let mut opts = OpenOptions::new();
+                opts.append(true);
+                let file = self.root.open_with(p.relative(), &opts)?.into_std();
+                let len = check_in_place_file(&file)?;
+                match offset.cmp(&len) {
+                    std::cmp::Ordering::Equal => {
+                        Ok(Upload::in_place(file, InPlaceMode::Append, len, Some(len)))
+                    }
+                    std::cmp::Ordering::Less => Err(StorageError::WouldOverwrite),
+                    std::cmp::Ordering::Greater => Err(StorageError::InvalidOffset),
+                }
             }
             WriteMode::At(offset) => {
                 if !self.check_write_target(p)? && offset > 0 {
@@ -388,7 +438,7 @@ impl LocalFs {
                 let mut opts = OpenOptions::new();
                 opts.write(true).create(offset == 0);
                 let mut file = self.root.open_with(p.relative(), &opts)?.into_std();
-                let len = check_regular_file(&file)?;
+                let len = check_in_place_file(&file)?;
                 if offset > len {
                     return Err(StorageError::InvalidOffset);
                 }
@@ -524,6 +574,18 @@ impl LocalFs {
     /// Refuses the home itself ([`StorageError::PermissionDenied`]) and moving a directory into
     /// itself ([`StorageError::InvalidName`]).
     pub fn rename(&self, from: &VPath, to: &VPath) -> Result<(), StorageError> {
+        self.rename_with(from, to, true)
+    }
+
+    /// Like [`Self::rename`], but never replaces anything at `to`: an existing name there gives
+    /// [`StorageError::AlreadyExists`] and nothing changes (for accounts that may rename but
+    /// not overwrite). Atomic (`renameat2` with `RENAME_NOREPLACE`) where the file system
+    /// supports it.
+    pub fn rename_no_replace(&self, from: &VPath, to: &VPath) -> Result<(), StorageError> {
+        self.rename_with(from, to, false)
+    }
+
+    fn rename_with(&self, from: &VPath, to: &VPath, replace: bool) -> Result<(), StorageError> {
         check_not_internal(from)?;
         check_not_internal(to)?;
         if from.is_root() || to.is_root() {
@@ -536,11 +598,48 @@ impl LocalFs {
         {
             return Err(StorageError::InvalidName);
         }
+        if !replace {
+            return self.rename_exclusive(from, to);
+        }
         match self.root.rename(from.relative(), &self.root, to.relative()) {
             Ok(()) => Ok(()),
             // EINVAL: moving a directory beneath itself by way of a symlink.
             Err(err) if err.kind() == io::ErrorKind::InvalidInput => Err(StorageError::InvalidName),
             Err(err) => Err(err.into()),
+        }
+    }
+
+    /// `rename_no_replace` proper: both parents are opened beneath the home (cap-std), and the
+    /// rename names one component in each, so nothing is resolved outside the home.
+    fn rename_exclusive(&self, from: &VPath, to: &VPath) -> Result<(), StorageError> {
+        let (Some(from_parent), Some(from_name), Some(to_parent), Some(to_name)) =
+            (from.parent(), from.file_name(), to.parent(), to.file_name())
+        else {
+            return Err(StorageError::PermissionDenied);
+        };
+        let from_dir = self.root.open_dir(from_parent.relative())?;
+        let to_dir = self.root.open_dir(to_parent.relative())?;
+        let flags = rustix::fs::RenameFlags::NOREPLACE;
+        match rustix::fs::renameat_with(&from_dir, from_name, &to_dir, to_name, flags) {
+            Ok(()) => Ok(()),
+            // A file system without RENAME_NOREPLACE (EINVAL also means a directory moved
+            // beneath itself, which the lexical check above catches but a symlink may hide):
+            // look, then rename. Only another local process could race the look.
+            Err(rustix::io::Errno::INVAL) => {
+                match to_dir.symlink_metadata(to_name) {
+                    Ok(_) => return Err(StorageError::AlreadyExists),
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                    Err(err) => return Err(err.into()),
+                }
+                match from_dir.rename(from_name, &to_dir, to_name) {
+                    Ok(()) => Ok(()),
+                    Err(err) if err.kind() == io::ErrorKind::InvalidInput => {
+                        Err(StorageError::InvalidName)
+                    }
+                    Err(err) => Err(err.into()),
+                }
+            }
+            Err(errno) => Err(io::Error::from(errno).into()),
         }
     }
 
@@ -563,19 +662,27 @@ impl LocalFs {
             Err(err) => return Err(err.into()),
         };
         let file = file.into_std();
-        let kind = file.metadata()?.file_type();
-        if !kind.is_dir() && !kind.is_file() {
+        let md = file.metadata()?;
+        if md.is_file() {
+            check_single_link(&md)?;
+        } else if !md.is_dir() {
             return Err(StorageError::PermissionDenied);
         }
         Ok(file.set_modified(t)?)
     }
 
-    /// Sets the permission bits of `p` (SITE CHMOD); only the `0o7777` bits of `mode` are used.
+    /// Sets the permission bits of `p` (SITE CHMOD). Only the `0o777` bits of `mode` are
+    /// used: setuid, setgid and sticky are never set (the files belong to the service account).
+    /// A regular file with other hard links is refused ([`StorageError::HardLinked`]).
     pub fn set_mode(&self, p: &VPath, mode: u32) -> Result<(), StorageError> {
         check_not_internal(p)?;
+        let md = self.root.metadata(p.relative())?;
+        if md.is_file() {
+            check_single_link(&md)?;
+        }
         Ok(self
             .root
-            .set_permissions(p.relative(), Permissions::from_mode(mode & 0o7777))?)
+            .set_permissions(p.relative(), Permissions::from_mode(mode & 0o777))?)
     }
 }
 
@@ -596,6 +703,40 @@ fn check_regular(md: &Metadata) -> Result<(), StorageError> {
         Ok(())
     } else {
         Err(StorageError::PermissionDenied)
+    }
+}
+
+/// [`check_regular_file`] for a file about to be changed in place (APPE, REST + STOR): one
+/// with other hard links is refused, as writing it would change every other name of it, and
+/// one of them may be outside the home. Returns the length.
+fn check_in_place_file(file: &File) -> Result<u64, StorageError> {
+    let len = check_regular_file(file)?;
+    check_single_link(&file.metadata()?)?;
+    Ok(len)
+}
+
+/// Refuses a regular file with more than one hard link (see [`StorageError::HardLinked`]).
+fn check_single_link(md: &impl HardLinks) -> Result<(), StorageError> {
+    if md.links() > 1 {
+        return Err(StorageError::HardLinked);
+    }
+    Ok(())
+}
+
+/// The link count of either kind of metadata.
+trait HardLinks {
+    fn links(&self) -> u64;
+}
+
+impl HardLinks for Metadata {
+    fn links(&self) -> u64 {
+        self.nlink()
+    }
+}
+
+impl HardLinks for std::fs::Metadata {
+    fn links(&self) -> u64 {
+        std::os::unix::fs::MetadataExt::nlink(self)
     }
 }
 

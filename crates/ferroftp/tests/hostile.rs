@@ -546,9 +546,9 @@ fn names_with_line_breaks_cannot_inject_replies() {
         200,
         "control connection out of step after STAT"
     );
-    // Arguments with a bare CR echoed in error replies.
+    // Arguments with a bare CR: refused as a path name (501), never echoed raw.
     let (code, text) = c.cmd("RETR x\r230 Logged in");
-    assert_eq!(code, 550, "{text}");
+    assert_eq!(code, 501, "{text}");
     let (code, text) = c.cmd("USER a\r331 x\r230 welcome");
     assert_eq!(code, 331, "{text}");
     assert_eq!(

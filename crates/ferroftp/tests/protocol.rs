@@ -654,11 +654,14 @@ fn transfers_need_a_data_connection() {
     };
     assert_eq!(code, 425, "{text}");
     assert!(started.elapsed() < Duration::from_secs(10));
-    // Active to a port where nobody listens: 425.
-    let port = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    // Active to a port where nobody listens: 425. The port stays bound (without listen) for
+    // the whole test, so connecting to it is refused and the kernel can never hand it to the
+    // server as its own source port, which would let the server's socket reach itself.
+    let closed = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    closed
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    let port = closed.local_addr().unwrap().as_socket().unwrap().port();
     c.cmd_ok(
         &format!(
             "PORT {}",
@@ -674,6 +677,7 @@ fn transfers_need_a_data_connection() {
     };
     assert_eq!(code, 425);
     c.cmd_ok("NOOP", 200);
+    drop(closed);
 }
 
 /// A transfer command refused with 425 (no PASV/PORT first) must not touch the disk.

@@ -246,14 +246,31 @@ pub(crate) async fn connect_active(
     } else if let Some(ip) = local_ip {
         socket.bind(SocketAddr::new(ip, 0))?;
     }
-    tokio::time::timeout(timeout, socket.connect(target))
+    let stream = tokio::time::timeout(timeout, socket.connect(target))
         .await
         .unwrap_or_else(|_| {
             Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!("connecting to {target} took over {} s", timeout.as_secs()),
             ))
-        })
+        })?;
+    refuse_self_connect(stream)
+}
+
+/// A connection whose two ends are one socket is no connection: TCP lets a socket reach itself
+/// when it connects from the very port it targets (a simultaneous open), which happens when the
+/// client names a closed port that the kernel then picks as our source port, or the port that
+/// `source_port_below_listener` binds. The transfer would "succeed" into the void.
+fn refuse_self_connect(stream: TcpStream) -> io::Result<TcpStream> {
+    let (local, peer) = (stream.local_addr()?, stream.peer_addr()?);
+    if local == peer {
+        tracing::warn!(addr = %peer, "active data connection reached itself (TCP self-connect); treated as refused");
+        return Err(io::Error::new(
+            io::ErrorKind::ConnectionRefused,
+            format!("nothing listens on {peer}"),
+        ));
+    }
+    Ok(stream)
 }
 
 /// Why a running transfer stopped early.
@@ -623,6 +640,28 @@ mod tests {
     use std::net::Ipv4Addr;
 
     const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+    #[tokio::test]
+    async fn a_data_connection_that_reached_itself_is_refused() {
+        // Connecting from the port it targets: the kernel joins the socket to itself.
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(LO, 0)).unwrap();
+        let me = socket.local_addr().unwrap();
+        let stream = socket.connect(me).await.unwrap();
+        assert_eq!(stream.local_addr().unwrap(), stream.peer_addr().unwrap());
+        let err = refuse_self_connect(stream).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
+        // Through connect_active, with the source port it is told to use (a fresh port: the
+        // one above lingers after its close).
+        let fresh = std::net::TcpListener::bind(SocketAddr::new(LO, 0))
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let err = connect_active(LO, fresh, Duration::from_secs(5), Some(fresh.port()))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused, "{err}");
+    }
 
     fn free_range(n: u16) -> PortRange {
         // Find n consecutive free ports by probing; good enough for a test on loopback.

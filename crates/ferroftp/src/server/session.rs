@@ -215,6 +215,8 @@ enum SendSource {
 enum ListSource {
     Entries(Vec<Entry>),
     Dir(storage::DirStream),
+    /// The first batch of a directory, already read, then the rest of it.
+    Continued(Vec<Entry>, storage::DirStream),
 }
 
 /// How a listing's lines are written.
@@ -263,43 +265,38 @@ async fn send_listing(
 ) -> Result<(), CopyError> {
     let mut out = Vec::with_capacity(LISTING_CHUNK);
     let local = |e: StorageError| CopyError::Local(io::Error::other(e.to_string()));
-    match source {
-        ListSource::Entries(entries) => {
-            for e in &entries {
-                fmt.push(e, &mut out);
-                if out.len() >= LISTING_CHUNK {
-                    data::write_chunk(dst, &mut out, progress, stall).await?;
-                }
+    // Entries in hand, the directory still to read, and how much of it to read next.
+    let (mut batch, mut dir, mut max) = match source {
+        ListSource::Entries(entries) => (entries, None, 0),
+        ListSource::Dir(dir) => (Vec::new(), Some(dir), SORTED_LISTING_LIMIT),
+        ListSource::Continued(first, dir) => (first, Some(dir), LISTING_BATCH),
+    };
+    loop {
+        for e in &batch {
+            fmt.push(e, &mut out);
+            if out.len() >= LISTING_CHUNK {
+                data::write_chunk(dst, &mut out, progress, stall).await?;
             }
         }
-        ListSource::Dir(dir) => {
-            let mut dir = Some(dir);
-            let mut max = SORTED_LISTING_LIMIT;
-            while let Some(mut d) = dir.take() {
-                let (d, batch) = tokio::task::spawn_blocking(move || {
-                    let batch = d.next_batch(max);
-                    (d, batch)
-                })
-                .await
-                .map_err(|e| CopyError::Local(io::Error::other(e.to_string())))?;
-                let mut batch = batch.map_err(local)?;
-                if batch.is_empty() {
-                    break;
-                }
-                if max == SORTED_LISTING_LIMIT && batch.len() < max {
-                    // The whole directory is in hand: list it sorted, like ls.
-                    batch.sort_by(|a, b| a.name.cmp(&b.name));
-                }
-                max = LISTING_BATCH;
-                for e in &batch {
-                    fmt.push(e, &mut out);
-                    if out.len() >= LISTING_CHUNK {
-                        data::write_chunk(dst, &mut out, progress, stall).await?;
-                    }
-                }
-                dir = Some(d);
-            }
+        let Some(mut d) = dir.take() else {
+            break;
+        };
+        let (d, next) = tokio::task::spawn_blocking(move || {
+            let batch = d.next_batch(max);
+            (d, batch)
+        })
+        .await
+        .map_err(|e| CopyError::Local(io::Error::other(e.to_string())))?;
+        batch = next.map_err(local)?;
+        if batch.is_empty() {
+            break;
         }
+        if max == SORTED_LISTING_LIMIT && batch.len() < max {
+            // The whole directory is in hand: list it sorted, like ls.
+            batch.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+        max = LISTING_BATCH;
+        dir = Some(d);
     }
     data::write_chunk(dst, &mut out, progress, stall).await?;
     data::finish(dst, stall).await
@@ -625,10 +622,7 @@ impl Session {
         match read {
             Ok(0) | Err(_) => Some("client closed the control connection"),
             Ok(n) => {
-                if let Err(e) = self.ingest(chunk.get(..n).unwrap_or_default()) {
-                    // Answered once the lines before it have run (see `serve`).
-                    self.too_long = Some(e.limit);
-                }
+                self.ingest(chunk.get(..n).unwrap_or_default());
                 None
             }
         }
@@ -705,18 +699,40 @@ impl Session {
         reason
     }
 
-    fn ingest(&mut self, bytes: &[u8]) -> Result<(), LineTooLong> {
+    /// Take bytes read from the control connection. Callers read only while the queue has
+    /// room, a chunk at a time, so the input buffer stays within a line plus a chunk.
+    fn ingest(&mut self, bytes: &[u8]) {
         self.inbuf.extend_from_slice(bytes);
-        let max = self.live.config.limits.max_line_length;
-        while let Some(line) = line::take_line(&mut self.inbuf, max)? {
-            self.lines.push_back(line);
+        self.split_lines();
+    }
+
+    /// Move complete lines from the input buffer to the queue, never past
+    /// [`MAX_QUEUED_LINES`]: a chunk of 1,000 empty lines must not become 1,000 queued lines.
+    /// The rest waits in the buffer (which the loop does not add to while the queue is full).
+    fn split_lines(&mut self) {
+        if self.too_long.is_some() {
+            // The front of the buffer is the over-long line; nothing after it runs.
+            return;
         }
-        Ok(())
+        let max = self.live.config.limits.max_line_length;
+        while self.lines.len() < MAX_QUEUED_LINES {
+            match line::take_line(&mut self.inbuf, max) {
+                Ok(Some(line)) => self.lines.push_back(line),
+                Ok(None) => break,
+                Err(LineTooLong { limit }) => {
+                    // Answered once the lines before it have run (see `serve`).
+                    self.too_long = Some(limit);
+                    break;
+                }
+            }
+        }
     }
 
     /// The next line to run: anything when idle; during a transfer only ABOR or a bare STAT
     /// (from anywhere in the queue, since they are meant to overtake).
     fn next_runnable_line(&mut self) -> Option<Vec<u8>> {
+        // Lines that waited in the buffer while the queue was full.
+        self.split_lines();
         if self.transfer.is_none() {
             return self.lines.pop_front();
         }
@@ -761,23 +777,22 @@ impl Session {
     }
 
     /// Whether the client has closed the control connection, without waiting; bytes that are
-    /// waiting are kept as commands.
+    /// waiting are kept as commands. It reads only while the queue has room, like the command
+    /// loop: a client that floods the control connection is read no faster than it is served
+    /// (a full queue cannot tell a closed connection, so it counts as not gone; the loop sees
+    /// the close once it has run the queued commands).
     fn client_gone(&mut self) -> bool {
-        let mut buf = [0u8; 1024];
-        loop {
+        let mut buf = [0u8; 512];
+        while self.lines.len() < MAX_QUEUED_LINES && self.too_long.is_none() {
             match self.read_now(&mut buf) {
                 Ok(0) => return true,
-                Ok(n) => {
-                    if let Err(e) = self.ingest(buf.get(..n).unwrap_or_default()) {
-                        self.too_long = Some(e.limit);
-                        return false;
-                    }
-                }
+                Ok(n) => self.ingest(buf.get(..n).unwrap_or_default()),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return true,
             }
         }
+        false
     }
 
     async fn dispatch(&mut self, raw: &[u8]) -> io::Result<Flow> {
@@ -947,6 +962,11 @@ impl Session {
     }
 
     fn reinitialize(&mut self) {
+        if self.login.is_some() {
+            // A user who logged in gets a fresh login period to log in again; without a login,
+            // REIN must not restart the clock (a REIN a second would keep a session forever).
+            self.connected_at = Instant::now();
+        }
         self.pending_user = None;
         self.login = None;
         self.cwd = VPath::root();
@@ -956,7 +976,6 @@ impl Session {
         self.epsv_all = false;
         self.mlst = MlstFacts::default();
         self.data = DataSetup::None;
-        self.connected_at = Instant::now();
     }
 
     // ---- security (RFC 2228, RFC 4217) ----
@@ -1331,6 +1350,7 @@ impl Session {
     }
 
     fn resolve(&self, arg: &str) -> Result<VPath, Reply> {
+        check_line_ends(arg)?;
         let path = VPath::resolve(&self.cwd, arg).map_err(|e| fs_reply(arg, &e))?;
         if path.file_name().is_some_and(storage::is_internal_name) {
             return Err(Reply::new(553, format!("{arg}: file name not allowed")));
@@ -1423,10 +1443,26 @@ impl Session {
         let result = async {
             let fs = self.need(Permission::Rename)?;
             let to = self.resolve(arg)?;
+            // Renaming onto an existing name destroys what was there, like overwriting it.
+            let may_replace = self.login()?.perms.has(Permission::Write);
             let (f, t) = (from.clone(), to.clone());
-            blocking(move || fs.rename(&f, &t))
-                .await
-                .map_err(|e| fs_reply(arg, &e))?;
+            blocking(move || {
+                if may_replace {
+                    fs.rename(&f, &t)
+                } else {
+                    fs.rename_no_replace(&f, &t)
+                }
+            })
+            .await
+            .map_err(|e| match e {
+                StorageError::AlreadyExists if !may_replace => Reply::new(
+                    550,
+                    format!(
+                        "{arg}: already exists; renaming onto an existing name needs the write permission"
+                    ),
+                ),
+                e => fs_reply(arg, &e),
+            })?;
             info!(op = "rename", from = %from, to = %to, "file operation");
             Ok::<_, Reply>(Reply::new(250, "Rename successful"))
         }
@@ -2075,11 +2111,16 @@ impl Session {
     async fn cmd_store(&mut self, arg: &str, append: bool) -> Result<(), Reply> {
         async {
             let offset = std::mem::take(&mut self.rest);
-            let (mode, perm, verb) = match (append, offset) {
-                (false, 0) => (WriteMode::Replace, Permission::Write, "STOR"),
-                (false, n) => (WriteMode::At(n), Permission::Append, "STOR"),
-                (true, 0) => (WriteMode::Append, Permission::Append, "APPE"),
-                (true, n) => (WriteMode::At(n), Permission::Append, "APPE"),
+            let verb = if append { "APPE" } else { "STOR" };
+            let may_write = self.login()?.perms.has(Permission::Write);
+            let (mode, perm) = match (append, offset) {
+                (false, 0) => (WriteMode::Replace, Permission::Write),
+                (true, 0) => (WriteMode::Append, Permission::Append),
+                // Writing at an offset overwrites what follows it and cuts the old tail: that
+                // is the write permission's.
+                (_, n) if may_write => (WriteMode::At(n), Permission::Write),
+                // An append-only account may resume at the end, which only adds bytes.
+                (_, n) => (WriteMode::AppendAt(n), Permission::Append),
             };
             let fs = self.need(perm)?;
             let path = self.resolve(arg)?;
@@ -2090,7 +2131,15 @@ impl Session {
             let p = path.clone();
             let mut upload = blocking(move || fs.create_upload(&p, mode))
                 .await
-                .map_err(|e| fs_reply(arg, &e))?;
+                .map_err(|e| match e {
+                    StorageError::WouldOverwrite => Reply::new(
+                        550,
+                        format!(
+                            "{arg}: REST {offset} is before the end of the file, and this account may only append (overwriting needs the write permission)"
+                        ),
+                    ),
+                    e => fs_reply(arg, &e),
+                })?;
             let connect = self.take_data_connection()?;
             let file = upload
                 .take_file()
@@ -2112,6 +2161,9 @@ impl Session {
     async fn cmd_stou(&mut self, hint: Option<String>) -> Result<(), Reply> {
         async {
             let fs = self.need(Permission::Write)?;
+            if let Some(h) = &hint {
+                check_line_ends(h)?;
+            }
             self.require_data_setup()?;
             self.rest = 0;
             let hint = hint
@@ -2199,10 +2251,17 @@ impl Session {
             let target = Listing::gather(fs, &self.cwd, Some(arg), ListStyle::List).await?;
             let now = SystemTime::now();
             // The reply travels on the control connection: a huge directory is cut short.
-            let (mut entries, more) = match target.source {
-                ListSource::Entries(v) => (v, false),
-                ListSource::Dir(mut d) => blocking(move || {
-                    let batch = d.next_batch(STAT_LISTING_LIMIT)?;
+            let (first, dir) = match target.source {
+                ListSource::Entries(v) => (v, None),
+                ListSource::Dir(d) => (Vec::new(), Some(d)),
+                ListSource::Continued(v, d) => (v, Some(d)),
+            };
+            let (mut entries, more) = match dir {
+                None => (first, false),
+                Some(mut d) => blocking(move || {
+                    let mut batch = first;
+                    let room = STAT_LISTING_LIMIT.saturating_sub(batch.len());
+                    batch.extend(d.next_batch(room)?);
                     let more = !d.next_batch(1)?.is_empty();
                     Ok((batch, more))
                 })
@@ -2304,6 +2363,16 @@ impl Session {
         let result = async {
             let fs = self.need(Permission::Write)?;
             let path = self.resolve(arg)?;
+            if mode & !0o777 != 0 {
+                // Set on a file of the service account, setuid or setgid would hand its
+                // rights to whoever runs the file.
+                return Err(Reply::new(
+                    550,
+                    format!(
+                        "SITE CHMOD {mode:o} refused: the setuid, setgid and sticky bits (7000) cannot be set; use a mode of 777 or less"
+                    ),
+                ));
+            }
             let p = path.clone();
             blocking(move || fs.set_mode(&p, mode))
                 .await
@@ -2316,9 +2385,13 @@ impl Session {
     }
 
     fn status_reply(&self) -> Reply {
-        let mut body = vec![format!("Connected to {} from {}", self.local, self.peer)];
+        let mut body = Vec::new();
         match &self.login {
-            Some(l) => body.push(format!("Logged in as {}", l.name)),
+            Some(l) => {
+                body.push(format!("Connected to {} from {}", self.local, self.peer));
+                body.push(format!("Logged in as {}", l.name));
+            }
+            // The server's own address (maybe a private one behind NAT) is for users only.
             None => body.push("Not logged in".to_string()),
         }
         let ty = match self.ty {
@@ -2475,6 +2548,7 @@ impl Listing {
         style: ListStyle,
     ) -> Result<Self, Reply> {
         let shown = arg.unwrap_or(".");
+        check_line_ends(shown)?;
         let path = VPath::resolve(cwd, shown).map_err(|e| fs_reply(shown, &e))?;
         let prefix = match arg {
             Some(a) if style == ListStyle::Nlst => format!("{}/", a.trim_end_matches('/')),
@@ -2528,6 +2602,8 @@ impl Listing {
     }
 
     /// `LIST *.txt`, `NLST dir/*.log`: a pattern in the last component, as `mget` sends.
+    /// Matches are streamed like a plain listing: up to [`SORTED_LISTING_LIMIT`] of them are
+    /// listed sorted, more in the order the directory gives (memory stays bounded).
     async fn gather_glob(
         fs: Arc<LocalFs>,
         cwd: &VPath,
@@ -2543,19 +2619,33 @@ impl Listing {
         let dir = VPath::resolve(cwd, if dir_part.is_empty() { "." } else { dir_part })
             .map_err(|e| fs_reply(shown, &e))?;
         let d = dir.clone();
-        let entries = blocking(move || fs.list(&d))
-            .await
-            .map_err(|e| fs_reply(shown, &e))?;
-        let entries: Vec<Entry> = entries
-            .into_iter()
-            .filter(|e| pat.matches(&e.name))
-            .collect();
-        if entries.is_empty() {
+        // The first batch is read now: no match at all is a 550, not an empty listing.
+        let (first, stream) = blocking(move || {
+            let stream = if nlst {
+                fs.read_dir_names(&d)?
+            } else {
+                fs.read_dir(&d)?
+            };
+            let mut stream = stream.matching(move |name| pat.matches(name));
+            let first = stream.next_batch(SORTED_LISTING_LIMIT)?;
+            Ok((first, stream))
+        })
+        .await
+        .map_err(|e| fs_reply(shown, &e))?;
+        if first.is_empty() {
             return Err(Reply::new(
                 550,
                 format!("{shown}: No such file or directory"),
             ));
         }
+        let source = if first.len() < SORTED_LISTING_LIMIT {
+            // Every match is in hand.
+            let mut first = first;
+            first.sort_by(|a, b| a.name.cmp(&b.name));
+            ListSource::Entries(first)
+        } else {
+            ListSource::Continued(first, stream)
+        };
         let prefix = if nlst {
             dir_part.to_owned()
         } else {
@@ -2563,10 +2653,22 @@ impl Listing {
         };
         Ok(Self {
             path: dir,
-            source: ListSource::Entries(entries),
+            source,
             prefix,
         })
     }
+}
+
+/// Refuses a path argument with a CR or LF in it (501): such a name would travel raw in NLST
+/// and in replies, where a line end forges the lines after it.
+fn check_line_ends(arg: &str) -> Result<(), Reply> {
+    if arg.contains(['\r', '\n']) {
+        return Err(Reply::new(
+            501,
+            "Path names may not contain CR or LF characters",
+        ));
+    }
+    Ok(())
 }
 
 fn is_glob(s: &str) -> bool {

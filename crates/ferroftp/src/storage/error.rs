@@ -32,6 +32,13 @@ pub enum StorageError {
     /// ENOSPC or EDQUOT.
     #[error("No space left on device")]
     NoSpace,
+    /// A regular file with more than one hard link, which an in-place change would write
+    /// through to every other name of it (possibly outside the home).
+    #[error("File has other hard links; it cannot be changed in place")]
+    HardLinked,
+    /// A restart offset before the end of the file, where only appending is allowed.
+    #[error("Restart offset is before the end of the file, and writing there would overwrite")]
+    WouldOverwrite,
     /// A restart offset beyond the end of the file.
     #[error("Restart offset is beyond the end of the file")]
     InvalidOffset,

@@ -1049,8 +1049,8 @@ fn set_mode_round_trip() {
         0o640
     );
     assert_eq!(fx.fs.metadata(&vp("/f")).unwrap().mode & 0o7777, 0o640);
-    // Type bits and anything above 0o7777 are ignored.
-    fx.fs.set_mode(&vp("/f"), 0o170_604).unwrap();
+    // Type bits, setuid, setgid and sticky are never set.
+    fx.fs.set_mode(&vp("/f"), 0o177_604).unwrap();
     assert_eq!(
         fs::metadata(fx.home.join("f"))
             .unwrap()
@@ -1090,4 +1090,119 @@ fn open_requires_existing_directory() {
     let b = a.clone();
     a.mkdir(&vp("/x")).unwrap();
     assert!(b.is_dir(&vp("/x")));
+}
+
+#[test]
+fn in_place_changes_refuse_a_file_with_other_hard_links() {
+    let fx = fixture();
+    // A hard link in the home to a file outside it.
+    fs::hard_link(fx.outside.join("secret"), fx.home.join("link")).unwrap();
+    let before = fs::metadata(fx.outside.join("secret")).unwrap();
+    for mode in [WriteMode::Append, WriteMode::At(3), WriteMode::AppendAt(10)] {
+        assert!(
+            matches!(
+                fx.fs.create_upload(&vp("/link"), mode),
+                Err(StorageError::HardLinked)
+            ),
+            "{mode:?}"
+        );
+    }
+    assert!(matches!(
+        fx.fs.set_mode(&vp("/link"), 0o666),
+        Err(StorageError::HardLinked)
+    ));
+    assert!(matches!(
+        fx.fs.set_modified(&vp("/link"), SystemTime::UNIX_EPOCH),
+        Err(StorageError::HardLinked)
+    ));
+    let after = fs::metadata(fx.outside.join("secret")).unwrap();
+    assert_eq!(fs::read(fx.outside.join("secret")).unwrap(), b"top secret");
+    assert_eq!(before.permissions().mode(), after.permissions().mode());
+    assert_eq!(before.modified().unwrap(), after.modified().unwrap());
+    // STOR replaces the link (temp file and rename) and never writes through.
+    let mut up = fx
+        .fs
+        .create_upload(&vp("/link"), WriteMode::Replace)
+        .unwrap();
+    up.file().write_all(b"new").unwrap();
+    up.commit().unwrap();
+    assert_eq!(fs::read(fx.home.join("link")).unwrap(), b"new");
+    assert_eq!(fs::read(fx.outside.join("secret")).unwrap(), b"top secret");
+}
+
+#[test]
+fn append_at_only_resumes_at_the_end() {
+    let fx = fixture();
+    fs::write(fx.home.join("f"), b"12345").unwrap();
+    assert!(matches!(
+        fx.fs.create_upload(&vp("/f"), WriteMode::AppendAt(1)),
+        Err(StorageError::WouldOverwrite)
+    ));
+    assert!(matches!(
+        fx.fs.create_upload(&vp("/f"), WriteMode::AppendAt(6)),
+        Err(StorageError::InvalidOffset)
+    ));
+    assert!(matches!(
+        fx.fs.create_upload(&vp("/g"), WriteMode::AppendAt(1)),
+        Err(StorageError::InvalidOffset)
+    ));
+    assert_eq!(fs::read(fx.home.join("f")).unwrap(), b"12345");
+    let mut up = fx
+        .fs
+        .create_upload(&vp("/f"), WriteMode::AppendAt(5))
+        .unwrap();
+    up.file().write_all(b"67").unwrap();
+    up.commit().unwrap();
+    assert_eq!(fs::read(fx.home.join("f")).unwrap(), b"1234567");
+}
+
+#[test]
+fn rename_no_replace_keeps_an_existing_target() {
+    let fx = fixture();
+    fs::write(fx.home.join("a"), b"a").unwrap();
+    fs::write(fx.home.join("b"), b"b").unwrap();
+    fs::create_dir(fx.home.join("d")).unwrap();
+    fs::create_dir(fx.home.join("e")).unwrap();
+    assert!(matches!(
+        fx.fs.rename_no_replace(&vp("/a"), &vp("/b")),
+        Err(StorageError::AlreadyExists)
+    ));
+    assert!(matches!(
+        fx.fs.rename_no_replace(&vp("/d"), &vp("/e")),
+        Err(StorageError::AlreadyExists)
+    ));
+    assert_eq!(fs::read(fx.home.join("a")).unwrap(), b"a");
+    assert_eq!(fs::read(fx.home.join("b")).unwrap(), b"b");
+    // A free name works, across directories too.
+    fx.fs.rename_no_replace(&vp("/a"), &vp("/d/c")).unwrap();
+    assert_eq!(fs::read(fx.home.join("d/c")).unwrap(), b"a");
+    // The same confinement as rename.
+    assert!(matches!(
+        fx.fs.rename_no_replace(&vp("/d"), &vp("/d/x")),
+        Err(StorageError::InvalidName)
+    ));
+    symlink(&fx.outside, fx.home.join("out")).unwrap();
+    assert!(fx.fs.rename_no_replace(&vp("/b"), &vp("/out/b")).is_err());
+    assert!(!fx.outside.join("b").exists());
+}
+
+#[test]
+fn names_with_line_ends_are_refused_and_hidden() {
+    let fx = fixture();
+    for bad in ["a\rb", "a\nb", "dir/x\r"] {
+        assert!(matches!(
+            VPath::resolve(&VPath::root(), bad),
+            Err(StorageError::InvalidName)
+        ));
+    }
+    fs::write(fx.home.join("ok"), b"").unwrap();
+    fs::write(fx.home.join("forged\r\n226 x"), b"").unwrap();
+    let names: Vec<String> = fx
+        .fs
+        .list(&vp("/"))
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(names, ["ok"]);
 }

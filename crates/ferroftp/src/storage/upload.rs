@@ -32,6 +32,10 @@ pub enum WriteMode {
     Append,
     /// REST + STOR: write from the offset, in place; the file ends where the upload ends.
     At(u64),
+    /// REST + STOR or APPE for an account that may only append: the offset must be the file's
+    /// length ([`StorageError::WouldOverwrite`] before it), and the upload appends, so no
+    /// existing byte ever changes.
+    AppendAt(u64),
 }
 
 /// How an in-place upload writes.

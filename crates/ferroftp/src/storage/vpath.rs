@@ -30,7 +30,7 @@ impl VPath {
     /// Fails with [`StorageError::InvalidName`] on a NUL byte, an argument or result longer than
     /// [`MAX_PATH_LEN`] bytes, or a result deeper than [`MAX_DEPTH`] segments.
     pub fn resolve(cwd: &VPath, arg: &str) -> Result<VPath, StorageError> {
-        if arg.len() > MAX_PATH_LEN || arg.contains('\0') {
+        if arg.len() > MAX_PATH_LEN || arg.contains(['\0', '\r', '\n']) {
             return Err(StorageError::InvalidName);
         }
         let mut segments: Vec<&str> = if arg.starts_with('/') {
@@ -128,7 +128,9 @@ impl fmt::Display for VPath {
     }
 }
 
-/// Whether `name` can be one path segment: non-empty, no `/` or NUL, not `.` or `..`.
+/// Whether `name` can be one path segment: non-empty, no `/` or NUL, not `.` or `..`, and no
+/// CR or LF (a name is sent on its own line in NLST and in replies: a line end inside it would
+/// forge the lines after it).
 pub(super) fn is_valid_segment(name: &str) -> bool {
-    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0'])
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0', '\r', '\n'])
 }
