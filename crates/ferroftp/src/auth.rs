@@ -746,13 +746,13 @@ impl UserDb {
     }
 
     /// What checking a password for `name` costs, in KiB-passes of argon2 (memory times
-    /// iterations): the user's own hash, or the dummy's for unknown and disabled users.
+    /// iterations): the user's own hash, or the dummy's for unknown users.
     /// `u64::MAX` for bcrypt and crypt(3) hashes (and unusable ones): they are never cheap
     /// enough to check on an async worker.
     pub fn verify_cost(&self, name: &str) -> u64 {
         let hash = match self.users.get(name) {
-            Some(user) if !user.disabled => user.password_hash.0.as_str(),
-            _ => self.dummy.as_deref().unwrap_or_else(|| dummy_hash()),
+            Some(user) => user.password_hash.0.as_str(),
+            None => self.dummy.as_deref().unwrap_or_else(|| dummy_hash()),
         };
         match hash_cost(hash) {
             Some(Cost::Argon2(p)) => {
@@ -766,23 +766,42 @@ impl UserDb {
     /// calls it inside spawn_blocking.
     ///
     /// Returns the user on success; `None` for an unknown user, a disabled user, or a wrong
-    /// password. Unknown and disabled users are checked against a dummy hash of the scheme and
-    /// with the parameters most users in the file have, so they cost the same time as a wrong
-    /// password (exactly so when all users share them, as `ferroftp passwd` makes them).
+    /// password. Unknown users are checked against a dummy hash of the scheme and with the
+    /// parameters most users in the file have, so they cost the same time as a wrong password
+    /// (exactly so when all users share them, as `ferroftp passwd` makes them).
     pub fn verify(&self, name: &str, password: &str) -> Option<User> {
+        self.check(name, password).ok()
+    }
+
+    /// [`UserDb::verify`], telling why a login is refused. A disabled user's password is
+    /// checked against the user's own hash (the same cost as any user's), so that the server
+    /// can log that the right password was refused because the account is disabled.
+    /// BLOCKING, like `verify`.
+    pub fn check(&self, name: &str, password: &str) -> Result<User, Refusal> {
         match self.users.get(name) {
-            Some(user) if !user.disabled => {
-                verify_hash(&user.password_hash.0, password).then(|| user.clone())
-            }
-            _ => {
+            Some(user) => match (verify_hash(&user.password_hash.0, password), user.disabled) {
+                (true, false) => Ok(user.clone()),
+                (true, true) => Err(Refusal::Disabled),
+                (false, _) => Err(Refusal::Incorrect),
+            },
+            None => {
                 match &self.dummy {
                     Some(dummy) => verify_hash(dummy, password),
                     None => verify_hash(dummy_hash(), password),
                 };
-                None
+                Err(Refusal::Incorrect)
             }
         }
     }
+}
+
+/// Why [`UserDb::check`] refused a login. The client is told neither.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// An unknown user or a wrong password.
+    Incorrect,
+    /// The right password for a disabled user.
+    Disabled,
 }
 
 /// Keys allowed in a `[[user]]` table.

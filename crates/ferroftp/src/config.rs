@@ -263,6 +263,13 @@ pub struct BanConfig {
     pub max_delay_ms: u64,
     /// Networks that are never banned or slowed, e.g. `["10.0.0.0/8", "::1/128"]`.
     pub allow: Vec<ipnet::IpNet>,
+    /// IPv6 clients are counted and banned per network of this many bits (one host usually
+    /// has a whole /64 to pick addresses from).
+    pub ipv6_prefix: u8,
+    /// Once a user name failed `max_failures` times in the window (from any addresses), its
+    /// passwords are checked at most once per this many milliseconds across all sessions,
+    /// except from addresses it logged in from before; 0 = no such limit.
+    pub user_interval_ms: u64,
 }
 
 impl Default for BanConfig {
@@ -277,6 +284,8 @@ impl Default for BanConfig {
             delay_ms: 500,
             max_delay_ms: 4000,
             allow: Vec::new(),
+            ipv6_prefix: 64,
+            user_interval_ms: 2000,
         }
     }
 }
@@ -690,6 +699,12 @@ impl Config {
             }
             if b.max_ban_secs < b.ban_secs {
                 return invalid("bans.max_ban_secs", "must be at least bans.ban_secs");
+            }
+            if !(16..=128).contains(&b.ipv6_prefix) {
+                return invalid(
+                    "bans.ipv6_prefix",
+                    "must be between 16 and 128 (64 counts each /64 network as one client)",
+                );
             }
         }
         if self.tls.handshake_timeout_secs == 0 {

@@ -57,7 +57,7 @@ pub(crate) struct Shared {
     /// every blocking thread and all the memory (each costs ~19 MiB).
     pub(crate) hash_pool: Semaphore,
     /// Failed-login counts and bans.
-    pub(crate) guard: guard::Guard,
+    pub(crate) guard: Arc<guard::Guard>,
     /// Home directories open now, shared between sessions.
     pub(crate) homes: crate::storage::HomeCache,
     /// Passive addresses looked up, and whether a private one was announced to the internet.
@@ -374,7 +374,7 @@ impl Server {
             })),
             sessions: SessionTable::default(),
             hash_pool: Semaphore::new(workers),
-            guard: guard::Guard::new(config.bans.clone()),
+            guard: Arc::new(guard::Guard::new(config.bans.clone())),
             homes: crate::storage::HomeCache::default(),
             announced: Announced::default(),
             stopping: tokio_util::sync::CancellationToken::new(),
