@@ -598,15 +598,135 @@ fn check_name(name: &str) -> Result<(), &'static str> {
     }
 }
 
-/// Check a home directory string.
+/// Check a home directory string. A relative home is resolved from the server root and must
+/// stay under it, whatever the root is.
 fn check_home(home: &str) -> Result<(), &'static str> {
     if home.is_empty() {
         Err("must not be empty (leave it out for the server root)")
     } else if home.contains('\0') {
         Err("must not contain NUL characters")
+    } else if normalize(Path::new(home)).is_none() {
+        Err("a relative home must stay under the server root (too many `..`)")
     } else {
         Ok(())
     }
+}
+
+/// `path` with `.` and `..` taken out without looking at the disk; `None` when a relative path
+/// climbs above where it starts. (`/..` is `/`, as the kernel takes it.)
+fn normalize(path: &Path) -> Option<PathBuf> {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    let mut depth = 0usize;
+    for c in path.components() {
+        match c {
+            Component::Prefix(_) | Component::RootDir => out.push(c.as_os_str()),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if depth > 0 {
+                    out.pop();
+                    depth -= 1;
+                } else if !path.is_absolute() {
+                    return None;
+                }
+            }
+            Component::Normal(part) => {
+                out.push(part);
+                depth += 1;
+            }
+        }
+    }
+    Some(out)
+}
+
+/// The directory a home names, checked against the server root: `None` is the root itself, a
+/// relative home is taken from the root and must stay under it, and an absolute home must be
+/// under the root unless `outside_ok` (`auth.allow_homes_outside_root`). A home that exists
+/// is also checked after following its symbolic links, so a link cannot lead out of the
+/// root either. `root` should be absolute. The error says why, for a message that names the
+/// user and the key.
+pub fn resolve_home(root: &Path, home: Option<&Path>, outside_ok: bool) -> Result<PathBuf, String> {
+    let root = normalize(root).unwrap_or_else(|| root.to_owned());
+    let Some(home) = home else {
+        return Ok(root);
+    };
+    let relative = !home.is_absolute();
+    let path = normalize(&root.join(home))
+        .filter(|p| !relative || p.starts_with(&root))
+        .ok_or_else(|| {
+            format!(
+                "{}: a relative home must stay under the server root {}",
+                home.display(),
+                root.display()
+            )
+        })?;
+    if relative || outside_ok {
+        if relative && !outside_ok {
+            check_real_path(&root, &path)?;
+        }
+        return Ok(path);
+    }
+    if !path.starts_with(&root) {
+        return Err(format!(
+            "{} is outside the server root {}; homes outside the root need auth.allow_homes_outside_root = true",
+            path.display(),
+            root.display()
+        ));
+    }
+    check_real_path(&root, &path)?;
+    Ok(path)
+}
+
+/// Refuse a home under the root that leads out of it through a symbolic link.
+fn check_real_path(root: &Path, path: &Path) -> Result<(), String> {
+    if let (Ok(real), Ok(real_root)) = (fs::canonicalize(path), fs::canonicalize(root)) {
+        if !real.starts_with(&real_root) {
+            return Err(format!(
+                "{} leads (through a symbolic link) to {}, outside the server root; homes outside the root need auth.allow_homes_outside_root = true",
+                path.display(),
+                real.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Check the homes of `users` and of anonymous logins (`anonymous`: the configured anonymous
+/// home, when anonymous logins are on) against `root`, as [`resolve_home`] does, and refuse an
+/// anonymous home that is, or contains, a user's home: anonymous users could read that
+/// user's files. `origin` names the users file in messages.
+pub fn check_homes(
+    root: &Path,
+    users: &UserDb,
+    anonymous: Option<&Path>,
+    outside_ok: bool,
+    origin: &str,
+) -> Result<(), String> {
+    let mut homes = Vec::with_capacity(users.len());
+    for user in users.users() {
+        let home = resolve_home(root, user.home.as_deref(), outside_ok)
+            .map_err(|why| format!("{origin}: user {:?}: home: {why}", user.name))?;
+        homes.push((user, home));
+    }
+    let Some(anonymous) = anonymous else {
+        return Ok(());
+    };
+    let anon = resolve_home(root, Some(anonymous), outside_ok)
+        .map_err(|why| format!("config key `anonymous.home`: {why}"))?;
+    // Compared as they are on disk where they exist (symbolic links followed), else as written.
+    let real = |p: &Path| fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
+    let anon_real = real(&anon);
+    for (user, home) in &homes {
+        if real(home).starts_with(&anon_real) || home.starts_with(&anon) {
+            return Err(format!(
+                "config key `anonymous.home`: {} contains the home of user {:?} ({}), so anonymous users could read that user's files; give anonymous logins a directory of their own (the default is \"pub\" under the root)",
+                anon.display(),
+                user.name,
+                home.display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The set of users. Cheap to clone (wrap in Arc internally) — it's shared by all sessions.
@@ -1547,14 +1667,19 @@ mod tests {
         assert!(db.verify("alice", "wrong").is_none());
         assert_eq!(take_verified(), vec![h.clone()]);
 
-        // Unknown and disabled users are verified against a dummy hash instead, one with the
-        // users' own parameters, so that they cost the same.
+        // Unknown users are verified against a dummy hash instead, one with the users' own
+        // parameters, so that they cost the same.
         let dummy = dummy_hash_for(Cost::Argon2(CHEAP)).to_string();
         assert_eq!(hash_params(&dummy), Some(CHEAP));
         assert!(db.verify("nobody", "wrong").is_none());
         assert_eq!(take_verified(), vec![dummy.clone()]);
+        // A disabled user against its own hash, so that the server can tell (and log) that
+        // the right password was refused.
         assert!(db.verify("bob", "secret").is_none());
-        assert_eq!(take_verified(), vec![dummy]);
+        assert_eq!(take_verified(), vec![h.clone()]);
+        assert_eq!(db.check("bob", "secret").unwrap_err(), Refusal::Disabled);
+        assert_eq!(db.check("bob", "wrong").unwrap_err(), Refusal::Incorrect);
+        take_verified();
 
         // A user whose hash is unusable also pays for one verification.
         let db = db.with_user(User::new("broken"), "not a hash".to_owned());
@@ -2091,7 +2216,7 @@ mod tests {
             Some(Cost::Legacy(legacy::LegacyCost::Sha512(5000)))
         );
         assert!(db.verify("dave", "hunter2").is_none());
-        assert_eq!(take_verified(), verified);
+        assert_eq!(take_verified(), vec![sha_a.to_owned()]);
         assert!(db.verify("alice", "wrong").is_none());
         assert_eq!(take_verified(), vec![sha_a.to_owned()]);
 
@@ -2267,5 +2392,58 @@ mod tests {
         }
         let many: String = (0..50).map(|_| generate_password()).collect();
         assert!(many.bytes().all(|b| b.is_ascii_alphanumeric()));
+    }
+
+    #[test]
+    fn homes_stay_under_the_root_unless_allowed() {
+        let root = Path::new("/srv/ftp");
+        let ok = |h: &str, out: bool| resolve_home(root, Some(Path::new(h)), out);
+        assert_eq!(resolve_home(root, None, false).unwrap(), root);
+        assert_eq!(ok("alice", false).unwrap(), Path::new("/srv/ftp/alice"));
+        assert_eq!(ok("a/../b/./c", false).unwrap(), Path::new("/srv/ftp/b/c"));
+        assert_eq!(ok("/srv/ftp/x/", false).unwrap(), Path::new("/srv/ftp/x"));
+        for bad in ["../../../etc", "a/../../x", ".."] {
+            let e = ok(bad, true).unwrap_err();
+            assert!(e.contains("must stay under the server root"), "{bad}: {e}");
+        }
+        let e = ok("/etc", false).unwrap_err();
+        assert!(e.contains("auth.allow_homes_outside_root"), "{e}");
+        assert!(ok("/srv/ftp/../../etc", false).is_err());
+        assert!(ok("/srv/ftpx", false).is_err(), "a sibling is not under the root");
+        assert_eq!(ok("/etc", true).unwrap(), Path::new("/etc"));
+        assert!(check_home("../x").is_err());
+        assert!(check_home("a/../b").is_ok());
+    }
+
+    #[test]
+    fn a_home_that_links_out_of_the_root_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        fs::create_dir(&root).unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("etc")).unwrap();
+        let e = resolve_home(&root, Some(Path::new("etc")), false).unwrap_err();
+        assert!(e.contains("symbolic link"), "{e}");
+        assert!(resolve_home(&root, Some(Path::new("etc")), true).is_ok());
+    }
+
+    #[test]
+    fn the_anonymous_home_must_not_hold_a_users_home() {
+        let root = Path::new("/srv/ftp");
+        let db = |home: Option<&str>| {
+            let mut u = User::new("bob");
+            u.home = home.map(PathBuf::from);
+            UserDb::empty().with_user(u, hash("pw"))
+        };
+        let pubd = Some(Path::new("pub"));
+        assert!(check_homes(root, &db(Some("bob")), pubd, false, "users").is_ok());
+        assert!(check_homes(root, &db(None), pubd, false, "users").is_ok());
+        let e = check_homes(root, &db(Some("pub/bob")), pubd, false, "users").unwrap_err();
+        assert!(e.contains("anonymous.home") && e.contains("\"bob\""), "{e}");
+        let e = check_homes(root, &db(Some("bob")), Some(Path::new(".")), false, "users")
+            .unwrap_err();
+        assert!(e.contains("anonymous users could read"), "{e}");
+        let e = check_homes(root, &db(Some("/etc")), None, false, "users file u.toml")
+            .unwrap_err();
+        assert!(e.starts_with("users file u.toml: user \"bob\": home: "), "{e}");
     }
 }

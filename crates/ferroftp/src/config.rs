@@ -91,6 +91,10 @@ pub struct AuthConfig {
     /// moved from another server), hash the password with argon2id and write that to the users
     /// file in place of the old hash.
     pub rehash_to_argon2: bool,
+    /// Accept absolute homes outside `root` (in the users file and through the admin API).
+    /// Off by default: a home is what a user can read, and one typed or sent wrong (`/etc`)
+    /// would expose the system. Relative homes stay under the root either way.
+    pub allow_homes_outside_root: bool,
 }
 
 impl Default for AuthConfig {
@@ -101,6 +105,7 @@ impl Default for AuthConfig {
     fn default() -> Self {
         Self {
             rehash_to_argon2: true,
+            allow_homes_outside_root: false,
         }
     }
 }
@@ -403,14 +408,19 @@ impl Default for ActiveConfig {
     }
 }
 
+/// The anonymous home unless one is configured, under the root.
+pub const DEFAULT_ANONYMOUS_HOME: &str = "pub";
+
 /// Anonymous access.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AnonymousConfig {
     /// Accept USER anonymous / USER ftp with any password.
     pub enabled: bool,
-    /// The anonymous home; absent = `root`.
-    pub home: Option<PathBuf>,
+    /// The anonymous home, relative to `root` (or absolute, under it): a directory of its
+    /// own, never one that holds a user's home. The default, `pub`, is created at start when
+    /// missing; any other must exist.
+    pub home: PathBuf,
     /// What anonymous users may do; read-only by default.
     pub permissions: Permissions,
 }
@@ -419,7 +429,7 @@ impl Default for AnonymousConfig {
     fn default() -> Self {
         Self {
             enabled: false,
-            home: None,
+            home: PathBuf::from(DEFAULT_ANONYMOUS_HOME),
             permissions: Permissions::READ_ONLY,
         }
     }
@@ -761,6 +771,12 @@ impl Config {
             return invalid(
                 "limits.max_line_length",
                 "must be at least 512 (RFC 959 paths and RFC 2640 UTF-8 names need room)",
+            );
+        }
+        if self.anonymous.home.as_os_str().is_empty() {
+            return invalid(
+                "anonymous.home",
+                "must name a directory (the default is \"pub\" under the root)",
             );
         }
         if l.max_login_failures == 0 {

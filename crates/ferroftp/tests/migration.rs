@@ -46,7 +46,8 @@ fn users_file(users: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
 fn server(users: &Path, extra: &str) -> TestServer {
     TestServer::with(Options {
         config: format!(
-            "users_file = {:?}\n{extra}\n[bans]\nallow = [\"127.0.0.0/8\"]\n",
+            // The imported homes are absolute, beside the root.
+            "users_file = {:?}\n{extra}\n[bans]\nallow = [\"127.0.0.0/8\"]\n[auth]\nallow_homes_outside_root = true\n",
             users.to_str().unwrap()
         ),
         ..Options::default()

@@ -812,10 +812,7 @@ fn files(config: &Config, r: &mut Report) {
     }
     if config.anonymous.enabled {
         let anon = &config.anonymous;
-        let home = anon
-            .home
-            .as_ref()
-            .map_or_else(|| root.clone(), |h| root.join(h));
+        let home = root.join(&anon.home);
         add_home(home, "anonymous".into());
         let writes: Vec<&str> = anon
             .permissions

@@ -597,6 +597,12 @@ async fn add_user(
     let new: NewUser = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid user: {e}")))?;
     let path = users_file(&st)?;
+    // Refused before anything is written: a home outside the root (unless the configuration
+    // allows it) or inside the anonymous home.
+    st.shared
+        .live()
+        .check_new_home(&new.name, new.home.as_deref())
+        .map_err(|why| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid home: {why}")))?;
     let hash = match (new.password, new.password_hash) {
         (Some(_), Some(_)) | (None, None) => {
             return Err(ApiError::new(

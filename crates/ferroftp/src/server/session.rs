@@ -823,10 +823,7 @@ impl Session {
                     if self.login.is_some() {
                         self.reinitialize();
                     }
-                    let home = user
-                        .home
-                        .clone()
-                        .map_or_else(|| self.live.root.clone(), |h| self.live.root.join(h));
+                    let home = self.live.home_dir(user.home.as_deref());
                     let login = Account {
                         name: user.name.clone(),
                         perms: user.permissions,
@@ -1140,10 +1137,7 @@ impl Session {
         let mut ticket = None;
         let mut refusal = Refusal::Incorrect;
         let login = if anonymous {
-            let home = anon_cfg
-                .home
-                .clone()
-                .map_or_else(|| live.root.clone(), |h| live.root.join(h));
+            let home = live.home_dir(Some(&anon_cfg.home));
             Some((
                 name.clone(),
                 home,
@@ -1193,10 +1187,7 @@ impl Session {
                         .guard
                         .success(self.peer.ip(), &user.name, std::time::Instant::now());
                     maybe_rehash(&shared, &live, &user, password);
-                    let home = user
-                        .home
-                        .clone()
-                        .map_or_else(|| live.root.clone(), |h| live.root.join(h));
+                    let home = live.home_dir(user.home.as_deref());
                     Some((user.name.clone(), home, user.permissions, user.tls_policy))
                 }
                 Err(why) => {
@@ -1310,14 +1301,25 @@ impl Session {
         Ok(Flow::Close(reason))
     }
 
-    /// Open the home directory and start the logged-in session, answering with `ok`.
+    /// Open the home directory and start the logged-in session, answering with `ok`. `home`
+    /// is an error when it is not allowed (outside the root): the users were checked when
+    /// loaded, so this is defence in depth.
     async fn enter(
         &mut self,
         login: Account,
-        home: std::path::PathBuf,
+        home: Result<std::path::PathBuf, String>,
         ok: Reply,
         method: LoginMethod,
     ) -> io::Result<Flow> {
+        let home = match home {
+            Ok(home) => home,
+            Err(reason) => {
+                tracing::error!(user = %login.name, %reason, "login refused: home directory not allowed");
+                self.send(Reply::new(530, "Login refused: home directory unavailable"))
+                    .await?;
+                return Ok(Flow::Continue);
+            }
+        };
         let home_for_open = home.clone();
         let shared = Arc::clone(&self.shared);
         let home_path = home.clone();
