@@ -2409,7 +2409,10 @@ mod tests {
         let e = ok("/etc", false).unwrap_err();
         assert!(e.contains("auth.allow_homes_outside_root"), "{e}");
         assert!(ok("/srv/ftp/../../etc", false).is_err());
-        assert!(ok("/srv/ftpx", false).is_err(), "a sibling is not under the root");
+        assert!(
+            ok("/srv/ftpx", false).is_err(),
+            "a sibling is not under the root"
+        );
         assert_eq!(ok("/etc", true).unwrap(), Path::new("/etc"));
         assert!(check_home("../x").is_err());
         assert!(check_home("a/../b").is_ok());
@@ -2439,11 +2442,13 @@ mod tests {
         assert!(check_homes(root, &db(None), pubd, false, "users").is_ok());
         let e = check_homes(root, &db(Some("pub/bob")), pubd, false, "users").unwrap_err();
         assert!(e.contains("anonymous.home") && e.contains("\"bob\""), "{e}");
-        let e = check_homes(root, &db(Some("bob")), Some(Path::new(".")), false, "users")
-            .unwrap_err();
+        let e =
+            check_homes(root, &db(Some("bob")), Some(Path::new(".")), false, "users").unwrap_err();
         assert!(e.contains("anonymous users could read"), "{e}");
-        let e = check_homes(root, &db(Some("/etc")), None, false, "users file u.toml")
-            .unwrap_err();
-        assert!(e.starts_with("users file u.toml: user \"bob\": home: "), "{e}");
+        let e = check_homes(root, &db(Some("/etc")), None, false, "users file u.toml").unwrap_err();
+        assert!(
+            e.starts_with("users file u.toml: user \"bob\": home: "),
+            "{e}"
+        );
     }
 }

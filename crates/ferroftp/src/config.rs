@@ -913,6 +913,18 @@ mod tests {
     }
 
     #[test]
+    fn ban_and_home_keys_are_validated() {
+        let e = parse("[bans]\nipv6_prefix = 8\n").unwrap_err();
+        assert!(e.to_string().contains("bans.ipv6_prefix"), "{e}");
+        assert!(parse("[bans]\nipv6_prefix = 128\nuser_interval_ms = 0\n").is_ok());
+        let e = parse("[anonymous]\nhome = \"\"\n").unwrap_err();
+        assert!(e.to_string().contains("anonymous.home"), "{e}");
+        let c = parse("[auth]\nallow_homes_outside_root = true\n").unwrap();
+        assert!(c.auth.allow_homes_outside_root);
+        assert!(!Config::default().auth.allow_homes_outside_root);
+    }
+
+    #[test]
     fn the_example_file_is_valid_and_matches_the_defaults() {
         let text = include_str!("../../../ferroftp.example.toml");
         let example = parse(text).unwrap();

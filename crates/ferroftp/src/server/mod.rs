@@ -235,11 +235,7 @@ impl Drop for SessionPermit {
 impl Live {
     /// The directory a user's (or anonymous) `home` names, checked against the root.
     pub(crate) fn home_dir(&self, home: Option<&std::path::Path>) -> Result<PathBuf, String> {
-        crate::auth::resolve_home(
-            &self.root,
-            home,
-            self.config.auth.allow_homes_outside_root,
-        )
+        crate::auth::resolve_home(&self.root, home, self.config.auth.allow_homes_outside_root)
     }
 
     /// Whether user `name` may be given `home`, as loading the users file would check.
@@ -266,10 +262,10 @@ impl Live {
 /// force, at start and at each reload; the default anonymous home is made when missing.
 fn prepare_homes(config: &Config, root: &std::path::Path, users: &UserDb) -> Result<(), String> {
     let outside_ok = config.auth.allow_homes_outside_root;
-    let origin = config
-        .users_file
-        .as_ref()
-        .map_or_else(|| "users".to_owned(), |p| format!("users file {}", p.display()));
+    let origin = config.users_file.as_ref().map_or_else(
+        || "users".to_owned(),
+        |p| format!("users file {}", p.display()),
+    );
     let anon = &config.anonymous;
     crate::auth::check_homes(
         root,
