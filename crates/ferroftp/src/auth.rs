@@ -7,7 +7,7 @@
 //! name = "alice"
 //! password = "$argon2id$v=19$m=19456,t=2,p=1$...."  # PHC string, set with `ferroftp passwd`
 //!                           # (or bcrypt, SHA-512/SHA-256/MD5-crypt moved from another server)
-//! home = "/srv/ftp/alice"   # optional: absolute, or relative to the server root; absent = the server root
+//! home = "/srv/ftp/alice"   # optional: relative to the server root, or absolute (under it, see resolve_home); absent = the root
 //! permissions = ["list", "read", "write", "append", "delete", "rename", "mkdir", "rmdir"]  # optional; absent = all
 //! disabled = false          # optional
 //! ```
@@ -277,7 +277,8 @@ impl fmt::Display for HashScheme {
 pub struct User {
     /// Login name (non-empty, no whitespace or control characters).
     pub name: String,
-    /// Home directory: absolute, or relative to the server root; `None` = the server root.
+    /// Home directory: relative to the server root, or absolute; `None` = the server root.
+    /// It must stay under the root (see [`resolve_home`]).
     pub home: Option<PathBuf>,
     /// What the user may do.
     pub permissions: Permissions,
