@@ -204,6 +204,30 @@ fn homes_outside_the_root_are_refused_unless_allowed() {
         err.contains("user \"olga\": home:") && err.contains("allow_homes_outside_root"),
         "{err}"
     );
+    // doctor says so too.
+    let config = dir.path().join("doctor.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "root = {:?}\nusers_file = {:?}\n",
+            dir.path().join("root").to_str().unwrap(),
+            abs.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let out = run_with_input(
+        Command::new(bin())
+            .args(["doctor", "--config"])
+            .arg(&config),
+        b"",
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        common::lines_with(&text, "FAIL", "user \"olga\": home:")
+            .iter()
+            .any(|l| l.contains("refuses to start")),
+        "{text}"
+    );
     let text = std::fs::read_to_string(&abs).unwrap();
     let server = TestServer::with(Options {
         config: format!(
