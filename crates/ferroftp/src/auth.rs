@@ -7,7 +7,7 @@
 //! name = "alice"
 //! password = "$argon2id$v=19$m=19456,t=2,p=1$...."  # PHC string, set with `ferroftp passwd`
 //!                           # (or bcrypt, SHA-512/SHA-256/MD5-crypt moved from another server)
-//! home = "/srv/ftp/alice"   # optional: absolute, or relative to the server root; absent = the server root
+//! home = "/srv/ftp/alice"   # optional: relative to the server root, or absolute (under it, see resolve_home); absent = the root
 //! permissions = ["list", "read", "write", "append", "delete", "rename", "mkdir", "rmdir"]  # optional; absent = all
 //! disabled = false          # optional
 //! ```
@@ -305,7 +305,8 @@ impl fmt::Display for HashScheme {
 pub struct User {
     /// Login name (non-empty, no whitespace or control characters).
     pub name: String,
-    /// Home directory: absolute, or relative to the server root; `None` = the server root.
+    /// Home directory: relative to the server root, or absolute; `None` = the server root.
+    /// It must stay under the root (see [`resolve_home`]).
     pub home: Option<PathBuf>,
     /// What the user may do.
     pub permissions: Permissions,
@@ -626,15 +627,135 @@ fn check_name(name: &str) -> Result<(), &'static str> {
     }
 }
 
-/// Check a home directory string.
+/// Check a home directory string. A relative home is resolved from the server root and must
+/// stay under it, whatever the root is.
 fn check_home(home: &str) -> Result<(), &'static str> {
     if home.is_empty() {
         Err("must not be empty (leave it out for the server root)")
     } else if home.contains('\0') {
         Err("must not contain NUL characters")
+    } else if normalize(Path::new(home)).is_none() {
+        Err("a relative home must stay under the server root (too many `..`)")
     } else {
         Ok(())
     }
+}
+
+/// `path` with `.` and `..` taken out without looking at the disk; `None` when a relative path
+/// climbs above where it starts. (`/..` is `/`, as the kernel takes it.)
+fn normalize(path: &Path) -> Option<PathBuf> {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    let mut depth = 0usize;
+    for c in path.components() {
+        match c {
+            Component::Prefix(_) | Component::RootDir => out.push(c.as_os_str()),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if depth > 0 {
+                    out.pop();
+                    depth -= 1;
+                } else if !path.is_absolute() {
+                    return None;
+                }
+            }
+            Component::Normal(part) => {
+                out.push(part);
+                depth += 1;
+            }
+        }
+    }
+    Some(out)
+}
+
+/// The directory a home names, checked against the server root: `None` is the root itself, a
+/// relative home is taken from the root and must stay under it, and an absolute home must be
+/// under the root unless `outside_ok` (`auth.allow_homes_outside_root`). A home that exists
+/// is also checked after following its symbolic links, so a link cannot lead out of the
+/// root either. `root` should be absolute. The error says why, for a message that names the
+/// user and the key.
+pub fn resolve_home(root: &Path, home: Option<&Path>, outside_ok: bool) -> Result<PathBuf, String> {
+    let root = normalize(root).unwrap_or_else(|| root.to_owned());
+    let Some(home) = home else {
+        return Ok(root);
+    };
+    let relative = !home.is_absolute();
+    let path = normalize(&root.join(home))
+        .filter(|p| !relative || p.starts_with(&root))
+        .ok_or_else(|| {
+            format!(
+                "{}: a relative home must stay under the server root {}",
+                home.display(),
+                root.display()
+            )
+        })?;
+    if relative || outside_ok {
+        if relative && !outside_ok {
+            check_real_path(&root, &path)?;
+        }
+        return Ok(path);
+    }
+    if !path.starts_with(&root) {
+        return Err(format!(
+            "{} is outside the server root {}; homes outside the root need auth.allow_homes_outside_root = true",
+            path.display(),
+            root.display()
+        ));
+    }
+    check_real_path(&root, &path)?;
+    Ok(path)
+}
+
+/// Refuse a home under the root that leads out of it through a symbolic link.
+fn check_real_path(root: &Path, path: &Path) -> Result<(), String> {
+    if let (Ok(real), Ok(real_root)) = (fs::canonicalize(path), fs::canonicalize(root)) {
+        if !real.starts_with(&real_root) {
+            return Err(format!(
+                "{} leads (through a symbolic link) to {}, outside the server root; homes outside the root need auth.allow_homes_outside_root = true",
+                path.display(),
+                real.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Check the homes of `users` and of anonymous logins (`anonymous`: the configured anonymous
+/// home, when anonymous logins are on) against `root`, as [`resolve_home`] does, and refuse an
+/// anonymous home that is, or contains, a user's home: anonymous users could read that
+/// user's files. `origin` names the users file in messages.
+pub fn check_homes(
+    root: &Path,
+    users: &UserDb,
+    anonymous: Option<&Path>,
+    outside_ok: bool,
+    origin: &str,
+) -> Result<(), String> {
+    let mut homes = Vec::with_capacity(users.len());
+    for user in users.users() {
+        let home = resolve_home(root, user.home.as_deref(), outside_ok)
+            .map_err(|why| format!("{origin}: user {:?}: home: {why}", user.name))?;
+        homes.push((user, home));
+    }
+    let Some(anonymous) = anonymous else {
+        return Ok(());
+    };
+    let anon = resolve_home(root, Some(anonymous), outside_ok)
+        .map_err(|why| format!("config key `anonymous.home`: {why}"))?;
+    // Compared as they are on disk where they exist (symbolic links followed), else as written.
+    let real = |p: &Path| fs::canonicalize(p).unwrap_or_else(|_| p.to_owned());
+    let anon_real = real(&anon);
+    for (user, home) in &homes {
+        if real(home).starts_with(&anon_real) || home.starts_with(&anon) {
+            return Err(format!(
+                "config key `anonymous.home`: {} contains the home of user {:?} ({}), so anonymous users could read that user's files; give anonymous logins a directory of their own (the default is \"pub\" under the root)",
+                anon.display(),
+                user.name,
+                home.display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The set of users. Cheap to clone (wrap in Arc internally) — it's shared by all sessions.
@@ -774,13 +895,13 @@ impl UserDb {
     }
 
     /// What checking a password for `name` costs, in KiB-passes of argon2 (memory times
-    /// iterations): the user's own hash, or the dummy's for unknown and disabled users.
+    /// iterations): the user's own hash, or the dummy's for unknown users.
     /// `u64::MAX` for bcrypt and crypt(3) hashes (and unusable ones): they are never cheap
     /// enough to check on an async worker.
     pub fn verify_cost(&self, name: &str) -> u64 {
         let hash = match self.users.get(name) {
-            Some(user) if !user.disabled => user.password_hash.0.as_str(),
-            _ => self.dummy.as_deref().unwrap_or_else(|| dummy_hash()),
+            Some(user) => user.password_hash.0.as_str(),
+            None => self.dummy.as_deref().unwrap_or_else(|| dummy_hash()),
         };
         match hash_cost(hash) {
             Some(Cost::Argon2(p)) => {
@@ -794,23 +915,42 @@ impl UserDb {
     /// calls it inside spawn_blocking.
     ///
     /// Returns the user on success; `None` for an unknown user, a disabled user, or a wrong
-    /// password. Unknown and disabled users are checked against a dummy hash of the scheme and
-    /// with the parameters most users in the file have, so they cost the same time as a wrong
-    /// password (exactly so when all users share them, as `ferroftp passwd` makes them).
+    /// password. Unknown users are checked against a dummy hash of the scheme and with the
+    /// parameters most users in the file have, so they cost the same time as a wrong password
+    /// (exactly so when all users share them, as `ferroftp passwd` makes them).
     pub fn verify(&self, name: &str, password: &str) -> Option<User> {
+        self.check(name, password).ok()
+    }
+
+    /// [`UserDb::verify`], telling why a login is refused. A disabled user's password is
+    /// checked against the user's own hash (the same cost as any user's), so that the server
+    /// can log that the right password was refused because the account is disabled.
+    /// BLOCKING, like `verify`.
+    pub fn check(&self, name: &str, password: &str) -> Result<User, Refusal> {
         match self.users.get(name) {
-            Some(user) if !user.disabled => {
-                verify_hash(&user.password_hash.0, password).then(|| user.clone())
-            }
-            _ => {
+            Some(user) => match (verify_hash(&user.password_hash.0, password), user.disabled) {
+                (true, false) => Ok(user.clone()),
+                (true, true) => Err(Refusal::Disabled),
+                (false, _) => Err(Refusal::Incorrect),
+            },
+            None => {
                 match &self.dummy {
                     Some(dummy) => verify_hash(dummy, password),
                     None => verify_hash(dummy_hash(), password),
                 };
-                None
+                Err(Refusal::Incorrect)
             }
         }
     }
+}
+
+/// Why [`UserDb::check`] refused a login. The client is told neither.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// An unknown user or a wrong password.
+    Incorrect,
+    /// The right password for a disabled user.
+    Disabled,
 }
 
 /// Keys allowed in a `[[user]]` table.
@@ -1607,14 +1747,19 @@ mod tests {
         assert!(db.verify("alice", "wrong").is_none());
         assert_eq!(take_verified(), vec![h.clone()]);
 
-        // Unknown and disabled users are verified against a dummy hash instead, one with the
-        // users' own parameters, so that they cost the same.
+        // Unknown users are verified against a dummy hash instead, one with the users' own
+        // parameters, so that they cost the same.
         let dummy = dummy_hash_for(Cost::Argon2(CHEAP)).to_string();
         assert_eq!(hash_params(&dummy), Some(CHEAP));
         assert!(db.verify("nobody", "wrong").is_none());
         assert_eq!(take_verified(), vec![dummy.clone()]);
+        // A disabled user against its own hash, so that the server can tell (and log) that
+        // the right password was refused.
         assert!(db.verify("bob", "secret").is_none());
-        assert_eq!(take_verified(), vec![dummy]);
+        assert_eq!(take_verified(), vec![h.clone()]);
+        assert_eq!(db.check("bob", "secret").unwrap_err(), Refusal::Disabled);
+        assert_eq!(db.check("bob", "wrong").unwrap_err(), Refusal::Incorrect);
+        take_verified();
 
         // A user whose hash is unusable also pays for one verification.
         let db = db.with_user(User::new("broken"), "not a hash".to_owned());
@@ -2229,7 +2374,7 @@ mod tests {
             Some(Cost::Legacy(legacy::LegacyCost::Sha512(5000)))
         );
         assert!(db.verify("dave", "hunter2").is_none());
-        assert_eq!(take_verified(), verified);
+        assert_eq!(take_verified(), vec![sha_a.to_owned()]);
         assert!(db.verify("alice", "wrong").is_none());
         assert_eq!(take_verified(), vec![sha_a.to_owned()]);
 
@@ -2405,5 +2550,63 @@ mod tests {
         }
         let many: String = (0..50).map(|_| generate_password()).collect();
         assert!(many.bytes().all(|b| b.is_ascii_alphanumeric()));
+    }
+
+    #[test]
+    fn homes_stay_under_the_root_unless_allowed() {
+        let root = Path::new("/srv/ftp");
+        let ok = |h: &str, out: bool| resolve_home(root, Some(Path::new(h)), out);
+        assert_eq!(resolve_home(root, None, false).unwrap(), root);
+        assert_eq!(ok("alice", false).unwrap(), Path::new("/srv/ftp/alice"));
+        assert_eq!(ok("a/../b/./c", false).unwrap(), Path::new("/srv/ftp/b/c"));
+        assert_eq!(ok("/srv/ftp/x/", false).unwrap(), Path::new("/srv/ftp/x"));
+        for bad in ["../../../etc", "a/../../x", ".."] {
+            let e = ok(bad, true).unwrap_err();
+            assert!(e.contains("must stay under the server root"), "{bad}: {e}");
+        }
+        let e = ok("/etc", false).unwrap_err();
+        assert!(e.contains("auth.allow_homes_outside_root"), "{e}");
+        assert!(ok("/srv/ftp/../../etc", false).is_err());
+        assert!(
+            ok("/srv/ftpx", false).is_err(),
+            "a sibling is not under the root"
+        );
+        assert_eq!(ok("/etc", true).unwrap(), Path::new("/etc"));
+        assert!(check_home("../x").is_err());
+        assert!(check_home("a/../b").is_ok());
+    }
+
+    #[test]
+    fn a_home_that_links_out_of_the_root_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        fs::create_dir(&root).unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("etc")).unwrap();
+        let e = resolve_home(&root, Some(Path::new("etc")), false).unwrap_err();
+        assert!(e.contains("symbolic link"), "{e}");
+        assert!(resolve_home(&root, Some(Path::new("etc")), true).is_ok());
+    }
+
+    #[test]
+    fn the_anonymous_home_must_not_hold_a_users_home() {
+        let root = Path::new("/srv/ftp");
+        let db = |home: Option<&str>| {
+            let mut u = User::new("bob");
+            u.home = home.map(PathBuf::from);
+            UserDb::empty().with_user(u, hash("pw"))
+        };
+        let pubd = Some(Path::new("pub"));
+        assert!(check_homes(root, &db(Some("bob")), pubd, false, "users").is_ok());
+        assert!(check_homes(root, &db(None), pubd, false, "users").is_ok());
+        let e = check_homes(root, &db(Some("pub/bob")), pubd, false, "users").unwrap_err();
+        assert!(e.contains("anonymous.home") && e.contains("\"bob\""), "{e}");
+        let e =
+            check_homes(root, &db(Some("bob")), Some(Path::new(".")), false, "users").unwrap_err();
+        assert!(e.contains("anonymous users could read"), "{e}");
+        let e = check_homes(root, &db(Some("/etc")), None, false, "users file u.toml").unwrap_err();
+        assert!(
+            e.starts_with("users file u.toml: user \"bob\": home: "),
+            "{e}"
+        );
     }
 }

@@ -103,6 +103,10 @@ pub struct AuthConfig {
     /// moved from another server), hash the password with argon2id and write that to the users
     /// file in place of the old hash.
     pub rehash_to_argon2: bool,
+    /// Accept absolute homes outside `root` (in the users file and through the admin API).
+    /// Off by default: a home is what a user can read, and one typed or sent wrong (`/etc`)
+    /// would expose the system. Relative homes stay under the root either way.
+    pub allow_homes_outside_root: bool,
 }
 
 impl Default for AuthConfig {
@@ -113,6 +117,7 @@ impl Default for AuthConfig {
     fn default() -> Self {
         Self {
             rehash_to_argon2: true,
+            allow_homes_outside_root: false,
         }
     }
 }
@@ -308,6 +313,13 @@ pub struct BanConfig {
     /// Networks that are never banned or slowed, e.g. `["10.0.0.0/8", "::1/128"]`.
     #[serde(deserialize_with = "parse::nets")]
     pub allow: Vec<ipnet::IpNet>,
+    /// IPv6 clients are counted and banned per network of this many bits (one host usually
+    /// has a whole /64 to pick addresses from).
+    pub ipv6_prefix: u8,
+    /// Once a user name failed `max_failures` times in the window (from any addresses), its
+    /// passwords are checked at most once per this many milliseconds across all sessions,
+    /// except from addresses it logged in from before; 0 = no such limit.
+    pub user_interval_ms: u64,
 }
 
 impl Default for BanConfig {
@@ -322,6 +334,8 @@ impl Default for BanConfig {
             delay_ms: 500,
             max_delay_ms: 4000,
             allow: Vec::new(),
+            ipv6_prefix: 64,
+            user_interval_ms: 2000,
         }
     }
 }
@@ -440,14 +454,19 @@ impl Default for ActiveConfig {
     }
 }
 
+/// The anonymous home unless one is configured, under the root.
+pub const DEFAULT_ANONYMOUS_HOME: &str = "pub";
+
 /// Anonymous access.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AnonymousConfig {
     /// Accept USER anonymous / USER ftp with any password.
     pub enabled: bool,
-    /// The anonymous home; absent = `root`.
-    pub home: Option<PathBuf>,
+    /// The anonymous home, relative to `root` (or absolute, under it): a directory of its
+    /// own, never one that holds a user's home. The default, `pub`, is created at start when
+    /// missing; any other must exist.
+    pub home: PathBuf,
     /// What anonymous users may do; read-only by default.
     pub permissions: Permissions,
 }
@@ -456,7 +475,7 @@ impl Default for AnonymousConfig {
     fn default() -> Self {
         Self {
             enabled: false,
-            home: None,
+            home: PathBuf::from(DEFAULT_ANONYMOUS_HOME),
             permissions: Permissions::READ_ONLY,
         }
     }
@@ -743,6 +762,12 @@ impl Config {
             if b.max_ban_secs < b.ban_secs {
                 return invalid("bans.max_ban_secs", "must be at least bans.ban_secs");
             }
+            if !(16..=128).contains(&b.ipv6_prefix) {
+                return invalid(
+                    "bans.ipv6_prefix",
+                    "must be between 16 and 128 (64 counts each /64 network as one client)",
+                );
+            }
         }
         if self.tls.handshake_timeout_secs == 0 {
             return invalid("tls.handshake_timeout_secs", "must be greater than 0");
@@ -798,6 +823,12 @@ impl Config {
             return invalid(
                 "limits.max_line_length",
                 "must be at least 512 (RFC 959 paths and RFC 2640 UTF-8 names need room)",
+            );
+        }
+        if self.anonymous.home.as_os_str().is_empty() {
+            return invalid(
+                "anonymous.home",
+                "must name a directory (the default is \"pub\" under the root)",
             );
         }
         if l.max_login_failures == 0 {
@@ -934,6 +965,18 @@ mod tests {
             })
         );
         assert_eq!(again.root, PathBuf::from("/srv"));
+    }
+
+    #[test]
+    fn ban_and_home_keys_are_validated() {
+        let e = parse("[bans]\nipv6_prefix = 8\n").unwrap_err();
+        assert!(e.to_string().contains("bans.ipv6_prefix"), "{e}");
+        assert!(parse("[bans]\nipv6_prefix = 128\nuser_interval_ms = 0\n").is_ok());
+        let e = parse("[anonymous]\nhome = \"\"\n").unwrap_err();
+        assert!(e.to_string().contains("anonymous.home"), "{e}");
+        let c = parse("[auth]\nallow_homes_outside_root = true\n").unwrap();
+        assert!(c.auth.allow_homes_outside_root);
+        assert!(!Config::default().auth.allow_homes_outside_root);
     }
 
     #[test]

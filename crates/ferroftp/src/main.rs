@@ -250,7 +250,8 @@ struct PasswdArgs {
     users: PathBuf,
     /// The user name.
     name: String,
-    /// The user's home directory (absolute, or relative to the server root).
+    /// The user's home directory (relative to the server root, which it must not climb out
+    /// of; or absolute, under the root unless auth.allow_homes_outside_root).
     #[arg(long, value_name = "DIR")]
     home: Option<PathBuf>,
     /// argon2id memory cost in KiB.

@@ -759,8 +759,9 @@ fn curl_anonymous_can_download_but_not_upload() {
         ..Options::default()
     });
     let data = pseudo_random(100_000, 71);
-    std::fs::create_dir(server.root.join("pub")).unwrap();
-    std::fs::write(server.root.join("pub/file.bin"), &data).unwrap();
+    // Anonymous users get ROOT/pub (made at start), with pub/ in it to list.
+    std::fs::create_dir(server.root.join("pub/pub")).unwrap();
+    std::fs::write(server.root.join("pub/pub/file.bin"), &data).unwrap();
     // curl without -u logs in as anonymous.
     let out = curl_with(&server, false, &[&server.url("pub/file.bin")]);
     assert!(
@@ -796,7 +797,7 @@ fn curl_anonymous_can_download_but_not_upload() {
     );
     assert!(!out.status.success(), "anonymous upload succeeded");
     assert_eq!(out.status.code(), Some(25), "expected CURLE_UPLOAD_FAILED");
-    assert!(!server.root.join("pub/new.bin").exists());
+    assert!(!server.root.join("pub/pub/new.bin").exists());
     let out = curl_with(
         &server,
         false,
@@ -815,7 +816,7 @@ fn curl_anonymous_can_download_but_not_upload() {
     );
     assert!(!out.status.success());
     assert_eq!(
-        std::fs::read(server.root.join("pub/file.bin")).unwrap(),
+        std::fs::read(server.root.join("pub/pub/file.bin")).unwrap(),
         data,
         "anonymous changed a file"
     );
@@ -827,6 +828,6 @@ fn curl_anonymous_can_download_but_not_upload() {
     assert_eq!(out.status.code(), Some(21));
     let out = curl_with(&server, false, &["-l", "-Q", "MKD x", &server.url("")]);
     assert_eq!(out.status.code(), Some(21));
-    assert!(server.root.join("pub/file.bin").exists() && !server.root.join("x").exists());
+    assert!(server.root.join("pub/pub/file.bin").exists() && !server.root.join("pub/x").exists());
     server.assert_still_serving();
 }

@@ -1379,7 +1379,9 @@ fn huge_directory_listings_stream_in_bounded_memory() {
     }
     .unwrap();
     let server = TestServer::with(Options {
-        config: "[limits]\nmax_sessions_per_ip = 16\n".into(),
+        // The home is on tmpfs, outside the root.
+        config: "[limits]\nmax_sessions_per_ip = 16\n[auth]\nallow_homes_outside_root = true\n"
+            .into(),
         users: vec![(
             USER.into(),
             PASSWORD.into(),

@@ -286,6 +286,8 @@ fn a_full_disk_fails_the_upload_with_452_and_keeps_the_old_file() {
             "alice-password".into(),
             format!("home = {:?}", disk.to_str().unwrap()),
         )],
+        // The home is a small tmpfs mounted outside the root.
+        config: "[auth]\nallow_homes_outside_root = true\n".into(),
         args: tls.args(),
         ..Default::default()
     });
@@ -447,6 +449,8 @@ fn no_free_inode_fails_stor_with_452_at_once() {
             "alice-password".into(),
             format!("home = {:?}", disk.to_str().unwrap()),
         )],
+        // The home is a small tmpfs mounted outside the root.
+        config: "[auth]\nallow_homes_outside_root = true\n".into(),
         ..Default::default()
     });
     let mut c = server.login();

@@ -44,6 +44,13 @@ fn users_file(users: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
 
 /// A server on `users`, with failed logins neither slowed nor banned from loopback.
 fn server(users: &Path, extra: &str) -> TestServer {
+    // The imported homes are absolute, beside the root.
+    let auth = "[auth]\nallow_homes_outside_root = true\n";
+    let extra = if extra.contains("[auth]\n") {
+        extra.replace("[auth]\n", auth)
+    } else {
+        format!("{extra}\n{auth}")
+    };
     TestServer::with(Options {
         config: format!(
             "users_file = {:?}\n{extra}\n[bans]\nallow = [\"127.0.0.0/8\"]\n",

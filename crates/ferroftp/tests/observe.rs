@@ -342,7 +342,12 @@ fn metrics_and_xferlog_follow_real_activity() {
     drop(data);
     alice.cmd_ok("QUIT", 221);
 
-    // Anonymous downloads the upload.
+    // Anonymous downloads the upload, once published in its own home (ROOT/pub).
+    std::fs::copy(
+        server.root.join("up load.txt"),
+        server.root.join("pub/up load.txt"),
+    )
+    .unwrap();
     let mut anon = server.connect();
     anon.cmd_ok("USER anonymous", 331);
     anon.cmd_ok("PASS guest@example.org", 230);
@@ -510,7 +515,7 @@ fn metrics_and_xferlog_follow_real_activity() {
         (None, file("big.bin"), "b", "o", "r", "alice", "ftp", "i"),
         (
             Some(1000),
-            file("up_load.txt"),
+            file("pub/up_load.txt"),
             "b",
             "o",
             "a",

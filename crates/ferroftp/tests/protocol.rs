@@ -1555,13 +1555,15 @@ fn anonymous_is_read_only_and_off_by_default() {
         args: vec!["--anonymous".into()],
         ..Default::default()
     });
-    std::fs::write(server.root.join("f.txt"), b"readable").unwrap();
-    std::fs::create_dir(server.root.join("d")).unwrap();
+    // Anonymous users get ROOT/pub, made at start.
+    let public = server.root.join("pub");
+    std::fs::write(public.join("f.txt"), b"readable").unwrap();
+    std::fs::create_dir(public.join("d")).unwrap();
     for name in ["anonymous", "ftp", "ANONYMOUS"] {
         let mut c = server.connect();
         c.cmd_ok(&format!("USER {name}"), 331);
         c.cmd_ok("PASS guest@example.com", 230);
-        assert_read_only_session(&mut c, &server.root);
+        assert_read_only_session(&mut c, &public);
     }
     // The real user still has full rights.
     let mut c = server.login();

@@ -969,6 +969,19 @@ fn files(config: &Config, r: &mut Report) {
                             if db.len() == 1 { "" } else { "s" }
                         ),
                     ));
+                    // What serve checks at start: homes under the root, anonymous apart.
+                    let anon = &config.anonymous;
+                    if let Err(why) = crate::auth::check_homes(
+                        &std::path::absolute(root).unwrap_or_else(|_| root.clone()),
+                        &db,
+                        anon.enabled.then_some(anon.home.as_path()),
+                        config.auth.allow_homes_outside_root,
+                        &format!("users file {}", path.display()),
+                    ) {
+                        r.add(Check::new(Level::Fail, format!("{why}: serve refuses to start")).fix(
+                            "give the home relative to the root (or under it), or set auth.allow_homes_outside_root = true for absolute homes elsewhere; give anonymous.home a directory of its own",
+                        ));
+                    }
                     for user in db.users().filter(|u| !u.disabled) {
                         let home = user.home.as_ref().map_or_else(|| root.clone(), |h| root.join(h));
                         add_home(home, format!("user {}", user.name));
@@ -990,10 +1003,7 @@ fn files(config: &Config, r: &mut Report) {
     }
     if config.anonymous.enabled {
         let anon = &config.anonymous;
-        let home = anon
-            .home
-            .as_ref()
-            .map_or_else(|| root.clone(), |h| root.join(h));
+        let home = root.join(&anon.home);
         add_home(home, "anonymous".into());
         let writes: Vec<&str> = anon
             .permissions

@@ -143,16 +143,75 @@ pub(crate) fn spawn(
         reload,
         edits: Arc::new(tokio::sync::Mutex::new(())),
     };
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let app = router(state);
     let stop = CancellationToken::new();
-    let signal = stop.clone();
-    let task = tokio::spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(signal.cancelled_owned());
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "admin API server failed");
-        }
-    });
+    let task = tokio::spawn(serve(listener, app, stop.clone()));
     AdminServer { stop, task }
+}
+
+/// Connections served at once; more wait in the accept queue (as the metrics listener does).
+const MAX_CONNECTIONS: usize = 16;
+/// Time to send a request's head, and how long an idle keep-alive connection is kept.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest a connection lasts, whatever it does: bounds a body sent slowly (requests are
+/// short; the longest, a kick, waits up to 10 s).
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
+/// The most a request's head may take in memory (hyper's floor is 8 KiB).
+const MAX_HEAD: usize = 16 * 1024;
+
+/// Accept and serve connections until `stop`: at most [`MAX_CONNECTIONS`] at once, each
+/// closed if its request head is not in within [`HEADER_TIMEOUT`] and after
+/// [`CONNECTION_LIFETIME`] in any case, so that half-sent requests cannot hold descriptors.
+async fn serve(listener: TcpListener, app: axum::Router, stop: CancellationToken) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    // Dropping the set (the task aborted) aborts the connections too.
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        let slot = tokio::select! {
+            () = stop.cancelled() => break,
+            slot = Arc::clone(&slots).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            () = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::debug!(error = %e, "admin API: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        while conns.try_join_next().is_some() {}
+        let service = hyper_util::service::TowerToHyperService::new(
+            app.clone().layer(axum::Extension(ConnectInfo(peer))),
+        );
+        let stop = stop.clone();
+        conns.spawn(async move {
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .max_buf_size(MAX_HEAD);
+            let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                () = tokio::time::sleep(CONNECTION_LIFETIME) => {
+                    tracing::debug!(%peer, "admin API: connection closed after its lifetime");
+                }
+                () = stop.cancelled() => {
+                    // Requests in flight finish; idle connections close.
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+            drop(slot);
+        });
+    }
+    while conns.join_next().await.is_some() {}
 }
 
 #[derive(Clone)]
@@ -691,6 +750,14 @@ async fn set_user(
     let patch: UserPatch = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid change: {e}")))?;
     let path = users_file(&st)?;
+    if patch.home.is_some() {
+        // Refused before anything is written: a home outside the root (unless the configuration
+        // allows it) or inside the anonymous home.
+        st.shared
+            .live()
+            .check_new_home(&name, patch.home.as_deref())
+            .map_err(|why| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid home: {why}")))?;
+    }
     let hash = new_hash(&st, patch.password, patch.password_hash).await?;
     if hash.is_none()
         && patch.home.is_none()
@@ -754,6 +821,12 @@ async fn add_user(
     let new: NewUser = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid user: {e}")))?;
     let path = users_file(&st)?;
+    // Refused before anything is written: a home outside the root (unless the configuration
+    // allows it) or inside the anonymous home.
+    st.shared
+        .live()
+        .check_new_home(&new.name, new.home.as_deref())
+        .map_err(|why| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid home: {why}")))?;
     let hash = match new_hash(&st, new.password, new.password_hash).await? {
         Some(hash) => hash,
         None => {

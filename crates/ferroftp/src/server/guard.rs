@@ -1,13 +1,22 @@
 //! Brute-force protection: failed logins counted per client address and per user name, slower
 //! replies as they pile up, and escalating bans of addresses that keep failing.
 //!
+//! Every password check is admitted first ([`Guard::admit`]): a banned address is refused, and
+//! checks still running count against the address's allowance, so sessions opened before a
+//! ban cannot get more than `max_failures` wrong passwords checked between them. IPv6 clients
+//! are counted per network (`bans.ipv6_prefix`, a /64 by default), since one host usually
+//! has a whole /64 to pick addresses from. A user name that failed `max_failures` times in
+//! the window (from any addresses) is checked at most once per `bans.user_interval_ms`
+//! across all sessions, except from addresses that logged in as that user before: spraying
+//! one name from many addresses slows down, and its owner is not locked out.
+//!
 //! Pure bookkeeping over a clock passed in, so the policy is tested without sleeping. Memory is
 //! bounded: at most [`MAX_TRACKED`] addresses and as many names are remembered; when full, the
 //! entries that no longer matter go first, then arbitrary ones that are not banned.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::BanConfig;
@@ -36,12 +45,71 @@ struct IpRecord {
     count: Counter,
     banned_until: Option<Instant>,
     bans: u32,
+    /// Password checks admitted and not finished yet.
+    in_flight: u32,
 }
+
+impl IpRecord {
+    fn new(now: Instant) -> Self {
+        Self {
+            count: Counter::new(now),
+            banned_until: None,
+            bans: 0,
+            in_flight: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct UserRecord {
+    count: Counter,
+    /// The earliest a throttled name's next check may start.
+    next_slot: Instant,
+}
+
+/// Addresses a user logged in from at most, remembered per name.
+const KNOWN_PER_USER: usize = 8;
 
 #[derive(Debug, Default)]
 struct State {
     ips: HashMap<IpAddr, IpRecord>,
-    users: HashMap<String, Counter>,
+    users: HashMap<String, UserRecord>,
+    /// Where each user last logged in from (address keys, newest last), with when.
+    known: HashMap<String, Vec<(IpAddr, Instant)>>,
+}
+
+/// Whether a password check may run now.
+#[derive(Debug)]
+pub(crate) enum Admission {
+    /// Run it after waiting `wait` (the user name's turn); the ticket ends the check.
+    Verify {
+        /// Held while the check runs.
+        ticket: Ticket,
+        /// How long to wait before checking.
+        wait: Duration,
+    },
+    /// The address is banned for this much longer.
+    Banned(Duration),
+    /// The address has as many checks running as it has failures left before a ban.
+    AddressBusy,
+    /// The user name is throttled and its queue is longer than `max_delay_ms`.
+    UserBusy,
+}
+
+/// A password check in progress for an address; counted against it until dropped.
+#[derive(Debug)]
+pub(crate) struct Ticket {
+    guard: Option<(Arc<Guard>, IpAddr)>,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if let Some((guard, key)) = self.guard.take() {
+            if let Some(r) = guard.lock().ips.get_mut(&key) {
+                r.in_flight = r.in_flight.saturating_sub(1);
+            }
+        }
+    }
 }
 
 /// The failed-login bookkeeping shared by all sessions.
@@ -57,6 +125,15 @@ impl Counter {
             failures: 0,
             window_start: now,
             last: now,
+        }
+    }
+
+    /// Failures in the window running at `now`.
+    fn current(&self, now: Instant, window: Duration) -> u32 {
+        if now.saturating_duration_since(self.window_start) > window {
+            0
+        } else {
+            self.failures
         }
     }
 
@@ -101,15 +178,147 @@ impl Guard {
         !cfg.enabled || cfg.allow.iter().any(|net| net.contains(&ip))
     }
 
+    /// The key `ip` is counted under: an IPv4 address itself, an IPv6 address's network of
+    /// `bans.ipv6_prefix` bits.
+    pub(crate) fn key(&self, ip: IpAddr) -> IpAddr {
+        match ip.to_canonical() {
+            IpAddr::V4(v4) => IpAddr::V4(v4),
+            IpAddr::V6(v6) => {
+                let prefix = u32::from(self.cfg().ipv6_prefix.min(128));
+                let mask = u128::MAX.checked_shl(128 - prefix).unwrap_or(0);
+                IpAddr::V6((u128::from(v6) & mask).into())
+            }
+        }
+    }
+
     /// How much longer `ip` is banned, if it is.
     pub(crate) fn banned(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
         if self.exempt(ip) {
             return None;
         }
+        let key = self.key(ip);
         let state = self.lock();
-        let until = state.ips.get(&ip)?.banned_until?;
+        let until = state.ips.get(&key)?.banned_until?;
         let left = until.saturating_duration_since(now);
         (!left.is_zero()).then_some(left)
+    }
+
+    /// Ask to check a password from `ip` for `user` now; see [`Admission`].
+    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr, user: &str, now: Instant) -> Admission {
+        let free = Admission::Verify {
+            ticket: Ticket { guard: None },
+            wait: Duration::ZERO,
+        };
+        if self.exempt(ip) {
+            return free;
+        }
+        let cfg = self.cfg();
+        let window = Duration::from_secs(cfg.window_secs);
+        let key = self.key(ip);
+        let mut state = self.lock();
+        if let Some(r) = state.ips.get(&key) {
+            if let Some(left) = r
+                .banned_until
+                .map(|u| u.saturating_duration_since(now))
+                .filter(|d| !d.is_zero())
+            {
+                return Admission::Banned(left);
+            }
+            // Checks already running may all fail: together with the failures counted they
+            // must stay within the allowance, or the sessions opened before a ban would get
+            // more guesses than max_failures.
+            if r.count.current(now, window).saturating_add(r.in_flight) >= cfg.max_failures {
+                return Admission::AddressBusy;
+            }
+        }
+        let mut wait = Duration::ZERO;
+        let known = state
+            .known
+            .get(user)
+            .is_some_and(|seen| seen.iter().any(|(k, _)| *k == key));
+        if cfg.user_interval_ms > 0 && !known {
+            if let Some(u) = state.users.get_mut(user) {
+                if u.count.current(now, window) >= cfg.max_failures {
+                    let slot = u.next_slot.max(now);
+                    wait = slot.saturating_duration_since(now);
+                    if wait > Duration::from_millis(cfg.max_delay_ms) {
+                        return Admission::UserBusy;
+                    }
+                    u.next_slot = slot + Duration::from_millis(cfg.user_interval_ms);
+                }
+            }
+        }
+        self.make_room(&mut state, now);
+        let record = state.ips.entry(key).or_insert_with(|| IpRecord::new(now));
+        record.in_flight = record.in_flight.saturating_add(1);
+        Admission::Verify {
+            ticket: Ticket {
+                guard: Some((Arc::clone(self), key)),
+            },
+            wait,
+        }
+    }
+
+    /// Record a successful login from `ip` as `user`: that address is no longer throttled
+    /// for that name.
+    pub(crate) fn success(&self, ip: IpAddr, user: &str, now: Instant) {
+        if self.exempt(ip) {
+            return;
+        }
+        let key = self.key(ip);
+        let mut state = self.lock();
+        if state.known.len() >= MAX_TRACKED && !state.known.contains_key(user) {
+            let memory = self.memory();
+            state.known.retain(|_, seen| {
+                seen.iter()
+                    .any(|(_, t)| now.saturating_duration_since(*t) < memory)
+            });
+            if state.known.len() >= MAX_TRACKED {
+                let excess = state.known.len() + 1 - MAX_TRACKED * 9 / 10;
+                let victims: Vec<String> = state.known.keys().take(excess).cloned().collect();
+                for name in victims {
+                    state.known.remove(&name);
+                }
+            }
+        }
+        let seen = state.known.entry(user.to_owned()).or_default();
+        seen.retain(|(k, _)| *k != key);
+        if seen.len() >= KNOWN_PER_USER {
+            seen.remove(0);
+        }
+        seen.push((key, now));
+    }
+
+    /// How long a failure from `ip` for `user` would have its reply held back now, without
+    /// counting one.
+    pub(crate) fn delay(&self, ip: IpAddr, user: &str, now: Instant) -> Duration {
+        if self.exempt(ip) {
+            return Duration::ZERO;
+        }
+        let cfg = self.cfg();
+        let window = Duration::from_secs(cfg.window_secs);
+        let key = self.key(ip);
+        let state = self.lock();
+        let by_ip = state
+            .ips
+            .get(&key)
+            .map_or(0, |r| r.count.current(now, window));
+        let by_user = state
+            .users
+            .get(user)
+            .map_or(0, |u| u.count.current(now, window));
+        Duration::from_millis(
+            cfg.delay_ms
+                .saturating_mul(u64::from(by_ip.max(by_user)))
+                .min(cfg.max_delay_ms),
+        )
+    }
+
+    /// How long records are worth keeping: the window, and the longest ban so that escalation
+    /// remembers repeat offenders.
+    fn memory(&self) -> Duration {
+        let cfg = self.cfg();
+        Duration::from_secs(cfg.window_secs).max(Duration::from_secs(cfg.max_ban_secs))
     }
 
     /// Record a failed login from `ip` as `user`.
@@ -123,22 +332,25 @@ impl Guard {
         }
         let cfg = self.cfg();
         let window = Duration::from_secs(cfg.window_secs);
+        let key = self.key(ip);
         let mut state = self.lock();
         self.make_room(&mut state, now);
         let by_user = match state.users.get_mut(user) {
-            Some(c) => c.bump(now, window),
+            Some(u) => u.count.bump(now, window),
             None => {
-                let mut c = Counter::new(now);
-                let n = c.bump(now, window);
-                state.users.insert(user.to_owned(), c);
+                let mut count = Counter::new(now);
+                let n = count.bump(now, window);
+                state.users.insert(
+                    user.to_owned(),
+                    UserRecord {
+                        count,
+                        next_slot: now,
+                    },
+                );
                 n
             }
         };
-        let record = state.ips.entry(ip).or_insert_with(|| IpRecord {
-            count: Counter::new(now),
-            banned_until: None,
-            bans: 0,
-        });
+        let record = state.ips.entry(key).or_insert_with(|| IpRecord::new(now));
         let by_ip = record.count.bump(now, window);
         let worst = u64::from(by_ip.max(by_user));
         let delay = Duration::from_millis(
@@ -194,6 +406,7 @@ impl Guard {
 
     /// Lift the ban of `ip` (and forget its failures); whether it was banned.
     pub(crate) fn lift(&self, ip: IpAddr, now: Instant) -> bool {
+        let ip = self.key(ip);
         let mut state = self.lock();
         let was = state
             .ips
@@ -207,6 +420,7 @@ impl Guard {
     /// Failed logins counted against `ip` in its current window (0 if none), and how often
     /// it was banned.
     pub(crate) fn ip_record(&self, ip: IpAddr) -> (u32, u32) {
+        let ip = self.key(ip);
         self.lock()
             .ips
             .get(&ip)
@@ -229,6 +443,7 @@ impl Guard {
         if state.ips.len() >= MAX_TRACKED {
             state.ips.retain(|_, r| {
                 r.banned_until.is_some_and(|u| u > now)
+                    || r.in_flight > 0
                     || now.saturating_duration_since(r.count.last) < memory
             });
             if state.ips.len() >= MAX_TRACKED {
@@ -236,7 +451,7 @@ impl Guard {
                 let victims: Vec<IpAddr> = state
                     .ips
                     .iter()
-                    .filter(|(_, r)| r.banned_until.is_none_or(|u| u <= now))
+                    .filter(|(_, r)| r.banned_until.is_none_or(|u| u <= now) && r.in_flight == 0)
                     .map(|(ip, _)| *ip)
                     .take(excess)
                     .collect();
@@ -248,7 +463,7 @@ impl Guard {
         if state.users.len() >= MAX_TRACKED {
             state
                 .users
-                .retain(|_, c| now.saturating_duration_since(c.last) < window);
+                .retain(|_, u| now.saturating_duration_since(u.count.last) < window);
             if state.users.len() >= MAX_TRACKED {
                 let excess = state.users.len() + 1 - MAX_TRACKED * 9 / 10;
                 let victims: Vec<String> = state.users.keys().take(excess).cloned().collect();
@@ -398,5 +613,84 @@ mod tests {
         }
         let (ips, users) = g.tracked();
         assert!(ips <= MAX_TRACKED && users <= MAX_TRACKED, "{ips} {users}");
+    }
+
+    fn verify(a: Admission) -> Ticket {
+        match a {
+            Admission::Verify { ticket, .. } => ticket,
+            other => panic!("refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn checks_in_flight_count_against_the_allowance_of_the_address() {
+        let g = Arc::new(Guard::new(cfg()));
+        let t = Instant::now();
+        let a = ip("192.0.2.1");
+        let tickets: Vec<_> = (0..3).map(|_| verify(g.admit(a, "x", t))).collect();
+        assert!(matches!(g.admit(a, "x", t), Admission::AddressBusy));
+        drop(tickets);
+        g.failure(a, "x", t);
+        let one = verify(g.admit(a, "x", t));
+        let two = verify(g.admit(a, "x", t));
+        assert!(matches!(g.admit(a, "x", t), Admission::AddressBusy));
+        g.failure(a, "x", t);
+        drop(one);
+        assert_eq!(g.failure(a, "x", t).banned, Some(Duration::from_secs(10)));
+        drop(two);
+        assert!(matches!(g.admit(a, "x", t), Admission::Banned(_)));
+    }
+
+    #[test]
+    fn ipv6_addresses_are_counted_per_network() {
+        let g = Guard::new(cfg());
+        let t = Instant::now();
+        for i in 1..=3 {
+            g.failure(ip(&format!("2001:db8:1:2::{i}")), "x", t);
+        }
+        assert!(g.banned(ip("2001:db8:1:2:ffff::9"), t).is_some());
+        assert_eq!(g.banned(ip("2001:db8:1:3::1"), t), None);
+        let g = Guard::new(BanConfig {
+            ipv6_prefix: 128,
+            ..cfg()
+        });
+        for i in 1..=3 {
+            g.failure(ip(&format!("2001:db8:1:2::{i}")), "x", t);
+        }
+        assert_eq!(g.banned(ip("2001:db8:1:2::1"), t), None);
+    }
+
+    #[test]
+    fn a_sprayed_user_name_is_checked_one_at_a_time_except_from_known_addresses() {
+        let g = Arc::new(Guard::new(BanConfig {
+            user_interval_ms: 1000,
+            max_delay_ms: 2500,
+            ..cfg()
+        }));
+        let t = Instant::now();
+        g.success(ip("198.51.100.7"), "alice", t);
+        for i in 1..=3 {
+            g.failure(ip(&format!("192.0.2.{i}")), "alice", t);
+        }
+        let waits: Vec<Duration> = (10..14)
+            .filter_map(|i| match g.admit(ip(&format!("192.0.2.{i}")), "alice", t) {
+                Admission::Verify { wait, .. } => Some(wait),
+                Admission::UserBusy => None,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            waits,
+            [0, 1000, 2000].map(Duration::from_millis),
+            "one slot per interval, a queue no longer than max_delay_ms"
+        );
+        match g.admit(ip("198.51.100.7"), "alice", t) {
+            Admission::Verify { wait, .. } => assert_eq!(wait, Duration::ZERO),
+            other => panic!("the user's own address is not throttled: {other:?}"),
+        }
+        match g.admit(ip("192.0.2.20"), "bob", t) {
+            Admission::Verify { wait, .. } => assert_eq!(wait, Duration::ZERO),
+            other => panic!("other names are not throttled: {other:?}"),
+        }
     }
 }

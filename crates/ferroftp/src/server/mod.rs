@@ -57,7 +57,7 @@ pub(crate) struct Shared {
     /// every blocking thread and all the memory (each costs ~19 MiB).
     pub(crate) hash_pool: Semaphore,
     /// Failed-login counts and bans.
-    pub(crate) guard: guard::Guard,
+    pub(crate) guard: Arc<guard::Guard>,
     /// Home directories open now, shared between sessions.
     pub(crate) homes: crate::storage::HomeCache,
     /// Passive addresses looked up, and whether a private one was announced to the internet.
@@ -232,6 +232,72 @@ impl Drop for SessionPermit {
     }
 }
 
+impl Live {
+    /// The directory a user's (or anonymous) `home` names, checked against the root.
+    pub(crate) fn home_dir(&self, home: Option<&std::path::Path>) -> Result<PathBuf, String> {
+        crate::auth::resolve_home(&self.root, home, self.config.auth.allow_homes_outside_root)
+    }
+
+    /// Whether user `name` may be given `home`, as loading the users file would check.
+    pub(crate) fn check_new_home(
+        &self,
+        name: &str,
+        home: Option<&std::path::Path>,
+    ) -> Result<(), String> {
+        let mut user = crate::auth::User::new(name);
+        user.home = home.map(std::path::Path::to_owned);
+        let users = UserDb::empty().with_user(user, String::new());
+        let anon = &self.config.anonymous;
+        crate::auth::check_homes(
+            &self.root,
+            &users,
+            anon.enabled.then_some(anon.home.as_path()),
+            self.config.auth.allow_homes_outside_root,
+            "users",
+        )
+    }
+}
+
+/// Check the homes of `users` and of anonymous logins against `root` before they are put in
+/// force, at start and at each reload; the default anonymous home is made when missing.
+fn prepare_homes(config: &Config, root: &std::path::Path, users: &UserDb) -> Result<(), String> {
+    let outside_ok = config.auth.allow_homes_outside_root;
+    let origin = config.users_file.as_ref().map_or_else(
+        || "users".to_owned(),
+        |p| format!("users file {}", p.display()),
+    );
+    let anon = &config.anonymous;
+    crate::auth::check_homes(
+        root,
+        users,
+        anon.enabled.then_some(anon.home.as_path()),
+        outside_ok,
+        &origin,
+    )?;
+    if anon.enabled {
+        let home = crate::auth::resolve_home(root, Some(&anon.home), outside_ok)?;
+        if !home.is_dir() {
+            if anon.home == std::path::Path::new(crate::config::DEFAULT_ANONYMOUS_HOME)
+                && !home.exists()
+            {
+                std::fs::create_dir(&home).map_err(|e| {
+                    format!(
+                        "cannot create the anonymous home {} (anonymous.home): {e}",
+                        home.display()
+                    )
+                })?;
+                tracing::info!(home = %home.display(), "created the anonymous home");
+            } else {
+                return Err(format!(
+                    "config key `anonymous.home`: {} is not a directory; create it, or leave the key out for \"pub\" under the root",
+                    home.display()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Loads the configuration and the users again, for a reload: the file, with the command
 /// line's overrides on top, as at start.
 pub type Loader = Box<dyn Fn() -> anyhow::Result<(Config, UserDb)> + Send + Sync>;
@@ -337,6 +403,7 @@ impl Server {
         tls: Option<Arc<Tls>>,
     ) -> anyhow::Result<Self> {
         let root = std::path::absolute(&config.root)?;
+        prepare_homes(&config, &root, &users).map_err(|e| anyhow::anyhow!(e))?;
         check_tls(&config, tls.as_ref())?;
         let mut listeners = Vec::new();
         for l in &config.listeners {
@@ -374,7 +441,7 @@ impl Server {
             })),
             sessions: SessionTable::default(),
             hash_pool: Semaphore::new(workers),
-            guard: guard::Guard::new(config.bans.clone()),
+            guard: Arc::new(guard::Guard::new(config.bans.clone())),
             homes: crate::storage::HomeCache::default(),
             announced: Announced::default(),
             stopping: tokio_util::sync::CancellationToken::new(),
@@ -680,6 +747,7 @@ async fn reload(
     };
     let (config, users) = loader().map_err(|e| format!("{e:#}"))?;
     let root = std::path::absolute(&config.root).map_err(|e| format!("root: {e}"))?;
+    prepare_homes(&config, &root, &users)?;
     // TLS: the same settings keep the same state, with the certificate files read again;
     // new settings build it anew (and must load).
     let tls_wanted = config.listeners.iter().any(|l| l.mode.offers_tls());

@@ -27,10 +27,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
 
 use super::data::{self, CopyError, PassiveListener};
+use super::guard::Admission;
 use super::registry::{SessionHandle, TransferState};
 use super::stream::{self, Stream};
 use super::{Live, SessionPermit, Shared};
-use crate::auth::{self, HashParams, HashScheme, Permission, Permissions, Upgrade, User};
+use crate::auth::{self, HashParams, HashScheme, Permission, Permissions, Refusal, Upgrade, User};
 use crate::config::{ListenerConfig, ListenerMode, TlsPolicy};
 use crate::observe::metrics::{Direction, LoginMethod, Metrics, TlsConnection, TransferResult};
 use crate::storage::{self, Entry, EntryKind, LocalFs, StorageError, Upload, VPath, WriteMode};
@@ -837,10 +838,7 @@ impl Session {
                     if self.login.is_some() {
                         self.reinitialize();
                     }
-                    let home = user
-                        .home
-                        .clone()
-                        .map_or_else(|| self.live.root.clone(), |h| self.live.root.join(h));
+                    let home = self.live.home_dir(user.home.as_deref());
                     let login = Account {
                         name: user.name.clone(),
                         perms: user.permissions,
@@ -1155,11 +1153,10 @@ impl Session {
         let live = Arc::clone(&self.live);
         let anon_cfg = &live.config.anonymous;
         let anonymous = is_anonymous_name(&name) && anon_cfg.enabled;
+        let mut ticket = None;
+        let mut refusal = Refusal::Incorrect;
         let login = if anonymous {
-            let home = anon_cfg
-                .home
-                .clone()
-                .map_or_else(|| live.root.clone(), |h| live.root.join(h));
+            let home = live.home_dir(Some(&anon_cfg.home));
             Some((
                 name.clone(),
                 home,
@@ -1167,13 +1164,27 @@ impl Session {
                 TlsPolicy::Optional,
             ))
         } else {
+            // The ban is checked before every password check, not only at connect: sessions
+            // opened before a ban must not go on guessing.
+            match shared
+                .guard
+                .admit(self.peer.ip(), &name, std::time::Instant::now())
+            {
+                Admission::Verify { ticket: t, wait } => {
+                    ticket = Some(t);
+                    if !wait.is_zero() {
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+                refused => return self.refuse_password_check(refused, &name).await,
+            }
             let users = live.users.clone();
             let user_name = name.clone();
-            let verified = if users.verify_cost(&name) <= INLINE_HASH_COST {
+            let checked = if users.verify_cost(&name) <= INLINE_HASH_COST {
                 // Hashes this cheap (tens of microseconds) cost less than the trip to a
                 // blocking thread.
                 users
-                    .verify(&user_name, &password)
+                    .check(&user_name, &password)
                     .map(|user| (user, password))
             } else {
                 // argon2, bcrypt and crypt(3) are deliberately slow: off the async workers, a
@@ -1181,33 +1192,55 @@ impl Session {
                 match shared.hash_pool.acquire().await {
                     Ok(_permit) => tokio::task::spawn_blocking(move || {
                         users
-                            .verify(&user_name, &password)
+                            .check(&user_name, &password)
                             .map(|user| (user, password))
                     })
                     .await
-                    .ok()
-                    .flatten(),
-                    Err(_) => None,
+                    .unwrap_or(Err(Refusal::Incorrect)),
+                    Err(_) => Err(Refusal::Incorrect),
                 }
             };
-            verified.map(|(user, password)| {
-                maybe_rehash(&shared, &live, &user, password);
-                let home = user
-                    .home
-                    .clone()
-                    .map_or_else(|| live.root.clone(), |h| live.root.join(h));
-                (user.name.clone(), home, user.permissions, user.tls_policy)
-            })
+            match checked {
+                Ok((user, password)) => {
+                    shared
+                        .guard
+                        .success(self.peer.ip(), &user.name, std::time::Instant::now());
+                    maybe_rehash(&shared, &live, &user, password);
+                    let home = live.home_dir(user.home.as_deref());
+                    Some((user.name.clone(), home, user.permissions, user.tls_policy))
+                }
+                Err(why) => {
+                    refusal = why;
+                    None
+                }
+            }
         };
         let Some((user_name, home, perms, tls_policy)) = login else {
             self.failed_logins += 1;
             shared.metrics.login_failed();
+            if refusal == Refusal::Disabled {
+                // The right password for a disabled account: logged for the administrator,
+                // answered like any failure. Not counted toward a ban: whoever sent it knows
+                // the password, so it is not guessing, and counting it would let a disabled
+                // user's retrying client get a shared address (an office's NAT) banned for
+                // everyone. The reply waits as long as a failure's would, so that its timing
+                // does not tell that the password was right.
+                warn!(ip = %self.peer.ip(), user = %name, "login refused: user disabled");
+                drop(ticket);
+                let delay = shared
+                    .guard
+                    .delay(self.peer.ip(), &name, std::time::Instant::now());
+                tokio::time::sleep(delay).await;
+                return self.answer_failed_login(&live).await;
+            }
             // The line fail2ban matches (contrib/fail2ban): keep its shape. The client's address
             // comes first, before the user name that the client chose.
             warn!(ip = %self.peer.ip(), user = %name, failures = self.failed_logins, "login failed");
             let verdict = shared
                 .guard
                 .failure(self.peer.ip(), &name, std::time::Instant::now());
+            // Counted as a failure now: no longer as a check in progress.
+            drop(ticket);
             if let Some(ban) = verdict.banned {
                 shared.metrics.banned();
                 warn!(ip = %self.peer.ip(), ban_secs = ban.as_secs(), "address banned after repeated failed logins");
@@ -1223,16 +1256,7 @@ impl Session {
             }
             // Slower replies as failures pile up; the same for existing and unknown users.
             tokio::time::sleep(verdict.delay).await;
-            if self.failed_logins >= live.config.limits.max_login_failures {
-                self.send(Reply::new(
-                    421,
-                    "Too many failed logins; closing control connection",
-                ))
-                .await?;
-                return Ok(Flow::Close("too many failed logins"));
-            }
-            self.send(Reply::new(530, "Login incorrect")).await?;
-            return Ok(Flow::Continue);
+            return self.answer_failed_login(&live).await;
         };
         if tls_policy.login() && self.tls.is_none() {
             warn!(user = %user_name, "login refused: the account requires TLS");
@@ -1257,14 +1281,64 @@ impl Session {
             .await
     }
 
-    /// Open the home directory and start the logged-in session, answering with `ok`.
+    /// The answer to a refused password: 530, or 421 and the end once the session has
+    /// failed `limits.max_login_failures` times.
+    async fn answer_failed_login(&mut self, live: &Live) -> io::Result<Flow> {
+        if self.failed_logins >= live.config.limits.max_login_failures {
+            self.send(Reply::new(
+                421,
+                "Too many failed logins; closing control connection",
+            ))
+            .await?;
+            return Ok(Flow::Close("too many failed logins"));
+        }
+        self.send(Reply::new(530, "Login incorrect")).await?;
+        Ok(Flow::Continue)
+    }
+
+    /// A password the guard would not let be checked: 421 and the end of the session.
+    async fn refuse_password_check(&mut self, refused: Admission, name: &str) -> io::Result<Flow> {
+        let (text, reason) = match refused {
+            Admission::Banned(left) => (
+                format!(
+                    "Too many failed logins from your address; banned for {} s",
+                    left.as_secs().max(1)
+                ),
+                "address banned",
+            ),
+            Admission::UserBusy => (
+                "Too many failed logins for this user name; try again later".to_string(),
+                "user name throttled",
+            ),
+            Admission::AddressBusy | Admission::Verify { .. } => (
+                "Too many failed logins from your address; try again later".to_string(),
+                "too many password checks from the address",
+            ),
+        };
+        warn!(ip = %self.peer.ip(), user = %name, reason, "login refused before the password check");
+        self.send(Reply::new(421, text)).await?;
+        Ok(Flow::Close(reason))
+    }
+
+    /// Open the home directory and start the logged-in session, answering with `ok`. `home`
+    /// is an error when it is not allowed (outside the root): the users were checked when
+    /// loaded, so this is defence in depth.
     async fn enter(
         &mut self,
         login: Account,
-        home: std::path::PathBuf,
+        home: Result<std::path::PathBuf, String>,
         ok: Reply,
         method: LoginMethod,
     ) -> io::Result<Flow> {
+        let home = match home {
+            Ok(home) => home,
+            Err(reason) => {
+                tracing::error!(user = %login.name, %reason, "login refused: home directory not allowed");
+                self.send(Reply::new(530, "Login refused: home directory unavailable"))
+                    .await?;
+                return Ok(Flow::Continue);
+            }
+        };
         let home_for_open = home.clone();
         let shared = Arc::clone(&self.shared);
         let home_path = home.clone();
