@@ -748,9 +748,7 @@ fn mode_verdict(mode: u32, group: &str, secret: &str, change: &str) -> (Level, S
         return (level, problems.join("; "));
     }
     let text = if mode & 0o040 != 0 {
-        format!(
-            "readable by its owner and group {group} only (fine)"
-        )
+        format!("readable by its owner and group {group} only (fine)")
     } else {
         "only its owner can read it".to_owned()
     };

@@ -756,7 +756,9 @@ async fn set_user(
         st.shared
             .live()
             .check_new_home(&name, patch.home.as_deref())
-            .map_err(|why| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid home: {why}")))?;
+            .map_err(|why| {
+                ApiError::new(StatusCode::BAD_REQUEST, format!("invalid home: {why}"))
+            })?;
     }
     let hash = new_hash(&st, patch.password, patch.password_hash).await?;
     if hash.is_none()
