@@ -14,9 +14,24 @@ use crate::config::{LogConfig, LogFormat};
 
 /// Install the global subscriber. Call once, at start.
 pub fn init(cfg: &LogConfig) {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&cfg.level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    // RUST_LOG gets the same check as `log.level`: a bare typo such as `inf` would be taken as
+    // a target name and silence every line, failed logins included.
+    let from_env = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .and_then(|v| match crate::config::log_filter(&v) {
+            Ok(()) => EnvFilter::try_new(&v).ok(),
+            Err(why) => {
+                eprintln!(
+                    "ferroftp: ignoring RUST_LOG: {why}; logging with log.level = {:?}",
+                    cfg.level
+                );
+                None
+            }
+        });
+    let filter = from_env
+        .or_else(|| EnvFilter::try_new(&cfg.level).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
     // rustls warns about every client that sends an IP address as SNI (lftp, curl); we log
     // handshake failures ourselves, with the session they belong to.
     let filter = match "rustls=error".parse() {

@@ -628,6 +628,21 @@ fn config_example_prints_the_annotated_example_and_check_config_accepts_it() {
 /// password and the listening address included, which the harness reads from it), and the
 /// log's fields spell the listener mode and TLS policy as the config file does.
 #[test]
+fn a_misspelled_rust_log_is_ignored_with_a_warning_and_failed_logins_are_still_logged() {
+    // `inf` is not a level: EnvFilter would take it as a target name and log nothing else.
+    let server = TestServer::with(Options {
+        env: vec![("RUST_LOG".into(), "inf".into())],
+        ..Options::default()
+    });
+    server.wait_for_log("ignoring RUST_LOG", 10);
+    let mut c = server.connect();
+    c.cmd_ok("USER ferro", 331);
+    assert_eq!(c.cmd("PASS wrong").0, 530);
+    let log = server.wait_for_log("login failed", 10);
+    assert!(log.contains("did you mean `info`"), "{log}");
+}
+
+#[test]
 fn json_log_format_makes_the_start_up_lines_json_and_fields_use_the_config_spelling() {
     let server = TestServer::with(Options {
         args: vec!["--log-format".into(), "json".into()],

@@ -39,6 +39,8 @@ pub struct Options {
     /// Users as (name, password, extra TOML lines such as `home = "x"` or `permissions = [...]`);
     /// when empty the server generates its default user.
     pub users: Vec<(String, String, String)>,
+    /// Environment variables for the server, set after the harness's own (`RUST_LOG=debug`).
+    pub env: Vec<(String, String)>,
 }
 
 /// What one start-up line on the server's stdout says.
@@ -129,6 +131,7 @@ impl TestServer {
             .args(&opts.args)
             .env("RUST_LOG", "debug")
             .env("NO_COLOR", "1")
+            .envs(opts.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
