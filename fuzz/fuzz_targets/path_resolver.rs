@@ -135,7 +135,8 @@ fn check_normalized(p: &VPath) {
 /// "." skipped, ".." pops (never above "/"), empty segments collapse; refused on NUL, an
 /// argument or result over MAX_PATH_LEN bytes, or a result over MAX_DEPTH segments.
 fn model_resolve(cwd: &str, arg: &str) -> Option<String> {
-    if arg.len() > MAX_PATH_LEN || arg.contains('\0') {
+    // CR and LF too: a name goes on a line of its own in NLST and in replies.
+    if arg.len() > MAX_PATH_LEN || arg.contains(['\0', '\r', '\n']) {
         return None;
     }
     let mut stack: Vec<&str> = Vec::new();

@@ -108,6 +108,7 @@ fn harness() -> &'static Harness {
         let root = base.join("root");
         let home = root.join("home");
         fs::create_dir_all(&home).expect("create the fuzz root");
+        fs::create_dir(root.join("pub")).expect("create the anonymous home");
         fs::create_dir(base.join("sentinel")).expect("create the sentinel");
         fs::create_dir(base.join("outside")).expect("create outside");
         let secret = base.join("outside").join(format!("{MARKER}-secret.txt"));
@@ -154,7 +155,8 @@ fn harness() -> &'static Harness {
             ListenerMode::Plain,
         )];
         config.anonymous.enabled = true;
-        config.anonymous.home = Some(PathBuf::from("home"));
+        // Anonymous may not share a user's home (the server refuses to start): its own, read-only.
+        config.anonymous.home = PathBuf::from("pub");
         config.limits.max_line_length = MAX_LINE;
         config.limits.idle_timeout_secs = 30;
         config.limits.login_timeout_secs = 30;
@@ -1162,7 +1164,11 @@ fn check_outside(h: &Harness) {
     );
     assert_eq!(
         names(&h.root),
-        [format!("{MARKER}-root.txt"), "home".to_owned()]
+        [
+            format!("{MARKER}-root.txt"),
+            "home".to_owned(),
+            "pub".to_owned()
+        ]
     );
     for (p, before) in &h.guarded {
         let now = snapshot(p);

@@ -27,7 +27,7 @@ impl VPath {
     /// Absolute if `arg` starts with `/`, else relative to `cwd`. `.` is skipped, `..` pops
     /// (never above `/`), repeated slashes collapse, a trailing slash is ignored and an empty
     /// argument yields `cwd`. Backslashes and `%` escapes are ordinary characters.
-    /// Fails with [`StorageError::InvalidName`] on a NUL byte, an argument or result longer than
+    /// Fails with [`StorageError::InvalidName`] on a NUL byte, CR or LF, an argument or result longer than
     /// [`MAX_PATH_LEN`] bytes, or a result deeper than [`MAX_DEPTH`] segments.
     pub fn resolve(cwd: &VPath, arg: &str) -> Result<VPath, StorageError> {
         if arg.len() > MAX_PATH_LEN || arg.contains(['\0', '\r', '\n']) {
