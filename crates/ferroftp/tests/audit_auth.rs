@@ -1,8 +1,9 @@
 //! Findings of the outside audit on logins, homes and the admin listener, each checked against
 //! the real binary over loopback: anonymous users kept out of users' homes, homes kept under
 //! the root, the admin API's connection cap and header timeout, bans that hold for sessions
-//! opened before them, a user name sprayed from many addresses, a disabled user's refused
-//! logins, and control characters from clients escaped in the log.
+//! opened before them, parallel logins from one address, a user name sprayed from many
+//! addresses, a disabled user's right password answered like a wrong one, and control
+//! characters from clients escaped in the log.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -73,6 +74,13 @@ fn users_file(dir: &Path, users: &[(&str, &str)]) -> PathBuf {
 
 /// A control connection from `source` (an address of 127.0.0.0/8), greeted.
 fn connect_from(source: Ipv4Addr, server: SocketAddr) -> Ctrl {
+    let mut c = dial_from(source, server);
+    assert_eq!(c.reply().0, 220);
+    c
+}
+
+/// A control connection from `source` (an address of 127.0.0.0/8), its greeting unread.
+fn dial_from(source: Ipv4Addr, server: SocketAddr) -> Ctrl {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     socket
         .bind(&SocketAddr::new(IpAddr::V4(source), 0).into())
@@ -82,12 +90,10 @@ fn connect_from(source: Ipv4Addr, server: SocketAddr) -> Ctrl {
     stream
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
-    let mut c = Ctrl {
+    Ctrl {
         reader: BufReader::new(stream.try_clone().unwrap()),
         stream,
-    };
-    assert_eq!(c.reply().0, 220);
-    c
+    }
 }
 
 #[test]
@@ -430,6 +436,35 @@ fn a_ban_holds_for_sessions_opened_before_it() {
 }
 
 #[test]
+fn parallel_logins_from_one_address_with_the_right_password_all_get_in() {
+    // Default bans: more sessions than bans.max_failures (10), all logging in at once from
+    // one address, as rclone, lftp's mirror -P or an office's NAT do. Checks waiting for the
+    // hash pool are no failures: none is refused.
+    const SESSIONS: usize = 24;
+    let server = TestServer::with(Options {
+        users: vec![("alice".into(), "alice-pw".into(), String::new())],
+        ..Options::default()
+    });
+    let mut sessions: Vec<Ctrl> = (0..SESSIONS)
+        .map(|_| {
+            let mut c = server.connect();
+            c.cmd_ok("USER alice", 331);
+            c
+        })
+        .collect();
+    for c in &mut sessions {
+        c.send_raw(b"PASS alice-pw\r\n");
+    }
+    let answers: Vec<(u16, String)> = sessions.iter_mut().map(|c| c.reply()).collect();
+    assert!(answers.iter().all(|(code, _)| *code == 230), "{answers:?}");
+    for c in &mut sessions {
+        c.cmd_ok("PWD", 257);
+    }
+    let log = server.log();
+    assert!(!log.contains("login refused"), "{log}");
+}
+
+#[test]
 fn a_user_name_sprayed_from_many_addresses_is_throttled_but_its_owner_gets_in() {
     let server = TestServer::with(Options {
         users: vec![("alice".into(), "alice-pw".into(), String::new())],
@@ -460,30 +495,58 @@ fn a_user_name_sprayed_from_many_addresses_is_throttled_but_its_owner_gets_in() 
 }
 
 #[test]
-fn a_disabled_users_right_password_is_logged_as_refused_and_bans_nobody() {
+fn a_disabled_users_right_password_is_answered_and_counted_like_a_wrong_one() {
+    const MAX: usize = 3;
     let server = TestServer::with(Options {
         users: vec![
             ("alice".into(), "alice-pw".into(), String::new()),
             ("bob".into(), "bob-pw".into(), "disabled = true".into()),
         ],
-        config: "[bans]\nmax_failures = 2\ndelay_ms = 0\n[limits]\nmax_login_failures = 100\n"
-            .into(),
+        config: format!(
+            "[bans]\nmax_failures = {MAX}\ndelay_ms = 0\n[limits]\nmax_login_failures = 100\n"
+        ),
         ..Options::default()
     });
-    let mut c = server.connect();
-    for _ in 0..5 {
-        c.cmd_ok("USER bob", 331);
-        let (code, text) = c.cmd("PASS bob-pw");
-        assert_eq!((code, text.as_str()), (530, "Login incorrect"));
+    // bob's right password from one address, a wrong one from another: the same answers,
+    // and both addresses banned after the same number of tries.
+    let mut seen = Vec::new();
+    for (last, password) in [(2, "bob-pw"), (3, "wrong")] {
+        let source = Ipv4Addr::new(127, 0, 0, last);
+        let mut c = connect_from(source, server.addr);
+        let mut answers = Vec::new();
+        for _ in 0..MAX {
+            c.cmd_ok("USER bob", 331);
+            answers.push(c.cmd(&format!("PASS {password}")));
+        }
+        // A new connection: refused at connect (its text counts the seconds left).
+        let (code, _) = dial_from(source, server.addr).reply();
+        answers.push((code, String::new()));
+        seen.push(answers);
     }
-    c.login("alice", "alice-pw");
+    assert_eq!(seen[0], seen[1], "bob's right password vs a wrong one");
+    assert_eq!(
+        seen[0].iter().map(|(code, _)| *code).collect::<Vec<_>>(),
+        [530, 530, 421, 421],
+        "{seen:?}"
+    );
+    // The administrator sees which was which; fail2ban counts both alike.
     let log = server.log();
-    let refused = log
-        .lines()
-        .filter(|l| l.contains("login refused: user disabled") && l.contains("bob"))
-        .count();
-    assert_eq!(refused, 5, "{log}");
-    assert!(!log.contains("login failed"), "{log}");
+    let lines = |what: &str| log.lines().filter(|l| l.contains(what)).count();
+    assert_eq!(
+        lines("login refused: user disabled ip=127.0.0.2 user=bob"),
+        MAX,
+        "{log}"
+    );
+    assert_eq!(
+        lines("login refused: user disabled ip=127.0.0.3"),
+        0,
+        "{log}"
+    );
+    assert_eq!(lines("login failed ip=127.0.0.2 user=bob"), MAX, "{log}");
+    assert_eq!(lines("login failed ip=127.0.0.3 user=bob"), MAX, "{log}");
+    // Others are not affected.
+    let mut c = server.connect();
+    c.login("alice", "alice-pw");
 }
 
 #[test]

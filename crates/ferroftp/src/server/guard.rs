@@ -3,14 +3,18 @@
 //!
 //! Every password check is admitted first ([`Guard::admit`]): a banned address is refused, and
 //! checks still running count against the address's allowance, so sessions opened before a
-//! ban cannot get more than `max_failures` wrong passwords checked between them. IPv6 clients
+//! ban cannot get more than `max_failures` wrong passwords checked between them. A check that
+//! would go past the allowance waits for a running one to end ([`Guard::admit_waiting`]), since
+//! running checks are not failures: parallel logins with the right password (rclone, lftp's
+//! `mirror -P`, an office behind one NAT) all get in, a few at a time. IPv6 clients
 //! are counted per network (`bans.ipv6_prefix`, a /64 by default), since one host usually
 //! has a whole /64 to pick addresses from. A user name that failed `max_failures` times in
 //! the window (from any addresses) is checked at most once per `bans.user_interval_ms`
 //! across all sessions, except from addresses that logged in as that user before: spraying
 //! one name from many addresses slows down, and its owner is not locked out.
 //!
-//! Pure bookkeeping over a clock passed in, so the policy is tested without sleeping. Memory is
+//! Pure bookkeeping over a clock passed in, so the policy is tested without sleeping; the only
+//! waiting is [`Guard::admit_waiting`]'s, a loop around [`Guard::admit`]. Memory is
 //! bounded: at most [`MAX_TRACKED`] addresses and as many names are remembered; when full, the
 //! entries that no longer matter go first, then arbitrary ones that are not banned.
 
@@ -18,6 +22,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
 
 use crate::config::BanConfig;
 
@@ -90,7 +96,8 @@ pub(crate) enum Admission {
     },
     /// The address is banned for this much longer.
     Banned(Duration),
-    /// The address has as many checks running as it has failures left before a ban.
+    /// The address has as many checks running as it has failures left before a ban: ask
+    /// again when one ends ([`Guard::admit_waiting`] does).
     AddressBusy,
     /// The user name is throttled and its queue is longer than `max_delay_ms`.
     UserBusy,
@@ -108,6 +115,8 @@ impl Drop for Ticket {
             if let Some(r) = guard.lock().ips.get_mut(&key) {
                 r.in_flight = r.in_flight.saturating_sub(1);
             }
+            // Checks waiting for a place ask again (the lock is released by now).
+            guard.released.notify_waiters();
         }
     }
 }
@@ -117,6 +126,8 @@ impl Drop for Ticket {
 pub(crate) struct Guard {
     cfg: std::sync::RwLock<std::sync::Arc<BanConfig>>,
     state: Mutex<State>,
+    /// Woken when a check in flight ends, for [`Guard::admit_waiting`].
+    released: Notify,
 }
 
 impl Counter {
@@ -155,6 +166,7 @@ impl Guard {
         Self {
             cfg: std::sync::RwLock::new(std::sync::Arc::new(cfg)),
             state: Mutex::new(State::default()),
+            released: Notify::new(),
         }
     }
 
@@ -226,8 +238,12 @@ impl Guard {
             }
             // Checks already running may all fail: together with the failures counted they
             // must stay within the allowance, or the sessions opened before a ban would get
-            // more guesses than max_failures.
-            if r.count.current(now, window).saturating_add(r.in_flight) >= cfg.max_failures {
+            // more guesses than max_failures. With none running there is nothing to wait
+            // for: the count is below max_failures (the failure that reaches it bans), unless
+            // a reload lowered it, and then this check's failure bans.
+            if r.in_flight > 0
+                && r.count.current(now, window).saturating_add(r.in_flight) >= cfg.max_failures
+            {
                 return Admission::AddressBusy;
             }
         }
@@ -259,6 +275,31 @@ impl Guard {
         }
     }
 
+    /// [`Guard::admit`], waiting while the address is only busy (its checks in flight fill
+    /// its allowance) for one of them to end, until `deadline`: then `AddressBusy`. A busy
+    /// address is not a failing one, so its next check is delayed, not refused.
+    pub(crate) async fn admit_waiting(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        user: &str,
+        deadline: tokio::time::Instant,
+    ) -> Admission {
+        loop {
+            // Registered before asking, so that a check ending in between is not missed.
+            let released = self.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            match self.admit(ip, user, Instant::now()) {
+                Admission::AddressBusy => {
+                    if tokio::time::timeout_at(deadline, released).await.is_err() {
+                        return Admission::AddressBusy;
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Record a successful login from `ip` as `user`: that address is no longer throttled
     /// for that name.
     pub(crate) fn success(&self, ip: IpAddr, user: &str, now: Instant) {
@@ -287,31 +328,6 @@ impl Guard {
             seen.remove(0);
         }
         seen.push((key, now));
-    }
-
-    /// How long a failure from `ip` for `user` would have its reply held back now, without
-    /// counting one.
-    pub(crate) fn delay(&self, ip: IpAddr, user: &str, now: Instant) -> Duration {
-        if self.exempt(ip) {
-            return Duration::ZERO;
-        }
-        let cfg = self.cfg();
-        let window = Duration::from_secs(cfg.window_secs);
-        let key = self.key(ip);
-        let state = self.lock();
-        let by_ip = state
-            .ips
-            .get(&key)
-            .map_or(0, |r| r.count.current(now, window));
-        let by_user = state
-            .users
-            .get(user)
-            .map_or(0, |u| u.count.current(now, window));
-        Duration::from_millis(
-            cfg.delay_ms
-                .saturating_mul(u64::from(by_ip.max(by_user)))
-                .min(cfg.max_delay_ms),
-        )
     }
 
     /// How long records are worth keeping: the window, and the longest ban so that escalation
@@ -639,6 +655,45 @@ mod tests {
         assert_eq!(g.failure(a, "x", t).banned, Some(Duration::from_secs(10)));
         drop(two);
         assert!(matches!(g.admit(a, "x", t), Admission::Banned(_)));
+    }
+
+    #[tokio::test]
+    async fn a_busy_address_waits_for_a_check_to_end_and_is_refused_only_once_banned() {
+        let g = Arc::new(Guard::new(cfg()));
+        let a = ip("192.0.2.1");
+        let t = Instant::now();
+        let far = tokio::time::Instant::now() + Duration::from_secs(3600);
+        let mut tickets: Vec<_> = (0..3).map(|_| verify(g.admit(a, "x", t))).collect();
+        let waiter = {
+            let g = Arc::clone(&g);
+            tokio::spawn(async move { g.admit_waiting(a, "x", far).await })
+        };
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!waiter.is_finished(), "three checks fill the allowance");
+        // One ends with the right password: the waiting check takes its place.
+        drop(tickets.pop());
+        let fourth = verify(waiter.await.unwrap());
+        // Past the deadline, a busy address is answered at once.
+        assert!(matches!(
+            g.admit_waiting(a, "x", tokio::time::Instant::now()).await,
+            Admission::AddressBusy
+        ));
+        // The checks in flight fail and ban the address: a waiting check is refused.
+        let waiter = {
+            let g = Arc::clone(&g);
+            tokio::spawn(async move { g.admit_waiting(a, "x", far).await })
+        };
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!waiter.is_finished());
+        for ticket in tickets.into_iter().chain([fourth]) {
+            g.failure(a, "x", t);
+            drop(ticket);
+        }
+        assert!(matches!(waiter.await.unwrap(), Admission::Banned(_)));
     }
 
     #[test]

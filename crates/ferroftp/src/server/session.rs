@@ -1165,10 +1165,13 @@ impl Session {
             ))
         } else {
             // The ban is checked before every password check, not only at connect: sessions
-            // opened before a ban must not go on guessing.
+            // opened before a ban must not go on guessing. An address whose checks in flight
+            // fill its allowance waits for one to end, up to the time left to log in.
+            let deadline = self.connected_at + live.config.limits.login_timeout();
             match shared
                 .guard
-                .admit(self.peer.ip(), &name, std::time::Instant::now())
+                .admit_waiting(self.peer.ip(), &name, deadline.into())
+                .await
             {
                 Admission::Verify { ticket: t, wait } => {
                     ticket = Some(t);
@@ -1205,6 +1208,8 @@ impl Session {
                     shared
                         .guard
                         .success(self.peer.ip(), &user.name, std::time::Instant::now());
+                    // The check is over: the next one from this address may start.
+                    drop(ticket.take());
                     maybe_rehash(&shared, &live, &user, password);
                     let home = live.home_dir(user.home.as_deref());
                     Some((user.name.clone(), home, user.permissions, user.tls_policy))
@@ -1219,19 +1224,12 @@ impl Session {
             self.failed_logins += 1;
             shared.metrics.login_failed();
             if refusal == Refusal::Disabled {
-                // The right password for a disabled account: logged for the administrator,
-                // answered like any failure. Not counted toward a ban: whoever sent it knows
-                // the password, so it is not guessing, and counting it would let a disabled
-                // user's retrying client get a shared address (an office's NAT) banned for
-                // everyone. The reply waits as long as a failure's would, so that its timing
-                // does not tell that the password was right.
+                // The right password for a disabled account: a line of its own for the
+                // administrator, and otherwise a failure like any other (counted, held back,
+                // banned, and the fail2ban line below), so that nothing the client sees tells
+                // that the password was right, which would be worth knowing once the account
+                // is enabled again.
                 warn!(ip = %self.peer.ip(), user = %name, "login refused: user disabled");
-                drop(ticket);
-                let delay = shared
-                    .guard
-                    .delay(self.peer.ip(), &name, std::time::Instant::now());
-                tokio::time::sleep(delay).await;
-                return self.answer_failed_login(&live).await;
             }
             // The line fail2ban matches (contrib/fail2ban): keep its shape. The client's address
             // comes first, before the user name that the client chose.
@@ -1310,9 +1308,10 @@ impl Session {
                 "Too many failed logins for this user name; try again later".to_string(),
                 "user name throttled",
             ),
+            // Only when the checks in flight did not end before the time to log in ran out.
             Admission::AddressBusy | Admission::Verify { .. } => (
-                "Too many failed logins from your address; try again later".to_string(),
-                "too many password checks from the address",
+                "Too many logins in progress from your address; try again later".to_string(),
+                "password checks from the address did not end in time",
             ),
         };
         warn!(ip = %self.peer.ip(), user = %name, reason, "login refused before the password check");
