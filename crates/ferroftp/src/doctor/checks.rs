@@ -224,11 +224,7 @@ fn listeners(config: &Config, host: &Host, r: &mut Report) -> bool {
                 Level::Ok,
                 format!(
                     "{name}: {mode}, tls_policy \"{}\"",
-                    match l.tls_policy {
-                        TlsPolicy::Optional => "optional",
-                        TlsPolicy::Login => "login",
-                        TlsPolicy::LoginAndData => "login_and_data",
-                    }
+                    l.tls_policy.as_str()
                 ),
             ),
         };
