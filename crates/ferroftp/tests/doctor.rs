@@ -422,6 +422,27 @@ fn group_readable_secret_files_are_the_recipe_and_world_readable_ones_warn() {
     );
 }
 
+/// Doctor looks for a home where the server puts it: `a/../b` is root/b, which the server
+/// creates at the first login; doctor says so of root/b (it used to look at root/a/../b and
+/// say nothing).
+#[test]
+fn a_home_is_checked_where_the_server_puts_it() {
+    let s = Setup::new();
+    add_user(&s.users, "bob", "bob-password", Some(Path::new("a/../b")));
+    let config = s.write(free_port(), "");
+    let (code, out) = check(&config);
+    assert_eq!(code, 0, "{out}");
+    let b = s.root.join("b");
+    let lines = lines_with(&out, "OK", b.to_str().unwrap());
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("(user bob)") && l.contains("does not exist yet")),
+        "{out}"
+    );
+    assert!(!out.contains("a/../b"), "{out}");
+}
+
 #[test]
 fn the_admin_api_and_metrics_are_checked_bound_exposed_and_token_mode() {
     let s = Setup::new();

@@ -928,6 +928,9 @@ fn files(config: &Config, r: &mut Report) {
             false
         }
     };
+    // Homes as the server computes them: from the absolute root, with `..` resolved.
+    let abs_root = std::path::absolute(root).unwrap_or_else(|_| root.clone());
+    let outside_ok = config.auth.allow_homes_outside_root;
     let mut homes: Vec<(PathBuf, Vec<String>)> = Vec::new();
     let mut add_home = |path: PathBuf, who: String| match homes.iter_mut().find(|(p, _)| *p == path)
     {
@@ -964,21 +967,17 @@ fn files(config: &Config, r: &mut Report) {
                         ),
                     ));
                     // What serve checks at start: homes under the root, anonymous apart.
-                    let anon = &config.anonymous;
-                    if let Err(why) = crate::auth::check_homes(
-                        &std::path::absolute(root).unwrap_or_else(|_| root.clone()),
-                        &db,
-                        anon.enabled.then_some(anon.home.as_path()),
-                        config.auth.allow_homes_outside_root,
-                        &format!("users file {}", path.display()),
-                    ) {
+                    if let Err(why) = crate::server::check_user_homes(config, &db) {
                         r.add(Check::new(Level::Fail, format!("{why}: serve refuses to start")).fix(
                             "give the home relative to the root (or under it), or set auth.allow_homes_outside_root = true for absolute homes elsewhere; give anonymous.home a directory of its own",
                         ));
                     }
+                    // The directory the server uses, as it computes it (`a/../b` is root/b);
+                    // a home it refuses was reported just above.
                     for user in db.users().filter(|u| !u.disabled) {
-                        let home = user.home.as_ref().map_or_else(|| root.clone(), |h| root.join(h));
-                        add_home(home, format!("user {}", user.name));
+                        if let Ok(home) = crate::auth::resolve_home(&abs_root, user.home.as_deref(), outside_ok) {
+                            add_home(home, format!("user {}", user.name));
+                        }
                     }
                 }
                 Err(e) => {
@@ -993,12 +992,13 @@ fn files(config: &Config, r: &mut Report) {
         }
     }
     if config.users_file.is_none() {
-        add_home(root.clone(), "the generated user".into());
+        add_home(abs_root.clone(), "the generated user".into());
     }
     if config.anonymous.enabled {
         let anon = &config.anonymous;
-        let home = root.join(&anon.home);
-        add_home(home, "anonymous".into());
+        if let Ok(home) = crate::auth::resolve_home(&abs_root, Some(&anon.home), outside_ok) {
+            add_home(home, "anonymous".into());
+        }
         let writes: Vec<&str> = anon
             .permissions
             .iter()
@@ -1051,8 +1051,8 @@ fn files(config: &Config, r: &mut Report) {
                 ),
             )),
             // Missing inside the root: the server creates it at the first login.
-            Err(e) if e.kind() == io::ErrorKind::NotFound && home.starts_with(root) && home != *root => {
-                if let Some(check) = super::state::missing_home(root, &home, &who) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && home.starts_with(&abs_root) && home != abs_root => {
+                if let Some(check) = super::state::missing_home(&abs_root, &home, &who) {
                     r.add(check);
                 }
             }
