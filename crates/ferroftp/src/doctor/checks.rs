@@ -700,6 +700,7 @@ fn key_permissions(key: &Path, r: &mut Report) {
         "key",
         "the private key",
         "replace the server's identity",
+        Recipe::RootGroup,
         r,
     );
 }
@@ -751,14 +752,40 @@ fn mode_verdict(mode: u32, group: &str, secret: &str, change: &str) -> (Level, S
     (Level::Ok, text)
 }
 
+/// Who should own a secret file, as README's table in "Running on ports 21 and 990" gives it
+/// for that file: the fix doctor suggests.
+#[derive(Clone, Copy)]
+enum Recipe {
+    /// The service's own, 0600: the users file (which the server rewrites) and the admin token.
+    ServiceOwned,
+    /// Root's, read by the service through its group, 0640: the TLS key (and the config).
+    RootGroup,
+}
+
+impl Recipe {
+    /// The commands that give `p` this recipe's owner and mode, and the alternative.
+    fn fix(self, what: &str, p: &str) -> String {
+        match self {
+            Self::ServiceOwned => format!(
+                "chown ferroftp:ferroftp {p} && chmod 600 {p} (the README's recipe for the {what}: the service's own)"
+            ),
+            Self::RootGroup => format!(
+                "chown root:ferroftp {p} && chmod 640 {p} (the README's recipe for the {what}: root's, read by the service through its group), or chmod 600 {p} owned by the service's user"
+            ),
+        }
+    }
+}
+
 /// OK, WARN or FAIL for the mode of a file that only the service should read: `what` names
 /// it, `secret` says what others could read and `change` what changing it allows (see
-/// [`mode_verdict`]). An error (the file cannot be read) is the caller's to report.
+/// [`mode_verdict`]); a fix names `recipe`. An error (the file cannot be read) is the caller's
+/// to report.
 fn secret_file_mode(
     path: &Path,
     what: &str,
     secret: &str,
     change: &str,
+    recipe: Recipe,
     r: &mut Report,
 ) -> io::Result<()> {
     let meta = std::fs::metadata(path)?;
@@ -774,11 +801,7 @@ fn secret_file_mode(
     );
     let mut check = Check::new(level, text);
     if level != Level::Ok {
-        let p = path.display();
-        check = check
-            .fix(format!(
-                "chmod 600 {p} (owned by the service's user), or chmod 640 {p} owned by root with the service's group (chown root:ferroftp {p}, the README's recipe)"
-            ));
+        check = check.fix(recipe.fix(what, &path.display().to_string()));
     }
     r.add(check);
     Ok(())
@@ -879,6 +902,7 @@ fn management(config: &Config, host: &Host, r: &mut Report) {
             "admin token",
             "the token, which grants everything the admin API can do",
             "set a token of their own at the next reload",
+            Recipe::ServiceOwned,
             r,
         ) {
             r.add(
@@ -952,6 +976,7 @@ fn files(config: &Config, r: &mut Report) {
                 "users file",
                 "the password hashes (and try to crack them offline)",
                 "add themselves as users",
+                Recipe::ServiceOwned,
                 r,
             );
             match UserDb::load(path) {
