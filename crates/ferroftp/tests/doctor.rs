@@ -420,11 +420,15 @@ fn group_readable_secret_files_are_the_recipe_and_world_readable_ones_warn() {
     let (_, out) = check(&config);
     let (users, key) = (s.users.to_str().unwrap(), s.key.to_str().unwrap());
     assert!(
-        out.contains(&format!("fix: chown ferroftp:ferroftp {users} && chmod 600 {users}")),
+        out.contains(&format!(
+            "fix: chown ferroftp:ferroftp {users} && chmod 600 {users}"
+        )),
         "{out}"
     );
     assert!(
-        out.contains(&format!("fix: chown root:ferroftp {key} && chmod 640 {key}")),
+        out.contains(&format!(
+            "fix: chown root:ferroftp {key} && chmod 640 {key}"
+        )),
         "{out}"
     );
     assert!(!out.contains(&format!("root:ferroftp {users}")), "{out}");
