@@ -130,7 +130,7 @@ echo "== setup (fixtures in $BENCH_STATE/home)"
 CERT="$BENCH_STATE/tls/cert.pem"; KEY="$BENCH_STATE/tls/key.pem"; HOMEDIR="$BENCH_STATE/home"
 USERS="$BENCH_STATE/etc/ferroftp-users.toml"; CONF="$BENCH_STATE/etc/ferroftp.toml"
 rm -f "$USERS"
-printf '%s\n' "$FTP_PASS" | "$FERROFTP_BIN" passwd --users "$USERS" "$FTP_USER" --home "$HOMEDIR" \
+printf '%s\n' "$FTP_PASS" | "$FERROFTP_BIN" passwd --users "$USERS" "$FTP_USER" \
   --argon2-memory "$ARGON2_M" --argon2-iterations "$ARGON2_T" >/dev/null
 cat > "$CONF" <<EOF
 # written by bench/run.sh

@@ -1458,12 +1458,7 @@ fn change_values(change: &UserChange<'_>, home: Option<&str>) -> Vec<(&'static s
         ));
     }
     if let Some(policy) = change.tls_policy {
-        let name = match policy {
-            TlsPolicy::Optional => "optional",
-            TlsPolicy::Login => "login",
-            TlsPolicy::LoginAndData => "login_and_data",
-        };
-        out.push(("tls_policy", Value::from(name)));
+        out.push(("tls_policy", Value::from(policy.as_str())));
     }
     out
 }

@@ -243,6 +243,26 @@ enum LogFormatArg {
     Json,
 }
 
+/// The configuration the user commands check homes against when no `-c` is given and it
+/// exists: the one the packaged service runs with.
+const DEFAULT_CONFIG: &str = "/etc/ferroftp/ferroftp.toml";
+
+/// How `passwd`, `user set` and `import-users` check a home before they write it, so that a
+/// running server does not refuse the users file at its next reload.
+#[derive(Args, Debug, Clone)]
+struct HomeCheckArgs {
+    /// The server's configuration file: each home written is checked against its root,
+    /// auth.allow_homes_outside_root and anonymous.home, as the server checks the users file
+    /// at start and reload. Default: /etc/ferroftp/ferroftp.toml if it exists.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// With no configuration (no -c, no /etc/ferroftp/ferroftp.toml): accept an absolute home,
+    /// which cannot be checked without the server's root. The server refuses it unless it is
+    /// under its root or auth.allow_homes_outside_root = true.
+    #[arg(long, conflicts_with = "config")]
+    allow_home_outside_root: bool,
+}
+
 #[derive(Args, Debug)]
 struct PasswdArgs {
     /// The users file to change (created if missing).
@@ -250,10 +270,14 @@ struct PasswdArgs {
     users: PathBuf,
     /// The user name.
     name: String,
-    /// The user's home directory (relative to the server root, which it must not climb out
-    /// of; or absolute, under the root unless auth.allow_homes_outside_root).
+    /// The user's home directory: relative to the server root, which it must not climb out
+    /// of; or absolute, under the root unless auth.allow_homes_outside_root = true. Checked
+    /// against the configuration (-c); without one, an absolute home needs
+    /// --allow-home-outside-root.
     #[arg(long, value_name = "DIR")]
     home: Option<PathBuf>,
+    #[command(flatten)]
+    check: HomeCheckArgs,
     /// argon2id memory cost in KiB.
     #[arg(long, value_name = "KIB", default_value_t = HashParams::default().memory_kib)]
     argon2_memory: u32,
@@ -305,9 +329,13 @@ struct UserSetArgs {
     users: PathBuf,
     /// The user name.
     name: String,
-    /// The home directory (absolute, or relative to the server root).
+    /// The home directory: relative to the server root, which it must not climb out of; or
+    /// absolute, under the root unless auth.allow_homes_outside_root = true. Checked against
+    /// the configuration (-c); without one, an absolute home needs --allow-home-outside-root.
     #[arg(long, value_name = "DIR")]
     home: Option<PathBuf>,
+    #[command(flatten)]
+    check: HomeCheckArgs,
     /// What the user may do: all, none, or names separated by commas from list, read, write,
     /// append, delete, rename, mkdir, rmdir.
     #[arg(long, value_name = "LIST")]
@@ -374,9 +402,12 @@ struct ImportArgs {
     )]
     shadow: PathBuf,
     /// Put each home at DIR/NAME instead of the home the source file gives (for data moved
-    /// to a new place). DIR may be relative to the server root.
+    /// to a new place). DIR may be relative to the server root, which it must not climb out
+    /// of. Every home is checked (-c) before anything is written.
     #[arg(long, value_name = "DIR")]
     home_root: Option<PathBuf>,
+    #[command(flatten)]
+    check: HomeCheckArgs,
     /// Import only these users (required with --system); without names, every account of the
     /// file.
     #[arg(value_name = "NAME")]
@@ -575,8 +606,9 @@ struct Preflight {
 
 /// Everything `serve` checks before it binds, shared with `check-config` so that a file
 /// check-config calls valid starts: the root exists (or is the default one, which can be
-/// created), the users file loads, the certificates load, the admin token file is usable.
-/// `check_only` creates nothing. (The config itself, listener addresses included, is checked
+/// created), the users file loads, the homes of its users and of anonymous logins are where
+/// the server accepts them (`server::check_homes`, which serve runs again as it binds), the
+/// certificates load, the admin token file is usable. `check_only` creates nothing. (The config itself, listener addresses included, is checked
 /// when it is loaded.)
 fn preflight(config: &Config, check_only: bool) -> anyhow::Result<Preflight> {
     prepare_root(&config.root, !check_only)?;
@@ -584,6 +616,8 @@ fn preflight(config: &Config, check_only: bool) -> anyhow::Result<Preflight> {
         Some(path) => Some(UserDb::load(path)?),
         None => None,
     };
+    ferroftp::server::check_homes(config, users.as_ref().unwrap_or(&UserDb::empty()))
+        .map_err(|e| anyhow::anyhow!(e))?;
     let tls = start_tls(config)?;
     if let (Some(_), Some(token)) = (config.admin.listen, &config.admin.token_file) {
         ferroftp::server::check_admin_token(token).context("key admin.token_file")?;
@@ -866,6 +900,8 @@ async fn shutdown_signal() {
 }
 
 fn passwd(args: PasswdArgs) -> anyhow::Result<()> {
+    // Before the password is asked for: a refused home writes nothing.
+    check_new_homes(&args.check, &[(&args.name, args.home.as_deref())])?;
     if std::io::stdin().is_terminal() {
         eprintln!("New password for {}:", args.name);
     }
@@ -887,6 +923,69 @@ fn passwd(args: PasswdArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The configuration to check homes against: `-c`, else [`DEFAULT_CONFIG`] if it exists.
+fn home_check_config(args: &HomeCheckArgs) -> anyhow::Result<Option<(PathBuf, Config)>> {
+    let path = match &args.config {
+        Some(path) => path.clone(),
+        None if Path::new(DEFAULT_CONFIG).exists() => PathBuf::from(DEFAULT_CONFIG),
+        None => return Ok(None),
+    };
+    let config = Config::load(&path)
+        .with_context(|| format!("cannot check the homes against {}", path.display()))?;
+    Ok(Some((path, config)))
+}
+
+/// Refuse, before anything is written, a home (user name, home) the server would refuse when
+/// it loads the users file (at its next start or reload, which would then fail whole): checked
+/// as the server checks it, against the configuration of [`home_check_config`]. Without one,
+/// only a relative home (already kept under the root by the users-file edit) passes, or an
+/// absolute one with `--allow-home-outside-root`. Every refused home is named.
+fn check_new_homes(args: &HomeCheckArgs, homes: &[(&str, Option<&Path>)]) -> anyhow::Result<()> {
+    let homes: Vec<(&str, &Path)> = homes
+        .iter()
+        .filter_map(|(name, home)| home.map(|h| (*name, h)))
+        .collect();
+    if homes.is_empty() {
+        return Ok(());
+    }
+    let mut refused = Vec::new();
+    match home_check_config(args)? {
+        Some((path, config)) => {
+            for (name, home) in &homes {
+                let mut user = User::new(*name);
+                user.home = Some(home.to_path_buf());
+                let users = UserDb::empty().with_user(user, String::new());
+                if let Err(why) = ferroftp::server::check_user_homes(&config, &users) {
+                    refused.push(why);
+                }
+            }
+            if !refused.is_empty() {
+                bail!(
+                    "{}\nthe server would refuse the users file with this (checked against {}); nothing was written",
+                    refused.join("\n"),
+                    path.display()
+                );
+            }
+        }
+        None if args.allow_home_outside_root => {}
+        None => {
+            for (name, home) in homes.iter().filter(|(_, h)| h.is_absolute()) {
+                refused.push(format!(
+                    "user {name:?}: home {}: an absolute home can only be checked against the server's root, and there is no configuration to read it from",
+                    home.display()
+                ));
+            }
+            if !refused.is_empty() {
+                bail!(
+                    "{}\ngive the server's configuration with -c FILE ({DEFAULT_CONFIG} does not exist), or a home relative to the server's root, or --allow-home-outside-root if the home is under the root or the server sets auth.allow_homes_outside_root = true (the server refuses the whole users file otherwise); nothing was written",
+                    refused.join("\n")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// What a user added or given a home by a command should know: the command cannot create
 /// the home (run as root it would be root's), the server creates a missing one inside its root
 /// at the first login.
@@ -895,7 +994,7 @@ fn home_note(name: &str, home: Option<&Path>) {
         None => return,
         Some(h) if h.is_absolute() && h.is_dir() => return,
         Some(h) if h.is_absolute() => format!(
-            "home {} does not exist yet: the server creates it at {name}'s first login if it is inside the server's root (mode 0750, owned by the server's user); a home elsewhere must be created by you",
+            "home {} does not exist yet: the server creates it at {name}'s first login (mode 0750, owned by the server's user) when it is under the server's root; a home outside the root (auth.allow_homes_outside_root = true) must be created by you",
             h.display()
         ),
         Some(h) => format!(
@@ -930,7 +1029,7 @@ fn user(cmd: UserCmd) -> anyhow::Result<()> {
                         .as_ref()
                         .map_or_else(|| "(root)".into(), |h| h.display().to_string()),
                     u.permissions,
-                    tls_policy_name(u.tls_policy),
+                    u.tls_policy.as_str(),
                     u.hash_scheme().map_or("?", |s| s.name()),
                     if u.disabled { "yes" } else { "no" },
                 );
@@ -950,7 +1049,7 @@ fn user(cmd: UserCmd) -> anyhow::Result<()> {
                     .map_or_else(|| "(the server root)".into(), |h| h.display().to_string())
             );
             println!("permissions: {}", u.permissions);
-            println!("tls_policy:  {}", tls_policy_name(u.tls_policy));
+            println!("tls_policy:  {}", u.tls_policy.as_str());
             println!("hash:        {}", u.hash_scheme().map_or("?", |s| s.name()));
             println!("disabled:    {}", u.disabled);
             println!("client certificates: {}", u.client_certs.len());
@@ -968,14 +1067,17 @@ fn user(cmd: UserCmd) -> anyhow::Result<()> {
         }
         UserCmd::Disable(args) => (args.users, args.name, (Some(true), None)),
         UserCmd::Enable(args) => (args.users, args.name, (Some(false), None)),
-        UserCmd::Set(args) => (
-            args.users,
-            args.name,
+        UserCmd::Set(args) => {
+            check_new_homes(&args.check, &[(&args.name, args.home.as_deref())])?;
             (
-                None,
-                Some((args.home, args.permissions, args.tls_policy, args.password)),
-            ),
-        ),
+                args.users,
+                args.name,
+                (
+                    None,
+                    Some((args.home, args.permissions, args.tls_policy, args.password)),
+                ),
+            )
+        }
     };
     let (disabled, set) = change;
     let (home, permissions, tls_policy, password) = set.unwrap_or((None, None, None, false));
@@ -1009,14 +1111,6 @@ fn user(cmd: UserCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn tls_policy_name(p: TlsPolicy) -> &'static str {
-    match p {
-        TlsPolicy::Optional => "optional",
-        TlsPolicy::Login => "login",
-        TlsPolicy::LoginAndData => "login_and_data",
-    }
-}
-
 /// `ferroftp import-users`: read the accounts, write those that can be imported in one atomic
 /// edit of the users file, and report on each (never a hash). Fails (after writing the others)
 /// when an account asked for, or found in the file, could not be imported.
@@ -1037,6 +1131,12 @@ fn import_users(args: ImportArgs) -> anyhow::Result<()> {
             home_root: args.home_root.as_deref(),
         },
     )?;
+    let homes: Vec<(&str, Option<&Path>)> = found
+        .accounts
+        .iter()
+        .map(|a| (a.name.as_str(), Some(a.home.as_path())))
+        .collect();
+    check_new_homes(&args.check, &homes)?;
     let updates: Vec<auth::UserUpdate<'_>> = found
         .accounts
         .iter()
@@ -1078,7 +1178,7 @@ fn import_users(args: ImportArgs) -> anyhow::Result<()> {
     );
     if !created.is_empty() {
         eprintln!(
-            "ferroftp: note: missing homes inside the server's root are created at each user's first login (mode 0750, owned by the server's user); homes elsewhere must exist"
+            "ferroftp: note: missing homes under the server's root are created at each user's first login (mode 0750, owned by the server's user); homes outside it (only with auth.allow_homes_outside_root = true) must be created by you"
         );
         eprintln!(
             "ferroftp: the imported users log in with their old passwords; with \

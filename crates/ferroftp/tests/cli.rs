@@ -449,7 +449,41 @@ fn check_config_refuses_what_serve_refuses_before_binding() {
             "admin.token",
         ),
     ];
-    for (what, text, needle) in &cases {
+    // Homes the server refuses as it binds: a user's home outside the root, an anonymous home
+    // holding a user's home, a missing anonymous home other than the default.
+    let outside = dir.path().join("outside-users.toml");
+    std::fs::write(
+        &outside,
+        format!("[[user]]\nname = \"joe\"\npassword = {CHEAP_HASH:?}\nhome = \"/etc\"\n"),
+    )
+    .unwrap();
+    let in_pub = dir.path().join("pub-users.toml");
+    std::fs::write(
+        &in_pub,
+        format!("[[user]]\nname = \"ann\"\npassword = {CHEAP_HASH:?}\nhome = \"pub/ann\"\n"),
+    )
+    .unwrap();
+    let home_cases = [
+        (
+            "home outside the root",
+            format!("{root_line}users_file = {:?}\n", outside.to_str().unwrap()),
+            "auth.allow_homes_outside_root",
+        ),
+        (
+            "anonymous home holding a user's home",
+            format!(
+                "{root_line}users_file = {:?}\n[anonymous]\nenabled = true\n",
+                in_pub.to_str().unwrap()
+            ),
+            "anonymous.home",
+        ),
+        (
+            "missing anonymous home",
+            format!("{root_line}[anonymous]\nenabled = true\nhome = \"incoming\"\n"),
+            "anonymous.home",
+        ),
+    ];
+    for (what, text, needle) in cases.iter().chain(&home_cases) {
         let (code, _, err) = check_config_c(dir.path(), text);
         assert_eq!(code, 1, "{what}: check-config accepted it:\n{text}\n{err}");
         assert!(err.contains(needle), "{what}: {err}");
@@ -466,6 +500,14 @@ fn check_config_refuses_what_serve_refuses_before_binding() {
         assert!(serve_err.contains(needle), "{what}: {serve_err}");
     }
     assert!(!missing.exists(), "check-config created something");
+    // The default anonymous home, missing, is made by serve: check-config accepts it and
+    // creates nothing.
+    let (code, _, err) = check_config_c(
+        dir.path(),
+        &format!("{root_line}[anonymous]\nenabled = true\n"),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(!root.join("pub").exists(), "check-config created pub");
     // The default root may be missing: serve creates it; check-config only says so.
     let (code, _, err) = check_config_c(dir.path(), "");
     assert_eq!(code, 0, "{err}");
@@ -1083,4 +1125,115 @@ fn user_commands_list_show_change_disable_and_delete_users() {
     assert!(ok, "{err}");
     let (_, out, _) = ferroftp(&["user", "list", "--users", f]);
     assert!(!out.contains("alice") && out.contains("bob"), "{out}");
+}
+
+/// A cheap argon2id hash (of "pw", made by `ferroftp passwd`) for users files written by hand.
+const CHEAP_HASH: &str = "$argon2id$v=19$m=1024,t=1,p=1$/Ussk2dHwx3c1MMKFuURxA$Ye5vD+Bkc6+5uy1q7wQmmlZZoq47YlQh26O6Gu/kyGc";
+
+/// `passwd` and `user set` check a home as the server will when it loads the users file
+/// (which it refuses whole, so a bad entry would stop the next reload or start): against the
+/// configuration given with -c, or, without one, refusing an absolute home unless
+/// --allow-home-outside-root. A refused home writes nothing; the file stays one the server
+/// loads, and serves.
+#[test]
+fn user_commands_refuse_a_home_the_server_would_refuse_before_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let users = dir.path().join("users.toml");
+    let u = users.to_str().unwrap();
+    let config = dir.path().join("ferroftp.toml");
+    let cfg = config.to_str().unwrap();
+    let write_config = |extra: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "root = {:?}\nusers_file = {u:?}\n{extra}",
+                root.to_str().unwrap()
+            ),
+        )
+        .unwrap();
+    };
+    write_config("");
+    let passwd_c = |args: &[&str]| {
+        let mut cmd = Command::new(bin());
+        cmd.args([
+            "passwd",
+            "--argon2-memory",
+            "1024",
+            "--argon2-iterations",
+            "1",
+        ])
+        .args(["--users", u])
+        .args(args);
+        let out = run_with_input(&mut cmd, b"pw\n");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for home in ["/etc", "/home/joe"] {
+        let (ok, err) = passwd_c(&["-c", cfg, "joe", "--home", home]);
+        assert!(!ok, "{home}: {err}");
+        for needle in ["\"joe\"", home, "auth.allow_homes_outside_root"] {
+            assert!(err.contains(needle), "{home}: {needle}: {err}");
+        }
+        assert!(!users.exists(), "{home}: the users file was written");
+        // Without a configuration an absolute home cannot be checked: refused too.
+        let (ok, err) = passwd_c(&["joe", "--home", home]);
+        assert!(
+            !ok && err.contains(home) && err.contains("-c FILE"),
+            "{err}"
+        );
+        assert!(!users.exists(), "{home}: the users file was written");
+    }
+    // Under the root, absolute or relative: written.
+    let under = root.join("joe");
+    let (ok, err) = passwd_c(&["-c", cfg, "joe", "--home", under.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let (ok, err) = passwd_c(&["ann", "--home", "ann"]);
+    assert!(ok, "{err}");
+    let before = std::fs::read_to_string(&users).unwrap();
+
+    // user set: the same check, and the file is left as it was.
+    let set = |args: &[&str]| {
+        let (ok, _, err) = ferroftp(&[&["user", "set", "--users", u][..], args].concat());
+        (ok, err)
+    };
+    let (ok, err) = set(&["-c", cfg, "ann", "--home", "/etc"]);
+    assert!(
+        !ok && err.contains("\"ann\"") && err.contains("auth.allow_homes_outside_root"),
+        "{err}"
+    );
+    let (ok, err) = set(&["ann", "--home", "/etc"]);
+    assert!(!ok && err.contains("-c FILE"), "{err}");
+    // With anonymous logins, a home inside the anonymous home is refused.
+    write_config("[anonymous]\nenabled = true\n");
+    let (ok, err) = set(&["-c", cfg, "ann", "--home", "pub/x"]);
+    assert!(
+        !ok && err.contains("anonymous.home") && err.contains("\"ann\""),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&users).unwrap(), before);
+    // The explicit loosening, in the configuration or (without one) on the command line.
+    write_config("[auth]\nallow_homes_outside_root = true\n");
+    let (ok, err) = set(&["-c", cfg, "ann", "--home", "/tmp"]);
+    assert!(ok, "{err}");
+    let (ok, err) = set(&["ann", "--home", "/var/tmp", "--allow-home-outside-root"]);
+    assert!(ok, "{err}");
+    let (ok, err) = set(&["-c", cfg, "ann", "--home", "ann"]);
+    assert!(ok, "{err}");
+    // Changes without a home are not checked.
+    let (ok, err) = set(&["ann", "--permissions", "all"]);
+    assert!(ok, "{err}");
+
+    // The file is one the server (default settings) loads, and serves.
+    write_config("");
+    let (code, _, err) = check_config_c(dir.path(), &std::fs::read_to_string(&config).unwrap());
+    assert_eq!(code, 0, "{err}");
+    let (_server, addr, _) = start_serve(dir.path(), &["-c", cfg, "--listen", "127.0.0.1:0"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    for name in ["joe", "ann"] {
+        Ctrl::connect(addr).login(name, "pw");
+    }
 }

@@ -382,7 +382,8 @@ fn a_world_readable_key_warns() {
 
 #[test]
 fn group_readable_secret_files_are_the_recipe_and_world_readable_ones_warn() {
-    // The README's recipe: users file and key readable by the service's group (0640).
+    // Readable by the service's group (0640) is fine for both (the README's recipe for the
+    // key; the users file's is the service's own, 0600).
     let s = Setup::new();
     for f in [&s.users, &s.key] {
         std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o640)).unwrap();
@@ -413,6 +414,25 @@ fn group_readable_secret_files_are_the_recipe_and_world_readable_ones_warn() {
             .any(|l| l.contains("0644") && l.contains("every local user")),
         "{out}"
     );
+    // The fix is the README's recipe for that file: the users file is the service's own, the
+    // key root's with the service's group.
+    std::fs::set_permissions(&s.key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (_, out) = check(&config);
+    let (users, key) = (s.users.to_str().unwrap(), s.key.to_str().unwrap());
+    assert!(
+        out.contains(&format!(
+            "fix: chown ferroftp:ferroftp {users} && chmod 600 {users}"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "fix: chown root:ferroftp {key} && chmod 640 {key}"
+        )),
+        "{out}"
+    );
+    assert!(!out.contains(&format!("root:ferroftp {users}")), "{out}");
+    std::fs::set_permissions(&s.key, std::fs::Permissions::from_mode(0o640)).unwrap();
     std::fs::set_permissions(&s.users, std::fs::Permissions::from_mode(0o646)).unwrap();
     let (code, out) = check(&config);
     assert_eq!(code, 1, "{out}");
@@ -420,6 +440,27 @@ fn group_readable_secret_files_are_the_recipe_and_world_readable_ones_warn() {
         !lines_with(&out, "FAIL", s.users.to_str().unwrap()).is_empty(),
         "{out}"
     );
+}
+
+/// Doctor looks for a home where the server puts it: `a/../b` is root/b, which the server
+/// creates at the first login; doctor says so of root/b (it used to look at root/a/../b and
+/// say nothing).
+#[test]
+fn a_home_is_checked_where_the_server_puts_it() {
+    let s = Setup::new();
+    add_user(&s.users, "bob", "bob-password", Some(Path::new("a/../b")));
+    let config = s.write(free_port(), "");
+    let (code, out) = check(&config);
+    assert_eq!(code, 0, "{out}");
+    let b = s.root.join("b");
+    let lines = lines_with(&out, "OK", b.to_str().unwrap());
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("(user bob)") && l.contains("does not exist yet")),
+        "{out}"
+    );
+    assert!(!out.contains("a/../b"), "{out}");
 }
 
 #[test]

@@ -226,8 +226,15 @@ fn rehash_never_overwrites_a_password_changed_since_the_file_was_loaded() {
 // import-users
 // ---------------------------------------------------------------------------------------------
 
+/// `ferroftp import-users ARGS`; without `-c`, with `--allow-home-outside-root`, as the homes
+/// these tests import are absolute, beside the root (the servers here allow that).
 fn import(args: &[&str]) -> (bool, String, String) {
-    let (ok, out, err) = run(Command::new(bin()).arg("import-users").args(args));
+    let mut cmd = Command::new(bin());
+    cmd.arg("import-users").args(args);
+    if !args.contains(&"-c") {
+        cmd.arg("--allow-home-outside-root");
+    }
+    let (ok, out, err) = run(&mut cmd);
     for hash in ALL_HASHES {
         assert!(
             !out.contains(hash) && !err.contains(hash),
@@ -444,4 +451,87 @@ fn assert_still_serving_as(server: &mut TestServer, user: &str, password: &str) 
     c.login(user, password);
     c.cmd_ok("NOOP", 200);
     c.cmd_ok("QUIT", 221);
+}
+
+/// README's `import-users --system`: the system homes (/home/NAME) are outside the server's
+/// root, which the server refuses (the whole users file, at its next reload or start). The
+/// import checks every home first, as the server would, and writes nothing; with the homes
+/// under the root it goes in, and the running server reloads the file and serves it.
+#[test]
+fn import_users_refuses_homes_outside_the_root_before_writing_and_the_server_keeps_reloading() {
+    let (dir, users) = users_file(&[("bob", BOB_SHA512)]);
+    let d = dir.path();
+    // Default settings: homes stay under the root.
+    let server = TestServer::with(Options {
+        config: format!(
+            "users_file = {:?}\n[bans]\nallow = [\"127.0.0.0/8\"]\n",
+            s(&users)
+        ),
+        ..Options::default()
+    });
+    let config = d.join("ferroftp.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "root = {:?}\nusers_file = {:?}\n",
+            s(&server.root),
+            s(&users)
+        ),
+    )
+    .unwrap();
+    let passwd = d.join("passwd");
+    let shadow = d.join("shadow");
+    std::fs::write(&passwd, "frank:x:1001:1001:Frank:/home/frank:/bin/bash\n").unwrap();
+    std::fs::write(
+        &shadow,
+        format!("frank:{FRANK_SHA512}:19000:0:99999:7:::\n"),
+    )
+    .unwrap();
+    let before = std::fs::read_to_string(&users).unwrap();
+    let source = [
+        "--users",
+        s(&users),
+        "--system",
+        "--passwd",
+        s(&passwd),
+        "--shadow",
+        s(&shadow),
+        "frank",
+    ];
+    // With the server's configuration: refused, naming the user, the home and the key.
+    let mut with_config = vec!["-c", s(&config)];
+    with_config.extend(source);
+    let (ok, out, err) = import(&with_config);
+    assert!(!ok, "{out}\n{err}");
+    for needle in ["\"frank\"", "/home/frank", "auth.allow_homes_outside_root"] {
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+    // Without one, an absolute home cannot be checked against the root: refused as well.
+    let (ok, out, err) = run(Command::new(bin()).arg("import-users").args(source));
+    assert!(!ok, "{out}\n{err}");
+    assert!(
+        err.contains("/home/frank") && err.contains("-c FILE"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&users).unwrap(), before);
+    reload(&server);
+    assert_logs_in(&server, "bob");
+    // Under the root: imported; the server reloads the file and frank logs in.
+    with_config.extend(["--home-root", "homes"]);
+    let (ok, out, err) = import(&with_config);
+    assert!(ok, "{out}\n{err}");
+    server.signal("HUP");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while server.log().matches("configuration reloaded").count() < 2
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let log = server.log();
+    assert_eq!(
+        log.matches("configuration reloaded").count(),
+        2,
+        "a reload was refused:\n{log}"
+    );
+    assert_logs_in(&server, "frank");
 }

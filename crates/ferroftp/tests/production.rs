@@ -279,8 +279,11 @@ fn the_production_recipe_works_as_an_unprivileged_service_user() {
         format!("carol:{CAROL_BCRYPT}:2001:2001::/home/carol:/bin/false\n"),
     )
     .unwrap();
+    // With the server's configuration (-c), so that each home is checked against its root.
     let (ok, out, err) = run(Command::new(bin())
-        .args(["import-users", "--users"])
+        .args(["import-users", "-c"])
+        .arg(&config)
+        .arg("--users")
         .arg(&users)
         .arg("--proftpd")
         .arg(&proftpd)

@@ -224,11 +224,7 @@ fn listeners(config: &Config, host: &Host, r: &mut Report) -> bool {
                 Level::Ok,
                 format!(
                     "{name}: {mode}, tls_policy \"{}\"",
-                    match l.tls_policy {
-                        TlsPolicy::Optional => "optional",
-                        TlsPolicy::Login => "login",
-                        TlsPolicy::LoginAndData => "login_and_data",
-                    }
+                    l.tls_policy.as_str()
                 ),
             ),
         };
@@ -704,6 +700,7 @@ fn key_permissions(key: &Path, r: &mut Report) {
         "key",
         "the private key",
         "replace the server's identity",
+        Recipe::RootGroup,
         r,
     );
 }
@@ -755,14 +752,40 @@ fn mode_verdict(mode: u32, group: &str, secret: &str, change: &str) -> (Level, S
     (Level::Ok, text)
 }
 
+/// Who should own a secret file, as README's table in "Running on ports 21 and 990" gives it
+/// for that file: the fix doctor suggests.
+#[derive(Clone, Copy)]
+enum Recipe {
+    /// The service's own, 0600: the users file (which the server rewrites) and the admin token.
+    ServiceOwned,
+    /// Root's, read by the service through its group, 0640: the TLS key (and the config).
+    RootGroup,
+}
+
+impl Recipe {
+    /// The commands that give `p` this recipe's owner and mode, and the alternative.
+    fn fix(self, what: &str, p: &str) -> String {
+        match self {
+            Self::ServiceOwned => format!(
+                "chown ferroftp:ferroftp {p} && chmod 600 {p} (the README's recipe for the {what}: the service's own)"
+            ),
+            Self::RootGroup => format!(
+                "chown root:ferroftp {p} && chmod 640 {p} (the README's recipe for the {what}: root's, read by the service through its group), or chmod 600 {p} owned by the service's user"
+            ),
+        }
+    }
+}
+
 /// OK, WARN or FAIL for the mode of a file that only the service should read: `what` names
 /// it, `secret` says what others could read and `change` what changing it allows (see
-/// [`mode_verdict`]). An error (the file cannot be read) is the caller's to report.
+/// [`mode_verdict`]); a fix names `recipe`. An error (the file cannot be read) is the caller's
+/// to report.
 fn secret_file_mode(
     path: &Path,
     what: &str,
     secret: &str,
     change: &str,
+    recipe: Recipe,
     r: &mut Report,
 ) -> io::Result<()> {
     let meta = std::fs::metadata(path)?;
@@ -778,11 +801,7 @@ fn secret_file_mode(
     );
     let mut check = Check::new(level, text);
     if level != Level::Ok {
-        let p = path.display();
-        check = check
-            .fix(format!(
-                "chmod 600 {p} (owned by the service's user), or chmod 640 {p} owned by root with the service's group (chown root:ferroftp {p}, the README's recipe)"
-            ));
+        check = check.fix(recipe.fix(what, &path.display().to_string()));
     }
     r.add(check);
     Ok(())
@@ -883,6 +902,7 @@ fn management(config: &Config, host: &Host, r: &mut Report) {
             "admin token",
             "the token, which grants everything the admin API can do",
             "set a token of their own at the next reload",
+            Recipe::ServiceOwned,
             r,
         ) {
             r.add(
@@ -932,6 +952,9 @@ fn files(config: &Config, r: &mut Report) {
             false
         }
     };
+    // Homes as the server computes them: from the absolute root, with `..` resolved.
+    let abs_root = std::path::absolute(root).unwrap_or_else(|_| root.clone());
+    let outside_ok = config.auth.allow_homes_outside_root;
     let mut homes: Vec<(PathBuf, Vec<String>)> = Vec::new();
     let mut add_home = |path: PathBuf, who: String| match homes.iter_mut().find(|(p, _)| *p == path)
     {
@@ -953,6 +976,7 @@ fn files(config: &Config, r: &mut Report) {
                 "users file",
                 "the password hashes (and try to crack them offline)",
                 "add themselves as users",
+                Recipe::ServiceOwned,
                 r,
             );
             match UserDb::load(path) {
@@ -968,21 +992,17 @@ fn files(config: &Config, r: &mut Report) {
                         ),
                     ));
                     // What serve checks at start: homes under the root, anonymous apart.
-                    let anon = &config.anonymous;
-                    if let Err(why) = crate::auth::check_homes(
-                        &std::path::absolute(root).unwrap_or_else(|_| root.clone()),
-                        &db,
-                        anon.enabled.then_some(anon.home.as_path()),
-                        config.auth.allow_homes_outside_root,
-                        &format!("users file {}", path.display()),
-                    ) {
+                    if let Err(why) = crate::server::check_user_homes(config, &db) {
                         r.add(Check::new(Level::Fail, format!("{why}: serve refuses to start")).fix(
                             "give the home relative to the root (or under it), or set auth.allow_homes_outside_root = true for absolute homes elsewhere; give anonymous.home a directory of its own",
                         ));
                     }
+                    // The directory the server uses, as it computes it (`a/../b` is root/b);
+                    // a home it refuses was reported just above.
                     for user in db.users().filter(|u| !u.disabled) {
-                        let home = user.home.as_ref().map_or_else(|| root.clone(), |h| root.join(h));
-                        add_home(home, format!("user {}", user.name));
+                        if let Ok(home) = crate::auth::resolve_home(&abs_root, user.home.as_deref(), outside_ok) {
+                            add_home(home, format!("user {}", user.name));
+                        }
                     }
                 }
                 Err(e) => {
@@ -997,12 +1017,13 @@ fn files(config: &Config, r: &mut Report) {
         }
     }
     if config.users_file.is_none() {
-        add_home(root.clone(), "the generated user".into());
+        add_home(abs_root.clone(), "the generated user".into());
     }
     if config.anonymous.enabled {
         let anon = &config.anonymous;
-        let home = root.join(&anon.home);
-        add_home(home, "anonymous".into());
+        if let Ok(home) = crate::auth::resolve_home(&abs_root, Some(&anon.home), outside_ok) {
+            add_home(home, "anonymous".into());
+        }
         let writes: Vec<&str> = anon
             .permissions
             .iter()
@@ -1055,8 +1076,8 @@ fn files(config: &Config, r: &mut Report) {
                 ),
             )),
             // Missing inside the root: the server creates it at the first login.
-            Err(e) if e.kind() == io::ErrorKind::NotFound && home.starts_with(root) && home != *root => {
-                if let Some(check) = super::state::missing_home(root, &home, &who) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && home.starts_with(&abs_root) && home != abs_root => {
+                if let Some(check) = super::state::missing_home(&abs_root, &home, &who) {
                     r.add(check);
                 }
             }

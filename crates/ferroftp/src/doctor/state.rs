@@ -62,7 +62,7 @@ fn check_dir(dir: &Path, uid: u32, why: &str, r: &mut Report) {
         Ok(()) if uid == 0 => r.add(Check::new(
             Level::Ok,
             format!(
-                "{} is writable by root ({why}); the server writes it as its own user: run doctor as that user to check (setpriv --reuid=ferroftp --regid=ferroftp --init-groups ferroftp doctor ...)",
+                "{} is writable by root ({why}); the server writes it as its own user: run doctor as that user to check (setpriv --reuid=ferroftp --regid=ferroftp --init-groups --inh-caps=+net_bind_service --ambient-caps=+net_bind_service ferroftp doctor ...)",
                 dir.display()
             ),
         )),

@@ -405,14 +405,6 @@ fn mode_name(mode: ListenerMode) -> &'static str {
     }
 }
 
-fn policy_name(policy: TlsPolicy) -> &'static str {
-    match policy {
-        TlsPolicy::Optional => "optional",
-        TlsPolicy::Login => "login",
-        TlsPolicy::LoginAndData => "login_and_data",
-    }
-}
-
 async fn status(State(st): State<AppState>) -> Json<Value> {
     let shared = &st.shared;
     let live = shared.live();
@@ -602,7 +594,7 @@ fn user_json(u: &User) -> Value {
         "home": u.home.as_ref().map(|h| h.display().to_string()),
         "permissions": u.permissions,
         "disabled": u.disabled,
-        "tls_policy": policy_name(u.tls_policy),
+        "tls_policy": u.tls_policy.as_str(),
     })
 }
 
