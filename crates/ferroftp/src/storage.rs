@@ -160,8 +160,8 @@ impl HomeCache {
 }
 
 impl HomeCache {
-    /// The home at `path` if a session has it open and the path still names it. Cheap (a
-    /// `stat` of a directory that is in use), so it is done without a blocking thread.
+    /// The home at `path` if a session has it open and the path still names it. BLOCKING (a
+    /// `stat` of the path, slow on a slow mount).
     pub fn cached(&self, path: &Path) -> Option<Arc<LocalFs>> {
         use std::os::unix::fs::MetadataExt;
         let fs = {
