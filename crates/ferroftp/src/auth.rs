@@ -1597,8 +1597,10 @@ fn write_atomic(path: &Path, text: &str) -> io::Result<()> {
 }
 
 /// Give the temporary `file` that will replace `path` the owner, group and permission bits of
-/// `path`, less any access for others (or, for a new file, mode 0o600 and the owner and group
-/// of `dir`).
+/// `path`, less any access for others. A new file takes the owner and group of `dir`, and mode
+/// 0o640 when `dir` is shared with exactly its group (group read and search, nothing for
+/// others: `root:ferroftp 0750 /etc/ferroftp`, so the service reading through its group can
+/// read the file too), else 0o600. Others never get access.
 ///
 /// Only root may give a file away: an unprivileged writer (the server upgrading a hash) keeps
 /// the group if it is one of its own, and otherwise becomes the owner of the new file, which
@@ -1610,7 +1612,10 @@ fn keep_ownership(file: &fs::File, path: &Path, dir: &Path) -> io::Result<()> {
     let (mode, owner) = match fs::metadata(path) {
         // Never access for others: the file holds password hashes.
         Ok(meta) => (meta.mode() & 0o770, Some((meta.uid(), meta.gid()))),
-        Err(_) => (0o600, fs::metadata(dir).ok().map(|m| (m.uid(), m.gid()))),
+        Err(_) => match fs::metadata(dir) {
+            Ok(meta) => (new_file_mode(meta.mode()), Some((meta.uid(), meta.gid()))),
+            Err(_) => (0o600, None),
+        },
     };
     if let Some((uid, gid)) = owner {
         let (uid, gid) = (Uid::from_raw(uid), Gid::from_raw(gid));
@@ -1620,6 +1625,17 @@ fn keep_ownership(file: &fs::File, path: &Path, dir: &Path) -> io::Result<()> {
     }
     // After chown, which may clear set-id bits.
     file.set_permissions(fs::Permissions::from_mode(mode))
+}
+
+/// The mode of a new users file in a directory of mode `dir_mode` (see [`keep_ownership`]):
+/// 0o640 when the directory gives its group read and search and others nothing, else 0o600.
+#[cfg(unix)]
+fn new_file_mode(dir_mode: u32) -> u32 {
+    if dir_mode & 0o057 == 0o050 {
+        0o640
+    } else {
+        0o600
+    }
 }
 
 /// Read a new password for `ferroftp passwd`: prompted twice on a terminal, else one line of stdin.
@@ -2132,10 +2148,41 @@ mod tests {
             fs::create_dir(&sub).expect("mkdir");
             std::os::unix::fs::chown(&sub, Some(uid), Some(gid)).expect("chown");
             let new = sub.join("users.toml");
+            fs::set_permissions(&sub, fs::Permissions::from_mode(0o755)).expect("chmod");
             upsert_user(&new, "carol", &hash("three"), None).expect("create");
             let m = fs::metadata(&new).expect("meta");
             assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (uid, gid, 0o600));
         }
+    }
+
+    #[test]
+    fn a_new_file_in_a_directory_shared_with_its_group_is_readable_by_that_group() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        // /etc/ferroftp as packaged: root:ferroftp 0750. The service reads the users file
+        // through the group, so a 0600 file there would lock it out.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sub = dir.path().join("etc-ferroftp");
+        fs::create_dir(&sub).expect("mkdir");
+        let root = rustix::process::geteuid().is_root();
+        let (uid, gid) = if root {
+            std::os::unix::fs::chown(&sub, Some(0), Some(54323)).expect("chown");
+            (0, 54323)
+        } else {
+            let m = fs::metadata(&sub).expect("meta");
+            (m.uid(), m.gid())
+        };
+        fs::set_permissions(&sub, fs::Permissions::from_mode(0o750)).expect("chmod");
+        let path = sub.join("users.toml");
+        upsert_user(&path, "alice", &hash("one"), None).expect("create");
+        let m = fs::metadata(&path).expect("meta");
+        assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (uid, gid, 0o640));
+        // The rule itself: the group must have read and search, others nothing.
+        assert_eq!(new_file_mode(0o750), 0o640);
+        assert_eq!(new_file_mode(0o2770), 0o640);
+        assert_eq!(new_file_mode(0o755), 0o600);
+        assert_eq!(new_file_mode(0o751), 0o600);
+        assert_eq!(new_file_mode(0o710), 0o600);
+        assert_eq!(new_file_mode(0o700), 0o600);
     }
 
     #[test]
