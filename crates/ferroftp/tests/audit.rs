@@ -6,13 +6,13 @@
 mod common;
 
 use std::io::{BufRead, ErrorKind, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{Ctrl, Options, TestServer, bin};
+use common::{Ctrl, Options, TestServer, bin, free_block_below_ephemeral};
 
 /// A server whose only user, `u`, has exactly `perms`, logging at info (a flood of bad lines
 /// would fill the debug log).
@@ -143,14 +143,10 @@ fn a_control_flood_after_a_failed_transfer_keeps_the_servers_memory_bounded() {
 /// listener's, so PORT to that port makes it happen every time.
 #[test]
 fn an_active_data_connection_that_reaches_itself_fails_with_425() {
-    // A listener port whose port below is free, for the server to listen on.
-    let port = loop {
-        let probe = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = probe.local_addr().unwrap().port();
-        if port > 1025 && TcpListener::bind(("127.0.0.1", port - 1)).is_ok() {
-            break port;
-        }
-    };
+    // A listener port whose port below is free, for the server to listen on. Both below the
+    // ephemeral range: probed free and released inside it, either could be given to another
+    // test's outgoing connection before the server binds it.
+    let port = free_block_below_ephemeral(2) + 1;
     let server = TestServer::with(Options {
         listen: Some(format!("127.0.0.1:{port}")),
         config: "[active]\nsource_port_below_listener = true\n".into(),
