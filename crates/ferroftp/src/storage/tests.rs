@@ -1260,7 +1260,7 @@ fn set_mode_refuses_special_files_without_blocking_and_changes_unreadable_files(
     ));
     // A file with no permission bits can still be given some by its owner.
     fs::write(fx.home.join("locked"), b"x").unwrap();
-    fs::set_permissions(fx.home.join("locked"), fs::Permissions::from_mode(0)).unwrap();
+    fs::set_permissions(fx.home.join("locked"), fs::Permissions::from_mode(0o000)).unwrap();
     fx.fs.set_mode(&vp("/locked"), 0o640).unwrap();
     assert_eq!(
         fs::metadata(fx.home.join("locked"))
