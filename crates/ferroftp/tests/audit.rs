@@ -324,6 +324,45 @@ fn in_place_changes_refuse_a_hard_linked_file() {
     assert_eq!(std::fs::read(&outside).unwrap(), b"not yours");
 }
 
+/// SITE CHMOD checked the link count by path and then changed the mode by path again: a name
+/// swapped in between (another session's RNTO; here a thread renaming in the root, which is
+/// faster) let it change a hard-linked file outside the home. The check and the change now
+/// go through one opened handle.
+#[test]
+fn site_chmod_never_reaches_a_hard_linked_file_swapped_in_meanwhile() {
+    let server = server_for(&["list", "read", "write"], "");
+    let outside = server.dir.path().join("outside");
+    std::fs::write(&outside, b"not yours").unwrap();
+    std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::hard_link(&outside, server.root.join("link")).unwrap();
+    std::fs::write(server.root.join("plain"), b"mine").unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let (root, stop) = (server.root.clone(), std::sync::Arc::clone(&stop));
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // `t` names the plain file, then nothing, then the hard link, then nothing.
+                let _ = std::fs::rename(root.join("plain"), root.join("t"));
+                let _ = std::fs::rename(root.join("t"), root.join("plain"));
+                let _ = std::fs::rename(root.join("link"), root.join("t"));
+                let _ = std::fs::rename(root.join("t"), root.join("link"));
+            }
+        })
+    };
+    let mut c = server.login();
+    for _ in 0..5000 {
+        let (code, text) = c.cmd("SITE CHMOD 666 t");
+        assert!(code == 200 || code == 550, "SITE CHMOD: {code} {text}");
+        if mode_of(&outside) != 0o600 {
+            break;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    swapper.join().unwrap();
+    assert_eq!(mode_of(&outside), 0o600, "the outside file's mode changed");
+    c.cmd_ok("NOOP", 200);
+}
+
 /// Audit item 11: `MKD a\rb` was accepted, and the name went raw into NLST, where a line end
 /// forges lines. CR and LF are refused in every path argument and nothing changes.
 #[test]
