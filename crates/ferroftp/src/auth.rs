@@ -1597,10 +1597,11 @@ fn write_atomic(path: &Path, text: &str) -> io::Result<()> {
 }
 
 /// Give the temporary `file` that will replace `path` the owner, group and permission bits of
-/// `path`, less any access for others. A new file takes the owner and group of `dir`, and mode
-/// 0o640 when `dir` is shared with exactly its group (group read and search, nothing for
-/// others: `root:ferroftp 0750 /etc/ferroftp`, so the service reading through its group can
-/// read the file too), else 0o600. Others never get access.
+/// `path`, less any access for others. A new file takes the owner and group of `dir`, and the
+/// mode [`new_file_mode`] gives: 0o640 when the writer owns `dir` and shares it with exactly a
+/// group that is not the writer's own (`sudo ferroftp passwd` in `root:ferroftp 0750
+/// /etc/ferroftp`: the service reads through that group), else 0o600 (`ferroftp:ferroftp
+/// 0750`: the owner is the reader). Others never get access.
 ///
 /// Only root may give a file away: an unprivileged writer (the server upgrading a hash) keeps
 /// the group if it is one of its own, and otherwise becomes the owner of the new file, which
@@ -1613,7 +1614,14 @@ fn keep_ownership(file: &fs::File, path: &Path, dir: &Path) -> io::Result<()> {
         // Never access for others: the file holds password hashes.
         Ok(meta) => (meta.mode() & 0o770, Some((meta.uid(), meta.gid()))),
         Err(_) => match fs::metadata(dir) {
-            Ok(meta) => (new_file_mode(meta.mode()), Some((meta.uid(), meta.gid()))),
+            Ok(meta) => {
+                let writer = (
+                    rustix::process::geteuid().as_raw(),
+                    rustix::process::getegid().as_raw(),
+                );
+                let mode = new_file_mode(meta.mode(), (meta.uid(), meta.gid()), writer);
+                (mode, Some((meta.uid(), meta.gid())))
+            }
             Err(_) => (0o600, None),
         },
     };
@@ -1627,11 +1635,14 @@ fn keep_ownership(file: &fs::File, path: &Path, dir: &Path) -> io::Result<()> {
     file.set_permissions(fs::Permissions::from_mode(mode))
 }
 
-/// The mode of a new users file in a directory of mode `dir_mode` (see [`keep_ownership`]):
-/// 0o640 when the directory gives its group read and search and others nothing, else 0o600.
+/// The mode of a new users file in a directory of mode `dir_mode` owned by `dir_owner` (uid,
+/// gid), written by `writer` (effective uid, gid): 0o640 when the writer owns the directory,
+/// the directory gives its group read and search and others nothing, and that group is not the
+/// writer's own (so it is there for someone else, the service, to read through); else 0o600.
 #[cfg(unix)]
-fn new_file_mode(dir_mode: u32) -> u32 {
-    if dir_mode & 0o057 == 0o050 {
+fn new_file_mode(dir_mode: u32, dir_owner: (u32, u32), writer: (u32, u32)) -> u32 {
+    let shared_with_its_group = dir_mode & 0o057 == 0o050;
+    if shared_with_its_group && dir_owner.0 == writer.0 && dir_owner.1 != writer.1 {
         0o640
     } else {
         0o600
@@ -2163,26 +2174,29 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let sub = dir.path().join("etc-ferroftp");
         fs::create_dir(&sub).expect("mkdir");
-        let root = rustix::process::geteuid().is_root();
-        let (uid, gid) = if root {
+        // Only root can give the directory a group that is not its own.
+        if rustix::process::geteuid().is_root() {
             std::os::unix::fs::chown(&sub, Some(0), Some(54323)).expect("chown");
-            (0, 54323)
-        } else {
-            let m = fs::metadata(&sub).expect("meta");
-            (m.uid(), m.gid())
-        };
-        fs::set_permissions(&sub, fs::Permissions::from_mode(0o750)).expect("chmod");
-        let path = sub.join("users.toml");
-        upsert_user(&path, "alice", &hash("one"), None).expect("create");
-        let m = fs::metadata(&path).expect("meta");
-        assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (uid, gid, 0o640));
-        // The rule itself: the group must have read and search, others nothing.
-        assert_eq!(new_file_mode(0o750), 0o640);
-        assert_eq!(new_file_mode(0o2770), 0o640);
-        assert_eq!(new_file_mode(0o755), 0o600);
-        assert_eq!(new_file_mode(0o751), 0o600);
-        assert_eq!(new_file_mode(0o710), 0o600);
-        assert_eq!(new_file_mode(0o700), 0o600);
+            fs::set_permissions(&sub, fs::Permissions::from_mode(0o750)).expect("chmod");
+            let path = sub.join("users.toml");
+            upsert_user(&path, "alice", &hash("one"), None).expect("create");
+            let m = fs::metadata(&path).expect("meta");
+            assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (0, 54323, 0o640));
+        }
+        // The rule itself. Root writing in root:ferroftp (995) 0750: the group reads.
+        assert_eq!(new_file_mode(0o750, (0, 995), (0, 0)), 0o640);
+        assert_eq!(new_file_mode(0o2770, (0, 995), (0, 0)), 0o640);
+        // Others may enter, or the group may not read: 0600.
+        assert_eq!(new_file_mode(0o755, (0, 995), (0, 0)), 0o600);
+        assert_eq!(new_file_mode(0o751, (0, 995), (0, 0)), 0o600);
+        assert_eq!(new_file_mode(0o710, (0, 995), (0, 0)), 0o600);
+        assert_eq!(new_file_mode(0o700, (0, 995), (0, 0)), 0o600);
+        // Root writing in the service's own ferroftp:ferroftp 0750: the owner reads, 0600.
+        assert_eq!(new_file_mode(0o750, (999, 995), (0, 0)), 0o600);
+        // The writer's own group: nobody else to share with.
+        assert_eq!(new_file_mode(0o750, (999, 995), (999, 995)), 0o600);
+        // An administrator's alice:ferroftp 0750, written by alice: the group reads.
+        assert_eq!(new_file_mode(0o750, (1000, 995), (1000, 1000)), 0o640);
     }
 
     #[test]

@@ -363,6 +363,31 @@ fn site_chmod_never_reaches_a_hard_linked_file_swapped_in_meanwhile() {
     c.cmd_ok("NOOP", 200);
 }
 
+/// `sudo ferroftp passwd` creating the users file in `root:ferroftp 0750 /etc/ferroftp` made
+/// it `root:ferroftp 0600`, which the service (reading through its group) could not read. A
+/// new file in a directory shared with exactly its group is now 0640; elsewhere still 0600.
+#[test]
+fn a_new_users_file_in_a_directory_shared_with_its_group_is_group_readable() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let shared = tmp.path().join("etc-ferroftp");
+    let private = tmp.path().join("private");
+    for (dir, mode) in [(&shared, 0o750), (&private, 0o755)] {
+        std::fs::create_dir(dir).unwrap();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    common::add_user(&private.join("users.toml"), "alice", "pw", None);
+    assert_eq!(mode_of(&private.join("users.toml")), 0o600);
+    // As root (the usual `sudo ferroftp passwd`), with a group that is not root's own; only
+    // root can give the directory one.
+    if rustix::process::geteuid().is_root() {
+        std::os::unix::fs::chown(&shared, Some(0), Some(54329)).unwrap();
+        common::add_user(&shared.join("users.toml"), "alice", "pw", None);
+        let m = std::fs::metadata(shared.join("users.toml")).unwrap();
+        assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (0, 54329, 0o640));
+    }
+}
+
 /// Audit item 11: `MKD a\rb` was accepted, and the name went raw into NLST, where a line end
 /// forges lines. CR and LF are refused in every path argument and nothing changes.
 #[test]
