@@ -1592,8 +1592,11 @@ fn write_atomic(path: &Path, text: &str) -> io::Result<()> {
 }
 
 /// Give the temporary `file` that will replace `path` the owner, group and permission bits of
-/// `path`, less any access for others (or, for a new file, mode 0o600 and the owner and group
-/// of `dir`).
+/// `path`, less any access for others. A new file takes the owner and group of `dir`, and the
+/// mode [`new_file_mode`] gives: 0o640 when the writer owns `dir` and shares it with exactly a
+/// group that is not the writer's own (`sudo ferroftp passwd` in `root:ferroftp 0750
+/// /etc/ferroftp`: the service reads through that group), else 0o600 (`ferroftp:ferroftp
+/// 0750`: the owner is the reader). Others never get access.
 ///
 /// Only root may give a file away: an unprivileged writer (the server upgrading a hash) keeps
 /// the group if it is one of its own, and otherwise becomes the owner of the new file, which
@@ -1605,7 +1608,17 @@ fn keep_ownership(file: &fs::File, path: &Path, dir: &Path) -> io::Result<()> {
     let (mode, owner) = match fs::metadata(path) {
         // Never access for others: the file holds password hashes.
         Ok(meta) => (meta.mode() & 0o770, Some((meta.uid(), meta.gid()))),
-        Err(_) => (0o600, fs::metadata(dir).ok().map(|m| (m.uid(), m.gid()))),
+        Err(_) => match fs::metadata(dir) {
+            Ok(meta) => {
+                let writer = (
+                    rustix::process::geteuid().as_raw(),
+                    rustix::process::getegid().as_raw(),
+                );
+                let mode = new_file_mode(meta.mode(), (meta.uid(), meta.gid()), writer);
+                (mode, Some((meta.uid(), meta.gid())))
+            }
+            Err(_) => (0o600, None),
+        },
     };
     if let Some((uid, gid)) = owner {
         let (uid, gid) = (Uid::from_raw(uid), Gid::from_raw(gid));
@@ -1615,6 +1628,20 @@ fn keep_ownership(file: &fs::File, path: &Path, dir: &Path) -> io::Result<()> {
     }
     // After chown, which may clear set-id bits.
     file.set_permissions(fs::Permissions::from_mode(mode))
+}
+
+/// The mode of a new users file in a directory of mode `dir_mode` owned by `dir_owner` (uid,
+/// gid), written by `writer` (effective uid, gid): 0o640 when the writer owns the directory,
+/// the directory gives its group read and search and others nothing, and that group is not the
+/// writer's own (so it is there for someone else, the service, to read through); else 0o600.
+#[cfg(unix)]
+fn new_file_mode(dir_mode: u32, dir_owner: (u32, u32), writer: (u32, u32)) -> u32 {
+    let shared_with_its_group = dir_mode & 0o057 == 0o050;
+    if shared_with_its_group && dir_owner.0 == writer.0 && dir_owner.1 != writer.1 {
+        0o640
+    } else {
+        0o600
+    }
 }
 
 /// Read a new password for `ferroftp passwd`: prompted twice on a terminal, else one line of stdin.
@@ -2127,10 +2154,44 @@ mod tests {
             fs::create_dir(&sub).expect("mkdir");
             std::os::unix::fs::chown(&sub, Some(uid), Some(gid)).expect("chown");
             let new = sub.join("users.toml");
+            fs::set_permissions(&sub, fs::Permissions::from_mode(0o755)).expect("chmod");
             upsert_user(&new, "carol", &hash("three"), None).expect("create");
             let m = fs::metadata(&new).expect("meta");
             assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (uid, gid, 0o600));
         }
+    }
+
+    #[test]
+    fn a_new_file_in_a_directory_shared_with_its_group_is_readable_by_that_group() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        // /etc/ferroftp as packaged: root:ferroftp 0750. The service reads the users file
+        // through the group, so a 0600 file there would lock it out.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sub = dir.path().join("etc-ferroftp");
+        fs::create_dir(&sub).expect("mkdir");
+        // Only root can give the directory a group that is not its own.
+        if rustix::process::geteuid().is_root() {
+            std::os::unix::fs::chown(&sub, Some(0), Some(54323)).expect("chown");
+            fs::set_permissions(&sub, fs::Permissions::from_mode(0o750)).expect("chmod");
+            let path = sub.join("users.toml");
+            upsert_user(&path, "alice", &hash("one"), None).expect("create");
+            let m = fs::metadata(&path).expect("meta");
+            assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (0, 54323, 0o640));
+        }
+        // The rule itself. Root writing in root:ferroftp (995) 0750: the group reads.
+        assert_eq!(new_file_mode(0o750, (0, 995), (0, 0)), 0o640);
+        assert_eq!(new_file_mode(0o2770, (0, 995), (0, 0)), 0o640);
+        // Others may enter, or the group may not read: 0600.
+        assert_eq!(new_file_mode(0o755, (0, 995), (0, 0)), 0o600);
+        assert_eq!(new_file_mode(0o751, (0, 995), (0, 0)), 0o600);
+        assert_eq!(new_file_mode(0o710, (0, 995), (0, 0)), 0o600);
+        assert_eq!(new_file_mode(0o700, (0, 995), (0, 0)), 0o600);
+        // Root writing in the service's own ferroftp:ferroftp 0750: the owner reads, 0600.
+        assert_eq!(new_file_mode(0o750, (999, 995), (0, 0)), 0o600);
+        // The writer's own group: nobody else to share with.
+        assert_eq!(new_file_mode(0o750, (999, 995), (999, 995)), 0o600);
+        // An administrator's alice:ferroftp 0750, written by alice: the group reads.
+        assert_eq!(new_file_mode(0o750, (1000, 995), (1000, 1000)), 0o640);
     }
 
     #[test]

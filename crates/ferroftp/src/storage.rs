@@ -65,7 +65,6 @@ use std::time::SystemTime;
 
 use std::os::unix::fs::PermissionsExt as _;
 
-use cap_std::fs::PermissionsExt as _;
 use cap_std::fs::{Dir, Metadata, MetadataExt, OpenOptions, Permissions};
 
 pub use error::StorageError;
@@ -161,8 +160,8 @@ impl HomeCache {
 }
 
 impl HomeCache {
-    /// The home at `path` if a session has it open and the path still names it. Cheap (a
-    /// `stat` of a directory that is in use), so it is done without a blocking thread.
+    /// The home at `path` if a session has it open and the path still names it. BLOCKING (a
+    /// `stat` of the path, slow on a slow mount).
     pub fn cached(&self, path: &Path) -> Option<Arc<LocalFs>> {
         use std::os::unix::fs::MetadataExt;
         let fs = {
@@ -673,17 +672,76 @@ impl LocalFs {
 
     /// Sets the permission bits of `p` (SITE CHMOD). Only the `0o777` bits of `mode` are
     /// used: setuid, setgid and sticky are never set (the files belong to the service account).
-    /// A regular file with other hard links is refused ([`StorageError::HardLinked`]).
+    /// A regular file with other hard links is refused ([`StorageError::HardLinked`]), and
+    /// anything but a regular file or a directory is refused
+    /// ([`StorageError::PermissionDenied`]).
+    ///
+    /// The target is opened once and the type, the link count and the change all go through
+    /// that handle: checking by path and then changing by path again would let another session
+    /// rename a hard-linked outside file into place in between.
     pub fn set_mode(&self, p: &VPath, mode: u32) -> Result<(), StorageError> {
         check_not_internal(p)?;
-        let md = self.root.metadata(p.relative())?;
-        if md.is_file() {
-            check_single_link(&md)?;
-        }
-        Ok(self
-            .root
-            .set_permissions(p.relative(), Permissions::from_mode(mode & 0o777))?)
+        let (file, path_only) = self.open_for_mode_change(p)?;
+        change_mode(&file, path_only, mode)
     }
+
+    /// Opens `p` (confined like every other access) for [`LocalFs::set_mode`]: for reading,
+    /// else for writing, else (a file the owner may neither read nor write, which its owner may
+    /// still chmod) as an `O_PATH` handle, reported by the `true`. Non-blocking, so a FIFO
+    /// swapped in cannot hang the open; it is refused afterwards on the handle.
+    fn open_for_mode_change(&self, p: &VPath) -> Result<(File, bool), StorageError> {
+        let open = |write: bool, extra: i32| self.open_nonblocking(p, write, extra);
+        // EACCES only: cap-std reports an escape as PermissionDenied without an errno.
+        let denied = |err: &io::Error| err.raw_os_error() == Some(libc::EACCES);
+        match open(false, 0) {
+            Ok(file) => return Ok((file, false)),
+            Err(err) if denied(&err) => {}
+            Err(err) => return Err(err.into()),
+        }
+        match open(true, 0) {
+            Ok(file) => return Ok((file, false)),
+            // A directory cannot be opened for writing.
+            Err(err) if denied(&err) || err.raw_os_error() == Some(libc::EISDIR) => {}
+            Err(err) => return Err(err.into()),
+        }
+        Ok((open(false, libc::O_PATH)?, true))
+    }
+
+    /// Opens `p` for reading or writing with `O_NONBLOCK | O_NOCTTY` and `extra` flags, or
+    /// with `O_PATH` alone if `extra` has it (openat2 refuses `O_PATH` with other flags).
+    fn open_nonblocking(&self, p: &VPath, write: bool, extra: i32) -> io::Result<File> {
+        use cap_std::fs::OpenOptionsExt as _;
+        let flags = if extra & libc::O_PATH != 0 {
+            libc::O_PATH
+        } else {
+            libc::O_NONBLOCK | libc::O_NOCTTY | extra
+        };
+        let mut opts = OpenOptions::new();
+        opts.read(!write).write(write).custom_flags(flags);
+        Ok(self.root.open_with(p.relative(), &opts)?.into_std())
+    }
+}
+
+/// The second half of [`LocalFs::set_mode`]: checks the opened `file` (`path_only`: an
+/// `O_PATH` handle) and changes its mode through it.
+fn change_mode(file: &File, path_only: bool, mode: u32) -> Result<(), StorageError> {
+    let md = file.metadata()?;
+    if md.is_file() {
+        check_single_link(&md)?;
+    } else if !md.is_dir() {
+        return Err(StorageError::PermissionDenied);
+    }
+    let perm = std::fs::Permissions::from_mode(mode & 0o777);
+    if path_only {
+        // `fchmod` refuses an `O_PATH` handle; its `/proc/self/fd` entry names exactly the
+        // opened inode, whatever happens to the name in the home meanwhile.
+        use std::os::fd::AsRawFd as _;
+        std::fs::set_permissions(format!("/proc/self/fd/{}", file.as_raw_fd()), perm)?;
+    } else {
+        // `fchmod` on the handle.
+        file.set_permissions(perm)?;
+    }
+    Ok(())
 }
 
 /// Refuses paths with a segment in the upload temp namespace.

@@ -6,13 +6,13 @@
 mod common;
 
 use std::io::{BufRead, ErrorKind, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{Ctrl, Options, TestServer, bin};
+use common::{Ctrl, Options, TestServer, bin, free_block_below_ephemeral};
 
 /// A server whose only user, `u`, has exactly `perms`, logging at info (a flood of bad lines
 /// would fill the debug log).
@@ -143,14 +143,10 @@ fn a_control_flood_after_a_failed_transfer_keeps_the_servers_memory_bounded() {
 /// listener's, so PORT to that port makes it happen every time.
 #[test]
 fn an_active_data_connection_that_reaches_itself_fails_with_425() {
-    // A listener port whose port below is free, for the server to listen on.
-    let port = loop {
-        let probe = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = probe.local_addr().unwrap().port();
-        if port > 1025 && TcpListener::bind(("127.0.0.1", port - 1)).is_ok() {
-            break port;
-        }
-    };
+    // A listener port whose port below is free, for the server to listen on. Both below the
+    // ephemeral range: probed free and released inside it, either could be given to another
+    // test's outgoing connection before the server binds it.
+    let port = free_block_below_ephemeral(2) + 1;
     let server = TestServer::with(Options {
         listen: Some(format!("127.0.0.1:{port}")),
         config: "[active]\nsource_port_below_listener = true\n".into(),
@@ -326,6 +322,70 @@ fn in_place_changes_refuse_a_hard_linked_file() {
     assert_eq!(upload(&mut c, "STOR link", b"mine").0, 226);
     assert_eq!(std::fs::read(server.root.join("link")).unwrap(), b"mine");
     assert_eq!(std::fs::read(&outside).unwrap(), b"not yours");
+}
+
+/// SITE CHMOD checked the link count by path and then changed the mode by path again: a name
+/// swapped in between (another session's RNTO; here a thread renaming in the root, which is
+/// faster) let it change a hard-linked file outside the home. The check and the change now
+/// go through one opened handle.
+#[test]
+fn site_chmod_never_reaches_a_hard_linked_file_swapped_in_meanwhile() {
+    let server = server_for(&["list", "read", "write"], "");
+    let outside = server.dir.path().join("outside");
+    std::fs::write(&outside, b"not yours").unwrap();
+    std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::hard_link(&outside, server.root.join("link")).unwrap();
+    std::fs::write(server.root.join("plain"), b"mine").unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let (root, stop) = (server.root.clone(), std::sync::Arc::clone(&stop));
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // `t` names the plain file, then nothing, then the hard link, then nothing.
+                let _ = std::fs::rename(root.join("plain"), root.join("t"));
+                let _ = std::fs::rename(root.join("t"), root.join("plain"));
+                let _ = std::fs::rename(root.join("link"), root.join("t"));
+                let _ = std::fs::rename(root.join("t"), root.join("link"));
+            }
+        })
+    };
+    let mut c = server.login();
+    for _ in 0..5000 {
+        let (code, text) = c.cmd("SITE CHMOD 666 t");
+        assert!(code == 200 || code == 550, "SITE CHMOD: {code} {text}");
+        if mode_of(&outside) != 0o600 {
+            break;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    swapper.join().unwrap();
+    assert_eq!(mode_of(&outside), 0o600, "the outside file's mode changed");
+    c.cmd_ok("NOOP", 200);
+}
+
+/// `sudo ferroftp passwd` creating the users file in `root:ferroftp 0750 /etc/ferroftp` made
+/// it `root:ferroftp 0600`, which the service (reading through its group) could not read. A
+/// new file in a directory shared with exactly its group is now 0640; elsewhere still 0600.
+#[test]
+fn a_new_users_file_in_a_directory_shared_with_its_group_is_group_readable() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let shared = tmp.path().join("etc-ferroftp");
+    let private = tmp.path().join("private");
+    for (dir, mode) in [(&shared, 0o750), (&private, 0o755)] {
+        std::fs::create_dir(dir).unwrap();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    common::add_user(&private.join("users.toml"), "alice", "pw", None);
+    assert_eq!(mode_of(&private.join("users.toml")), 0o600);
+    // As root (the usual `sudo ferroftp passwd`), with a group that is not root's own; only
+    // root can give the directory one.
+    if rustix::process::geteuid().is_root() {
+        std::os::unix::fs::chown(&shared, Some(0), Some(54329)).unwrap();
+        common::add_user(&shared.join("users.toml"), "alice", "pw", None);
+        let m = std::fs::metadata(shared.join("users.toml")).unwrap();
+        assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (0, 54329, 0o640));
+    }
 }
 
 /// Audit item 11: `MKD a\rb` was accepted, and the name went raw into NLST, where a line end

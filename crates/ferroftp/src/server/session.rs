@@ -838,7 +838,7 @@ impl Session {
                     if self.login.is_some() {
                         self.reinitialize();
                     }
-                    let home = self.live.home_dir(user.home.as_deref());
+                    let home = user.home.clone();
                     let login = Account {
                         name: user.name.clone(),
                         perms: user.permissions,
@@ -1156,7 +1156,7 @@ impl Session {
         let mut ticket = None;
         let mut refusal = Refusal::Incorrect;
         let login = if anonymous {
-            let home = live.home_dir(Some(&anon_cfg.home));
+            let home = Some(anon_cfg.home.clone());
             Some((
                 name.clone(),
                 home,
@@ -1211,7 +1211,7 @@ impl Session {
                     // The check is over: the next one from this address may start.
                     drop(ticket.take());
                     maybe_rehash(&shared, &live, &user, password);
-                    let home = live.home_dir(user.home.as_deref());
+                    let home = user.home.clone();
                     Some((user.name.clone(), home, user.permissions, user.tls_policy))
                 }
                 Err(why) => {
@@ -1319,18 +1319,44 @@ impl Session {
         Ok(Flow::Close(reason))
     }
 
-    /// Open the home directory and start the logged-in session, answering with `ok`. `home`
-    /// is an error when it is not allowed (outside the root): the users were checked when
-    /// loaded, so this is defence in depth.
+    /// Open the home directory and start the logged-in session, answering with `ok`. `home` is
+    /// the account's configured home (`None`: the root). It is resolved against the root here
+    /// and refused when not allowed (outside the root): the users were checked when loaded, so
+    /// this is defence in depth. Resolving (symbolic links followed), the cache check, creating
+    /// a missing home and opening it all touch the file system, so they run together on one
+    /// blocking thread: a slow mount must not stall an async worker at every login.
     async fn enter(
         &mut self,
         login: Account,
-        home: Result<std::path::PathBuf, String>,
+        home: Option<std::path::PathBuf>,
         ok: Reply,
         method: LoginMethod,
     ) -> io::Result<Flow> {
-        let home = match home {
-            Ok(home) => home,
+        let shared = Arc::clone(&self.shared);
+        let live = Arc::clone(&self.live);
+        let user = login.name.clone();
+        let resolved = tokio::task::spawn_blocking(move || {
+            let home = live.home_dir(home.as_deref())?;
+            if let Some(fs) = shared.homes.cached(&home) {
+                return Ok((home, Ok(fs)));
+            }
+            // A user added by passwd, import-users or the admin API has no home yet.
+            match crate::storage::create_missing_home(&live.root, &home) {
+                Ok(true) => {
+                    info!(%user, home = %home.display(), "created the missing home directory (mode 0750)");
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(%user, home = %home.display(), error = %e, "cannot create the missing home directory");
+                }
+            }
+            let opened = shared.homes.open(&home);
+            Ok((home, opened))
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("the home lookup failed: {e}")));
+        let (home, opened) = match resolved {
+            Ok(found) => found,
             Err(reason) => {
                 tracing::error!(user = %login.name, %reason, "login refused: home directory not allowed");
                 self.send(Reply::new(530, "Login refused: home directory unavailable"))
@@ -1338,29 +1364,7 @@ impl Session {
                 return Ok(Flow::Continue);
             }
         };
-        let home_for_open = home.clone();
-        let shared = Arc::clone(&self.shared);
         let home_path = home.clone();
-        let opened = match self.shared.homes.cached(&home) {
-            Some(fs) => Ok(fs),
-            None => {
-                let (root, user) = (self.live.root.clone(), login.name.clone());
-                blocking(move || {
-                    // A user added by passwd, import-users or the admin API has no home yet.
-                    match crate::storage::create_missing_home(&root, &home_for_open) {
-                        Ok(true) => {
-                            info!(%user, home = %home_for_open.display(), "created the missing home directory (mode 0750)");
-                        }
-                        Ok(false) => {}
-                        Err(e) => {
-                            tracing::warn!(%user, home = %home_for_open.display(), error = %e, "cannot create the missing home directory");
-                        }
-                    }
-                    shared.homes.open(&home_for_open)
-                })
-                .await
-            }
-        };
         match opened {
             Ok(fs) => {
                 tracing::Span::current().record("user", login.name.as_str());

@@ -1206,3 +1206,116 @@ fn names_with_line_ends_are_refused_and_hidden() {
         .collect();
     assert_eq!(names, ["ok"]);
 }
+
+#[test]
+fn set_mode_checks_and_changes_one_handle_while_names_are_swapped() {
+    // Another session swaps (RNTO) a hard link to an outside file with a plain file under the
+    // same name as fast as it can; SITE CHMOD must never reach the outside file. Checking the
+    // link count by path and then chmodding by path again loses this race within a few
+    // hundred tries.
+    let fx = fixture();
+    let secret = fx.outside.join("secret");
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
+    fs::hard_link(&secret, fx.home.join("link")).unwrap();
+    fs::write(fx.home.join("plain"), b"x").unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let (home, stop) = (fx.home.clone(), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // Swap the names `t` and `link`/`plain` back and forth: `t` is the target.
+                let _ = fs::rename(home.join("plain"), home.join("t"));
+                let _ = fs::rename(home.join("t"), home.join("plain"));
+                let _ = fs::rename(home.join("link"), home.join("t"));
+                let _ = fs::rename(home.join("t"), home.join("link"));
+            }
+        })
+    };
+    for _ in 0..5000 {
+        match fx.fs.set_mode(&vp("/t"), 0o666) {
+            Ok(()) | Err(StorageError::HardLinked | StorageError::NotFound) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    swapper.join().unwrap();
+    assert_eq!(
+        fs::metadata(&secret).unwrap().permissions().mode() & 0o7777,
+        0o600
+    );
+}
+
+#[test]
+fn set_mode_refuses_special_files_without_blocking_and_changes_unreadable_files() {
+    let fx = fixture();
+    // A FIFO with no writer: opening it for reading would block without O_NONBLOCK.
+    let status = std::process::Command::new("mkfifo")
+        .arg(fx.home.join("fifo"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(matches!(
+        fx.fs.set_mode(&vp("/fifo"), 0o600),
+        Err(StorageError::PermissionDenied)
+    ));
+    // A file with no permission bits can still be given some by its owner.
+    fs::write(fx.home.join("locked"), b"x").unwrap();
+    fs::set_permissions(fx.home.join("locked"), fs::Permissions::from_mode(0o000)).unwrap();
+    fx.fs.set_mode(&vp("/locked"), 0o640).unwrap();
+    assert_eq!(
+        fs::metadata(fx.home.join("locked"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777,
+        0o640
+    );
+    // A symlink inside the home is followed to its target, as before.
+    symlink("locked", fx.home.join("ln")).unwrap();
+    fx.fs.set_mode(&vp("/ln"), 0o600).unwrap();
+    assert_eq!(
+        fs::metadata(fx.home.join("locked"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777,
+        0o600
+    );
+}
+
+#[test]
+fn set_mode_through_a_path_only_handle_checks_links_and_changes_the_file() {
+    // The fallback for a file its owner may neither read nor write (tests run as root, so
+    // set_mode itself never needs it here).
+    let fx = fixture();
+    fs::write(fx.home.join("f"), b"x").unwrap();
+    let file = fx
+        .fs
+        .open_nonblocking(&vp("/f"), false, libc::O_PATH)
+        .unwrap();
+    change_mode(&file, true, 0o4751).unwrap();
+    assert_eq!(
+        fs::metadata(fx.home.join("f"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777,
+        0o751
+    );
+    fs::hard_link(fx.outside.join("secret"), fx.home.join("link")).unwrap();
+    let file = fx
+        .fs
+        .open_nonblocking(&vp("/link"), false, libc::O_PATH)
+        .unwrap();
+    assert!(matches!(
+        change_mode(&file, true, 0o666),
+        Err(StorageError::HardLinked)
+    ));
+    assert!(matches!(
+        fx.fs
+            .open_nonblocking(&vp("/rel-secret"), false, libc::O_PATH)
+            .map(drop)
+            .map_err(StorageError::from),
+        Err(StorageError::Escape | StorageError::NotFound)
+    ));
+}

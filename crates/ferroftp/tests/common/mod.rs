@@ -606,3 +606,37 @@ pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// The first of `n` consecutive loopback ports that are free now and lie below the kernel's
+/// ephemeral range (`/proc/sys/net/ipv4/ip_local_port_range`): a port probed free and then
+/// released inside that range can be given to any test's outgoing connection before the
+/// server binds it, one below it only to an explicit bind. A random block each call, since
+/// tests running in parallel (in this binary or another) pick blocks too; a caller whose
+/// later bind still fails should pick another block, not unwrap.
+pub fn free_block_below_ephemeral(n: u16) -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    // Below the usual service ports; if the ephemeral range starts too low to leave room,
+    // any unprivileged block is the best that can be done.
+    let (floor, ceiling) = if ephemeral_low > 10_000 + n {
+        (10_000, ephemeral_low - n)
+    } else {
+        (1024, u16::MAX - n)
+    };
+    for _ in 0..1000 {
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let low = floor + (random % u64::from(ceiling - floor)) as u16;
+        let held: Vec<_> = (low..low + n)
+            .map(|p| std::net::TcpListener::bind(("127.0.0.1", p)))
+            .collect();
+        if held.iter().all(Result::is_ok) {
+            return low;
+        }
+    }
+    panic!("no free block of {n} ports below the ephemeral range");
+}
