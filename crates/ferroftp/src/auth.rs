@@ -1138,7 +1138,8 @@ const FILE_HEADER: &str = "\
 #                           # also accepted, from other servers: bcrypt ($2b$, $2a$, $2y$), SHA-512-crypt ($6$),
 #                           # SHA-256-crypt ($5$) and MD5-crypt ($1$); re-hashed to argon2id at the next login
 #                           # when the server's auth.rehash_to_argon2 is on
-# home = \"/srv/ftp/alice\"   # optional: absolute, or relative to the server root; absent = the server root
+# home = \"alice\"            # optional: relative to the server root (or absolute, under it; elsewhere only
+#                           # with the server's auth.allow_homes_outside_root); absent = the server root
 # permissions = [\"list\", \"read\", \"write\", \"append\", \"delete\", \"rename\", \"mkdir\", \"rmdir\"]  # optional; absent or \"all\" = all
 # disabled = false          # optional
 # tls_policy = \"optional\"   # optional: \"optional\", \"login\" (TLS to log in) or \"login_and_data\" (and PROT P)
