@@ -8,8 +8,8 @@
 
 mod common;
 
-use std::io::{BufReader, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -81,19 +81,7 @@ fn connect_from(source: Ipv4Addr, server: SocketAddr) -> Ctrl {
 
 /// A control connection from `source` (an address of 127.0.0.0/8), its greeting unread.
 fn dial_from(source: Ipv4Addr, server: SocketAddr) -> Ctrl {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket
-        .bind(&SocketAddr::new(IpAddr::V4(source), 0).into())
-        .unwrap();
-    socket.connect(&server.into()).unwrap();
-    let stream: TcpStream = socket.into();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    Ctrl {
-        reader: BufReader::new(stream.try_clone().unwrap()),
-        stream,
-    }
+    Ctrl::over(common::connect_from(source, server).unwrap())
 }
 
 #[test]

@@ -548,6 +548,28 @@ fn alice_server(args: Vec<String>, config: &str, listeners: usize) -> TestServer
     })
 }
 
+/// A server with the user alice, a development certificate for localhost and 127.0.0.1
+/// (in the returned directory, as `cert.pem`/`key.pem`) and the `[[listener]]` tables of
+/// `listeners_toml`, `listeners` of them.
+fn tls_server(listeners_toml: &str, listeners: usize) -> (tempfile::TempDir, TestServer) {
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = dev_cert(certs.path(), &["localhost", "127.0.0.1"]);
+    let server = TestServer::with(Options {
+        users: vec![("alice".into(), "alice-password".into(), String::new())],
+        args: vec![
+            "--tls-cert".into(),
+            cert.to_str().unwrap().into(),
+            "--tls-key".into(),
+            key.to_str().unwrap().into(),
+        ],
+        listen: Some(String::new()),
+        config: listeners_toml.into(),
+        listeners,
+        ..Default::default()
+    });
+    (certs, server)
+}
+
 fn leftovers(root: &Path) -> Vec<String> {
     std::fs::read_dir(root)
         .unwrap()
@@ -558,27 +580,14 @@ fn leftovers(root: &Path) -> Vec<String> {
 
 #[test]
 fn connect_works_plain_and_with_tls() {
-    let certs = tempfile::tempdir().unwrap();
-    let (cert, key) = dev_cert(certs.path(), &["localhost", "127.0.0.1"]);
-    // Explicit FTPS, implicit FTPS, and explicit FTPS that requires TLS for login. (Every
-    // field of Options is set today; the update keeps this compiling when more are added.)
-    #[allow(clippy::needless_update)]
-    let server = TestServer::with(Options {
-        users: vec![("alice".into(), "alice-password".into(), String::new())],
-        args: vec![
-            "--tls-cert".into(),
-            cert.to_str().unwrap().into(),
-            "--tls-key".into(),
-            key.to_str().unwrap().into(),
-        ],
-        listen: Some(String::new()),
-        config: "[[listener]]\nbind = \"127.0.0.1:0\"\n\
-                 [[listener]]\nbind = \"127.0.0.1:0\"\nmode = \"implicit\"\n\
-                 [[listener]]\nbind = \"127.0.0.1:0\"\ntls_policy = \"login\"\n"
-            .into(),
-        listeners: 3,
-        ..Default::default()
-    });
+    // Explicit FTPS, implicit FTPS, and explicit FTPS that requires TLS for login.
+    let (certs, server) = tls_server(
+        "[[listener]]\nbind = \"127.0.0.1:0\"\n\
+         [[listener]]\nbind = \"127.0.0.1:0\"\nmode = \"implicit\"\n\
+         [[listener]]\nbind = \"127.0.0.1:0\"\ntls_policy = \"login\"\n",
+        3,
+    );
+    let cert = certs.path().join("cert.pem");
     let target = server.addrs[0].to_string();
 
     // Plain, then FTPS (AUTH TLS), verifying the server against its certificate.
@@ -769,23 +778,10 @@ fn connect_trusts_an_openssl_self_signed_certificate_given_with_ca() {
 
 #[test]
 fn connect_to_an_implicit_port_without_implicit_says_to_use_it() {
-    let certs = tempfile::tempdir().unwrap();
-    let (cert, key) = dev_cert(certs.path(), &["localhost", "127.0.0.1"]);
-    // (The update keeps this compiling when Options gets more fields.)
-    #[allow(clippy::needless_update)]
-    let server = TestServer::with(Options {
-        users: vec![("alice".into(), "alice-password".into(), String::new())],
-        args: vec![
-            "--tls-cert".into(),
-            cert.to_str().unwrap().into(),
-            "--tls-key".into(),
-            key.to_str().unwrap().into(),
-        ],
-        listen: Some(String::new()),
-        config: "[[listener]]\nbind = \"127.0.0.1:0\"\nmode = \"implicit\"\n".into(),
-        listeners: 1,
-        ..Default::default()
-    });
+    let (_certs, server) = tls_server(
+        "[[listener]]\nbind = \"127.0.0.1:0\"\nmode = \"implicit\"\n",
+        1,
+    );
     let target = server.addr.to_string();
     for extra in [None, Some("--tls")] {
         let mut args = vec!["--connect", &target, "--user", "alice", "--timeout", "2"];

@@ -14,7 +14,7 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{Ctrl, Options, TestServer, read_all};
+use common::{Ctrl, Options, TestServer, connect_from, read_all};
 
 // ---------------------------------------------------------------------------------------------
 // The server, its user and the well-behaved client
@@ -71,13 +71,6 @@ impl Target {
 }
 
 /// A TCP connection from a chosen local address (e.g. 127.0.0.2) to `to`.
-fn connect_from(from: Ipv4Addr, to: SocketAddr) -> io::Result<TcpStream> {
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
-    sock.bind(&SocketAddr::from((from, 0)).into())?;
-    sock.connect_timeout(&to.into(), Duration::from_secs(10))?;
-    Ok(sock.into())
-}
-
 /// Close with RST instead of FIN.
 fn reset(stream: TcpStream) {
     let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));

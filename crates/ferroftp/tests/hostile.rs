@@ -7,14 +7,14 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{Ctrl, Options, TestServer, pseudo_random, read_all};
+use common::{Ctrl, Options, TestServer, connect_from, pseudo_random, read_all};
 
 // ---------------------------------------------------------------------------------------------
 // Local helpers
@@ -35,13 +35,6 @@ fn assert_transfer_start(code: u16, text: &str, what: &str) {
 }
 
 /// A TCP connection from a chosen local IP (e.g. 127.0.0.2) to `to`.
-fn connect_from(from: Ipv4Addr, to: SocketAddr) -> std::io::Result<TcpStream> {
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
-    sock.bind(&SocketAddr::from((from, 0)).into())?;
-    sock.connect_timeout(&to.into(), Duration::from_secs(5))?;
-    Ok(sock.into())
-}
-
 /// Close with RST instead of FIN.
 fn reset(stream: TcpStream) {
     socket2::SockRef::from(&stream)

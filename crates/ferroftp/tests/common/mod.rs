@@ -419,17 +419,21 @@ pub struct Ctrl {
 
 impl Ctrl {
     pub fn connect(addr: SocketAddr) -> Self {
-        let stream = TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        let mut c = Self {
-            reader: BufReader::new(stream.try_clone().unwrap()),
-            stream,
-        };
+        let mut c = Self::over(TcpStream::connect(addr).unwrap());
         let (code, text) = c.reply();
         assert_eq!(code, 220, "greeting: {text}");
         c
+    }
+
+    /// A client on an already connected control stream, its greeting unread.
+    pub fn over(stream: TcpStream) -> Self {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        Self {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            stream,
+        }
     }
 
     pub fn send_raw(&mut self, bytes: &[u8]) {
@@ -639,4 +643,13 @@ pub fn free_block_below_ephemeral(n: u16) -> u16 {
         }
     }
     panic!("no free block of {n} ports below the ephemeral range");
+}
+
+/// A TCP connection to `to` from `from` (an address of 127.0.0.0/8, so that tests can act as
+/// many clients on loopback).
+pub fn connect_from(from: std::net::Ipv4Addr, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    sock.bind(&SocketAddr::from((from, 0)).into())?;
+    sock.connect_timeout(&to.into(), Duration::from_secs(10))?;
+    Ok(sock.into())
 }
