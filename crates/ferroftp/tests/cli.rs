@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -1032,24 +1032,20 @@ fn the_passive_address_comes_from_the_flag_then_the_environment_then_the_file() 
         "198.51.100.9"
     );
     // `doctor --connect` takes no configuration: the variable must not clash with it.
-    let mut child = Command::new(bin())
-        .args([
-            "doctor",
-            "--connect",
-            "127.0.0.1:1",
-            "--user",
-            "x",
-            "--timeout",
-            "1",
-        ])
-        .env("FERROFTP_PASSIVE_ADDRESS", "203.0.113.7")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(b"pw\n").unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = run_with_input(
+        Command::new(bin())
+            .args([
+                "doctor",
+                "--connect",
+                "127.0.0.1:1",
+                "--user",
+                "x",
+                "--timeout",
+                "1",
+            ])
+            .env("FERROFTP_PASSIVE_ADDRESS", "203.0.113.7"),
+        b"pw\n",
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("server unreachable"),
