@@ -173,6 +173,17 @@ impl HomeCache {
     }
 }
 
+/// The part of `home` below `root` when the server may create it there: strictly inside,
+/// plain names only (no `..` or `.`); `None` for a home that is the administrator's to create.
+pub fn creatable_home<'a>(root: &Path, home: &'a Path) -> Option<&'a Path> {
+    use std::path::Component;
+    let relative = home.strip_prefix(root).ok()?;
+    let plain = relative
+        .components()
+        .all(|c| matches!(c, Component::Normal(_)));
+    (plain && !relative.as_os_str().is_empty()).then_some(relative)
+}
+
 /// Create a user's missing home `home` if it lies inside `root`: mode 0o750, owned by the
 /// server's user (the process creating it), so that `passwd` or the admin API adding a user
 /// is enough. BLOCKING. Returns whether it was created.
@@ -181,21 +192,13 @@ impl HomeCache {
 /// it; a home elsewhere (or with `..`) is the administrator's to create. Parents are created
 /// as needed (with the process's umask).
 pub fn create_missing_home(root: &Path, home: &Path) -> io::Result<bool> {
-    use std::path::Component;
     // The usual case, without opening the root: the home is there.
     if std::fs::symlink_metadata(home).is_ok() {
         return Ok(false);
     }
-    let Ok(relative) = home.strip_prefix(root) else {
+    let Some(relative) = creatable_home(root, home) else {
         return Ok(false);
     };
-    if relative.as_os_str().is_empty()
-        || !relative
-            .components()
-            .all(|c| matches!(c, Component::Normal(_)))
-    {
-        return Ok(false);
-    }
     let dir = Dir::open_ambient_dir(root, cap_std::ambient_authority())?;
     match dir.symlink_metadata(relative) {
         Ok(_) => return Ok(false),

@@ -91,15 +91,7 @@ fn check_dir(dir: &Path, uid: u32, why: &str, r: &mut Report) {
 /// no `..`, the nearest existing parent writable by this user); the check to report, or
 /// `None` when the server will not try (the home is the administrator's to create).
 pub(super) fn missing_home(root: &Path, home: &Path, who: &str) -> Option<Check> {
-    use std::path::Component;
-    let relative = home.strip_prefix(root).ok()?;
-    if relative.as_os_str().is_empty()
-        || !relative
-            .components()
-            .all(|c| matches!(c, Component::Normal(_)))
-    {
-        return None;
-    }
+    crate::storage::creatable_home(root, home)?;
     let mut parent = home.parent()?;
     while !parent.exists() {
         parent = parent.parent()?;
