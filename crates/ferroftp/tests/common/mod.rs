@@ -87,91 +87,7 @@ impl TestServer {
     }
 
     pub fn with(opts: Options) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("root");
-        std::fs::create_dir(&root).unwrap();
-        let config_path = dir.path().join("ferroftp.toml");
-        let mut config = format!("root = {:?}\n", root.to_str().unwrap());
-        let (mut user, mut password) = (String::new(), String::new());
-        if !opts.users.is_empty() {
-            let users_path = dir.path().join("users.toml");
-            for (name, pw, extra) in &opts.users {
-                add_user(&users_path, name, pw, None);
-                if !extra.is_empty() {
-                    let mut text = std::fs::read_to_string(&users_path).unwrap();
-                    // Put the extra keys into this user's table (it is the last one added).
-                    text.push_str(extra);
-                    text.push('\n');
-                    std::fs::write(&users_path, text).unwrap();
-                }
-            }
-            config.push_str(&format!(
-                "users_file = {:?}\n",
-                users_path.to_str().unwrap()
-            ));
-            user = opts.users[0].0.clone();
-            password = opts.users[0].1.clone();
-        }
-        config.push_str(&opts.config);
-        std::fs::write(&config_path, config).unwrap();
-        let log_path = dir.path().join("server.log");
-        let log = std::fs::File::create(&log_path).unwrap();
-        let listen = opts.listen.unwrap_or_else(|| "127.0.0.1:0".into());
-        let listen_args: Vec<String> = if listen.is_empty() {
-            Vec::new()
-        } else {
-            vec!["--listen".into(), listen]
-        };
-        let expected = opts.listeners.max(1);
-        let mut child = Command::new(bin())
-            .arg("serve")
-            .arg("--config")
-            .arg(&config_path)
-            .args(&listen_args)
-            .args(&opts.args)
-            .env("RUST_LOG", "debug")
-            .env("NO_COLOR", "1")
-            .envs(opts.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let mut addrs = Vec::new();
-        let mut banner = String::new();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while addrs.len() < expected {
-            assert!(Instant::now() < deadline, "server did not start");
-            let Some(Ok(line)) = lines.next() else {
-                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-                panic!("server exited before listening; log:\n{log}");
-            };
-            banner.push_str(&line);
-            banner.push('\n');
-            match startup_line(&line) {
-                Startup::Password(p) => {
-                    user = "ferro".into();
-                    password = p;
-                }
-                Startup::Listening(a) => addrs.push(a),
-                Startup::Other => {}
-            }
-        }
-        // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Self {
-            child,
-            addr: addrs[0],
-            addrs,
-            banner,
-            user,
-            password,
-            root,
-            dir,
-            log_path,
-        }
+        Self::with_wrapper(opts, &[], |_, _| {})
     }
 
     pub fn port(&self) -> u16 {
@@ -254,7 +170,7 @@ impl TestServer {
     }
 }
 
-/// Added for tests/faults.rs: servers run under a wrapper command, and their exit status.
+/// Servers run under a wrapper command (tests/faults.rs, nat_netns.rs), and their exit status.
 impl TestServer {
     /// Like [`TestServer::with`], but started by `command` (a program and its arguments that
     /// end with the server binary, such as `["setpriv", "--reuid=65534", "--regid=65534",
@@ -279,6 +195,7 @@ impl TestServer {
                 add_user(&users_path, name, pw, None);
                 if !extra.is_empty() {
                     let mut text = std::fs::read_to_string(&users_path).unwrap();
+                    // Put the extra keys into this user's table (it is the last one added).
                     text.push_str(extra);
                     text.push('\n');
                     std::fs::write(&users_path, text).unwrap();
@@ -316,6 +233,7 @@ impl TestServer {
             .args(&opts.args)
             .env("RUST_LOG", "debug")
             .env("NO_COLOR", "1")
+            .envs(opts.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -344,6 +262,7 @@ impl TestServer {
                 Startup::Other => {}
             }
         }
+        // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         Self {
             child,
