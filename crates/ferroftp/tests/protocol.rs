@@ -1619,6 +1619,31 @@ fn passive_ports_come_from_the_range_and_recycle() {
 }
 
 #[test]
+fn a_one_port_range_is_reused_at_once_under_many_transfers() {
+    // Every download leaves the port's finished connection in TIME_WAIT on the server's side
+    // (the server closes first); the next PASV must still get the same port, at once.
+    let low = free_port_range(1);
+    let server = TestServer::with(opts(&format!("[passive]\nports = \"{low}-{low}\"\n")));
+    let body: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(server.root.join("a.bin"), &body).unwrap();
+    let mut c = server.login();
+    c.cmd_ok("TYPE I", 200);
+    for i in 0..40 {
+        if i % 2 == 0 {
+            assert_eq!(c.retr("a.bin"), body, "RETR #{i}");
+        } else {
+            c.stor(&format!("up{i}.bin"), &body[..i]);
+            assert_eq!(
+                std::fs::read(server.root.join(format!("up{i}.bin"))).unwrap(),
+                &body[..i]
+            );
+        }
+    }
+    let port = pasv_port(&c.cmd_ok("PASV", 227));
+    assert_eq!(port, low);
+}
+
+#[test]
 fn passive_ports_are_released_on_disconnect_and_exhaustion_is_425() {
     let low = free_port_range(3);
     let high = low + 2;

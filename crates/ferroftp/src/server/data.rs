@@ -6,7 +6,7 @@
 //! PASV, or the session ending). The session owns the listener until a transfer takes it, so
 //! every release is a plain synchronous drop, never left to a background task.
 
-use std::collections::HashSet;
+use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -21,8 +21,14 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use super::stream::Stream;
 use crate::config::PortRange;
 
-/// Hands out passive ports from the configured range, round robin, skipping ports in use by
-/// this server or held by another process.
+/// Hands out passive ports from the configured range, the port released longest ago first,
+/// skipping ports in use by this server or held by another process.
+///
+/// Why that order: a port whose download we sent keeps the finished connections in TIME_WAIT
+/// for a minute, and every `bind` of it (SO_REUSEADDR) walks them in the kernel's bind hash.
+/// The port that has rested longest has the fewest left. A port that another process holds
+/// goes to the back of the queue, so it costs one failed `bind` per turn through the range,
+/// not one per PASV.
 #[derive(Debug)]
 pub(crate) struct PassivePorts {
     range: Option<PortRange>,
@@ -31,8 +37,10 @@ pub(crate) struct PassivePorts {
 
 #[derive(Debug, Default)]
 struct PortState {
-    next: u16,
-    in_use: HashSet<u16>,
+    /// Ports not held by a session, the one released longest ago at the front.
+    free: VecDeque<u16>,
+    /// Ports held by sessions.
+    held: usize,
 }
 
 impl PassivePorts {
@@ -41,8 +49,10 @@ impl PassivePorts {
         Arc::new(Self {
             range,
             state: Mutex::new(PortState {
-                next: range.map_or(0, |r| r.low),
-                in_use: HashSet::new(),
+                free: range
+                    .map(|r| (r.low..=r.high).collect())
+                    .unwrap_or_default(),
+                held: 0,
             }),
         })
     }
@@ -50,12 +60,12 @@ impl PassivePorts {
     /// Ports currently held by sessions.
     #[cfg(test)]
     pub(crate) fn in_use(&self) -> usize {
-        self.lock().in_use.len()
+        self.lock().held
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, PortState> {
-        // A panic while holding this lock cannot leave the set inconsistent (every change is a
-        // single insert or remove), so a poisoned lock is still usable.
+        // A panic while holding this lock cannot leave the state inconsistent (every change
+        // is a single push or pop with its count), so a poisoned lock is still usable.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -71,22 +81,17 @@ impl PassivePorts {
                 _counted: None,
             });
         };
-        for _ in 0..range.len() {
-            let port = {
-                let mut st = self.lock();
-                let port = st.next;
-                st.next = if port >= range.high {
-                    range.low
-                } else {
-                    port + 1
-                };
-                if !st.in_use.insert(port) {
-                    continue;
-                }
-                port
+        // Each free port at most once: those that fail go to the back, behind the ones not
+        // tried yet.
+        let tries = self.lock().free.len();
+        for _ in 0..tries {
+            let Some(port) = self.lock().free.pop_front() else {
+                break;
             };
+            // The lock is not held during the bind: other sessions take other ports meanwhile.
             match listen(SocketAddr::new(ip, port)) {
                 Ok(listener) => {
+                    self.lock().held += 1;
                     return Ok(PassiveListener {
                         listener,
                         port,
@@ -95,7 +100,7 @@ impl PassivePorts {
                     });
                 }
                 Err(e) => {
-                    self.lock().in_use.remove(&port);
+                    self.lock().free.push_back(port);
                     // Held by another process (or not bindable at all): try the next one.
                     tracing::debug!(port, error = %e, "passive port unavailable, skipping");
                 }
@@ -105,6 +110,13 @@ impl PassivePorts {
             io::ErrorKind::AddrInUse,
             format!("no free port in the passive range {range}"),
         ))
+    }
+
+    /// Take back a port a listener held: it is the last to be handed out again.
+    fn release(&self, port: u16) {
+        let mut st = self.lock();
+        st.held = st.held.saturating_sub(1);
+        st.free.push_back(port);
     }
 }
 
@@ -207,7 +219,7 @@ impl PassiveListener {
 impl Drop for PassiveListener {
     fn drop(&mut self) {
         if let Some(owner) = &self.owner {
-            owner.lock().in_use.remove(&self.port);
+            owner.release(self.port);
         }
     }
 }
@@ -566,15 +578,34 @@ pub(crate) async fn sendfile(
     /// update progress (and notice ABOR) often.
     const CHUNK: u64 = 4 * 1024 * 1024;
     let end = offset.saturating_add(len);
+    let mut first = true;
     while offset < end {
         let want = usize::try_from((end - offset).min(CHUNK)).unwrap_or(1 << 20);
-        let sent = with_stall_timeout(
-            stall,
-            dst.async_io(Interest::WRITABLE, || {
-                rustix::fs::sendfile(dst, file, Some(&mut offset), want).map_err(io::Error::from)
-            }),
-        )
-        .await;
+        // The first ask goes straight to the kernel: a new data connection has room in its
+        // send buffer, but tokio learns that only from the event loop's next turn, which would
+        // cost every small download a wake-up. (Only the first: a loop that never waits would
+        // never let ABOR in. A `WouldBlock` falls through to the wait below.)
+        let direct = if std::mem::take(&mut first) {
+            match rustix::fs::sendfile(dst, file, Some(&mut offset), want) {
+                Err(rustix::io::Errno::AGAIN) => None,
+                r => Some(r.map_err(io::Error::from)),
+            }
+        } else {
+            None
+        };
+        let sent = match direct {
+            Some(r) => r,
+            None => {
+                with_stall_timeout(
+                    stall,
+                    dst.async_io(Interest::WRITABLE, || {
+                        rustix::fs::sendfile(dst, file, Some(&mut offset), want)
+                            .map_err(io::Error::from)
+                    }),
+                )
+                .await
+            }
+        };
         match sent {
             Ok(0) => break,
             Ok(n) => {
@@ -697,6 +728,54 @@ mod tests {
         assert_eq!(ports.in_use(), 1);
         let c = ports.bind(LO).unwrap();
         assert_eq!(c.port(), range.low);
+    }
+
+    #[tokio::test]
+    async fn the_port_released_longest_ago_is_handed_out_first() {
+        let range = free_range(4);
+        let ports = PassivePorts::new(Some(range));
+        let [a, b, c] = [(); 3].map(|()| ports.bind(LO).unwrap());
+        let (pa, pb, pc) = (a.port(), b.port(), c.port());
+        assert_eq!((pa, pb, pc), (range.low, range.low + 1, range.low + 2));
+        // Released out of order: b, then a.
+        drop(b);
+        drop(a);
+        let d = ports.bind(LO).unwrap();
+        assert_eq!(d.port(), range.high, "the never-used port first");
+        let e = ports.bind(LO).unwrap();
+        assert_eq!(e.port(), pb, "then the one released first");
+        let f = ports.bind(LO).unwrap();
+        assert_eq!(f.port(), pa);
+        assert!(ports.bind(LO).is_err(), "all four held");
+        drop((c, d, e, f));
+        assert_eq!(ports.in_use(), 0);
+        // Every port of the range is handed out again, each once, before any repeats.
+        let mut seen: Vec<u16> = (0..4).map(|_| ports.bind(LO).unwrap().port()).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), 4, "{seen:?}");
+    }
+
+    #[tokio::test]
+    async fn a_port_held_elsewhere_is_tried_once_per_turn_not_on_every_bind() {
+        let range = free_range(3);
+        let ports = PassivePorts::new(Some(range));
+        let held = std::net::TcpListener::bind((LO, range.low)).unwrap();
+        // The first bind finds it held and puts it at the back...
+        let first = ports.bind(LO).unwrap();
+        assert_eq!(first.port(), range.low + 1);
+        drop(first);
+        // ...so the next ones take the other ports, and it is tried again only after them.
+        let second = ports.bind(LO).unwrap();
+        assert_eq!(second.port(), range.high);
+        drop(second);
+        drop(held);
+        let third = ports.bind(LO).unwrap();
+        assert_eq!(
+            third.port(),
+            range.low,
+            "freed by the other process: usable again"
+        );
     }
 
     #[tokio::test]

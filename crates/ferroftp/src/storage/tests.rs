@@ -1246,6 +1246,32 @@ fn set_mode_checks_and_changes_one_handle_while_names_are_swapped() {
 }
 
 #[test]
+fn open_read_refuses_a_fifo_without_blocking_and_starts_at_the_offset() {
+    let fx = fixture();
+    // No writer: a plain open for reading would wait for one forever.
+    let status = std::process::Command::new("mkfifo")
+        .arg(fx.home.join("fifo"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(matches!(
+        fx.fs.open_read(&vp("/fifo"), 0),
+        Err(StorageError::PermissionDenied)
+    ));
+    // Through a symlink too.
+    symlink("fifo", fx.home.join("to-fifo")).unwrap();
+    assert!(matches!(
+        fx.fs.open_read(&vp("/to-fifo"), 0),
+        Err(StorageError::PermissionDenied)
+    ));
+    fs::write(fx.home.join("f"), b"0123456789").unwrap();
+    let (f, len) = fx.fs.open_read(&vp("/f"), 0).unwrap();
+    assert_eq!((len, read_all(f)), (10, b"0123456789".to_vec()));
+    let (f, _) = fx.fs.open_read(&vp("/f"), 4).unwrap();
+    assert_eq!(read_all(f), b"456789");
+}
+
+#[test]
 fn set_mode_refuses_special_files_without_blocking_and_changes_unreadable_files() {
     let fx = fixture();
     // A FIFO with no writer: opening it for reading would block without O_NONBLOCK.
