@@ -239,10 +239,80 @@ impl LineFormat {
             ListStyle::Mlsd => {
                 listing::mlsx_line(&facts(e, &perm_fact(self.perms, e.kind)), self.mlst)
             }
-            ListStyle::Nlst => format!("{}{}", self.prefix, e.name),
+            ListStyle::Nlst => {
+                // Names only: no line to build.
+                out.extend_from_slice(self.prefix.as_bytes());
+                out.extend_from_slice(e.name.as_bytes());
+                out.extend_from_slice(b"\r\n");
+                return;
+            }
         };
         out.extend_from_slice(line.as_bytes());
         out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// The lines of a listing, made a chunk at a time on a blocking thread (reading the directory
+/// as they go) while the previous chunk is being sent.
+struct ListingLines {
+    fmt: LineFormat,
+    /// Entries read and not yet written.
+    entries: std::vec::IntoIter<Entry>,
+    /// The directory still to read, if any.
+    dir: Option<storage::DirStream>,
+    /// Whether the next read of `dir` is its first (a directory read whole in it is sorted).
+    first_read: bool,
+}
+
+impl ListingLines {
+    fn new(source: ListSource, fmt: LineFormat) -> Self {
+        let (entries, dir, first_read) = match source {
+            ListSource::Entries(entries) => (entries, None, false),
+            ListSource::Dir(dir) => (Vec::new(), Some(dir), true),
+            ListSource::Continued(first, dir) => (first, Some(dir), false),
+        };
+        Self {
+            fmt,
+            entries: entries.into_iter(),
+            dir,
+            first_read,
+        }
+    }
+
+    /// Appends lines to `out` until it holds [`LISTING_CHUNK`] bytes or the listing ends (then
+    /// `dir` is `None` and `entries` empty). Blocks: runs on a blocking thread.
+    fn fill(&mut self, out: &mut Vec<u8>) -> Result<(), StorageError> {
+        loop {
+            for e in self.entries.by_ref() {
+                self.fmt.push(&e, out);
+                if out.len() >= LISTING_CHUNK {
+                    return Ok(());
+                }
+            }
+            let Some(dir) = self.dir.as_mut() else {
+                return Ok(());
+            };
+            let max = if self.first_read {
+                SORTED_LISTING_LIMIT
+            } else {
+                LISTING_BATCH
+            };
+            let mut batch = dir.next_batch(max)?;
+            if batch.is_empty() {
+                self.dir = None;
+                return Ok(());
+            }
+            if self.first_read && batch.len() < max {
+                // The whole directory is in hand: list it sorted, like ls.
+                batch.sort_by(|a, b| a.name.cmp(&b.name));
+            }
+            self.first_read = false;
+            self.entries = batch.into_iter();
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.dir.is_none() && self.entries.len() == 0
     }
 }
 
@@ -256,7 +326,9 @@ const LISTING_CHUNK: usize = 64 * 1024;
 /// Lines a `STAT path` reply holds at most (it travels on the control connection).
 const STAT_LISTING_LIMIT: usize = 10_000;
 
-/// Send a listing, reading a directory a batch at a time on a blocking thread.
+/// Send a listing. Its lines are made on a blocking thread a chunk ahead of the one being
+/// written, so reading the directory and sending overlap and each thread trip carries a
+/// [`LISTING_CHUNK`] of lines.
 async fn send_listing(
     source: ListSource,
     fmt: LineFormat,
@@ -264,42 +336,38 @@ async fn send_listing(
     progress: &AtomicU64,
     stall: std::time::Duration,
 ) -> Result<(), CopyError> {
-    let mut out = Vec::with_capacity(LISTING_CHUNK);
-    let local = |e: StorageError| CopyError::Local(io::Error::other(e.to_string()));
-    // Entries in hand, the directory still to read, and how much of it to read next.
-    let (mut batch, mut dir, mut max) = match source {
-        ListSource::Entries(entries) => (entries, None, 0),
-        ListSource::Dir(dir) => (Vec::new(), Some(dir), SORTED_LISTING_LIMIT),
-        ListSource::Continued(first, dir) => (first, Some(dir), LISTING_BATCH),
-    };
-    loop {
-        for e in &batch {
-            fmt.push(e, &mut out);
-            if out.len() >= LISTING_CHUNK {
-                data::write_chunk(dst, &mut out, progress, stall).await?;
-            }
-        }
-        let Some(mut d) = dir.take() else {
-            break;
-        };
-        let (d, next) = tokio::task::spawn_blocking(move || {
-            let batch = d.next_batch(max);
-            (d, batch)
+    let fill = |mut lines: ListingLines, mut out: Vec<u8>| {
+        tokio::task::spawn_blocking(move || {
+            let filled = lines.fill(&mut out);
+            (lines, out, filled)
         })
-        .await
-        .map_err(|e| CopyError::Local(io::Error::other(e.to_string())))?;
-        batch = next.map_err(local)?;
-        if batch.is_empty() {
+    };
+    let mut lines = ListingLines::new(source, fmt);
+    let mut spare = Vec::with_capacity(LISTING_CHUNK);
+    if lines.dir.is_none() {
+        // Entries in hand (a file, a small glob): nothing blocks, no thread trip.
+        while !lines.done() {
+            lines
+                .fill(&mut spare)
+                .map_err(|e| CopyError::Local(io::Error::other(e.to_string())))?;
+            data::write_chunk(dst, &mut spare, progress, stall).await?;
+        }
+        return data::finish(dst, stall).await;
+    }
+    let mut next = fill(lines, Vec::with_capacity(LISTING_CHUNK));
+    loop {
+        let (lines, mut out, filled) = next
+            .await
+            .map_err(|e| CopyError::Local(io::Error::other(e.to_string())))?;
+        filled.map_err(|e| CopyError::Local(io::Error::other(e.to_string())))?;
+        if lines.done() {
+            data::write_chunk(dst, &mut out, progress, stall).await?;
             break;
         }
-        if max == SORTED_LISTING_LIMIT && batch.len() < max {
-            // The whole directory is in hand: list it sorted, like ls.
-            batch.sort_by(|a, b| a.name.cmp(&b.name));
-        }
-        max = LISTING_BATCH;
-        dir = Some(d);
+        next = fill(lines, std::mem::take(&mut spare));
+        data::write_chunk(dst, &mut out, progress, stall).await?;
+        spare = out;
     }
-    data::write_chunk(dst, &mut out, progress, stall).await?;
     data::finish(dst, stall).await
 }
 
@@ -2633,26 +2701,28 @@ impl Listing {
         };
         let p = path.clone();
         let fs2 = Arc::clone(&fs);
-        match blocking(move || fs2.metadata(&p)).await {
-            Ok(entry) if entry.kind == EntryKind::Dir => {
-                let p = path.clone();
-                let names_only = style == ListStyle::Nlst;
-                let dir = blocking(move || {
-                    if names_only {
-                        fs.read_dir_names(&p)
-                    } else {
-                        fs.read_dir(&p)
-                    }
-                })
-                .await
-                .map_err(|e| fs_reply(shown, &e))?;
-                Ok(Self {
-                    path,
-                    source: ListSource::Dir(dir),
-                    prefix,
-                })
+        let names_only = style == ListStyle::Nlst;
+        // What the path is and, for a directory, the directory opened: one thread trip.
+        let found = blocking(move || {
+            let entry = fs2.metadata(&p)?;
+            if entry.kind != EntryKind::Dir {
+                return Ok(Err(entry));
             }
-            Ok(mut entry) => {
+            let dir = if names_only {
+                fs2.read_dir_names(&p)
+            } else {
+                fs2.read_dir(&p)
+            };
+            dir.map(Ok)
+        })
+        .await;
+        match found {
+            Ok(Ok(dir)) => Ok(Self {
+                path,
+                source: ListSource::Dir(dir),
+                prefix,
+            }),
+            Ok(Err(mut entry)) => {
                 if style == ListStyle::Mlsd {
                     return Err(Reply::new(
                         501,
