@@ -48,6 +48,9 @@ const SHUTDOWN: &str = "server shutting down";
 /// Why a session ends when an administrator closes it (the admin API).
 const KICKED: &str = "closed by an administrator";
 
+/// Why a session ends when the client closes the control connection.
+const CLIENT_CLOSED: &str = "client closed the control connection";
+
 /// Lines read ahead while a transfer runs; past this the connection is not read until the
 /// transfer ends (back-pressure instead of unbounded buffering).
 const MAX_QUEUED_LINES: usize = 16;
@@ -470,7 +473,7 @@ impl Session {
             pbsz: false,
             prot_private: false,
             too_long: None,
-            inbuf: Vec::with_capacity(256),
+            inbuf: Vec::new(),
             lines: VecDeque::new(),
             peer,
             local,
@@ -545,8 +548,6 @@ impl Session {
         if self.send(greeting).await.is_err() {
             return "client gone before the greeting";
         }
-        // Control lines are short: a small buffer (held by every session for its whole life).
-        let mut chunk = [0u8; 512];
         loop {
             if let Some(reason) = self.refresh_live().await {
                 return self.close(reason).await;
@@ -556,7 +557,9 @@ impl Session {
             }
             while let Some(line) = self.next_runnable_line() {
                 self.last_activity = Instant::now();
-                match self.dispatch(&line).await {
+                // Boxed: the state of the biggest command (a login, a transfer's start, an
+                // AUTH) is held only while a command runs, not by every idle session.
+                match Box::pin(self.dispatch(&line)).await {
                     Ok(Flow::Continue) => {}
                     Ok(Flow::Close(reason)) => return self.close(reason).await,
                     Err(_) => return self.close("control connection write failed").await,
@@ -578,17 +581,18 @@ impl Session {
             // Poll before waiting: take what the socket holds without trusting tokio's
             // readiness (see `read_now`).
             if may_read {
-                match self.read_now(&mut chunk) {
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                        ) => {}
-                    read => match self.take_input(read, &chunk).await {
-                        Some(reason) => return self.close(reason).await,
-                        None => continue,
-                    },
+                match self.input_now() {
+                    Some(true) => continue,
+                    Some(false) => return self.close(CLIENT_CLOSED).await,
+                    None => {}
                 }
+            }
+            // An idle session keeps no input buffers: thousands of them wait at once.
+            if self.inbuf.is_empty() && self.inbuf.capacity() > 0 {
+                self.inbuf = Vec::new();
+            }
+            if self.lines.is_empty() && self.lines.capacity() > 0 {
+                self.lines = VecDeque::new();
             }
             let limits = &self.live.config.limits;
             let deadline = if self.login.is_some() {
@@ -599,9 +603,10 @@ impl Session {
             };
             let passive_expiry = self.data.passive_expiry();
             tokio::select! {
-                read = self.ctrl.read(&mut chunk), if may_read => {
-                    if let Some(reason) = self.take_input(read, &chunk).await {
-                        return self.close(reason).await;
+                read = self.ctrl.read_into(&mut self.inbuf), if may_read => {
+                    match read {
+                        Ok(0) | Err(_) => return self.close(CLIENT_CLOSED).await,
+                        Ok(_) => self.split_lines(),
                     }
                 }
                 outcome = wait_transfer(&mut self.transfer), if self.transfer.is_some() => {
@@ -686,19 +691,38 @@ impl Session {
         }
     }
 
-    /// Queue the lines of a read; `Some(reason)` when the session must end.
-    async fn take_input(&mut self, read: io::Result<usize>, chunk: &[u8]) -> Option<&'static str> {
-        match read {
-            Ok(0) | Err(_) => Some("client closed the control connection"),
+    /// Queue what the control connection holds now, without waiting: `Some(true)` when
+    /// something was read, `Some(false)` when the client closed it, `None` when nothing is there.
+    /// Not async, so that its buffer is never part of the session's future.
+    fn input_now(&mut self) -> Option<bool> {
+        let mut chunk = [0u8; 512];
+        match self.read_now(&mut chunk) {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                None
+            }
+            Ok(0) | Err(_) => Some(false),
             Ok(n) => {
                 self.ingest(chunk.get(..n).unwrap_or_default());
-                None
+                Some(true)
             }
         }
     }
 
     /// End the session: cancel a transfer (an unfinished upload is discarded by its drop).
-    async fn close(&mut self, reason: &'static str) -> &'static str {
+    fn close(
+        &mut self,
+        reason: &'static str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = &'static str> + Send + '_>> {
+        // Boxed, as dispatch: an idle session's future need not have room for its ending.
+        Box::pin(self.close_now(reason))
+    }
+
+    async fn close_now(&mut self, reason: &'static str) -> &'static str {
         if let Some(mut running) = self.transfer.take() {
             running.cancel.cancel();
             if let Ok(outcome) = (&mut running.handle).await {
@@ -1223,6 +1247,8 @@ impl Session {
         let anonymous = is_anonymous_name(&name) && anon_cfg.enabled;
         let mut ticket = None;
         let mut refusal = Refusal::Incorrect;
+        // The home, when the password check already opened it.
+        let mut landing = None;
         let login = if anonymous {
             let home = Some(anon_cfg.home.clone());
             Some((
@@ -1259,15 +1285,24 @@ impl Session {
                     .map(|user| (user, password))
             } else {
                 // argon2, bcrypt and crypt(3) are deliberately slow: off the async workers, a
-                // bounded number at once.
+                // bounded number at once. A right password's home is opened in the same trip
+                // (one thread hand-off per login, not two), unless the login is refused anyway
+                // for want of TLS.
+                let (shared2, live2) = (Arc::clone(&shared), Arc::clone(&live));
+                let has_tls = self.tls.is_some();
                 match shared.hash_pool.acquire().await {
                     Ok(_permit) => tokio::task::spawn_blocking(move || {
-                        users
-                            .check(&user_name, &password)
-                            .map(|user| (user, password))
+                        let user = users.check(&user_name, &password)?;
+                        let found = (has_tls || !user.tls_policy.login())
+                            .then(|| land(&shared2, &live2, &user.name, user.home.as_deref()));
+                        Ok((user, password, found))
                     })
                     .await
-                    .unwrap_or(Err(Refusal::Incorrect)),
+                    .unwrap_or(Err(Refusal::Incorrect))
+                    .map(|(user, password, found)| {
+                        landing = found;
+                        (user, password)
+                    }),
                     Err(_) => Err(Refusal::Incorrect),
                 }
             };
@@ -1343,8 +1378,11 @@ impl Session {
         } else {
             LoginMethod::Password
         };
-        self.enter(account, home, Reply::new(230, "Login successful"), method)
-            .await
+        let ok = Reply::new(230, "Login successful");
+        match landing {
+            Some(landing) => self.enter_landed(account, landing, ok, method).await,
+            None => self.enter(account, home, ok, method).await,
+        }
     }
 
     /// The answer to a refused password: 530, or 421 and the end once the session has
@@ -1403,27 +1441,22 @@ impl Session {
         let shared = Arc::clone(&self.shared);
         let live = Arc::clone(&self.live);
         let user = login.name.clone();
-        let resolved = tokio::task::spawn_blocking(move || {
-            let home = live.home_dir(home.as_deref())?;
-            if let Some(fs) = shared.homes.cached(&home) {
-                return Ok((home, Ok(fs)));
-            }
-            // A user added by passwd, import-users or the admin API has no home yet.
-            match crate::storage::create_missing_home(&live.root, &home) {
-                Ok(true) => {
-                    info!(%user, home = %home.display(), "created the missing home directory (mode 0750)");
-                }
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::warn!(%user, home = %home.display(), error = %e, "cannot create the missing home directory");
-                }
-            }
-            let opened = shared.homes.open(&home);
-            Ok((home, opened))
-        })
-        .await
-        .unwrap_or_else(|e| Err(format!("the home lookup failed: {e}")));
-        let (home, opened) = match resolved {
+        let landing =
+            tokio::task::spawn_blocking(move || land(&shared, &live, &user, home.as_deref()))
+                .await
+                .unwrap_or_else(|e| Err(format!("the home lookup failed: {e}")));
+        self.enter_landed(login, landing, ok, method).await
+    }
+
+    /// The rest of [`Self::enter`], once the home is resolved and opened (or not).
+    async fn enter_landed(
+        &mut self,
+        login: Account,
+        landing: Landing,
+        ok: Reply,
+        method: LoginMethod,
+    ) -> io::Result<Flow> {
+        let (home, opened) = match landing {
             Ok(found) => found,
             Err(reason) => {
                 tracing::error!(user = %login.name, %reason, "login refused: home directory not allowed");
@@ -2981,6 +3014,31 @@ fn storage_failure_reply(e: &StorageError) -> Reply {
 /// bounded hash pool and runs on a blocking thread, so that neither the login's reply nor the
 /// async workers wait for it. The server's users in memory stay as they are (the old hash
 /// still verifies); the next reload or restart reads the new one.
+/// Where a login lands: the home directory resolved, and opened or why not; `Err` when the
+/// home is not allowed.
+type Landing = Result<(std::path::PathBuf, Result<Arc<LocalFs>, StorageError>), String>;
+
+/// Resolves `user`'s home (`None`: the root), creates it when missing (a user added by passwd,
+/// import-users or the admin API has none yet) and opens it, or takes it from the cache of open
+/// homes. Blocks: runs on a blocking thread.
+fn land(shared: &Shared, live: &Live, user: &str, home: Option<&std::path::Path>) -> Landing {
+    let home = live.home_dir(home)?;
+    if let Some(fs) = shared.homes.cached(&home) {
+        return Ok((home, Ok(fs)));
+    }
+    match crate::storage::create_missing_home(&live.root, &home) {
+        Ok(true) => {
+            info!(%user, home = %home.display(), "created the missing home directory (mode 0750)");
+        }
+        Ok(false) => {}
+        Err(e) => {
+            tracing::warn!(%user, home = %home.display(), error = %e, "cannot create the missing home directory");
+        }
+    }
+    let opened = shared.homes.open(&home);
+    Ok((home, opened))
+}
+
 fn maybe_rehash(shared: &Arc<Shared>, live: &Live, user: &User, password: String) {
     let legacy = user
         .hash_scheme()
@@ -3086,6 +3144,24 @@ fn help_reply(topic: Option<&str>) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The size of the future an async fn returns, without calling it.
+    fn future_size<A, Fut>(_: impl FnOnce(A) -> Fut) -> usize {
+        std::mem::size_of::<Fut>()
+    }
+
+    /// Every idle session is a task waiting in `serve`: the state of a command (`dispatch`:
+    /// a login, the start of a transfer, AUTH) is boxed while it runs, so that it is not part
+    /// of every session's future.
+    #[test]
+    fn an_idle_sessions_future_holds_no_commands_state() {
+        let serve = future_size(|s: &mut Session| s.serve());
+        let dispatch = future_size(|s: &mut Session| async move { s.dispatch(b"NOOP").await });
+        assert!(
+            serve < dispatch,
+            "serve's future ({serve} B) holds dispatch's ({dispatch} B) inline"
+        );
+    }
 
     #[test]
     fn perm_fact_follows_the_users_permissions() {
