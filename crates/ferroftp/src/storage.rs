@@ -270,6 +270,46 @@ impl DirStream {
         self
     }
 
+    /// Calls `each` with the next names (those the `NLST` of a big directory sends, without
+    /// an [`Entry`] or a copy per name); 0 means the end, otherwise how many directory entries
+    /// were read (names skipped included). Reads at most one `getdents64` buffer at a time.
+    pub fn for_each_name(&mut self, mut each: impl FnMut(&str)) -> Result<usize, StorageError> {
+        let (dir, buf, carry) = match &mut self.entries {
+            Entries::Names { dir, buf, carry } => (dir, buf, carry),
+            Entries::Full(_) => {
+                let batch = self.next_batch(LISTING_NAMES_BATCH)?;
+                batch.iter().for_each(|e| each(&e.name));
+                return Ok(batch.len());
+            }
+        };
+        if !carry.is_empty() {
+            let n = carry.len();
+            carry.drain(..).for_each(|e| each(&e.name));
+            return Ok(n);
+        }
+        if buf.capacity() == 0 {
+            buf.reserve_exact(DIRENT_BUF);
+        }
+        let keep = self.keep.as_deref();
+        let mut raw = rustix::fs::RawDir::new(&*dir, buf.spare_capacity_mut());
+        let mut read = 0;
+        loop {
+            if read > 0 && raw.is_buffer_empty() {
+                return Ok(read);
+            }
+            let Some(dirent) = raw.next() else {
+                return Ok(read);
+            };
+            let dirent = dirent.map_err(io::Error::from)?;
+            read += 1;
+            if let Ok(name) = dirent.file_name().to_str() {
+                if is_listed(name, keep) {
+                    each(name);
+                }
+            }
+        }
+    }
+
     /// Up to `max` more entries; an empty batch means the end.
     pub fn next_batch(&mut self, max: usize) -> Result<Vec<Entry>, StorageError> {
         let mut batch = Vec::with_capacity(max.min(1024));
@@ -319,6 +359,15 @@ impl DirStream {
     }
 }
 
+/// Entries a directory stream with metadata reads per batch for [`DirStream::for_each_name`].
+const LISTING_NAMES_BATCH: usize = 512;
+
+/// Whether a name read from a directory is listed: a valid name, not an upload temp file, and
+/// one the stream's filter accepts.
+fn is_listed(name: &str, keep: Option<&(dyn Fn(&str) -> bool + Send)>) -> bool {
+    is_valid_segment(name) && !is_internal_name(name) && keep.is_none_or(|keep| keep(name))
+}
+
 /// Reads names of `dir` into `batch` until it holds `max`, and the rest of the buffer then in
 /// hand into `carry` (see [`Entries::Names`]).
 fn next_names(
@@ -348,8 +397,7 @@ fn next_names(
         let Ok(name) = dirent.file_name().to_str() else {
             continue;
         };
-        if !is_valid_segment(name) || is_internal_name(name) || keep.is_some_and(|keep| !keep(name))
-        {
+        if !is_listed(name, keep) {
             continue;
         }
         let entry = Entry {

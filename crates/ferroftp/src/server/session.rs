@@ -295,6 +295,23 @@ impl ListingLines {
             let Some(dir) = self.dir.as_mut() else {
                 return Ok(());
             };
+            if self.fmt.style == ListStyle::Nlst && !self.first_read {
+                // Streaming names: each goes straight into the output.
+                let prefix = self.fmt.prefix.as_bytes();
+                let read = dir.for_each_name(|name| {
+                    out.extend_from_slice(prefix);
+                    out.extend_from_slice(name.as_bytes());
+                    out.extend_from_slice(b"\r\n");
+                })?;
+                if read == 0 {
+                    self.dir = None;
+                    return Ok(());
+                }
+                if out.len() >= LISTING_CHUNK {
+                    return Ok(());
+                }
+                continue;
+            }
             let max = if self.first_read {
                 SORTED_LISTING_LIMIT
             } else {
