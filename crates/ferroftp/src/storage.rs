@@ -59,6 +59,7 @@ mod tests;
 
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom};
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -219,13 +220,34 @@ pub fn create_missing_home(root: &Path, home: &Path) -> io::Result<bool> {
 /// A directory being read (see [`LocalFs::read_dir`]). Send, so batches can be read on a
 /// blocking thread while the async side sends the previous one.
 pub struct DirStream {
-    entries: cap_std::fs::ReadDir,
+    entries: Entries,
     root: Arc<Dir>,
     path: VPath,
-    names_only: bool,
     /// Only names this accepts are returned (and only they cost a `stat`).
     keep: Option<NameFilter>,
 }
+
+/// Where a [`DirStream`] reads its entries from.
+enum Entries {
+    /// With metadata (LIST, MLSD): cap-std's iterator, whose entries `stat` beside their
+    /// directory.
+    Full(cap_std::fs::ReadDir),
+    /// Names only (NLST): `getdents64` straight into a buffer kept for the whole listing, so
+    /// that a name costs no allocation until it is accepted (cap-std's iterator allocates two
+    /// copies of every name and takes a lock per entry).
+    Names {
+        dir: OwnedFd,
+        /// Empty until the first read; its spare capacity is the `getdents64` buffer.
+        buf: Vec<u8>,
+        /// Names accepted from the last buffer beyond the batch that asked for them: a buffer
+        /// is always used up (seeking back into it would make ext4 rebuild its hash tree).
+        carry: Vec<Entry>,
+    },
+}
+
+/// Bytes of directory entries one `getdents64` call returns at most (NLST), as glibc's
+/// `readdir` buffer.
+const DIRENT_BUF: usize = 32 * 1024;
 
 /// Which names a [`DirStream`] returns (see [`DirStream::matching`]).
 type NameFilter = Box<dyn Fn(&str) -> bool + Send>;
@@ -234,7 +256,7 @@ impl std::fmt::Debug for DirStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DirStream")
             .field("path", &self.path)
-            .field("names_only", &self.names_only)
+            .field("names_only", &matches!(self.entries, Entries::Names { .. }))
             .field("filtered", &self.keep.is_some())
             .finish_non_exhaustive()
     }
@@ -248,11 +270,60 @@ impl DirStream {
         self
     }
 
+    /// Calls `each` with the next names (those the `NLST` of a big directory sends, without
+    /// an [`Entry`] or a copy per name); 0 means the end, otherwise how many directory entries
+    /// were read (names skipped included). Reads at most one `getdents64` buffer at a time.
+    pub fn for_each_name(&mut self, mut each: impl FnMut(&str)) -> Result<usize, StorageError> {
+        let (dir, buf, carry) = match &mut self.entries {
+            Entries::Names { dir, buf, carry } => (dir, buf, carry),
+            Entries::Full(_) => {
+                let batch = self.next_batch(LISTING_NAMES_BATCH)?;
+                batch.iter().for_each(|e| each(&e.name));
+                return Ok(batch.len());
+            }
+        };
+        if !carry.is_empty() {
+            let n = carry.len();
+            carry.drain(..).for_each(|e| each(&e.name));
+            return Ok(n);
+        }
+        if buf.capacity() == 0 {
+            buf.reserve_exact(DIRENT_BUF);
+        }
+        let keep = self.keep.as_deref();
+        let mut raw = rustix::fs::RawDir::new(&*dir, buf.spare_capacity_mut());
+        let mut read = 0;
+        loop {
+            if read > 0 && raw.is_buffer_empty() {
+                return Ok(read);
+            }
+            let Some(dirent) = raw.next() else {
+                return Ok(read);
+            };
+            let dirent = dirent.map_err(io::Error::from)?;
+            read += 1;
+            if let Ok(name) = dirent.file_name().to_str() {
+                if is_listed(name, keep) {
+                    each(name);
+                }
+            }
+        }
+    }
+
     /// Up to `max` more entries; an empty batch means the end.
     pub fn next_batch(&mut self, max: usize) -> Result<Vec<Entry>, StorageError> {
         let mut batch = Vec::with_capacity(max.min(1024));
+        let entries = match &mut self.entries {
+            Entries::Full(entries) => entries,
+            Entries::Names { dir, buf, carry } => {
+                let taken = carry.len().min(max);
+                batch.extend(carry.drain(..taken));
+                next_names(dir, buf, self.keep.as_deref(), max, &mut batch, carry)?;
+                return Ok(batch);
+            }
+        };
         while batch.len() < max {
-            let Some(dir_entry) = self.entries.next() else {
+            let Some(dir_entry) = entries.next() else {
                 break;
             };
             let dir_entry = dir_entry?;
@@ -263,17 +334,6 @@ impl DirStream {
                 continue;
             }
             if self.keep.as_ref().is_some_and(|keep| !keep(&name)) {
-                continue;
-            }
-            if self.names_only {
-                batch.push(Entry {
-                    name,
-                    kind: EntryKind::Other,
-                    size: 0,
-                    modified: None,
-                    mode: 0,
-                    nlink: 0,
-                });
                 continue;
             }
             let md = match dir_entry.metadata() {
@@ -296,6 +356,63 @@ impl DirStream {
             batch.push(Entry::from_metadata(name, &md));
         }
         Ok(batch)
+    }
+}
+
+/// Entries a directory stream with metadata reads per batch for [`DirStream::for_each_name`].
+const LISTING_NAMES_BATCH: usize = 512;
+
+/// Whether a name read from a directory is listed: a valid name, not an upload temp file, and
+/// one the stream's filter accepts.
+fn is_listed(name: &str, keep: Option<&(dyn Fn(&str) -> bool + Send)>) -> bool {
+    is_valid_segment(name) && !is_internal_name(name) && keep.is_none_or(|keep| keep(name))
+}
+
+/// Reads names of `dir` into `batch` until it holds `max`, and the rest of the buffer then in
+/// hand into `carry` (see [`Entries::Names`]).
+fn next_names(
+    dir: &OwnedFd,
+    buf: &mut Vec<u8>,
+    keep: Option<&(dyn Fn(&str) -> bool + Send)>,
+    max: usize,
+    batch: &mut Vec<Entry>,
+    carry: &mut Vec<Entry>,
+) -> Result<(), StorageError> {
+    if batch.len() >= max {
+        return Ok(());
+    }
+    if buf.capacity() == 0 {
+        buf.reserve_exact(DIRENT_BUF);
+    }
+    let mut raw = rustix::fs::RawDir::new(dir, buf.spare_capacity_mut());
+    loop {
+        let full = batch.len() >= max;
+        if full && raw.is_buffer_empty() {
+            return Ok(());
+        }
+        let Some(dirent) = raw.next() else {
+            return Ok(());
+        };
+        let dirent = dirent.map_err(io::Error::from)?;
+        let Ok(name) = dirent.file_name().to_str() else {
+            continue;
+        };
+        if !is_listed(name, keep) {
+            continue;
+        }
+        let entry = Entry {
+            name: name.to_owned(),
+            kind: EntryKind::Other,
+            size: 0,
+            modified: None,
+            mode: 0,
+            nlink: 0,
+        };
+        if full {
+            carry.push(entry);
+        } else {
+            batch.push(entry);
+        }
     }
 }
 
@@ -359,10 +476,9 @@ impl LocalFs {
         check_not_internal(p)?;
         let dir = self.root.open_dir(p.relative())?;
         Ok(DirStream {
-            entries: dir.entries()?,
+            entries: Entries::Full(dir.entries()?),
             root: Arc::clone(&self.root),
             path: p.clone(),
-            names_only: false,
             keep: None,
         })
     }
@@ -370,9 +486,28 @@ impl LocalFs {
     /// Like [`Self::read_dir`], but only the names are wanted (NLST): entries come without
     /// metadata (kind [`EntryKind::Other`], size 0), which saves a `stat` per entry.
     pub fn read_dir_names(&self, p: &VPath) -> Result<DirStream, StorageError> {
-        let mut stream = self.read_dir(p)?;
-        stream.names_only = true;
-        Ok(stream)
+        check_not_internal(p)?;
+        let dir = self.root.open_dir(p.relative())?;
+        // cap-std's handle may be an O_PATH one; `.` of it, opened for reading, is the same
+        // directory.
+        use rustix::fs::{Mode, OFlags};
+        let dir = rustix::fs::openat(
+            &dir,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(io::Error::from)?;
+        Ok(DirStream {
+            entries: Entries::Names {
+                dir,
+                buf: Vec::new(),
+                carry: Vec::new(),
+            },
+            root: Arc::clone(&self.root),
+            path: p.clone(),
+            keep: None,
+        })
     }
 
     /// Opens regular file `p` for download, positioned at `offset`; returns it and its length.

@@ -849,6 +849,62 @@ fn list_nlst_mlsd() {
     c.cmd_ok("LIST nonexistent", 550);
 }
 
+/// A directory far bigger than one read of it (5,000 names, several `getdents` buffers and
+/// listing batches): NLST, bare, of the path and through a pattern, gives every visible name
+/// exactly once, and never an upload temp name, a name with a line end or one not in UTF-8.
+#[test]
+fn nlst_of_a_big_directory_lists_every_visible_name_once() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let server = TestServer::start();
+    let big = server.root.join("big");
+    std::fs::create_dir(&big).unwrap();
+    let names: Vec<String> = (0..5000).map(|i| format!("f-{i:04}")).collect();
+    for name in &names {
+        std::fs::write(big.join(name), b"").unwrap();
+    }
+    for i in 0..20 {
+        let temp = format!(".ferroftp-upload.{i:032x}.part");
+        std::fs::write(big.join(temp), b"partial").unwrap();
+    }
+    std::fs::write(big.join("f-evil\r\n227 forged"), b"").unwrap();
+    std::fs::write(big.join(std::ffi::OsStr::from_bytes(b"f-latin1-\xe9")), b"").unwrap();
+    let mut c = server.login();
+    let listed = |text: &str, prefix: &str| -> BTreeSet<String> {
+        let lines: Vec<String> = text
+            .lines()
+            .map(|l| {
+                l.strip_prefix(prefix)
+                    .unwrap_or_else(|| panic!("{l}"))
+                    .to_owned()
+            })
+            .collect();
+        let set: BTreeSet<String> = lines.iter().cloned().collect();
+        assert_eq!(set.len(), lines.len(), "a name listed twice");
+        set
+    };
+    let all: BTreeSet<String> = names.iter().cloned().collect();
+
+    assert_eq!(listed(&c.list("NLST big"), "big/"), all);
+    c.cmd_ok("CWD big", 250);
+    assert_eq!(listed(&c.list("NLST"), ""), all);
+    // 1,000 matches: more than are sorted, so streamed as the directory gives them.
+    let ones: BTreeSet<String> = names
+        .iter()
+        .filter(|n| n.starts_with("f-1"))
+        .cloned()
+        .collect();
+    assert_eq!(listed(&c.list("NLST f-1*"), ""), ones);
+    // A few matches: sorted.
+    let few = c.list("NLST f-4?9?");
+    let few: Vec<&str> = few.lines().collect();
+    let mut sorted = few.clone();
+    sorted.sort_unstable();
+    assert_eq!(few.len(), 100);
+    assert_eq!(few, sorted);
+    // LIST reads the same names (with their metadata).
+    assert_eq!(c.list("LIST").lines().count(), names.len());
+}
+
 #[test]
 fn mlst_facts_and_opts() {
     let server = TestServer::start();

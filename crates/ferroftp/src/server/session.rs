@@ -48,6 +48,9 @@ const SHUTDOWN: &str = "server shutting down";
 /// Why a session ends when an administrator closes it (the admin API).
 const KICKED: &str = "closed by an administrator";
 
+/// Why a session ends when the client closes the control connection.
+const CLIENT_CLOSED: &str = "client closed the control connection";
+
 /// Lines read ahead while a transfer runs; past this the connection is not read until the
 /// transfer ends (back-pressure instead of unbounded buffering).
 const MAX_QUEUED_LINES: usize = 16;
@@ -239,10 +242,97 @@ impl LineFormat {
             ListStyle::Mlsd => {
                 listing::mlsx_line(&facts(e, &perm_fact(self.perms, e.kind)), self.mlst)
             }
-            ListStyle::Nlst => format!("{}{}", self.prefix, e.name),
+            ListStyle::Nlst => {
+                // Names only: no line to build.
+                out.extend_from_slice(self.prefix.as_bytes());
+                out.extend_from_slice(e.name.as_bytes());
+                out.extend_from_slice(b"\r\n");
+                return;
+            }
         };
         out.extend_from_slice(line.as_bytes());
         out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// The lines of a listing, made a chunk at a time on a blocking thread (reading the directory
+/// as they go) while the previous chunk is being sent.
+struct ListingLines {
+    fmt: LineFormat,
+    /// Entries read and not yet written.
+    entries: std::vec::IntoIter<Entry>,
+    /// The directory still to read, if any.
+    dir: Option<storage::DirStream>,
+    /// Whether the next read of `dir` is its first (a directory read whole in it is sorted).
+    first_read: bool,
+}
+
+impl ListingLines {
+    fn new(source: ListSource, fmt: LineFormat) -> Self {
+        let (entries, dir, first_read) = match source {
+            ListSource::Entries(entries) => (entries, None, false),
+            ListSource::Dir(dir) => (Vec::new(), Some(dir), true),
+            ListSource::Continued(first, dir) => (first, Some(dir), false),
+        };
+        Self {
+            fmt,
+            entries: entries.into_iter(),
+            dir,
+            first_read,
+        }
+    }
+
+    /// Appends lines to `out` until it holds [`LISTING_CHUNK`] bytes or the listing ends (then
+    /// `dir` is `None` and `entries` empty). Blocks: runs on a blocking thread.
+    fn fill(&mut self, out: &mut Vec<u8>) -> Result<(), StorageError> {
+        loop {
+            for e in self.entries.by_ref() {
+                self.fmt.push(&e, out);
+                if out.len() >= LISTING_CHUNK {
+                    return Ok(());
+                }
+            }
+            let Some(dir) = self.dir.as_mut() else {
+                return Ok(());
+            };
+            if self.fmt.style == ListStyle::Nlst && !self.first_read {
+                // Streaming names: each goes straight into the output.
+                let prefix = self.fmt.prefix.as_bytes();
+                let read = dir.for_each_name(|name| {
+                    out.extend_from_slice(prefix);
+                    out.extend_from_slice(name.as_bytes());
+                    out.extend_from_slice(b"\r\n");
+                })?;
+                if read == 0 {
+                    self.dir = None;
+                    return Ok(());
+                }
+                if out.len() >= LISTING_CHUNK {
+                    return Ok(());
+                }
+                continue;
+            }
+            let max = if self.first_read {
+                SORTED_LISTING_LIMIT
+            } else {
+                LISTING_BATCH
+            };
+            let mut batch = dir.next_batch(max)?;
+            if batch.is_empty() {
+                self.dir = None;
+                return Ok(());
+            }
+            if self.first_read && batch.len() < max {
+                // The whole directory is in hand: list it sorted, like ls.
+                batch.sort_by(|a, b| a.name.cmp(&b.name));
+            }
+            self.first_read = false;
+            self.entries = batch.into_iter();
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.dir.is_none() && self.entries.len() == 0
     }
 }
 
@@ -256,7 +346,9 @@ const LISTING_CHUNK: usize = 64 * 1024;
 /// Lines a `STAT path` reply holds at most (it travels on the control connection).
 const STAT_LISTING_LIMIT: usize = 10_000;
 
-/// Send a listing, reading a directory a batch at a time on a blocking thread.
+/// Send a listing. Its lines are made on a blocking thread a chunk ahead of the one being
+/// written, so reading the directory and sending overlap and each thread trip carries a
+/// [`LISTING_CHUNK`] of lines.
 async fn send_listing(
     source: ListSource,
     fmt: LineFormat,
@@ -264,42 +356,38 @@ async fn send_listing(
     progress: &AtomicU64,
     stall: std::time::Duration,
 ) -> Result<(), CopyError> {
-    let mut out = Vec::with_capacity(LISTING_CHUNK);
-    let local = |e: StorageError| CopyError::Local(io::Error::other(e.to_string()));
-    // Entries in hand, the directory still to read, and how much of it to read next.
-    let (mut batch, mut dir, mut max) = match source {
-        ListSource::Entries(entries) => (entries, None, 0),
-        ListSource::Dir(dir) => (Vec::new(), Some(dir), SORTED_LISTING_LIMIT),
-        ListSource::Continued(first, dir) => (first, Some(dir), LISTING_BATCH),
-    };
-    loop {
-        for e in &batch {
-            fmt.push(e, &mut out);
-            if out.len() >= LISTING_CHUNK {
-                data::write_chunk(dst, &mut out, progress, stall).await?;
-            }
-        }
-        let Some(mut d) = dir.take() else {
-            break;
-        };
-        let (d, next) = tokio::task::spawn_blocking(move || {
-            let batch = d.next_batch(max);
-            (d, batch)
+    let fill = |mut lines: ListingLines, mut out: Vec<u8>| {
+        tokio::task::spawn_blocking(move || {
+            let filled = lines.fill(&mut out);
+            (lines, out, filled)
         })
-        .await
-        .map_err(|e| CopyError::Local(io::Error::other(e.to_string())))?;
-        batch = next.map_err(local)?;
-        if batch.is_empty() {
+    };
+    let mut lines = ListingLines::new(source, fmt);
+    let mut spare = Vec::with_capacity(LISTING_CHUNK);
+    if lines.dir.is_none() {
+        // Entries in hand (a file, a small glob): nothing blocks, no thread trip.
+        while !lines.done() {
+            lines
+                .fill(&mut spare)
+                .map_err(|e| CopyError::Local(io::Error::other(e.to_string())))?;
+            data::write_chunk(dst, &mut spare, progress, stall).await?;
+        }
+        return data::finish(dst, stall).await;
+    }
+    let mut next = fill(lines, Vec::with_capacity(LISTING_CHUNK));
+    loop {
+        let (lines, mut out, filled) = next
+            .await
+            .map_err(|e| CopyError::Local(io::Error::other(e.to_string())))?;
+        filled.map_err(|e| CopyError::Local(io::Error::other(e.to_string())))?;
+        if lines.done() {
+            data::write_chunk(dst, &mut out, progress, stall).await?;
             break;
         }
-        if max == SORTED_LISTING_LIMIT && batch.len() < max {
-            // The whole directory is in hand: list it sorted, like ls.
-            batch.sort_by(|a, b| a.name.cmp(&b.name));
-        }
-        max = LISTING_BATCH;
-        dir = Some(d);
+        next = fill(lines, std::mem::take(&mut spare));
+        data::write_chunk(dst, &mut out, progress, stall).await?;
+        spare = out;
     }
-    data::write_chunk(dst, &mut out, progress, stall).await?;
     data::finish(dst, stall).await
 }
 
@@ -402,7 +490,7 @@ impl Session {
             pbsz: false,
             prot_private: false,
             too_long: None,
-            inbuf: Vec::with_capacity(256),
+            inbuf: Vec::new(),
             lines: VecDeque::new(),
             peer,
             local,
@@ -477,8 +565,6 @@ impl Session {
         if self.send(greeting).await.is_err() {
             return "client gone before the greeting";
         }
-        // Control lines are short: a small buffer (held by every session for its whole life).
-        let mut chunk = [0u8; 512];
         loop {
             if let Some(reason) = self.refresh_live().await {
                 return self.close(reason).await;
@@ -488,7 +574,9 @@ impl Session {
             }
             while let Some(line) = self.next_runnable_line() {
                 self.last_activity = Instant::now();
-                match self.dispatch(&line).await {
+                // Boxed: the state of the biggest command (a login, a transfer's start, an
+                // AUTH) is held only while a command runs, not by every idle session.
+                match Box::pin(self.dispatch(&line)).await {
                     Ok(Flow::Continue) => {}
                     Ok(Flow::Close(reason)) => return self.close(reason).await,
                     Err(_) => return self.close("control connection write failed").await,
@@ -510,17 +598,18 @@ impl Session {
             // Poll before waiting: take what the socket holds without trusting tokio's
             // readiness (see `read_now`).
             if may_read {
-                match self.read_now(&mut chunk) {
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                        ) => {}
-                    read => match self.take_input(read, &chunk).await {
-                        Some(reason) => return self.close(reason).await,
-                        None => continue,
-                    },
+                match self.input_now() {
+                    Some(true) => continue,
+                    Some(false) => return self.close(CLIENT_CLOSED).await,
+                    None => {}
                 }
+            }
+            // An idle session keeps no input buffers: thousands of them wait at once.
+            if self.inbuf.is_empty() && self.inbuf.capacity() > 0 {
+                self.inbuf = Vec::new();
+            }
+            if self.lines.is_empty() && self.lines.capacity() > 0 {
+                self.lines = VecDeque::new();
             }
             let limits = &self.live.config.limits;
             let deadline = if self.login.is_some() {
@@ -531,9 +620,10 @@ impl Session {
             };
             let passive_expiry = self.data.passive_expiry();
             tokio::select! {
-                read = self.ctrl.read(&mut chunk), if may_read => {
-                    if let Some(reason) = self.take_input(read, &chunk).await {
-                        return self.close(reason).await;
+                read = self.ctrl.read_into(&mut self.inbuf), if may_read => {
+                    match read {
+                        Ok(0) | Err(_) => return self.close(CLIENT_CLOSED).await,
+                        Ok(_) => self.split_lines(),
                     }
                 }
                 outcome = wait_transfer(&mut self.transfer), if self.transfer.is_some() => {
@@ -618,19 +708,38 @@ impl Session {
         }
     }
 
-    /// Queue the lines of a read; `Some(reason)` when the session must end.
-    async fn take_input(&mut self, read: io::Result<usize>, chunk: &[u8]) -> Option<&'static str> {
-        match read {
-            Ok(0) | Err(_) => Some("client closed the control connection"),
+    /// Queue what the control connection holds now, without waiting: `Some(true)` when
+    /// something was read, `Some(false)` when the client closed it, `None` when nothing is there.
+    /// Not async, so that its buffer is never part of the session's future.
+    fn input_now(&mut self) -> Option<bool> {
+        let mut chunk = [0u8; 512];
+        match self.read_now(&mut chunk) {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                None
+            }
+            Ok(0) | Err(_) => Some(false),
             Ok(n) => {
                 self.ingest(chunk.get(..n).unwrap_or_default());
-                None
+                Some(true)
             }
         }
     }
 
     /// End the session: cancel a transfer (an unfinished upload is discarded by its drop).
-    async fn close(&mut self, reason: &'static str) -> &'static str {
+    fn close(
+        &mut self,
+        reason: &'static str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = &'static str> + Send + '_>> {
+        // Boxed, as dispatch: an idle session's future need not have room for its ending.
+        Box::pin(self.close_now(reason))
+    }
+
+    async fn close_now(&mut self, reason: &'static str) -> &'static str {
         if let Some(mut running) = self.transfer.take() {
             running.cancel.cancel();
             if let Ok(outcome) = (&mut running.handle).await {
@@ -1155,6 +1264,8 @@ impl Session {
         let anonymous = is_anonymous_name(&name) && anon_cfg.enabled;
         let mut ticket = None;
         let mut refusal = Refusal::Incorrect;
+        // The home, when the password check already opened it.
+        let mut landing = None;
         let login = if anonymous {
             let home = Some(anon_cfg.home.clone());
             Some((
@@ -1191,15 +1302,24 @@ impl Session {
                     .map(|user| (user, password))
             } else {
                 // argon2, bcrypt and crypt(3) are deliberately slow: off the async workers, a
-                // bounded number at once.
+                // bounded number at once. A right password's home is opened in the same trip
+                // (one thread hand-off per login, not two), unless the login is refused anyway
+                // for want of TLS.
+                let (shared2, live2) = (Arc::clone(&shared), Arc::clone(&live));
+                let has_tls = self.tls.is_some();
                 match shared.hash_pool.acquire().await {
                     Ok(_permit) => tokio::task::spawn_blocking(move || {
-                        users
-                            .check(&user_name, &password)
-                            .map(|user| (user, password))
+                        let user = users.check(&user_name, &password)?;
+                        let found = (has_tls || !user.tls_policy.login())
+                            .then(|| land(&shared2, &live2, &user.name, user.home.as_deref()));
+                        Ok((user, password, found))
                     })
                     .await
-                    .unwrap_or(Err(Refusal::Incorrect)),
+                    .unwrap_or(Err(Refusal::Incorrect))
+                    .map(|(user, password, found)| {
+                        landing = found;
+                        (user, password)
+                    }),
                     Err(_) => Err(Refusal::Incorrect),
                 }
             };
@@ -1275,8 +1395,11 @@ impl Session {
         } else {
             LoginMethod::Password
         };
-        self.enter(account, home, Reply::new(230, "Login successful"), method)
-            .await
+        let ok = Reply::new(230, "Login successful");
+        match landing {
+            Some(landing) => self.enter_landed(account, landing, ok, method).await,
+            None => self.enter(account, home, ok, method).await,
+        }
     }
 
     /// The answer to a refused password: 530, or 421 and the end once the session has
@@ -1335,27 +1458,22 @@ impl Session {
         let shared = Arc::clone(&self.shared);
         let live = Arc::clone(&self.live);
         let user = login.name.clone();
-        let resolved = tokio::task::spawn_blocking(move || {
-            let home = live.home_dir(home.as_deref())?;
-            if let Some(fs) = shared.homes.cached(&home) {
-                return Ok((home, Ok(fs)));
-            }
-            // A user added by passwd, import-users or the admin API has no home yet.
-            match crate::storage::create_missing_home(&live.root, &home) {
-                Ok(true) => {
-                    info!(%user, home = %home.display(), "created the missing home directory (mode 0750)");
-                }
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::warn!(%user, home = %home.display(), error = %e, "cannot create the missing home directory");
-                }
-            }
-            let opened = shared.homes.open(&home);
-            Ok((home, opened))
-        })
-        .await
-        .unwrap_or_else(|e| Err(format!("the home lookup failed: {e}")));
-        let (home, opened) = match resolved {
+        let landing =
+            tokio::task::spawn_blocking(move || land(&shared, &live, &user, home.as_deref()))
+                .await
+                .unwrap_or_else(|e| Err(format!("the home lookup failed: {e}")));
+        self.enter_landed(login, landing, ok, method).await
+    }
+
+    /// The rest of [`Self::enter`], once the home is resolved and opened (or not).
+    async fn enter_landed(
+        &mut self,
+        login: Account,
+        landing: Landing,
+        ok: Reply,
+        method: LoginMethod,
+    ) -> io::Result<Flow> {
+        let (home, opened) = match landing {
             Ok(found) => found,
             Err(reason) => {
                 tracing::error!(user = %login.name, %reason, "login refused: home directory not allowed");
@@ -2633,26 +2751,28 @@ impl Listing {
         };
         let p = path.clone();
         let fs2 = Arc::clone(&fs);
-        match blocking(move || fs2.metadata(&p)).await {
-            Ok(entry) if entry.kind == EntryKind::Dir => {
-                let p = path.clone();
-                let names_only = style == ListStyle::Nlst;
-                let dir = blocking(move || {
-                    if names_only {
-                        fs.read_dir_names(&p)
-                    } else {
-                        fs.read_dir(&p)
-                    }
-                })
-                .await
-                .map_err(|e| fs_reply(shown, &e))?;
-                Ok(Self {
-                    path,
-                    source: ListSource::Dir(dir),
-                    prefix,
-                })
+        let names_only = style == ListStyle::Nlst;
+        // What the path is and, for a directory, the directory opened: one thread trip.
+        let found = blocking(move || {
+            let entry = fs2.metadata(&p)?;
+            if entry.kind != EntryKind::Dir {
+                return Ok(Err(entry));
             }
-            Ok(mut entry) => {
+            let dir = if names_only {
+                fs2.read_dir_names(&p)
+            } else {
+                fs2.read_dir(&p)
+            };
+            dir.map(Ok)
+        })
+        .await;
+        match found {
+            Ok(Ok(dir)) => Ok(Self {
+                path,
+                source: ListSource::Dir(dir),
+                prefix,
+            }),
+            Ok(Err(mut entry)) => {
                 if style == ListStyle::Mlsd {
                     return Err(Reply::new(
                         501,
@@ -2911,6 +3031,31 @@ fn storage_failure_reply(e: &StorageError) -> Reply {
 /// bounded hash pool and runs on a blocking thread, so that neither the login's reply nor the
 /// async workers wait for it. The server's users in memory stay as they are (the old hash
 /// still verifies); the next reload or restart reads the new one.
+/// Where a login lands: the home directory resolved, and opened or why not; `Err` when the
+/// home is not allowed.
+type Landing = Result<(std::path::PathBuf, Result<Arc<LocalFs>, StorageError>), String>;
+
+/// Resolves `user`'s home (`None`: the root), creates it when missing (a user added by passwd,
+/// import-users or the admin API has none yet) and opens it, or takes it from the cache of open
+/// homes. Blocks: runs on a blocking thread.
+fn land(shared: &Shared, live: &Live, user: &str, home: Option<&std::path::Path>) -> Landing {
+    let home = live.home_dir(home)?;
+    if let Some(fs) = shared.homes.cached(&home) {
+        return Ok((home, Ok(fs)));
+    }
+    match crate::storage::create_missing_home(&live.root, &home) {
+        Ok(true) => {
+            info!(%user, home = %home.display(), "created the missing home directory (mode 0750)");
+        }
+        Ok(false) => {}
+        Err(e) => {
+            tracing::warn!(%user, home = %home.display(), error = %e, "cannot create the missing home directory");
+        }
+    }
+    let opened = shared.homes.open(&home);
+    Ok((home, opened))
+}
+
 fn maybe_rehash(shared: &Arc<Shared>, live: &Live, user: &User, password: String) {
     let legacy = user
         .hash_scheme()
@@ -3016,6 +3161,24 @@ fn help_reply(topic: Option<&str>) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The size of the future an async fn returns, without calling it.
+    fn future_size<A, Fut>(_: impl FnOnce(A) -> Fut) -> usize {
+        std::mem::size_of::<Fut>()
+    }
+
+    /// Every idle session is a task waiting in `serve`: the state of a command (`dispatch`:
+    /// a login, the start of a transfer, AUTH) is boxed while it runs, so that it is not part
+    /// of every session's future.
+    #[test]
+    fn an_idle_sessions_future_holds_no_commands_state() {
+        let serve = future_size(|s: &mut Session| s.serve());
+        let dispatch = future_size(|s: &mut Session| async move { s.dispatch(b"NOOP").await });
+        assert!(
+            serve < dispatch,
+            "serve's future ({serve} B) holds dispatch's ({dispatch} B) inline"
+        );
+    }
 
     #[test]
     fn perm_fact_follows_the_users_permissions() {

@@ -81,6 +81,39 @@ impl Stream {
     }
 }
 
+/// Bytes a control connection read takes at most.
+const CONTROL_READ: usize = 512;
+
+impl Stream {
+    /// Waits for input and appends up to [`CONTROL_READ`] bytes of it to `into`; `Ok(0)` at
+    /// the end of the stream. On plain TCP nothing is allocated while waiting (an idle session
+    /// holds no read buffer, only its socket's readiness); TLS reads into `into` itself.
+    pub(crate) async fn read_into(&mut self, into: &mut Vec<u8>) -> io::Result<usize> {
+        use tokio::io::AsyncReadExt;
+        match self {
+            Self::Plain(s) => loop {
+                s.readable().await?;
+                // Declared after the wait: not part of the future while it waits.
+                let mut chunk = [0u8; CONTROL_READ];
+                match s.try_read(&mut chunk) {
+                    Ok(n) => {
+                        into.extend_from_slice(chunk.get(..n).unwrap_or_default());
+                        return Ok(n);
+                    }
+                    // Stale readiness (the socket was drained by `read_now`): cleared, wait.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            },
+            Self::Tls(s) => {
+                into.reserve(CONTROL_READ);
+                (&mut **s).take(CONTROL_READ as u64).read_buf(into).await
+            }
+            Self::Detached => Err(detached()),
+        }
+    }
+}
+
 /// Run a TLS server handshake on `tcp` within `timeout`; `prepare` sees the connection first.
 pub(crate) async fn accept_tls(
     tcp: TcpStream,
