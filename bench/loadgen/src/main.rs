@@ -21,6 +21,12 @@
 //!
 //! usage: ftp-loadgen logins --host 127.0.0.1 --port 2121 --user U --pass P --n 1000
 //!                           [--inflight 64] [--timeout 30] [--per-src 4000]
+//!
+//! `ftp-loadgen hashcost --argon2-m 128 --argon2-t 1` times one argon2id hash (ferroftp's users
+//! file: the argon2 crate, p = 1) and PBKDF2-HMAC-SHA256 (unFTP's json authenticator: ring) on
+//! this machine, and prints the PBKDF2 iteration count that costs the same, so that the login test
+//! can give unFTP a password hash of the same cost as ferroftp's:
+//!   {"argon2_m_kib":128,"argon2_t":1,"argon2_us":..,"pbkdf2_us_per_iter":..,"pbkdf2_iter_equal":..}
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::rc::Rc;
@@ -147,7 +153,65 @@ async fn login(a: &Args, i: usize) -> Result<BufReader<TcpStream>, String> {
     Ok(s)
 }
 
+/// The median of `reps` timings of `f`, in microseconds.
+fn time_us(reps: usize, mut f: impl FnMut()) -> f64 {
+    let mut v: Vec<f64> = (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// `hashcost`: argon2id (ferroftp) and PBKDF2-HMAC-SHA256 (unFTP) on this machine, one core.
+fn hashcost() {
+    let v: Vec<String> = std::env::args().collect();
+    let (mut m, mut t, mut iter) = (128u32, 1u32, 0u32);
+    let mut i = 2;
+    while i + 1 < v.len() {
+        let val = &v[i + 1];
+        match v[i].as_str() {
+            "--argon2-m" => m = val.parse().expect("--argon2-m"),
+            "--argon2-t" => t = val.parse().expect("--argon2-t"),
+            "--pbkdf2-iter" => iter = val.parse().expect("--pbkdf2-iter"),
+            o => {
+                eprintln!("unknown option {o}");
+                std::process::exit(2);
+            }
+        }
+        i += 2;
+    }
+    use argon2::{Algorithm, Argon2, Params, Version};
+    let params = Params::new(m, t, 1, Some(32)).expect("argon2 parameters");
+    let a2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+    let (pw, salt) = (b"ftpbench-pw".as_slice(), [7u8; 16]);
+    let mut out = [0u8; 32];
+    let mut argon = || a2.hash_password_into(pw, &salt, &mut out).expect("argon2");
+    argon();
+    let argon2_us = time_us(201, &mut argon);
+    let pb = |n: u32, out: &mut [u8; 32]| {
+        ring::pbkdf2::derive(ring::pbkdf2::PBKDF2_HMAC_SHA256, std::num::NonZeroU32::new(n).expect("n > 0"), &salt, pw, out)
+    };
+    // per iteration from the difference of two short runs (the fixed cost of a derive cancels out;
+    // short runs, each the median of many, are seldom preempted on a busy machine)
+    let (lo, hi) = (100u32, 1100u32);
+    let per_iter = (time_us(201, || pb(hi, &mut out)) - time_us(201, || pb(lo, &mut out))) / f64::from(hi - lo);
+    let equal = ((argon2_us / per_iter).round() as u32).max(1);
+    let check = if iter > 0 { iter } else { equal };
+    let pbkdf2_us = time_us(201, || pb(check, &mut out));
+    println!(
+        "{{\"argon2_m_kib\":{m},\"argon2_t\":{t},\"argon2_us\":{argon2_us:.1},\"pbkdf2_us_per_iter\":{per_iter:.4},\"pbkdf2_iter_equal\":{equal},\"pbkdf2_iter\":{check},\"pbkdf2_us\":{pbkdf2_us:.1}}}"
+    );
+}
+
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("hashcost") {
+        hashcost();
+        return;
+    }
     let a = Rc::new(parse());
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let local = tokio::task::LocalSet::new();
