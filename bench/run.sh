@@ -74,7 +74,7 @@ if [ "$SMOKE" = 1 ]; then
 else
   ROUNDS="${ROUNDS:-5}"
   export BIG_MB="${BIG_MB:-512}"
-  FTPBENCH_ARGS="${FTPBENCH_ARGS:---list-reps 3 --small-n 1000 --small-secs 4 --ttfb-n 40 --conc 1000,5000}"
+  FTPBENCH_ARGS="${FTPBENCH_ARGS:---list-reps 3 --small-n 1000 --small-secs 3 --ttfb-n 30 --conc 1000,5000}"
   OUT="${OUT:-$HERE/out/$(date +%Y-%m-%d_%H%M%S)}"
 fi
 [ "$ROUNDS" -ge 1 ] || die "ROUNDS must be >= 1"
