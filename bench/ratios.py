@@ -150,8 +150,8 @@ def compare(fig, S, who, other):
     if r is None:
         return None
     lo, hi = (min(paired), max(paired)) if paired else (None, None)
-    if not paired:
-        verdict = "n/a"
+    if len(paired) < 2:
+        verdict = "n/a"  # one round has no spread to judge a tie by
     elif lo <= 1 <= hi:
         verdict = "tie"
     else:
