@@ -31,7 +31,8 @@
 #   FTPBENCH_ARGS  args of ftpbench.py run for every server and round (replace the defaults below)
 #   OVERWRITE      modes in which a STOR replacing an existing file is measured (default: plain)
 #   NOFSYNC=0      no ferroftp-nofsync server
-#   FERROFTP_BEFORE_BIN   a second ferroftp binary, run as the server "ferroftp-before"
+#   FERROFTP_BEFORE_BIN   a second ferroftp binary, run as the server "ferroftp-before";
+#                  FERROFTP_BEFORE_LABEL says what it is in run-info.txt (e.g. "git dcdc4b7")
 #   NO_BUILD=1     use the existing target/release/ferroftp
 #   FERROFTP_BIN   ferroftp binary (default <repo>/target/release/ferroftp, or $CARGO_TARGET_DIR)
 #   ARGON2_M / ARGON2_T   argon2id cost of ferroftp's benchmark user (default 128 KiB / 1 iteration)
@@ -48,7 +49,7 @@ SMOKE=0
 for arg in "$@"; do
   case "$arg" in
     --smoke) SMOKE=1;;
-    -h|--help) sed -n '2,48p' "$0"; exit 0;;
+    -h|--help) sed -n '2,44p' "$0"; exit 0;;
     *) echo "run.sh: unknown argument $arg" >&2; exit 2;;
   esac
 done
@@ -240,7 +241,7 @@ git_of() { # the commit of the repository a binary was built in, when it is ours
   echo "FTPBENCH_ARGS: $FTPBENCH_ARGS"
   echo "BIG_MB: $BIG_MB"
   echo "ferroftp: $("$FERROFTP_BIN" --version) ($FERROFTP_BIN, $(git_of "$FERROFTP_BIN"))"
-  [ -n "${FERROFTP_BEFORE_BIN:-}" ] && echo "ferroftp-before: $("$FERROFTP_BEFORE_BIN" --version) ($FERROFTP_BEFORE_BIN, $(git_of "$FERROFTP_BEFORE_BIN"))"
+  [ -n "${FERROFTP_BEFORE_BIN:-}" ] && echo "ferroftp-before: $("$FERROFTP_BEFORE_BIN" --version) ($FERROFTP_BEFORE_BIN, ${FERROFTP_BEFORE_LABEL:-$(git_of "$FERROFTP_BEFORE_BIN")})"
   echo "ferroftp configs: ferroftp and ferroftp-before: defaults (uploads.fsync = \"replacements\"); ferroftp-nofsync: uploads.fsync = \"never\""
   echo "rustc: $(rustc --version 2>/dev/null || echo n/a)"
   echo "ferroftp login cost: argon2id m=${ARGON2_M} KiB t=${ARGON2_T} p=1 (users file made by ferroftp passwd)"
