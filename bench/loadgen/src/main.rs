@@ -153,17 +153,28 @@ async fn login(a: &Args, i: usize) -> Result<BufReader<TcpStream>, String> {
     Ok(s)
 }
 
-/// The median of `reps` timings of `f`, in microseconds.
-fn time_us(reps: usize, mut f: impl FnMut()) -> f64 {
-    let mut v: Vec<f64> = (0..reps)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64() * 1e6
+/// Microseconds that `f` takes, once.
+fn time_once(f: &mut dyn FnMut()) -> f64 {
+    let t = Instant::now();
+    f();
+    t.elapsed().as_secs_f64() * 1e6
+}
+
+/// The medians of `reps` timings of each of `fs`, taken in turn (a, b, c, a, b, c, ...) so that a
+/// busy machine slows them all alike.
+fn medians_us(reps: usize, fs: &mut [&mut dyn FnMut()]) -> Vec<f64> {
+    let mut t: Vec<Vec<f64>> = vec![Vec::with_capacity(reps); fs.len()];
+    for _ in 0..reps {
+        for (i, f) in fs.iter_mut().enumerate() {
+            t[i].push(time_once(*f));
+        }
+    }
+    t.into_iter()
+        .map(|mut v| {
+            v.sort_by(|a, b| a.total_cmp(b));
+            v[v.len() / 2]
         })
-        .collect();
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
+        .collect()
 }
 
 /// `hashcost`: argon2id (ferroftp) and PBKDF2-HMAC-SHA256 (unFTP) on this machine, one core.
@@ -188,20 +199,25 @@ fn hashcost() {
     let params = Params::new(m, t, 1, Some(32)).expect("argon2 parameters");
     let a2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
     let (pw, salt) = (b"ftpbench-pw".as_slice(), [7u8; 16]);
-    let mut out = [0u8; 32];
-    let mut argon = || a2.hash_password_into(pw, &salt, &mut out).expect("argon2");
+    let mut o1 = [0u8; 32];
+    let mut o2 = [0u8; 32];
+    let mut o3 = [0u8; 32];
+    let mut argon = || a2.hash_password_into(pw, &salt, &mut o1).expect("argon2");
     argon();
-    let argon2_us = time_us(201, &mut argon);
     let pb = |n: u32, out: &mut [u8; 32]| {
         ring::pbkdf2::derive(ring::pbkdf2::PBKDF2_HMAC_SHA256, std::num::NonZeroU32::new(n).expect("n > 0"), &salt, pw, out)
     };
-    // per iteration from the difference of two short runs (the fixed cost of a derive cancels out;
-    // short runs, each the median of many, are seldom preempted on a busy machine)
+    // per iteration from the difference of two short runs (the fixed cost of a derive cancels
+    // out; short runs, interleaved with the argon2 hash, are slowed alike on a busy machine)
     let (lo, hi) = (100u32, 1100u32);
-    let per_iter = (time_us(201, || pb(hi, &mut out)) - time_us(201, || pb(lo, &mut out))) / f64::from(hi - lo);
-    let equal = ((argon2_us / per_iter).round() as u32).max(1);
+    let t3 = medians_us(301, &mut [&mut argon, &mut || pb(lo, &mut o2), &mut || pb(hi, &mut o3)]);
+    let per_iter = (t3[2] - t3[1]) / f64::from(hi - lo);
+    let equal = ((t3[0] / per_iter).round() as u32).max(1);
     let check = if iter > 0 { iter } else { equal };
-    let pbkdf2_us = time_us(201, || pb(check, &mut out));
+    // both costs as they are paid: one argon2 hash and one derive of `check` iterations, interleaved
+    let mut argon = || a2.hash_password_into(pw, &salt, &mut o1).expect("argon2");
+    let m2 = medians_us(301, &mut [&mut argon, &mut || pb(check, &mut o2)]);
+    let (argon2_us, pbkdf2_us) = (m2[0], m2[1]);
     println!(
         "{{\"argon2_m_kib\":{m},\"argon2_t\":{t},\"argon2_us\":{argon2_us:.1},\"pbkdf2_us_per_iter\":{per_iter:.4},\"pbkdf2_iter_equal\":{equal},\"pbkdf2_iter\":{check},\"pbkdf2_us\":{pbkdf2_us:.1}}}"
     );
