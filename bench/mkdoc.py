@@ -87,7 +87,8 @@ def main():
           "other for rates, other / ferroftp for times, memory and CPU); it is the median of the ratios of the "
           "paired rounds (round k of one server against round k of the other, measured within the same minutes), "
           "and the range is the smallest and largest of them. A ratio is a **tie** when that range contains "
-          "1: the rep-to-rep spread is larger than the difference. The last column is a win or a loss only when "
+          "1: the rep-to-rep spread is larger than the difference. With fewer than 5 paired rounds there is no verdict "
+          "(n/a): two equal servers would win both of 2 rounds 1 time in 4. The last column is a win or a loss only when "
           "every run says so.", ""]
     if a.notes:
         L += [read(a.notes).rstrip(), ""]

@@ -16,7 +16,8 @@ server's round k: the same minutes of the same machine), and its spread their mi
 A ratio is a **tie** when that spread contains 1, that is when the other server won at least one
 of the rounds that ferroftp otherwise won (or the reverse): its difference from 1 lies inside the
 rep-to-rep spread.  Otherwise it is a win (> 1) or a loss (< 1).  With 5 rounds a win means
-ferroftp was ahead in all 5 paired rounds.
+ferroftp was ahead in all 5 paired rounds.  Below 5 paired rounds there is no verdict (n/a): two
+equal servers would "win" both of 2 rounds 1 time in 4.
 
 Comparisons: ferroftp against the best peer (the peer with the best median) for every figure;
 ferroftp-nofsync (uploads.fsync = "never") against the best peer for the figures it ran;
@@ -27,6 +28,9 @@ start with "ferroftp".
 import argparse, glob, json, os, re, statistics, sys
 
 HIGHER, LOWER = "higher", "lower"
+# Below 5 paired rounds a verdict means little: two equal servers "win" all of 2 rounds 1 time in 4
+# (all of 5: 1 time in 32), so fewer rounds give a ratio and its range but no verdict.
+MIN_PAIRS = 5
 FERRO_VARIANTS = ("ferroftp-nofsync", "ferroftp-before")
 
 
@@ -150,8 +154,8 @@ def compare(fig, S, who, other):
     if r is None:
         return None
     lo, hi = (min(paired), max(paired)) if paired else (None, None)
-    if len(paired) < 2:
-        verdict = "n/a"  # one round has no spread to judge a tie by
+    if len(paired) < MIN_PAIRS:
+        verdict = "n/a"
     elif lo <= 1 <= hi:
         verdict = "tie"
     else:
@@ -244,7 +248,7 @@ def ratios_md(sm):
     L = [f"## {F} against the best peer (same run, {sm['rounds']} interleaved rounds)\n",
          "Ratio > 1: ferroftp wins (ferroftp / peer for rates, peer / ferroftp for times, memory and CPU). "
          "The ratio is the median of the ratios of the paired rounds (round k of both servers), \"per round\" their min–max; "
-         "a ratio whose per-round range contains 1 is a **tie**. Peers: " + (", ".join(sm["peers"]) or "none") + ".\n",
+         f"a ratio whose per-round range contains 1 is a **tie**; with fewer than {MIN_PAIRS} paired rounds there is no verdict (n/a). Peers: " + (", ".join(sm["peers"]) or "none") + ".\n",
          "| area | figure | unit | ferroftp median (min–max) | best peer: median (min–max) | ratio | per round | verdict |",
          "|---|---|---|---|---|---|---|---|"]
     for c in sm["figures"]:
