@@ -7,7 +7,7 @@ Each run directory holds summary.json (written by ratios.py at the end of run.sh
 from the run's rounds when missing) and run-info.txt.  The document publishes only same-run
 ratios: per figure, the ratio of ferroftp against the best peer in each run, the min-max of the
 per-round ratios, and the verdict (win, tie or loss, see ratios.py); then the figure's verdict over
-all the runs: a win or a loss only when every run says so, else a tie.  It also gives, per run, the
+all the runs: a win or a loss only when every run with a verdict says so (two runs or more), else a tie.  It also gives, per run, the
 machine, the load, the versions and the parameters, and the method.  No absolute figure is
 published here: they are in each run's table.md.  --notes adds a hand-written section.
 """
@@ -40,22 +40,20 @@ def versions(d):
     return kv
 
 
-def cell(c):
+def cell(c, other=False):
     if not c:
         return "—"
     v = {"win": "**win**", "loss": "loss", "tie": "tie", "n/a": "n/a"}[c["verdict"]]
     rng = "" if c.get("paired_min") is None else f" ({c['paired_min']:.2f}–{c['paired_max']:.2f})"
-    return f"{c['ratio']:.2f}{rng} {v}"
+    return f"{c['ratio']:.2f}{rng} {v}" + (f" vs {c['other']}" if other else "")
 
 
 def overall(cs):
-    vs = [c["verdict"] for c in cs if c]
-    if not vs:
-        return "—"
-    if all(v == "n/a" for v in vs):
-        return "n/a"
-    if len(vs) < len(cs):
-        return "tie (not in every run)" if len(set(vs) - {"n/a"}) else "n/a"
+    """A win or a loss when every run with a verdict (5 or more rounds) says so, and there are two such
+    runs or more; a tie when they disagree or one says tie; n/a with fewer than two runs with a verdict."""
+    vs = [c["verdict"] for c in cs if c and c["verdict"] != "n/a"]
+    if len(vs) < 2:
+        return "n/a (fewer than 2 runs with a verdict)"
     if all(v == "win" for v in vs):
         return "**win**"
     if all(v == "loss" for v in vs):
@@ -72,13 +70,13 @@ def main():
     K = [s["info"] for s in S]
     if len(S) < 2:
         print("mkdoc.py: WARNING: one run only; the document asks for two or more", file=sys.stderr)
-    smoke = any(k.get("smoke") == "1" for k in K)
+    smoke = [str(i + 1) for i, k in enumerate(K) if k.get("smoke") == "1"]
     n = len(S)
     hdr = [f"run {i + 1}" for i in range(n)]
     L = ["# ferroftp benchmarks", ""]
     if smoke:
-        L += ["> **SMOKE RUNS** — small parameters on a busy shared machine: they show that the pipeline works, "
-              "nothing more. Replace this file with two full runs: `sudo bench/run.sh` twice, then "
+        L += [f"> **Smoke run(s): {', '.join(smoke)}** — small parameters and 2 rounds: they show that the pipeline "
+              "works, and give no verdict. Publish two full runs: `sudo bench/run.sh` twice, then "
               "`python3 bench/mkdoc.py bench/out/<run1> bench/out/<run2> > docs/BENCHMARKS.md`.", ""]
     L += ["Every figure below is a **same-run ratio**: ferroftp and the server it is compared with were measured "
           f"in the same run, their tests interleaved round by round. {n} run(s), each described under "
@@ -89,7 +87,7 @@ def main():
           "and the range is the smallest and largest of them. A ratio is a **tie** when that range contains "
           "1: the rep-to-rep spread is larger than the difference. With fewer than 5 paired rounds there is no verdict "
           "(n/a): two equal servers would win both of 2 rounds 1 time in 4. The last column is a win or a loss only when "
-          "every run says so.", ""]
+          "every run with a verdict says so, and there are at least two such runs.", ""]
     if a.notes:
         L += [read(a.notes).rstrip(), ""]
 
@@ -104,14 +102,13 @@ def main():
             if not any(cs) or not filt(meta[fid]):
                 continue
             m = meta[fid]
-            peer = ", ".join(sorted({c["other"] for c in cs if c})) if other else ""
-            rows.append(f"| {m['area']} | {m['label']} | " + (f"{peer} | " if other else "") +
-                        " | ".join(cell(c) for c in cs) + f" | {overall(cs)} |")
+            rows.append(f"| {m['area']} | {m['label']} | " + " | ".join(cell(c, other) for c in cs) +
+                        f" | {overall(cs)} |")
         if not rows:
             return
         L.extend([title, "", text, "",
-                  "| area | figure | " + ("best peer | " if other else "") + " | ".join(hdr) + " | over the runs |",
-                  "|---|---|" + ("---|" if other else "") + "---|" * n + "---|"] + rows + [""])
+                  "| area | figure | " + " | ".join(hdr) + " | over the runs |",
+                  "|---|---|" + "---|" * n + "---|"] + rows + [""])
 
     section("## ferroftp against the best peer",
             "The best peer is, per figure and run, the peer with the best median in that run.", "vs_best")

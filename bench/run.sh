@@ -151,8 +151,8 @@ server_args() {
 est_secs() {
   local s
   case "$1" in
-    vsftpd) s=70;; pureftpd) s=35;; unftp) s=75;; proftpd) s=150;; pyftpdlib) s=45;;
-    ferroftp-nofsync) s=12;; ferroftp*) s=30;; *) s=60;;
+    vsftpd) s=60;; pureftpd) s=30;; unftp) s=48;; proftpd) s=150;; pyftpdlib) s=45;;
+    ferroftp-nofsync) s=8;; ferroftp*) s=26;; *) s=60;;
   esac
   [ "$SMOKE" = 1 ] && s=$((s / 2))
   echo "$s"

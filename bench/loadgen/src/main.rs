@@ -205,7 +205,8 @@ fn hashcost() {
     let mut argon = || a2.hash_password_into(pw, &salt, &mut o1).expect("argon2");
     argon();
     let pb = |n: u32, out: &mut [u8; 32]| {
-        ring::pbkdf2::derive(ring::pbkdf2::PBKDF2_HMAC_SHA256, std::num::NonZeroU32::new(n).expect("n > 0"), &salt, pw, out)
+        let n = std::num::NonZeroU32::new(n).expect("n > 0");
+        ring::pbkdf2::derive(ring::pbkdf2::PBKDF2_HMAC_SHA256, n, &salt, pw, out)
     };
     // per iteration from the difference of two short runs (the fixed cost of a derive cancels
     // out; short runs, interleaved with the argon2 hash, are slowed alike on a busy machine)
@@ -219,7 +220,11 @@ fn hashcost() {
     let m2 = medians_us(301, &mut [&mut argon, &mut || pb(check, &mut o2)]);
     let (argon2_us, pbkdf2_us) = (m2[0], m2[1]);
     println!(
-        "{{\"argon2_m_kib\":{m},\"argon2_t\":{t},\"argon2_us\":{argon2_us:.1},\"pbkdf2_us_per_iter\":{per_iter:.4},\"pbkdf2_iter_equal\":{equal},\"pbkdf2_iter\":{check},\"pbkdf2_us\":{pbkdf2_us:.1}}}"
+        concat!(
+            "{{\"argon2_m_kib\":{},\"argon2_t\":{},\"argon2_us\":{:.1},\"pbkdf2_us_per_iter\":{:.4},",
+            "\"pbkdf2_iter_equal\":{},\"pbkdf2_iter\":{},\"pbkdf2_us\":{:.1}}}"
+        ),
+        m, t, argon2_us, per_iter, equal, check, pbkdf2_us
     );
 }
 
