@@ -241,6 +241,7 @@ class Bench:
         self.a = a
         self.res = {"name": a.name, "host": a.host, "port": a.port, "tls_tested": a.tls,
                     "params": {"reps": a.reps, "list_reps": a.list_reps, "small_n": a.small_n,
+                               "small_secs": a.small_secs, "stor_overwrite": a.stor_overwrite,
                                "ttfb_n": a.ttfb_n, "conc": a.conc, "conc_inflight": a.conc_inflight,
                                "conc_client": "rust (bench/loadgen)" if a.conc_client else "python asyncio"},
                     "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "notes": []}
@@ -347,8 +348,13 @@ class Bench:
     # -- a/b: bulk RETR / STOR with curl
     def bulk(self, tls):
         a, tag = self.a, ("tls" if tls else "plain")
-        for op in ("stor", "retr"):
-            runs = []
+        # [ferroftp bench] --stor-overwrite plain,tls: after each new-file STOR, a second STOR to the
+        # same name (replacing the file just written) is measured as stor_over_<mode>: a server may
+        # treat a replacement differently (ferroftp fsyncs it before the 226 by default)
+        over = tag in [x for x in a.stor_overwrite.split(",") if x]
+        ops = [o for o in ("stor", "retr") if o in a.bulk_ops.split(",")]
+        for op in ops:
+            runs, over_runs = [], []
             for i in range(a.reps):
                 try:
                     # [bench fix] MB/s over the transfer phase: bytes / (time_total - time_pretransfer).
@@ -364,14 +370,15 @@ class Bench:
                         src = self.local_big()
                         out, cpu = self.curl(["-T", src, "-w", "%{speed_upload} %{size_upload}" + w,
                                               self.url(f"{a.updir}/stor_{tag}.bin")], tls)
-                    spd, size, t_conn, t_pre, t_start, t_tot = out.split()
-                    size, t_pre, t_tot = int(float(size)), float(t_pre), float(t_tot)
-                    mbps = size / max(1e-9, t_tot - t_pre) / 1e6
-                    runs.append({"MBps": mbps, "curl_MBps": float(spd) / 1e6, "bytes": size,
-                                 "time_pretransfer_s": t_pre, "time_total_s": t_tot,
-                                 "curl_stall_s": t_pre if t_pre > 0.1 else 0.0, **cpu})
-                    log(f"{op} {tag} run{i}: {mbps:.1f} MB/s (curl's own figure {float(spd)/1e6:.1f}, "
-                        f"pretransfer {t_pre*1000:.1f} ms) cpu={cpu}")
+                    runs.append(self.bulk_run(op, tag, i, out, cpu))
+                    if op == "stor" and over:
+                        try:
+                            out, cpu = self.curl(["-T", src, "-w", "%{speed_upload} %{size_upload}" + w,
+                                                  self.url(f"{a.updir}/stor_{tag}.bin")], tls)
+                            over_runs.append(self.bulk_run("stor-overwrite", tag, i, out, cpu))
+                        except Exception as e:  # noqa
+                            over_runs.append({"error": str(e)})
+                            log(f"stor-overwrite {tag} run{i} FAILED: {e}")
                 except Exception as e:  # noqa
                     runs.append({"error": str(e)})
                     log(f"{op} {tag} run{i} FAILED: {e}")
@@ -381,6 +388,20 @@ class Bench:
                     self.delete_quiet(f"{a.updir}/stor_{tag}.bin")
             ok = [r["MBps"] for r in runs if "MBps" in r]
             self.res[f"{op}_{tag}"] = {"median_MBps": med(ok), "runs": runs}
+            if over_runs:
+                ok = [r["MBps"] for r in over_runs if "MBps" in r]
+                self.res[f"stor_over_{tag}"] = {"median_MBps": med(ok), "runs": over_runs}
+
+    def bulk_run(self, op, tag, i, out, cpu):
+        spd, size, t_conn, t_pre, t_start, t_tot = out.split()
+        size, t_pre, t_tot = int(float(size)), float(t_pre), float(t_tot)
+        mbps = size / max(1e-9, t_tot - t_pre) / 1e6
+        log(f"{op} {tag} run{i}: {mbps:.1f} MB/s (curl's own figure {float(spd)/1e6:.1f}, "
+            f"pretransfer {t_pre*1000:.1f} ms) cpu={cpu}")
+        return {"MBps": mbps, "curl_MBps": float(spd) / 1e6, "bytes": size,
+                "time_pretransfer_s": t_pre, "time_total_s": t_tot,
+                "curl_stall_s": t_pre if t_pre > 0.1 else 0.0, **cpu}
+
     def delete_quiet(self, path):
         try:
             f = self.connect(False)
@@ -400,18 +421,24 @@ class Bench:
             home = f.pwd()
             f.mkd(d)
             f.cwd(d)
+            # [ferroftp bench] --small-secs S: stop each direction after S seconds (at least 20 files),
+            # so that a server doing 20 files/s does not hold the whole run; the rate is files / time
+            cap = a.small_secs if a.small_secs > 0 else float("inf")
             t0 = time.perf_counter()
-            for i in range(a.small_n):
-                put(f, f"f{i:05d}", payload)
+            n = 0
+            while n < a.small_n and (n < 20 or time.perf_counter() - t0 < cap):
+                put(f, f"f{n:05d}", payload)
+                n += 1
             t1 = time.perf_counter()
-            got = 0
-            for i in range(a.small_n):
-                got += get(f, f"f{i:05d}")
+            got = m = 0
+            while m < n and (m < 20 or time.perf_counter() - t1 < cap):
+                got += get(f, f"f{m:05d}")
+                m += 1
             t2 = time.perf_counter()
-            out.update(up_files_per_s=a.small_n / (t1 - t0), down_files_per_s=a.small_n / (t2 - t1),
-                       down_bytes_ok=(got == a.small_n * 4096))
-            log(f"small {tag}: up {out['up_files_per_s']:.0f}/s down {out['down_files_per_s']:.0f}/s")
-            for i in range(a.small_n):  # cleanup (untimed)
+            out.update(n=n, n_down=m, up_files_per_s=n / (t1 - t0), down_files_per_s=m / (t2 - t1),
+                       down_bytes_ok=(got == m * 4096))
+            log(f"small {tag}: up {out['up_files_per_s']:.0f}/s ({n}) down {out['down_files_per_s']:.0f}/s ({m})")
+            for i in range(n):  # cleanup (untimed)
                 f.delete(f"f{i:05d}")
             f.cwd(home)
             f.rmd(d)
@@ -482,8 +509,13 @@ class Bench:
         cmd = [a.conc_client, "logins", "--host", a.host, "--port", str(a.port), "--user", a.user,
                "--pass", a.password, "--n", str(n), "--inflight", str(a.conc_inflight), "--timeout", str(a.timeout)]
         r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        s0 = tree_cpu_ticks(a.server_pid) if a.server_pid else None
         p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         ready = json.loads(p.stdout.readline() or "{}")
+        # [ferroftp bench] the server's CPU for the ramp (a forking server's live sessions are not
+        # counted until they are reaped: None for those)
+        s1 = tree_cpu_ticks(a.server_pid) if a.server_pid else None
+        forked = len(tree(a.server_pid)) > 1 if a.server_pid else True
         if ready.get("event") != "ready":
             p.kill()
             p.wait()
@@ -499,7 +531,9 @@ class Bench:
         ok = done.get("alive", 0)
         return {"n": n, "ok": ok, "held_at_measure": ready["ok"], "seconds": ready["seconds"],
                 "logins_per_s": ready["ok"] / ready["seconds"], "errors": ready.get("errors", {}), "mem": mem,
-                "client": "rust", "client_cpu_s": (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)}
+                "client": "rust", "client_cpu_s": (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime),
+                "server_cpu_ms_per_login": (None if s0 is None or not ready.get("ok") or forked
+                                            else (s1 - s0) / os.sysconf("SC_CLK_TCK") * 1000 / ready["ok"])}
 
     async def _sessions(self, n):
         a = self.a
@@ -869,6 +903,11 @@ def main():
     r.add_argument("--reps", type=int, default=3)
     r.add_argument("--list-reps", type=int, default=5)
     r.add_argument("--small-n", type=int, default=2000)
+    r.add_argument("--small-secs", type=float, default=0,
+                   help="[ferroftp bench] stop each small-file direction after this many seconds (0: never)")
+    r.add_argument("--stor-overwrite", default="",
+                   help="[ferroftp bench] modes (plain,tls) in which a second STOR replacing the file is measured")
+    r.add_argument("--bulk-ops", default="stor,retr", help="[ferroftp bench] bulk operations to run")
     r.add_argument("--ttfb-n", type=int, default=200)
     r.add_argument("--conc", default="100,1000,5000")
     r.add_argument("--conc-inflight", type=int, default=64, help="max concurrent in-progress logins")

@@ -59,6 +59,13 @@ setup() {
   if ! id "$FTP_USER" >/dev/null 2>&1; then
     useradd -M -d "$HOMEDIR" -s /bin/bash "$FTP_USER"
   else
+    # [ferroftp bench] Pure-FTPd serves the account's unix home: two harnesses with different
+    # BENCH_STATE and the same FTP_USER would move each other's Pure-FTPd to the other's fixtures
+    local old; old="$(getent passwd "$FTP_USER" | cut -d: -f6)"
+    if [ "$old" != "$HOMEDIR" ] && [ -d "$old" ]; then
+      echo "peers.sh: WARNING: $FTP_USER's home moves from $old to $HOMEDIR; a harness using $old" \
+           "(another BENCH_STATE) must not run at the same time: give each its own FTP_USER" >&2
+    fi
     usermod -d "$HOMEDIR" "$FTP_USER"
   fi
   # PASS_HASH: crypt method for the unix account (chpasswd -c). Default MD5 so that the
@@ -211,9 +218,23 @@ EOF
 }
 
 write_unftp() {
-  cat > "$BENCH_STATE/etc/unftp_users.json" <<EOF
+  # [ferroftp bench] UNFTP_PBKDF2_ITER=N: the account's password as PBKDF2-HMAC-SHA256 with N
+  # iterations (what unFTP's json authenticator supports besides plaintext), so that its logins can
+  # pay the same hash cost as the other servers' (bench/run.sh picks N with ftp-loadgen hashcost)
+  if [ -n "${UNFTP_PBKDF2_ITER:-}" ]; then
+    "$PYTHON" - "$FTP_USER" "$FTP_PASS" "$UNFTP_PBKDF2_ITER" > "$BENCH_STATE/etc/unftp_users.json" <<'PY'
+import base64, hashlib, json, os, sys
+user, pw, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+salt = os.urandom(16)
+key = hashlib.pbkdf2_hmac("sha256", pw.encode(), salt, n, 32)
+print(json.dumps([{"username": user, "pbkdf2_salt": base64.b64encode(salt).decode(),
+                   "pbkdf2_key": base64.b64encode(key).decode(), "pbkdf2_iter": n}]))
+PY
+  else
+    cat > "$BENCH_STATE/etc/unftp_users.json" <<EOF
 [ {"username": "$FTP_USER", "password": "$FTP_PASS"} ]
 EOF
+  fi
 }
 
 pidfile() { echo "$BENCH_STATE/run/$1.pid"; }
@@ -229,6 +250,8 @@ start() {
   # clean leftovers of earlier runs (some peers run as root and could leave root-owned files)
   rm -rf "${HOMEDIR:?}/up"; mkdir -p "$HOMEDIR/up"; chown "$FTP_USER" "$HOMEDIR/up"
   local log="$BENCH_STATE/log/$peer.out"
+  # [ferroftp bench] several custom servers (ferroftp, ferroftp-before, ...) each get their own log
+  [ "$peer" = custom ] && log="$BENCH_STATE/log/${CUSTOM_NAME:-custom}.out"
   case "$peer" in
     vsftpd)
       [ -x "$VSFTPD_BIN" ] || die "vsftpd not found ($VSFTPD_BIN)"

@@ -1,16 +1,37 @@
 #!/usr/bin/env python3
-"""ratios -- ferroftp against the best peer, against the machine, and against the targets.
+"""ratios -- same-run ratios of ferroftp against the best peer, with their spread and ties.
 
-    ratios.py OUTDIR [--ferro ferroftp] [--buffer-kib 1024] > OUTDIR/ratios.md
+    ratios.py OUTDIR [--ferro ferroftp] [--table OUTDIR/table.md] [--summary OUTDIR/summary.json] > ratios.md
 
-Reads OUTDIR/limits.json, OUTDIR/<server>.json (ftpbench.py run) and OUTDIR/<server>.extras.json
-(extras.py run).  Every ratio is oriented so that > 1 means ferroftp wins:
-  higher-is-better metrics (MB/s, files/s, logins/s):   ferroftp / best peer
-  lower-is-better metrics  (seconds, ms, KiB, CPU-s):   best peer / ferroftp
+Reads OUTDIR/rounds/<server>.r<k>.json: one `ftpbench.py run --reps 1` per server and round, the
+servers interleaved within each round by bench/run.sh.  (A directory of the older layout, one
+OUTDIR/<server>.json per server, is read as a single round.)
+
+For every figure and server: the median over the rounds and its spread (min-max over the rounds).
+Every ratio is oriented so that > 1 means the first server wins:
+  higher-is-better figures (MB/s, files/s, logins/s):        ferroftp / other
+  lower-is-better figures  (seconds, ms, KiB, CPU-s per GB):  other / ferroftp
+The ratio published is the median of the per-round ratios (ferroftp's round k against the other
+server's round k: the same minutes of the same machine), and its spread their min-max.
+A ratio is a **tie** when that spread contains 1, that is when the other server won at least one
+of the rounds that ferroftp otherwise won (or the reverse): its difference from 1 lies inside the
+rep-to-rep spread.  Otherwise it is a win (> 1) or a loss (< 1).  With 5 rounds a win means
+ferroftp was ahead in all 5 paired rounds.  Below 5 paired rounds there is no verdict (n/a): two
+equal servers would "win" both of 2 rounds 1 time in 4.
+
+Comparisons: ferroftp against the best peer (the peer with the best median) for every figure but server CPU per GB;
+ferroftp-nofsync (uploads.fsync = "never") against the best peer for the figures it ran;
+ferroftp's server CPU per GB against Pure-FTPd's; logins/s against unFTP's; ferroftp against
+ferroftp-before (before/after) when that server ran.  Peers are the servers whose name does not
+start with "ferroftp".
 """
-import argparse, glob, json, os, sys
+import argparse, glob, json, os, re, statistics, sys
 
 HIGHER, LOWER = "higher", "lower"
+# Below 5 paired rounds a verdict means little: two equal servers "win" all of 2 rounds 1 time in 4
+# (all of 5: 1 time in 32), so fewer rounds give a ratio and its range but no verdict.
+MIN_PAIRS = 5
+FERRO_VARIANTS = ("ferroftp-nofsync", "ferroftp-before")
 
 
 def load(path):
@@ -37,259 +58,261 @@ def fmt(x, nd=0):
     return f"{x:,.{nd}f}"
 
 
-def ratio(f, b, better):
-    if f is None or b is None or f <= 0 or b <= 0:
-        return None  # a zero (or negative: noise) memory/CPU figure has no meaningful ratio
-    if better == HIGHER:
-        return f / b if b > 0 else None
-    return b / f if f > 0 else None
-
-
 def cpu_per_gb(r, key):
+    """Server CPU-s per GB of the bulk test `key` (the median-speed run; 0 = not accounted)."""
     runs = [x for x in (g(r, key, "runs") or []) if "MBps" in x]
     if not runs:
         return None
     x = sorted(runs, key=lambda x: x["MBps"])[len(runs) // 2]
     sv = x.get("server_tree_cpu_s")
-    return sv / (x["bytes"] / 1e9) if sv else None  # 0 = not accounted (forking server)
-
-
-def client_cpu_per_gb(r, key):
-    runs = [x for x in (g(r, key, "runs") or []) if "MBps" in x]
-    if not runs:
-        return None
-    x = sorted(runs, key=lambda x: x["MBps"])[len(runs) // 2]
-    return x["client_cpu_s"] / (x["bytes"] / 1e9)
+    return sv / (x["bytes"] / 1e9) if sv else None
 
 
 def level(r, n):
     for lv in g(r, "concurrency", "levels") or []:
-        if lv.get("n") == n and "skipped" not in lv:
-            return lv
+        if lv.get("n") == n and "skipped" not in lv and lv.get("ok") == lv.get("n"):
+            return lv  # only levels fully reached compare
     return None
+
+
+BULK = (("retr_plain", "RETR plain"), ("stor_plain", "STOR plain (new file)"),
+        ("stor_over_plain", "STOR plain replacing a file"), ("retr_tls", "RETR TLS"),
+        ("stor_tls", "STOR TLS (new file)"), ("stor_over_tls", "STOR TLS replacing a file"))
+
+
+def figures(levels):
+    """(id, area, label, unit, better, getter) for every figure."""
+    F = []
+    for k, lab in BULK:
+        F.append((k, "bulk", lab, "MB/s", HIGHER, lambda r, k=k: g(r, k, "median_MBps")))
+    for k, lab in BULK:
+        F.append((f"cpu_{k}", "server CPU", f"{lab}", "CPU-s/GB", LOWER, lambda r, k=k: cpu_per_gb(r, k)))
+    for k, lab in (("small_plain", "plain"), ("small_tls", "TLS")):
+        for d in ("up", "down"):
+            F.append((f"{k}_{d}", "small files", f"4 KiB {d}, {lab}", "files/s", HIGHER,
+                      lambda r, k=k, d=d: g(r, k, f"{d}_files_per_s")))
+    for mode in ("plain", "tls"):
+        for cmd in ("nlst", "list", "mlsd"):
+            F.append((f"{cmd}_{mode}", "listing 10k", f"{cmd.upper()} {'TLS' if mode == 'tls' else mode}", "s",
+                      LOWER, lambda r, k=f"{cmd}_{mode}": g(r, k, "median_s")))
+    for k, lab in (("ttfb_plain", "plain"), ("ttfb_tls", "TLS")):
+        F.append((k, "TTFB", f"median, {lab}", "ms", LOWER, lambda r, k=k: g(r, k, "median_ms")))
+    for n in levels:
+        F.append((f"logins_{n}", "logins", f"logins/s to {n:,} sessions", "logins/s", HIGHER,
+                  lambda r, n=n: g(level(r, n), "logins_per_s")))
+    for n in levels:
+        F.append((f"login_cpu_{n}", "logins", f"server CPU per login, to {n:,}", "ms", LOWER,
+                  lambda r, n=n: g(level(r, n), "server_cpu_ms_per_login")))
+    for n in [n for n in levels if n >= 1000]:  # below 1000 sessions it is the allocator's noise
+        F.append((f"pss_{n}", "idle sessions", f"PSS per idle session at {n:,}", "KiB", LOWER,
+                  lambda r, n=n: g(level(r, n), "pss_kib_per_session")))
+    return F
+
+
+def read_rounds(d):
+    """{server: {round: result}} from d/rounds/*.r<k>.json, or d/<server>.json as round 1."""
+    out = {}
+    files = glob.glob(os.path.join(d, "rounds", "*.json"))
+    for fn in files:
+        m = re.match(r"(.+)\.r(\d+)\.json$", os.path.basename(fn))
+        j = load(fn)
+        if m and j and "name" in j:
+            out.setdefault(j["name"], {})[int(m.group(2))] = j
+    if not files:
+        for fn in glob.glob(os.path.join(d, "*.json")):
+            j = load(fn)
+            if j and "name" in j and not fn.endswith(".extras.json"):
+                out.setdefault(j["name"], {})[1] = j
+    return out
+
+
+def stats(vals):
+    xs = [v for v in vals.values() if v is not None]
+    if not xs:
+        return None
+    return {"median": statistics.median(xs), "min": min(xs), "max": max(xs), "n": len(xs),
+            "rounds": {str(k): v for k, v in sorted(vals.items()) if v is not None}}
+
+
+def oriented(a, b, better):
+    if a is None or b is None or a <= 0 or b <= 0:
+        return None  # a zero (or negative: noise) memory/CPU figure has no meaningful ratio
+    return a / b if better == HIGHER else b / a
+
+
+def compare(fig, S, who, other):
+    """The ratio of server `who` against server `other` on figure fig, from the stats table S."""
+    fid, better = fig[0], fig[4]
+    a, b = g(S, who, fid), g(S, other, fid)
+    if not a or not b:
+        return None
+    paired = [oriented(a["rounds"][k], b["rounds"][k], better) for k in a["rounds"] if k in b["rounds"]]
+    paired = [x for x in paired if x is not None]
+    # the median of the paired per-round ratios (the design is paired: round k of both servers ran
+    # within the same minutes); without pairs, the ratio of the two medians
+    r = statistics.median(paired) if paired else oriented(a["median"], b["median"], better)
+    if r is None:
+        return None
+    lo, hi = (min(paired), max(paired)) if paired else (None, None)
+    if len(paired) < MIN_PAIRS:
+        verdict = "n/a"
+    elif lo <= 1 <= hi:
+        verdict = "tie"
+    else:
+        verdict = "win" if r > 1 else "loss"
+    return {"who": who, "other": other, "ratio": r, "paired_min": lo, "paired_max": hi, "pairs": len(paired),
+            "verdict": verdict}
+
+
+def best_peer(fig, S, peers):
+    vals = {p: g(S, p, fig[0], "median") for p in peers}
+    vals = {p: v for p, v in vals.items() if v is not None and v > 0}
+    if not vals:
+        return None
+    return (max if fig[4] == HIGHER else min)(vals, key=vals.get)
+
+
+def spread(st, nd):
+    if not st:
+        return "n/a"
+    return f"{fmt(st['median'], nd)} ({fmt(st['min'], nd)}–{fmt(st['max'], nd)})"
+
+
+def nd_of(unit):
+    return 2 if unit in ("ms", "CPU-s/GB", "") else (3 if unit == "s" else (1 if unit == "KiB" else 0))
+
+
+def vcell(c):
+    if not c:
+        return "n/a", "n/a", ""
+    v = {"win": "**win**", "loss": "loss", "tie": "tie", "n/a": "n/a"}[c["verdict"]]
+    rng = "n/a" if c["paired_min"] is None else f"{c['paired_min']:.2f}–{c['paired_max']:.2f}"
+    return f"{c['ratio']:.2f}", rng, v
+
+
+def summarize(d, ferro):
+    R = read_rounds(d)
+    if ferro not in R:
+        sys.exit(f"ratios.py: no results for {ferro} in {d}")
+    levels = sorted({lv["n"] for rs in R.values() for r in rs.values()
+                     for lv in (g(r, "concurrency", "levels") or []) if "skipped" not in lv})
+    F = figures(levels)
+    S = {s: {} for s in R}
+    for s, rs in R.items():
+        for fig in F:
+            st = stats({k: fig[5](r) for k, r in rs.items()})
+            if st:
+                S[s][fig[0]] = st
+    peers = sorted(s for s in R if not s.startswith("ferroftp"))
+    comps = []
+    for fig in F:
+        # server CPU per GB is compared with Pure-FTPd only (the figure the issue names): vsftpd's is not
+        # always folded into its parent before it is read (0.02-1.2 CPU-s/GB between rounds of one test)
+        bp = None if fig[1] == "server CPU" else best_peer(fig, S, peers)
+        row = {"figure": fig[0], "area": fig[1], "label": fig[2], "unit": fig[3], "better": fig[4],
+               "best_peer": bp, "vs_best": compare(fig, S, ferro, bp) if bp else None}
+        if "ferroftp-nofsync" in S and bp:
+            row["nofsync_vs_best"] = compare(fig, S, "ferroftp-nofsync", bp)
+        if "ferroftp-before" in S:
+            row["vs_before"] = compare(fig, S, ferro, "ferroftp-before")
+        if "pureftpd" in S:
+            row["vs_pureftpd"] = compare(fig, S, ferro, "pureftpd")
+        if "unftp" in S:
+            row["vs_unftp"] = compare(fig, S, ferro, "unftp")
+        comps.append(row)
+    info = {}
+    for line in (open(os.path.join(d, "run-info.txt")).read().splitlines()
+                 if os.path.exists(os.path.join(d, "run-info.txt")) else []):
+        if ":" in line:
+            k, v = line.split(":", 1)
+            info.setdefault(k.strip(), v.strip())
+    rounds = sorted({k for rs in R.values() for k in rs})
+    return {"dir": os.path.abspath(d), "ferro": ferro, "servers": sorted(R), "peers": peers, "rounds": len(rounds),
+            "info": info, "stats": S, "figures": comps}
+
+
+def table_md(sm):
+    """Every server's median and min-max over the rounds, per figure (the raw material of the ratios)."""
+    S, servers = sm["stats"], sm["servers"]
+    L = [f"## All figures: median over {sm['rounds']} rounds (min–max)\n",
+         "| area | figure | unit | " + " | ".join(servers) + " |", "|---|---|---|" + "---|" * len(servers)]
+    for c in sm["figures"]:
+        if not any(c["figure"] in S[s] for s in servers):
+            continue
+        nd = nd_of(c["unit"])
+        L.append(f"| {c['area']} | {c['label']} | {c['unit']} | " +
+                 " | ".join(spread(S[s].get(c["figure"]), nd) for s in servers) + " |")
+    return "\n".join(L)
+
+
+def ratios_md(sm):
+    S, F = sm["stats"], sm["ferro"]
+    L = [f"## {F} against the best peer (same run, {sm['rounds']} interleaved rounds)\n",
+         "Ratio > 1: ferroftp wins (ferroftp / peer for rates, peer / ferroftp for times, memory and CPU). "
+         "The ratio is the median of the ratios of the paired rounds (round k of both servers), \"per round\" their min–max; "
+         f"a ratio whose per-round range contains 1 is a **tie**; with fewer than {MIN_PAIRS} paired rounds there is no verdict (n/a). Peers: " + (", ".join(sm["peers"]) or "none") + ".\n",
+         "| area | figure | unit | ferroftp median (min–max) | best peer: median (min–max) | ratio | per round | verdict |",
+         "|---|---|---|---|---|---|---|---|"]
+    for c in sm["figures"]:
+        v = c.get("vs_best")
+        if not v:
+            continue
+        nd = nd_of(c["unit"])
+        r, rng, vd = vcell(v)
+        L.append(f"| {c['area']} | {c['label']} | {c['unit']} | {spread(S[F].get(c['figure']), nd)} | "
+                 f"{v['other']}: {spread(S[v['other']].get(c['figure']), nd)} | {r} | {rng} | {vd} |")
+
+    def section(title, text, key, filt=lambda c: True):
+        rows = [c for c in sm["figures"] if c.get(key) and filt(c)]
+        if not rows:
+            return
+        L.extend(["", title, "", text, "", "| area | figure | unit | medians | ratio | per round | verdict |",
+                  "|---|---|---|---|---|---|---|"])
+        for c in rows:
+            v = c[key]
+            nd = nd_of(c["unit"])
+            r, rng, vd = vcell(v)
+            L.append(f"| {c['area']} | {c['label']} | {c['unit']} | {v['who']} {spread(S[v['who']].get(c['figure']), nd)}"
+                     f" / {v['other']} {spread(S[v['other']].get(c['figure']), nd)} | {r} | {rng} | {vd} |")
+
+    section("## ferroftp-nofsync (uploads.fsync = \"never\") against the best peer",
+            "The same binary as ferroftp with fsync of replaced files turned off: the peers never fsync, so this is "
+            "the like-for-like upload figure; ferroftp's own row above pays for the fsync of a replacement.",
+            "nofsync_vs_best")
+    section("## ferroftp against Pure-FTPd: server CPU per GB",
+            "Server CPU-seconds (utime + stime of the server's process tree) per GB moved.",
+            "vs_pureftpd", lambda c: c["area"] == "server CPU")
+    info = sm["info"]
+    section("## ferroftp against unFTP: logins",
+            f"Login cost: ferroftp: {info.get('ferroftp login cost', '?')}; unFTP: {info.get('unftp login cost', '?')}. "
+            f"Measured here: {info.get('hash cost here (ftp-loadgen hashcost, one core, median)', '?')}.",
+            "vs_unftp", lambda c: c["area"] == "logins" or c["area"] == "idle sessions")
+    section("## ferroftp against ferroftp-before",
+            f"ferroftp-before: {info.get('ferroftp-before', '?')}. Ratio > 1: the new binary wins.",
+            "vs_before")
+    counts = {}
+    for c in sm["figures"]:
+        if c.get("vs_best"):
+            counts[c["vs_best"]["verdict"]] = counts.get(c["vs_best"]["verdict"], 0) + 1
+    L += ["", "Against the best peer: " + ", ".join(f"{counts.get(k, 0)} {k}" for k in ("win", "tie", "loss", "n/a")) + "."]
+    return "\n".join(L)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("outdir")
-    ap.add_argument("--ferro", default="ferroftp", help="name of ferroftp's results (CUSTOM_NAME)")
-    ap.add_argument("--buffer-kib", type=float, default=1024,
-                    help="the most RSS growth during a 100k listing that counts as 'a buffer' (KiB)")
+    ap.add_argument("--ferro", default="ferroftp", help="name of ferroftp's results")
+    ap.add_argument("--table", help="also write every server's medians and spreads (markdown) here")
+    ap.add_argument("--summary", help="also write the medians, spreads and ratios (JSON, for mkdoc.py) here")
     a = ap.parse_args()
-    D = a.outdir
-    lim = g(load(os.path.join(D, "limits.json")), "limits") or {}
-    res, ext = {}, {}
-    for fn in sorted(glob.glob(os.path.join(D, "*.json"))):
-        b = os.path.basename(fn)
-        if b == "limits.json":
-            continue
-        j = load(fn)
-        if not j or "name" not in j:
-            continue
-        (ext if b.endswith(".extras.json") else res)[j["name"]] = j
-    F = a.ferro
-    if F not in res:
-        sys.exit(f"ratios.py: no results for {F} in {D}")
-    peers = [n for n in res if n != F]
-    fr, fx = res[F], ext.get(F, {})
-
-    rows = []  # (section, metric, unit, better, ferro value, {peer: value})
-
-    def add(section, metric, unit, better, getter, src="res"):
-        S = res if src == "res" else ext
-        fv = getter(S.get(F) or {})
-        pv = {p: getter(S.get(p) or {}) for p in peers}
-        rows.append((section, metric, unit, better, fv, {p: v for p, v in pv.items() if v is not None}))
-
-    for k, lab in (("retr_plain", "RETR plain"), ("stor_plain", "STOR plain"), ("retr_tls", "RETR TLS"),
-                   ("stor_tls", "STOR TLS")):
-        add("bulk", lab, "MB/s", HIGHER, lambda r, k=k: g(r, k, "median_MBps"))
-    for k, lab in (("retr_plain", "RETR plain"), ("stor_plain", "STOR plain"), ("retr_tls", "RETR TLS"),
-                   ("stor_tls", "STOR TLS")):
-        add("bulk CPU", f"server CPU {lab}", "CPU-s/GB", LOWER, lambda r, k=k: cpu_per_gb(r, k))
-    for k, lab in (("small_plain", "plain"), ("small_tls", "TLS")):
-        add("small files", f"up {lab}", "files/s", HIGHER, lambda r, k=k: g(r, k, "up_files_per_s"))
-        add("small files", f"down {lab}", "files/s", HIGHER, lambda r, k=k: g(r, k, "down_files_per_s"))
-    for k, lab in (("list_plain", "LIST plain"), ("mlsd_plain", "MLSD plain"), ("nlst_plain", "NLST plain"),
-                   ("list_tls", "LIST TLS"), ("mlsd_tls", "MLSD TLS")):
-        add("listing 10k", lab, "s", LOWER, lambda r, k=k: g(r, k, "median_s"))
-    for k, lab in (("ttfb_plain", "plain"), ("ttfb_tls", "TLS")):
-        add("TTFB", f"median {lab}", "ms", LOWER, lambda r, k=k: g(r, k, "median_ms"))
-        add("TTFB", f"p99 {lab}", "ms", LOWER, lambda r, k=k: g(r, k, "p99_ms"))
-    ns = sorted({lv["n"] for r in res.values() for lv in (g(r, "concurrency", "levels") or []) if "skipped" not in lv})
-
-    def full(lv):
-        return lv if lv and lv.get("ok") == lv.get("n") else None  # only levels fully reached compare
-
-    for n in ns:
-        add("idle sessions", f"logins/s to {n:,}", "logins/s", HIGHER,
-            lambda r, n=n: g(full(level(r, n)), "logins_per_s"))
-    # memory per session below 1000 sessions is within the allocator's noise: not compared
-    for n in [n for n in ns if n >= 1000]:
-        add("idle sessions", f"PSS per session at {n:,}", "KiB", LOWER,
-            lambda r, n=n: g(full(level(r, n)), "pss_kib_per_session"))
-    for n in [n for n in ns if n >= 1000]:
-        add("idle sessions", f"RSS per session at {n:,}", "KiB", LOWER,
-            lambda r, n=n: g(full(level(r, n)), "rss_kib_per_session"))
-    for k, lab in (("list_plain", "LIST plain"), ("nlst_plain", "NLST plain"), ("mlsd_plain", "MLSD plain"),
-                   ("list_tls", "LIST TLS"), ("nlst_tls", "NLST TLS"), ("mlsd_tls", "MLSD TLS")):
-        add("listing 100k", f"{lab} time", "s", LOWER, lambda r, k=k: g(r, k, "median_s"), "ext")
-    for k, lab in (("list_plain", "LIST plain"), ("nlst_plain", "NLST plain"), ("mlsd_plain", "MLSD plain"),
-                   ("list_tls", "LIST TLS"), ("nlst_tls", "NLST TLS"), ("mlsd_tls", "MLSD TLS")):
-        add("listing 100k", f"{lab} RSS growth", "KiB", LOWER, lambda r, k=k: g(r, k, "rss_growth_kib"), "ext")
-    xn = g(fx, "xfer", "n") or 1000
-    add("N at once", f"{xn:,} x RETR: aggregate", "MB/s", HIGHER, lambda r: g(r, "xfer", "aggregate_MBps"), "ext")
-    add("N at once", f"{xn:,} x RETR: slowest session", "MB/s", HIGHER,
-        lambda r: g(r, "xfer", "per_session_MBps", "min"), "ext")
-    add("N at once", f"{xn:,} x RETR: Jain's index", "", HIGHER, lambda r: g(r, "xfer", "jain"), "ext")
-    add("N at once", f"{xn:,} x RETR: server CPU", "CPU-s/GB", LOWER,
-        lambda r: g(r, "xfer", "server_cpu_s_per_GB") or None, "ext")
-
-    def best(pv, better):
-        if not pv:
-            return None, None
-        p = (max if better == HIGHER else min)(pv, key=pv.get)
-        return p, pv[p]
-
-    L = [f"## ferroftp against the best peer\n",
-         f"Source: `{D}`. Ratio > 1 means ferroftp wins (ferroftp / best for rates, best / ferroftp for times, "
-         f"memory and CPU). Peers: {', '.join(peers) or 'none'}. For idle sessions only levels that a server "
-         f"fully reached are compared; server CPU of forking servers is only counted when it was accounted.\n",
-         "| area | metric | unit | ferroftp | best peer | ferroftp vs best |", "|---|---|---|---|---|---|"]
-    for sec, met, unit, better, fv, pv in rows:
-        if fv is None and not pv:
-            continue
-        p, bv = best(pv, better)
-        r = ratio(fv, bv, better)
-        nd = 2 if unit in ("ms", "CPU-s/GB", "") else (3 if unit == "s" else 0)
-        rs = "n/a" if r is None else (f"**{r:.2f}**" if r >= 1 else f"{r:.2f}")
-        L.append(f"| {sec} | {met} | {unit} | {fmt(fv, nd)} | {fmt(bv, nd)} ({p or '-'}) | {rs} |")
-
-    # ---- machine
-    ipf = lim.get("iperf3_loopback_MBps")
-    aes = lim.get("openssl_aes-256-gcm_16k_MBps")
-    cs = str(fr.get("tls_cipher") or "").upper()
-    neg_alg = ("aes-128-gcm" if "AES_128_GCM" in cs or "AES128-GCM" in cs else
-               "aes-256-gcm" if "AES_256_GCM" in cs or "AES256-GCM" in cs else
-               "chacha20-poly1305" if "CHACHA20" in cs else None)
-    neg_rate = lim.get(f"openssl_{neg_alg}_16k_MBps") if neg_alg else None
-    L += ["", "## ferroftp against the machine\n",
-          "| metric | ferroftp | machine limit | ratio |", "|---|---|---|---|"]
-
-    def mrow(lab, v, limv, limlab):
-        r = None if v is None or not limv else v / limv
-        L.append(f"| {lab} | {fmt(v)} MB/s | {limlab} {fmt(limv)} MB/s | {'n/a' if r is None else f'{r:.2f}'} |")
-    mrow("RETR plain / loopback TCP", g(fr, "retr_plain", "median_MBps"), ipf, "iperf3 1 stream")
-    mrow("STOR plain / loopback TCP", g(fr, "stor_plain", "median_MBps"), ipf, "iperf3 1 stream")
-    mrow("RETR TLS / AES-256-GCM one core", g(fr, "retr_tls", "median_MBps"), aes, "openssl speed 16 KiB")
-    mrow("STOR TLS / AES-256-GCM one core", g(fr, "stor_tls", "median_MBps"), aes, "openssl speed 16 KiB")
-    if neg_alg and neg_alg != "aes-256-gcm":
-        mrow(f"RETR TLS / {neg_alg.upper()} one core (the cipher ferroftp negotiated)",
-             g(fr, "retr_tls", "median_MBps"), neg_rate, "openssl speed 16 KiB")
-        mrow(f"STOR TLS / {neg_alg.upper()} one core (the cipher ferroftp negotiated)",
-             g(fr, "stor_tls", "median_MBps"), neg_rate, "openssl speed 16 KiB")
-    mrow(f"{xn:,} sessions at once (aggregate) / loopback TCP", g(fx, "xfer", "aggregate_MBps"), ipf,
-         "iperf3 1 stream")
-    L += ["", "| bulk test | server CPU-s per GB | client (curl) CPU-s per GB | server + client cores busy at that rate |",
-          "|---|---|---|---|"]
-    for k, lab in (("retr_plain", "RETR plain"), ("stor_plain", "STOR plain"), ("retr_tls", "RETR TLS"),
-                   ("stor_tls", "STOR TLS")):
-        s, c, mb = cpu_per_gb(fr, k), client_cpu_per_gb(fr, k), g(fr, k, "median_MBps")
-        cores = None if s is None or c is None or not mb else (s + c) * mb / 1000
-        L.append(f"| {lab} | {fmt(s, 2)} | {fmt(c, 2)} | {fmt(cores, 2)} |")
-    xc, xs = g(fx, "xfer", "client_cpu_s"), g(fx, "xfer", "server_tree_cpu_s")
-    if xc is not None:
-        L.append(f"| {xn:,} at once (Python asyncio client) | {fmt(g(fx, 'xfer', 'server_cpu_s_per_GB'), 2)} | "
-                 f"{fmt(g(fx, 'xfer', 'client_cpu_s_per_GB'), 2)} (Python) | "
-                 f"{fmt(None if xs is None else (xs + xc) / max(1e-9, g(fx, 'xfer', 'wall_s') or 0), 2)} |")
-
-    # ---- targets
-    T = []
-
-    def target(name, ok, value, goal, by):
-        st = "n/a (no data)" if ok is None else ("**met**" if ok else "**missed**")
-        T.append(f"| {name} | {value} | {goal} | {st} | {by} |")
-
-    def pct(r):
-        return "n/a" if r is None else f"{(r - 1) * 100:+.0f}%"
-
-    def vs_all(key_get, better, src=None):
-        S = src if src is not None else res
-        fv = key_get(S.get(F) or {})
-        pv = {p: key_get(S.get(p) or {}) for p in peers}
-        pv = {p: v for p, v in pv.items() if v is not None}
-        p, bv = best(pv, better)
-        return fv, p, bv, ratio(fv, bv, better)
-
-    v = g(fr, "retr_plain", "median_MBps")
-    r = None if v is None or not ipf else v / ipf
-    target("RETR plain >= 0.9 x iperf3 loopback", None if r is None else r >= 0.9, f"{fmt(v)} MB/s = {fmt(r, 2)} x",
-           f">= {fmt(0.9 * ipf if ipf else None)} MB/s", "n/a" if r is None else f"{r / 0.9:.2f} x the target")
-    for k, lab, clear in (("retr_plain", "RETR plain ahead of every peer", 1.0),
-                          ("stor_plain", "STOR plain ahead of every peer", 1.0),
-                          ("retr_tls", "RETR TLS clearly ahead of every peer (>= 1.3 x best)", 1.3),
-                          ("stor_tls", "STOR TLS clearly ahead of every peer (>= 1.3 x best)", 1.3)):
-        fv, p, bv, r = vs_all(lambda x, k=k: g(x, k, "median_MBps"), HIGHER)
-        target(lab, None if r is None else (r > 1 if clear == 1.0 else r >= clear), f"{fmt(fv)} MB/s", f"> {p} {fmt(bv)} MB/s" +
-               (" x 1.3" if clear > 1 else ""), f"{fmt(r, 2)} x best peer ({pct(r)})")
-    for k, lab in (("retr_tls", "RETR TLS"), ("stor_tls", "STOR TLS")):
-        v = g(fr, k, "median_MBps")
-        r = None if v is None or not aes else v / (0.5 * aes)
-        target(f"aim: {lab} >= half of one core's AES-256-GCM", None if r is None else r >= 1, f"{fmt(v)} MB/s",
-               f">= {fmt(0.5 * aes if aes else None)} MB/s", "n/a" if r is None else f"{r:.2f} x the aim")
-    for k, peer, lab in (("small_plain", "pureftpd", "small files plain ahead of Pure-FTPd"),
-                         ("small_tls", "vsftpd", "small files TLS ahead of vsftpd")):
-        for d in ("up", "down"):
-            fv, pv = g(fr, k, f"{d}_files_per_s"), g(res.get(peer), k, f"{d}_files_per_s")
-            r = ratio(fv, pv, HIGHER)
-            target(f"{lab} ({d})", None if r is None else r > 1, f"{fmt(fv)} files/s", f"> {fmt(pv)} files/s",
-                   f"{fmt(r, 2)} x ({pct(r)})")
-    for k, lab in (("ttfb_plain", "plain"), ("ttfb_tls", "TLS")):
-        fv, pv = g(fr, k, "median_ms"), g(res.get("unftp"), k, "median_ms")
-        r = ratio(fv, pv, LOWER)
-        target(f"TTFB median {lab} <= unFTP's", None if r is None else fv <= pv, f"{fmt(fv, 2)} ms",
-               f"<= {fmt(pv, 2)} ms", f"{fmt(r, 2)} x ({pct(r)})")
-    for n in ns:
-        fl, ul = full(level(fr, n)), full(level(res.get("unftp"), n))
-        if not fl and not ul:
-            continue
-        fv, pv = g(fl, "logins_per_s"), g(ul, "logins_per_s")
-        r = ratio(fv, pv, HIGHER)
-        target(f"logins/s ahead of unFTP (to {n:,} sessions)", None if r is None else r > 1, f"{fmt(fv)}/s",
-               f"> {fmt(pv)}/s", f"{fmt(r, 2)} x ({pct(r)})")
-    flv = [lv for lv in (g(fr, "concurrency", "levels") or []) if full(lv) and lv["n"] >= 1000]
-    if flv:
-        top = max(flv, key=lambda lv: lv["n"])
-        pss = top.get("pss_kib_per_session")
-        target(f"memory <= 16 KiB per idle session (PSS at {top['n']:,})", None if pss is None else pss <= 16,
-               f"{fmt(pss, 1)} KiB", "<= 16 KiB (aim 4)", "n/a" if pss is None else
-               (f"{16 / pss:.1f} x under the limit" if pss > 0 else "no growth measured") +
-               ("" if pss is None or pss > 4 else "; aim met") )
-        worst = max(flv, key=lambda lv: lv.get("pss_kib_per_session") or 0)
-        if worst is not top:
-            T.append(f"| (highest PSS per session among levels >= 1,000: {fmt(worst.get('pss_kib_per_session'), 1)} "
-                     f"KiB at {worst['n']:,}) | | | | |")
-    else:
-        target("memory <= 16 KiB per idle session", None, "n/a", "<= 16 KiB", "n/a")
-    for k, lab in (("list_plain", "LIST plain"), ("mlsd_plain", "MLSD plain"), ("list_tls", "LIST TLS"),
-                   ("mlsd_tls", "MLSD TLS")):
-        fv, pv = g(fr, k, "median_s"), g(res.get("pureftpd"), k, "median_s")
-        r = ratio(fv, pv, LOWER)
-        target(f"listing 10k {lab} <= Pure-FTPd's", None if r is None else fv <= pv, f"{fmt(fv, 3)} s",
-               f"<= {fmt(pv, 3)} s", f"{fmt(r, 2)} x ({pct(r)})")
-    for k, lab in (("list_plain", "LIST plain"), ("nlst_plain", "NLST plain"), ("mlsd_plain", "MLSD plain"),
-                   ("list_tls", "LIST TLS"), ("nlst_tls", "NLST TLS"), ("mlsd_tls", "MLSD TLS")):
-        gk, sz = g(fx, k, "rss_growth_kib"), g(fx, k, "bytes")
-        if gk is None and sz is None:
-            continue
-        target(f"100k {lab}: RSS growth <= a buffer ({a.buffer_kib:,.0f} KiB)", None if gk is None else
-               gk <= a.buffer_kib, f"+{fmt(gk)} KiB (listing {fmt(sz / 1024 if sz else None)} KiB)",
-               f"<= {a.buffer_kib:,.0f} KiB", "n/a" if gk is None else f"{gk / a.buffer_kib:.2f} x the limit")
-    L += ["", "## Targets\n", "| target | ferroftp | goal | status | margin |", "|---|---|---|---|---|"] + T
-    met = sum(1 for t in T if "**met**" in t)
-    missed = sum(1 for t in T if "**missed**" in t)
-    L += ["", f"{met} met, {missed} missed, {len(T) - met - missed} without data."]
-    print("\n".join(L))
+    sm = summarize(a.outdir, a.ferro)
+    if a.table:
+        with open(a.table, "w") as f:
+            f.write(table_md(sm) + "\n")
+    if a.summary:
+        with open(a.summary, "w") as f:
+            json.dump(sm, f, indent=1)
+    print(ratios_md(sm))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,12 @@
 //!
 //! usage: ftp-loadgen logins --host 127.0.0.1 --port 2121 --user U --pass P --n 1000
 //!                           [--inflight 64] [--timeout 30] [--per-src 4000]
+//!
+//! `ftp-loadgen hashcost --argon2-m 128 --argon2-t 1` times one argon2id hash (ferroftp's users
+//! file: the argon2 crate, p = 1) and PBKDF2-HMAC-SHA256 (unFTP's json authenticator: ring) on
+//! this machine, and prints the PBKDF2 iteration count that costs the same, so that the login test
+//! can give unFTP a password hash of the same cost as ferroftp's:
+//!   {"argon2_m_kib":128,"argon2_t":1,"argon2_us":..,"pbkdf2_us_per_iter":..,"pbkdf2_iter_equal":..}
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::rc::Rc;
@@ -147,7 +153,86 @@ async fn login(a: &Args, i: usize) -> Result<BufReader<TcpStream>, String> {
     Ok(s)
 }
 
+/// Microseconds that `f` takes, once.
+fn time_once(f: &mut dyn FnMut()) -> f64 {
+    let t = Instant::now();
+    f();
+    t.elapsed().as_secs_f64() * 1e6
+}
+
+/// The medians of `reps` timings of each of `fs`, taken in turn (a, b, c, a, b, c, ...) so that a
+/// busy machine slows them all alike.
+fn medians_us(reps: usize, fs: &mut [&mut dyn FnMut()]) -> Vec<f64> {
+    let mut t: Vec<Vec<f64>> = vec![Vec::with_capacity(reps); fs.len()];
+    for _ in 0..reps {
+        for (i, f) in fs.iter_mut().enumerate() {
+            t[i].push(time_once(*f));
+        }
+    }
+    t.into_iter()
+        .map(|mut v| {
+            v.sort_by(|a, b| a.total_cmp(b));
+            v[v.len() / 2]
+        })
+        .collect()
+}
+
+/// `hashcost`: argon2id (ferroftp) and PBKDF2-HMAC-SHA256 (unFTP) on this machine, one core.
+fn hashcost() {
+    let v: Vec<String> = std::env::args().collect();
+    let (mut m, mut t, mut iter) = (128u32, 1u32, 0u32);
+    let mut i = 2;
+    while i + 1 < v.len() {
+        let val = &v[i + 1];
+        match v[i].as_str() {
+            "--argon2-m" => m = val.parse().expect("--argon2-m"),
+            "--argon2-t" => t = val.parse().expect("--argon2-t"),
+            "--pbkdf2-iter" => iter = val.parse().expect("--pbkdf2-iter"),
+            o => {
+                eprintln!("unknown option {o}");
+                std::process::exit(2);
+            }
+        }
+        i += 2;
+    }
+    use argon2::{Algorithm, Argon2, Params, Version};
+    let params = Params::new(m, t, 1, Some(32)).expect("argon2 parameters");
+    let a2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+    let (pw, salt) = (b"ftpbench-pw".as_slice(), [7u8; 16]);
+    let mut o1 = [0u8; 32];
+    let mut o2 = [0u8; 32];
+    let mut o3 = [0u8; 32];
+    let mut argon = || a2.hash_password_into(pw, &salt, &mut o1).expect("argon2");
+    argon();
+    let pb = |n: u32, out: &mut [u8; 32]| {
+        let n = std::num::NonZeroU32::new(n).expect("n > 0");
+        ring::pbkdf2::derive(ring::pbkdf2::PBKDF2_HMAC_SHA256, n, &salt, pw, out)
+    };
+    // per iteration from the difference of two short runs (the fixed cost of a derive cancels
+    // out; short runs, interleaved with the argon2 hash, are slowed alike on a busy machine)
+    let (lo, hi) = (100u32, 1100u32);
+    let t3 = medians_us(301, &mut [&mut argon, &mut || pb(lo, &mut o2), &mut || pb(hi, &mut o3)]);
+    let per_iter = (t3[2] - t3[1]) / f64::from(hi - lo);
+    let equal = ((t3[0] / per_iter).round() as u32).max(1);
+    let check = if iter > 0 { iter } else { equal };
+    // both costs as they are paid: one argon2 hash and one derive of `check` iterations, interleaved
+    let mut argon = || a2.hash_password_into(pw, &salt, &mut o1).expect("argon2");
+    let m2 = medians_us(301, &mut [&mut argon, &mut || pb(check, &mut o2)]);
+    let (argon2_us, pbkdf2_us) = (m2[0], m2[1]);
+    println!(
+        concat!(
+            "{{\"argon2_m_kib\":{},\"argon2_t\":{},\"argon2_us\":{:.1},\"pbkdf2_us_per_iter\":{:.4},",
+            "\"pbkdf2_iter_equal\":{},\"pbkdf2_iter\":{},\"pbkdf2_us\":{:.1}}}"
+        ),
+        m, t, argon2_us, per_iter, equal, check, pbkdf2_us
+    );
+}
+
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("hashcost") {
+        hashcost();
+        return;
+    }
     let a = Rc::new(parse());
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let local = tokio::task::LocalSet::new();
