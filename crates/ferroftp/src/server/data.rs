@@ -479,14 +479,29 @@ fn lost_file() -> io::Error {
 /// by an interrupted in-place upload), as with a write per read.
 const FLUSH_AFTER: Duration = Duration::from_millis(20);
 
+/// How the async part of a binary upload stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Received {
+    /// The client ended the upload.
+    Ended(Ending),
+    /// The upload proved big and fast (see [`receive_binary`]): the rest is for
+    /// [`receive_on_thread`].
+    Big,
+}
+
 /// [`receive`] for TYPE I into a [`FileWriter`]. Progress counts bytes as they arrive.
+///
+/// With `promote_at`, stops with [`Received::Big`] once that many bytes have arrived before
+/// the end and before any of them had to be flushed for waiting: an upload that fills its first
+/// buffer that fast is a bulk transfer, better served by a thread of its own.
 pub(crate) async fn receive_binary<R>(
     src: &mut R,
     tls: bool,
     dst: &mut FileWriter,
     progress: &AtomicU64,
     stall: Duration,
-) -> Result<Ending, CopyError>
+    promote_at: Option<usize>,
+) -> Result<Received, CopyError>
 where
     R: AsyncRead + Unpin,
 {
@@ -499,6 +514,8 @@ where
     let flush = tokio::time::sleep(FLUSH_AFTER);
     tokio::pin!(flush);
     let mut stall_deadline = tokio::time::Instant::now() + stall;
+    // Whether a write has been handed off: then the upload is not proving fast.
+    let mut flushed = false;
     loop {
         let waiting = !dst.filling.is_empty();
         dst.make_room();
@@ -512,21 +529,26 @@ where
         };
         let n = match event {
             Event::Flush => {
+                flushed = true;
                 dst.hand_off().await.map_err(CopyError::Local)?;
                 continue;
             }
-            Event::Read(Ok(0)) if tls => return Ok(Ending::CloseNotify),
-            Event::Read(Ok(0)) => return Ok(Ending::Eof),
+            Event::Read(Ok(0)) if tls => return Ok(Received::Ended(Ending::CloseNotify)),
+            Event::Read(Ok(0)) => return Ok(Received::Ended(Ending::Eof)),
             Event::Read(Ok(n)) => n,
             // rustls reports a TCP close without close_notify this way.
             Event::Read(Err(e)) if tls && e.kind() == io::ErrorKind::UnexpectedEof => {
-                return Ok(Ending::Truncated);
+                return Ok(Received::Ended(Ending::Truncated));
             }
             Event::Read(Err(e)) => return Err(CopyError::Network(e)),
         };
         stall_deadline = tokio::time::Instant::now() + stall;
         progress.fetch_add(n as u64, Ordering::Relaxed);
+        if !flushed && promote_at.is_some_and(|at| dst.filling.len() >= at) {
+            return Ok(Received::Big);
+        }
         if dst.filling.len() >= UPLOAD_CHUNK {
+            flushed = true;
             dst.hand_off().await.map_err(CopyError::Local)?;
         } else if !waiting {
             flush
@@ -534,6 +556,193 @@ where
                 .reset(tokio::time::Instant::now() + FLUSH_AFTER);
         }
     }
+}
+
+/// Bytes a plain binary upload must bring before its end, without pausing, to move to a
+/// thread of its own ([`receive_on_thread`]); smaller uploads keep the single trip to the
+/// blocking pool of their commit.
+pub(crate) const BIG_UPLOAD: usize = 256 * 1024;
+/// The buffer of an upload thread: each `recv` fills it and one `write` empties it, so it is
+/// sized to stay in the L2 cache between the two copies (a larger one lets the data fall out
+/// of the cache before it is written; the cost the old 1 MiB hand-off paid).
+const THREAD_BUF: usize = 128 * 1024;
+/// Upload threads that may run at once; a big upload beyond them stays on the async path
+/// (slower, never refused), so many concurrent uploads cannot exhaust threads.
+const UPLOAD_THREADS: usize = 64;
+/// Stack of an upload thread: it only loops over `recv` and `write` into a heap buffer.
+const UPLOAD_THREAD_STACK: usize = 128 * 1024;
+/// How often an upload that will be synced at its commit starts the writeback of what it
+/// wrote, so that the final `fdatasync` waits only for the tail instead of the whole file.
+const WRITEBACK_EVERY: u64 = 8 * 1024 * 1024;
+
+static UPLOAD_THREAD_SLOTS: tokio::sync::Semaphore =
+    tokio::sync::Semaphore::const_new(UPLOAD_THREADS);
+
+/// A slot for an upload thread, if one is free (see [`UPLOAD_THREADS`]).
+pub(crate) fn upload_thread_slot() -> Option<tokio::sync::SemaphorePermit<'static>> {
+    UPLOAD_THREAD_SLOTS.try_acquire().ok()
+}
+
+/// How an upload on its own thread stopped.
+#[derive(Debug)]
+pub(crate) enum ThreadEnd {
+    /// The client ended it.
+    Ended(Ending),
+    /// The network or the file failed.
+    Failed(CopyError),
+    /// The transfer was cancelled (ABOR, the session ending).
+    Aborted,
+}
+
+/// Receive the rest of a big plain binary upload on a thread of its own: blocking `recv` into
+/// a cache-sized buffer, then `write` to the file, with no hand-off between threads per chunk
+/// (what Pure-FTPd and vsftpd do, one process per session). `first` (the bytes already
+/// received) is written first.
+///
+/// The thread keeps the session's guarantees: the stall timeout is the socket's receive
+/// timeout; progress counts bytes as they arrive; `cancel` shuts the socket down under the
+/// thread (a duplicate descriptor stays here for it) and waits for the thread to stop, so the
+/// file comes back only once nothing writes to it any more. With `writeback` (the commit will
+/// sync the file), writeback of the written data starts every [`WRITEBACK_EVERY`] bytes.
+pub(crate) async fn receive_on_thread(
+    tcp: TcpStream,
+    file: std::fs::File,
+    first: Vec<u8>,
+    progress: Arc<AtomicU64>,
+    stall: Duration,
+    writeback: bool,
+    cancel: &tokio_util::sync::CancellationToken,
+    slot: tokio::sync::SemaphorePermit<'static>,
+) -> (ThreadEnd, Option<std::fs::File>) {
+    use std::sync::atomic::AtomicBool;
+    let prepared = (|| {
+        let sock = tcp.into_std()?;
+        sock.set_nonblocking(false)?;
+        sock.set_read_timeout(Some(stall).filter(|d| !d.is_zero()))?;
+        let killer = sock.try_clone()?;
+        Ok::<_, io::Error>((sock, killer))
+    })();
+    let (sock, killer) = match prepared {
+        Ok(s) => s,
+        Err(e) => return (ThreadEnd::Failed(CopyError::Network(e)), Some(file)),
+    };
+    let aborted = Arc::new(AtomicBool::new(false));
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
+    // The closure owns the file; if the thread cannot start, it comes back through this.
+    let handed = Arc::new(Mutex::new(Some((file, first))));
+    let spawned = {
+        let (aborted, handed) = (Arc::clone(&aborted), Arc::clone(&handed));
+        std::thread::Builder::new()
+            .name("ferroftp-upload".into())
+            .stack_size(UPLOAD_THREAD_STACK)
+            .spawn(move || {
+                let taken = handed.lock().unwrap_or_else(|p| p.into_inner()).take();
+                let Some((mut file, first)) = taken else {
+                    return;
+                };
+                let result =
+                    receive_blocking(&sock, &mut file, &first, &progress, stall, writeback);
+                drop(sock);
+                let end = if aborted.load(Ordering::SeqCst) {
+                    ThreadEnd::Aborted
+                } else {
+                    match result {
+                        Ok(ending) => ThreadEnd::Ended(ending),
+                        Err(e) => ThreadEnd::Failed(e),
+                    }
+                };
+                let _ = tx.send((end, file));
+            })
+    };
+    if let Err(e) = spawned {
+        let back = handed.lock().unwrap_or_else(|p| p.into_inner()).take();
+        return match back {
+            // Not a byte of `first` was written: write it here, then report the failure as
+            // local (the server could not take the upload).
+            Some((mut file, first)) => {
+                use std::io::Write;
+                let _ = file.write_all(&first);
+                (ThreadEnd::Failed(CopyError::Local(e)), Some(file))
+            }
+            None => (ThreadEnd::Failed(CopyError::Local(e)), None),
+        };
+    }
+    let joined = tokio::select! {
+        r = &mut rx => r,
+        () = cancel.cancelled() => {
+            aborted.store(true, Ordering::SeqCst);
+            // Wakes the thread's blocking recv (it returns 0); it then sees the flag.
+            let _ = killer.shutdown(std::net::Shutdown::Both);
+            rx.await
+        }
+    };
+    drop(slot);
+    match joined {
+        Ok((end, file)) => (end, Some(file)),
+        Err(_) => (
+            ThreadEnd::Failed(CopyError::Local(io::Error::other(
+                "the upload thread stopped without a result",
+            ))),
+            None,
+        ),
+    }
+}
+
+/// The loop of [`receive_on_thread`].
+fn receive_blocking(
+    sock: &std::net::TcpStream,
+    file: &mut std::fs::File,
+    first: &[u8],
+    progress: &AtomicU64,
+    stall: Duration,
+    writeback: bool,
+) -> Result<Ending, CopyError> {
+    use std::io::{Read, Seek, Write};
+    file.write_all(first).map_err(CopyError::Local)?;
+    // Where the data of this upload starts in the file (in-place uploads start past 0).
+    let start = if writeback {
+        file.stream_position()
+            .map_or(0, |p| p.saturating_sub(first.len() as u64))
+    } else {
+        0
+    };
+    let mut unsynced = first.len() as u64;
+    let mut buf = vec![0u8; THREAD_BUF];
+    loop {
+        let n = match (&mut &*sock).read(&mut buf) {
+            Ok(0) => return Ok(Ending::Eof),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // SO_RCVTIMEO ran out.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(CopyError::Network(stalled(stall)));
+            }
+            Err(e) => return Err(CopyError::Network(e)),
+        };
+        progress.fetch_add(n as u64, Ordering::Relaxed);
+        file.write_all(&buf[..n]).map_err(CopyError::Local)?;
+        unsynced += n as u64;
+        if writeback && unsynced >= WRITEBACK_EVERY {
+            unsynced = 0;
+            start_writeback(file, start);
+        }
+    }
+}
+
+/// Start writing the dirty pages of `file` from `start` to the disk, without waiting for them.
+///
+/// `sync_file_range(SYNC_FILE_RANGE_WRITE)` has no safe wrapper; `POSIX_FADV_DONTNEED` does
+/// the same first (Linux starts writeback of the range's dirty pages, `WB_SYNC_NONE`), then
+/// drops the pages already written back: those of an upload being synced are not read again
+/// soon, and the page cache keeps room for what is. Best effort: a failure only means the
+/// final sync waits longer.
+fn start_writeback(file: &std::fs::File, start: u64) {
+    let _ = rustix::fs::fadvise(file, start, None, rustix::fs::Advice::DontNeed);
 }
 
 /// After our side is shut down, read (and drop) whatever comes until the client closes too,
@@ -779,9 +988,10 @@ mod tests {
             &mut writer,
             &progress,
             Duration::from_secs(5),
+            None,
         );
         let ((), ending) = tokio::join!(sender, receiving);
-        assert_eq!(ending.unwrap(), Ending::Eof);
+        assert_eq!(ending.unwrap(), Received::Ended(Ending::Eof));
         let (written, file, rest) = writer.finish().await;
         written.unwrap();
         std::io::Write::write_all(&mut file.unwrap(), &rest).unwrap();

@@ -1797,6 +1797,7 @@ impl Session {
         let progress = Arc::new(AtomicU64::new(0));
         let ascii_mode = self.ty == TransferType::Ascii;
         let stall = self.live.config.limits.idle_timeout();
+        let policy = self.live.config.uploads.fsync;
         let task_cancel = cancel.clone();
         let task_progress = Arc::clone(&progress);
         let handle = tokio::spawn(
@@ -1866,8 +1867,14 @@ impl Session {
                             let _ = file.flush().await;
                             (result, Some(file.into_std().await))
                         } else {
+                            // A big plain upload may move to a thread of its own (if one is free).
+                            let slot = match &stream {
+                                Stream::Plain(_) => data::upload_thread_slot(),
+                                _ => None,
+                            };
+                            let promote_at = slot.as_ref().map(|_| data::BIG_UPLOAD);
                             let mut writer = data::FileWriter::new(file);
-                            let copy = data::receive_binary(&mut stream, tls, &mut writer, &task_progress, stall);
+                            let copy = data::receive_binary(&mut stream, tls, &mut writer, &task_progress, stall, promote_at);
                             let result = tokio::select! {
                                 r = copy => r.map_err(TransferError::Copy),
                                 _ = task_cancel.cancelled() => Err(TransferError::Aborted),
@@ -1876,16 +1883,44 @@ impl Session {
                             // What is left is written with the commit (or the abort); after a
                             // failed write it is dropped, as the file would have a hole before it.
                             let (written, file, rest) = writer.finish().await;
-                            let result = match (result, written) {
-                                (r @ Err(TransferError::Copy(CopyError::Local(_))), _) => r,
-                                (r, Ok(())) => {
-                                    upload.defer_write(rest);
-                                    r
+                            match (result, written, file, slot, stream.take_plain()) {
+                                (Ok(data::Received::Big), Ok(()), Some(file), Some(slot), Some(tcp)) => {
+                                    let writeback = upload.will_sync(policy);
+                                    let (end, file) = data::receive_on_thread(
+                                        tcp, file, rest, Arc::clone(&task_progress), stall, writeback, &task_cancel, slot,
+                                    )
+                                    .await;
+                                    let result = match end {
+                                        data::ThreadEnd::Ended(e) => Ok(e),
+                                        data::ThreadEnd::Failed(e) => Err(TransferError::Copy(e)),
+                                        data::ThreadEnd::Aborted => Err(TransferError::Aborted),
+                                    };
+                                    (result, file)
                                 }
-                                (Ok(_), Err(e)) => Err(TransferError::Copy(CopyError::Local(e))),
-                                (r, Err(_)) => r,
-                            };
-                            (result, file)
+                                (result, written, file, _, tcp) => {
+                                    if let Some(tcp) = tcp {
+                                        stream = Stream::Plain(tcp);
+                                    }
+                                    let result = match (result, written) {
+                                        (r @ Err(TransferError::Copy(CopyError::Local(_))), _) => r,
+                                        (r, Ok(())) => {
+                                            upload.defer_write(rest);
+                                            r
+                                        }
+                                        (Ok(_), Err(e)) => Err(TransferError::Copy(CopyError::Local(e))),
+                                        (r, Err(_)) => r,
+                                    };
+                                    // Only a plain upload with a thread slot is promoted, so `Big`
+                                    // cannot stay here; if it did, the upload is not complete.
+                                    let result = result.and_then(|r| match r {
+                                        data::Received::Ended(e) => Ok(e),
+                                        data::Received::Big => Err(TransferError::Copy(CopyError::Local(
+                                            io::Error::other("the upload could not move to its thread"),
+                                        ))),
+                                    });
+                                    (result, file)
+                                }
+                            }
                         };
                         let result = match result {
                             Ok(data::Ending::CloseNotify) => {
