@@ -1886,6 +1886,7 @@ impl Session {
                             match (result, written, file, slot, stream.take_plain()) {
                                 (Ok(data::Received::Big), Ok(()), Some(file), Some(slot), Some(tcp)) => {
                                     let writeback = upload.will_sync(policy);
+                                    debug!(writeback, "big upload: receiving the rest on its own thread");
                                     let (end, file) = data::receive_on_thread(
                                         tcp, file, rest, Arc::clone(&task_progress), stall, writeback, &task_cancel, slot,
                                     )
