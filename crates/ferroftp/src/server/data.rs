@@ -606,6 +606,7 @@ pub(crate) enum ThreadEnd {
 /// sync the file), writeback of the written data starts every [`WRITEBACK_EVERY`] bytes.
 pub(crate) async fn receive_on_thread(
     tcp: TcpStream,
+    tls: Option<rustls::ServerConnection>,
     file: std::fs::File,
     first: Vec<u8>,
     progress: Arc<AtomicU64>,
@@ -619,6 +620,7 @@ pub(crate) async fn receive_on_thread(
         let sock = tcp.into_std()?;
         sock.set_nonblocking(false)?;
         sock.set_read_timeout(Some(stall).filter(|d| !d.is_zero()))?;
+        sock.set_write_timeout(Some(stall).filter(|d| !d.is_zero()))?;
         let killer = sock.try_clone()?;
         Ok::<_, io::Error>((sock, killer))
     })();
@@ -640,8 +642,12 @@ pub(crate) async fn receive_on_thread(
                 let Some((mut file, first)) = taken else {
                     return;
                 };
-                let result =
-                    receive_blocking(&sock, &mut file, &first, &progress, stall, writeback);
+                let result = match tls {
+                    None => receive_blocking(&sock, &mut file, &first, &progress, stall, writeback),
+                    Some(conn) => receive_tls_blocking(
+                        &sock, conn, &mut file, &first, &progress, stall, writeback,
+                    ),
+                };
                 drop(sock);
                 let end = if aborted.load(Ordering::SeqCst) {
                     ThreadEnd::Aborted
@@ -697,12 +703,10 @@ fn receive_blocking(
     stall: Duration,
     writeback: bool,
 ) -> Result<Ending, CopyError> {
-    use std::io::{Read, Seek, Write};
+    use std::io::{Read, Write};
     file.write_all(first).map_err(CopyError::Local)?;
-    // Where the data of this upload starts in the file (in-place uploads start past 0).
     let start = if writeback {
-        file.stream_position()
-            .map_or(0, |p| p.saturating_sub(first.len() as u64))
+        data_start(file, first)
     } else {
         0
     };
@@ -730,6 +734,112 @@ fn receive_blocking(
         if writeback && unsynced >= WRITEBACK_EVERY {
             unsynced = 0;
             start_writeback(file, start);
+        }
+    }
+}
+
+/// Where the data of an upload starts in its file, once `first` is written (in-place uploads
+/// start past 0), for [`start_writeback`].
+fn data_start(file: &mut std::fs::File, first: &[u8]) -> u64 {
+    use std::io::Seek;
+    file.stream_position()
+        .map_or(0, |p| p.saturating_sub(first.len() as u64))
+}
+
+/// Ciphertext read from the socket at a time by a TLS upload thread. rustls reads records
+/// 4 KiB at a time; this buffer in front of the socket turns that into one `recv` per 256 KiB.
+const TLS_READ_BUF: usize = 256 * 1024;
+
+/// [`receive_blocking`] through TLS: the thread drives rustls itself, so that one `recv` feeds
+/// many records and one `write` takes many records' plaintext. Ends like the async path:
+/// close_notify (answered with ours), or [`Ending::Truncated`] when TCP closes without it.
+fn receive_tls_blocking(
+    sock: &std::net::TcpStream,
+    mut conn: rustls::ServerConnection,
+    file: &mut std::fs::File,
+    first: &[u8],
+    progress: &AtomicU64,
+    stall: Duration,
+    writeback: bool,
+) -> Result<Ending, CopyError> {
+    use std::io::{Read, Write};
+    file.write_all(first).map_err(CopyError::Local)?;
+    let start = if writeback {
+        data_start(file, first)
+    } else {
+        0
+    };
+    let mut unsynced = first.len() as u64;
+    let mut rd = io::BufReader::with_capacity(TLS_READ_BUF, sock);
+    let mut buf = vec![0u8; THREAD_BUF];
+    let mut filled = 0;
+    let flush = |buf: &[u8], unsynced: &mut u64, file: &mut std::fs::File| {
+        file.write_all(buf).map_err(CopyError::Local)?;
+        *unsynced += buf.len() as u64;
+        if writeback && *unsynced >= WRITEBACK_EVERY {
+            *unsynced = 0;
+            start_writeback(file, start);
+        }
+        Ok::<(), CopyError>(())
+    };
+    loop {
+        match conn.reader().read(&mut buf[filled..]) {
+            Ok(0) => {
+                flush(&buf[..filled], &mut unsynced, file)?;
+                // Answer the client's close_notify with ours; it may be gone.
+                conn.send_close_notify();
+                while conn.wants_write() {
+                    if conn.write_tls(&mut &*sock).is_err() {
+                        break;
+                    }
+                }
+                return Ok(Ending::CloseNotify);
+            }
+            Ok(n) => {
+                progress.fetch_add(n as u64, Ordering::Relaxed);
+                filled += n;
+                if filled == buf.len() {
+                    flush(&buf, &mut unsynced, file)?;
+                    filled = 0;
+                }
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            // TCP closed without close_notify.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                flush(&buf[..filled], &mut unsynced, file)?;
+                return Ok(Ending::Truncated);
+            }
+            Err(e) => return Err(CopyError::Network(e)),
+        }
+        // No plaintext left: before waiting on the network, write what is held.
+        if rd.buffer().is_empty() && filled > 0 {
+            flush(&buf[..filled], &mut unsynced, file)?;
+            filled = 0;
+        }
+        match conn.read_tls(&mut rd) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(CopyError::Network(stalled(stall)));
+            }
+            Err(e) => return Err(CopyError::Network(e)),
+        }
+        if let Err(e) = conn.process_new_packets() {
+            // Tell the client why (the alert is queued), best effort.
+            let _ = conn.write_tls(&mut &*sock);
+            return Err(CopyError::Network(io::Error::new(
+                io::ErrorKind::InvalidData,
+                e,
+            )));
+        }
+        while conn.wants_write() {
+            conn.write_tls(&mut &*sock).map_err(CopyError::Network)?;
         }
     }
 }

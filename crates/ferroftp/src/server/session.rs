@@ -1867,11 +1867,8 @@ impl Session {
                             let _ = file.flush().await;
                             (result, Some(file.into_std().await))
                         } else {
-                            // A big plain upload may move to a thread of its own (if one is free).
-                            let slot = match &stream {
-                                Stream::Plain(_) => data::upload_thread_slot(),
-                                _ => None,
-                            };
+                            // A big upload may move to a thread of its own (if one is free).
+                            let slot = data::upload_thread_slot();
                             let promote_at = slot.as_ref().map(|_| data::BIG_UPLOAD);
                             let mut writer = data::FileWriter::new(file);
                             let copy = data::receive_binary(&mut stream, tls, &mut writer, &task_progress, stall, promote_at);
@@ -1883,12 +1880,26 @@ impl Session {
                             // What is left is written with the commit (or the abort); after a
                             // failed write it is dropped, as the file would have a hole before it.
                             let (written, file, rest) = writer.finish().await;
-                            match (result, written, file, slot, stream.take_plain()) {
-                                (Ok(data::Received::Big), Ok(()), Some(file), Some(slot), Some(tcp)) => {
+                            let taken = match (&result, &written, &file, &slot) {
+                                (Ok(data::Received::Big), Ok(()), Some(_), Some(_)) => {
+                                    match std::mem::replace(&mut stream, Stream::Detached) {
+                                        Stream::Plain(tcp) => Some((tcp, None)),
+                                        Stream::Tls(tls) => {
+                                            let (tcp, conn) = tls.into_inner();
+                                            Some((tcp, Some(conn)))
+                                        }
+                                        Stream::Detached => None,
+                                    }
+                                }
+                                _ => None,
+                            };
+                            match (result, written, file, slot, taken) {
+                                (Ok(data::Received::Big), Ok(()), Some(file), Some(slot), Some((tcp, conn))) => {
                                     let writeback = upload.will_sync(policy);
                                     debug!(writeback, "big upload: receiving the rest on its own thread");
                                     let (end, file) = data::receive_on_thread(
-                                        tcp, file, rest, Arc::clone(&task_progress), stall, writeback, &task_cancel, slot,
+                                        tcp,
+                                        conn, file, rest, Arc::clone(&task_progress), stall, writeback, &task_cancel, slot,
                                     )
                                     .await;
                                     let result = match end {
@@ -1898,10 +1909,7 @@ impl Session {
                                     };
                                     (result, file)
                                 }
-                                (result, written, file, _, tcp) => {
-                                    if let Some(tcp) = tcp {
-                                        stream = Stream::Plain(tcp);
-                                    }
+                                (result, written, file, _, _) => {
                                     let result = match (result, written) {
                                         (r @ Err(TransferError::Copy(CopyError::Local(_))), _) => r,
                                         (r, Ok(())) => {
@@ -1911,8 +1919,8 @@ impl Session {
                                         (Ok(_), Err(e)) => Err(TransferError::Copy(CopyError::Local(e))),
                                         (r, Err(_)) => r,
                                     };
-                                    // Only a plain upload with a thread slot is promoted, so `Big`
-                                    // cannot stay here; if it did, the upload is not complete.
+                                    // Only an upload with a thread slot is promoted, so `Big` cannot
+                                    // stay here; if it did, the upload is not complete.
                                     let result = result.and_then(|r| match r {
                                         data::Received::Ended(e) => Ok(e),
                                         data::Received::Big => Err(TransferError::Copy(CopyError::Local(
@@ -1925,8 +1933,11 @@ impl Session {
                         };
                         let result = match result {
                             Ok(data::Ending::CloseNotify) => {
-                                // Answer the client's close_notify with ours; it may be gone.
-                                let _ = tokio::time::timeout(TLS_CLOSE_WAIT, stream.shutdown()).await;
+                                // Answer the client's close_notify with ours; it may be gone. (An
+                                // upload thread answered it itself and kept the connection.)
+                                if !matches!(stream, Stream::Detached) {
+                                    let _ = tokio::time::timeout(TLS_CLOSE_WAIT, stream.shutdown()).await;
+                                }
                                 Ok(())
                             }
                             Ok(data::Ending::Eof) => Ok(()),
