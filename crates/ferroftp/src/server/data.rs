@@ -566,21 +566,22 @@ pub(crate) const BIG_UPLOAD: usize = 256 * 1024;
 /// sized to stay in the L2 cache between the two copies (a larger one lets the data fall out
 /// of the cache before it is written; the cost the old 1 MiB hand-off paid).
 const THREAD_BUF: usize = 128 * 1024;
-/// Upload threads that may run at once; a big upload beyond them stays on the async path
-/// (slower, never refused), so many concurrent uploads cannot exhaust threads.
-const UPLOAD_THREADS: usize = 64;
-/// Stack of an upload thread: it only loops over `recv` and `write` into a heap buffer.
-const UPLOAD_THREAD_STACK: usize = 128 * 1024;
+/// Transfer threads (big uploads, TLS downloads) that may run at once; a transfer beyond them
+/// stays on the async path (slower, never refused), so many concurrent transfers cannot
+/// exhaust threads.
+const TRANSFER_THREADS: usize = 64;
+/// Stack of a transfer thread: it only loops over `recv`/`pread`, rustls and `write` with
+/// heap buffers.
+const THREAD_STACK: usize = 128 * 1024;
 /// How often an upload that will be synced at its commit starts the writeback of what it
 /// wrote, so that the final `fdatasync` waits only for the tail instead of the whole file.
 const WRITEBACK_EVERY: u64 = 8 * 1024 * 1024;
 
-static UPLOAD_THREAD_SLOTS: tokio::sync::Semaphore =
-    tokio::sync::Semaphore::const_new(UPLOAD_THREADS);
+static THREAD_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(TRANSFER_THREADS);
 
-/// A slot for an upload thread, if one is free (see [`UPLOAD_THREADS`]).
-pub(crate) fn upload_thread_slot() -> Option<tokio::sync::SemaphorePermit<'static>> {
-    UPLOAD_THREAD_SLOTS.try_acquire().ok()
+/// A slot for a transfer thread, if one is free (see [`TRANSFER_THREADS`]).
+pub(crate) fn thread_slot() -> Option<tokio::sync::SemaphorePermit<'static>> {
+    THREAD_SLOTS.try_acquire().ok()
 }
 
 /// How an upload on its own thread stopped.
@@ -615,82 +616,215 @@ pub(crate) async fn receive_on_thread(
     cancel: &tokio_util::sync::CancellationToken,
     slot: tokio::sync::SemaphorePermit<'static>,
 ) -> (ThreadEnd, Option<std::fs::File>) {
-    use std::sync::atomic::AtomicBool;
-    let prepared = (|| {
-        let sock = tcp.into_std()?;
-        sock.set_nonblocking(false)?;
-        sock.set_read_timeout(Some(stall).filter(|d| !d.is_zero()))?;
-        sock.set_write_timeout(Some(stall).filter(|d| !d.is_zero()))?;
-        let killer = sock.try_clone()?;
-        Ok::<_, io::Error>((sock, killer))
-    })();
-    let (sock, killer) = match prepared {
+    let (sock, killer) = match blocking_socket(tcp, stall) {
         Ok(s) => s,
         Err(e) => return (ThreadEnd::Failed(CopyError::Network(e)), Some(file)),
     };
-    let aborted = Arc::new(AtomicBool::new(false));
-    let (tx, mut rx) = tokio::sync::oneshot::channel();
     // The closure owns the file; if the thread cannot start, it comes back through this.
     let handed = Arc::new(Mutex::new(Some((file, first))));
-    let spawned = {
-        let (aborted, handed) = (Arc::clone(&aborted), Arc::clone(&handed));
-        std::thread::Builder::new()
-            .name("ferroftp-upload".into())
-            .stack_size(UPLOAD_THREAD_STACK)
-            .spawn(move || {
-                let taken = handed.lock().unwrap_or_else(|p| p.into_inner()).take();
-                let Some((mut file, first)) = taken else {
-                    return;
-                };
-                let result = match tls {
-                    None => receive_blocking(&sock, &mut file, &first, &progress, stall, writeback),
-                    Some(conn) => receive_tls_blocking(
-                        &sock, conn, &mut file, &first, &progress, stall, writeback,
-                    ),
-                };
-                drop(sock);
-                let end = if aborted.load(Ordering::SeqCst) {
-                    ThreadEnd::Aborted
-                } else {
-                    match result {
-                        Ok(ending) => ThreadEnd::Ended(ending),
-                        Err(e) => ThreadEnd::Failed(e),
-                    }
-                };
-                let _ = tx.send((end, file));
-            })
+    let work = {
+        let handed = Arc::clone(&handed);
+        move || {
+            let taken = handed.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let (mut file, first) = taken?;
+            let result = match tls {
+                None => receive_blocking(&sock, &mut file, &first, &progress, stall, writeback),
+                Some(conn) => receive_tls_blocking(
+                    &sock, conn, &mut file, &first, &progress, stall, writeback,
+                ),
+            };
+            Some((result, file))
+        }
     };
-    if let Err(e) = spawned {
-        let back = handed.lock().unwrap_or_else(|p| p.into_inner()).take();
-        return match back {
-            // Not a byte of `first` was written: write it here, then report the failure as
-            // local (the server could not take the upload).
-            Some((mut file, first)) => {
-                use std::io::Write;
-                let _ = file.write_all(&first);
-                (ThreadEnd::Failed(CopyError::Local(e)), Some(file))
+    let ran = run_on_thread(killer, cancel, work).await;
+    drop(slot);
+    match ran {
+        Ok((Some((_, file)), true)) => (ThreadEnd::Aborted, Some(file)),
+        Ok((Some((Ok(ending), file)), false)) => (ThreadEnd::Ended(ending), Some(file)),
+        Ok((Some((Err(e), file)), false)) => (ThreadEnd::Failed(e), Some(file)),
+        Ok((None, _)) | Err(_) => {
+            let back = handed.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let e = ran
+                .err()
+                .unwrap_or_else(|| io::Error::other("the upload was lost"));
+            match back {
+                // The thread never started, so not a byte of `first` was written: write it
+                // here, then report the failure as local (the server could not take it).
+                Some((mut file, first)) => {
+                    use std::io::Write;
+                    let _ = file.write_all(&first);
+                    (ThreadEnd::Failed(CopyError::Local(e)), Some(file))
+                }
+                None => (ThreadEnd::Failed(CopyError::Local(e)), None),
             }
-            None => (ThreadEnd::Failed(CopyError::Local(e)), None),
-        };
+        }
     }
+}
+
+/// Run `work` (blocking on a socket that `killer` duplicates) on a new thread. `cancel` marks
+/// the run aborted and shuts the socket down, which wakes a blocking `recv` (it returns 0) or
+/// `send` (it fails); this waits for `work` to return in every case, so whatever it holds is
+/// free again when this returns. Gives back its result and whether it was cancelled; an error
+/// if no thread could start (`work` is then dropped unrun) or it panicked.
+async fn run_on_thread<T: Send + 'static>(
+    killer: std::net::TcpStream,
+    cancel: &tokio_util::sync::CancellationToken,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> io::Result<(T, bool)> {
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("ferroftp-xfer".into())
+        .stack_size(THREAD_STACK)
+        .spawn(move || {
+            let _ = tx.send(work());
+        })?;
+    let mut aborted = false;
     let joined = tokio::select! {
         r = &mut rx => r,
         () = cancel.cancelled() => {
-            aborted.store(true, Ordering::SeqCst);
-            // Wakes the thread's blocking recv (it returns 0); it then sees the flag.
+            aborted = true;
             let _ = killer.shutdown(std::net::Shutdown::Both);
             rx.await
         }
     };
+    joined
+        .map(|t| (t, aborted))
+        .map_err(|_| io::Error::other("the transfer thread stopped without a result"))
+}
+
+/// Send `len` bytes of `file` from `offset` over a TLS data connection on a thread of its own:
+/// `pread` into a cache-sized buffer, encrypt it into rustls' records, and give them to the
+/// socket in one `writev` per buffer; then close_notify, and wait (at most `close_wait`) for
+/// the client's, so that nothing is closed under data it has yet to read. Stops early without
+/// error if the file turns out shorter (the caller compares the count). Progress counts bytes
+/// as they leave; `cancel` (ABOR) shuts the socket down under the thread, as for uploads.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn send_tls_on_thread(
+    tcp: TcpStream,
+    mut conn: rustls::ServerConnection,
+    file: std::fs::File,
+    offset: u64,
+    len: u64,
+    progress: Arc<AtomicU64>,
+    stall: Duration,
+    close_wait: Duration,
+    cancel: &tokio_util::sync::CancellationToken,
+    slot: tokio::sync::SemaphorePermit<'static>,
+) -> Result<(), TransferEnd> {
+    let (sock, killer) =
+        blocking_socket(tcp, stall).map_err(|e| TransferEnd::Failed(CopyError::Network(e)))?;
+    let work = move || {
+        let sent = send_tls_blocking(&sock, &mut conn, &file, offset, len, &progress, stall);
+        if sent.is_ok() {
+            // The client's close_notify (or its close) ends the wait; best effort.
+            let _ = sock.set_read_timeout(Some(close_wait).filter(|d| !d.is_zero()));
+            drain_tls_blocking(&sock, &mut conn);
+        }
+        sent
+    };
+    let ran = run_on_thread(killer, cancel, work).await;
     drop(slot);
-    match joined {
-        Ok((end, file)) => (end, Some(file)),
-        Err(_) => (
-            ThreadEnd::Failed(CopyError::Local(io::Error::other(
-                "the upload thread stopped without a result",
-            ))),
-            None,
-        ),
+    match ran {
+        Ok((_, true)) => Err(TransferEnd::Aborted),
+        Ok((Ok(()), false)) => Ok(()),
+        Ok((Err(e), false)) => Err(TransferEnd::Failed(e)),
+        Err(e) => Err(TransferEnd::Failed(CopyError::Local(e))),
+    }
+}
+
+/// How a transfer on its own thread failed.
+#[derive(Debug)]
+pub(crate) enum TransferEnd {
+    /// The network or the file failed.
+    Failed(CopyError),
+    /// The transfer was cancelled (ABOR, the session ending).
+    Aborted,
+}
+
+/// The data connection as a blocking socket with the stall timeout on both directions, and a
+/// duplicate of it for cancelling.
+fn blocking_socket(
+    tcp: TcpStream,
+    stall: Duration,
+) -> io::Result<(std::net::TcpStream, std::net::TcpStream)> {
+    let sock = tcp.into_std()?;
+    sock.set_nonblocking(false)?;
+    sock.set_read_timeout(Some(stall).filter(|d| !d.is_zero()))?;
+    sock.set_write_timeout(Some(stall).filter(|d| !d.is_zero()))?;
+    let killer = sock.try_clone()?;
+    Ok((sock, killer))
+}
+
+/// Plaintext read from the file and handed to rustls at a time by [`send_tls_on_thread`].
+const TLS_SEND_CHUNK: usize = 256 * 1024;
+
+/// The loop of [`send_tls_on_thread`].
+fn send_tls_blocking(
+    sock: &std::net::TcpStream,
+    conn: &mut rustls::ServerConnection,
+    file: &std::fs::File,
+    mut offset: u64,
+    len: u64,
+    progress: &AtomicU64,
+    stall: Duration,
+) -> Result<(), CopyError> {
+    use std::io::Write;
+    use std::os::unix::fs::FileExt;
+    // One chunk's records fit, so that a chunk is encrypted in one go.
+    conn.set_buffer_limit(Some(2 * TLS_SEND_CHUNK));
+    let mut buf = vec![0u8; TLS_SEND_CHUNK];
+    let end = offset.saturating_add(len);
+    let stalled_or = |e: io::Error| match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => CopyError::Network(stalled(stall)),
+        _ => CopyError::Network(e),
+    };
+    while offset < end {
+        let want = usize::try_from(end - offset).map_or(buf.len(), |n| n.min(buf.len()));
+        let n = match file.read_at(&mut buf[..want], offset) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(CopyError::Local(e)),
+        };
+        let mut data = &buf[..n];
+        while !data.is_empty() {
+            let took = conn.writer().write(data).map_err(CopyError::Network)?;
+            data = &data[took..];
+            while conn.wants_write() {
+                conn.write_tls(&mut &*sock).map_err(stalled_or)?;
+            }
+        }
+        offset += n as u64;
+        progress.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    conn.send_close_notify();
+    while conn.wants_write() {
+        conn.write_tls(&mut &*sock).map_err(stalled_or)?;
+    }
+    // The TCP half-close after close_notify, as the async stream's shutdown does.
+    let _ = sock.shutdown(std::net::Shutdown::Write);
+    Ok(())
+}
+
+/// Read (and drop) what the client still sends until its close_notify, its close or the
+/// socket's read timeout.
+fn drain_tls_blocking(sock: &std::net::TcpStream, conn: &mut rustls::ServerConnection) {
+    use std::io::Read;
+    let mut buf = [0u8; 4096];
+    loop {
+        match conn.reader().read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
+        }
+        match conn.read_tls(&mut &*sock) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        if conn.process_new_packets().is_err() {
+            return;
+        }
     }
 }
 

@@ -1817,7 +1817,32 @@ impl Session {
                     Ok(s) => s,
                     Err(e) => return Outcome { result: Err(e), upload: job.into_upload() },
                 };
+                let mut send_slot = match &job {
+                    Job::Send(SendSource::File(..)) if !ascii_mode && stream.is_tls() => data::thread_slot(),
+                    _ => None,
+                };
                 match job {
+                    // A binary TLS download of a file runs on a thread of its own (if one is free).
+                    Job::Send(SendSource::File(f, offset, len)) if send_slot.is_some() => {
+                        let result = match (send_slot.take(), std::mem::replace(&mut stream, Stream::Detached)) {
+                            (Some(slot), Stream::Tls(tls)) => {
+                                let (tcp, conn) = tls.into_inner();
+                                data::send_tls_on_thread(
+                                    tcp, conn, f, offset, len, Arc::clone(&task_progress), stall, TLS_CLOSE_WAIT, &task_cancel, slot,
+                                )
+                                .await
+                                .map_err(|e| match e {
+                                    data::TransferEnd::Failed(e) => TransferError::Copy(e),
+                                    data::TransferEnd::Aborted => TransferError::Aborted,
+                                })
+                            }
+                            // Not reached: the slot is taken only for a TLS stream.
+                            _ => Err(TransferError::Copy(CopyError::Local(io::Error::other(
+                                "the TLS download could not move to its thread",
+                            )))),
+                        };
+                        Outcome { result, upload: None }
+                    }
                     Job::Send(source) => {
                         let copy = async {
                             match source {
@@ -1868,7 +1893,7 @@ impl Session {
                             (result, Some(file.into_std().await))
                         } else {
                             // A big upload may move to a thread of its own (if one is free).
-                            let slot = data::upload_thread_slot();
+                            let slot = data::thread_slot();
                             let promote_at = slot.as_ref().map(|_| data::BIG_UPLOAD);
                             let mut writer = data::FileWriter::new(file);
                             let copy = data::receive_binary(&mut stream, tls, &mut writer, &task_progress, stall, promote_at);
