@@ -1827,6 +1827,7 @@ impl Session {
                         let result = match (send_slot.take(), std::mem::replace(&mut stream, Stream::Detached)) {
                             (Some(slot), Stream::Tls(tls)) => {
                                 let (tcp, conn) = tls.into_inner();
+                                debug!("TLS download: sending on its own thread");
                                 data::send_tls_on_thread(
                                     tcp, conn, f, offset, len, Arc::clone(&task_progress), stall, TLS_CLOSE_WAIT, &task_cancel, slot,
                                 )
