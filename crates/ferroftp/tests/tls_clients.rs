@@ -648,7 +648,10 @@ fn ftplib_abort_during_a_tls_download_on_its_thread_keeps_the_session() {
     );
     // 2 aborted + 2 whole downloads, 2 uploads on the thread.
     assert_eq!(log.matches("sending on its own thread").count(), 4);
-    assert_eq!(log.matches("receiving the rest on its own thread").count(), 2);
+    assert_eq!(
+        log.matches("receiving the rest on its own thread").count(),
+        2
+    );
     ftps.server.assert_still_serving();
 }
 

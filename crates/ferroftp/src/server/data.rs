@@ -584,6 +584,19 @@ pub(crate) fn thread_slot() -> Option<tokio::sync::SemaphorePermit<'static>> {
     THREAD_SLOTS.try_acquire().ok()
 }
 
+/// What every transfer on a thread of its own needs from the session.
+#[derive(Debug)]
+pub(crate) struct OnThread<'a> {
+    /// Bytes moved so far (STAT), counted as they arrive or leave.
+    pub(crate) progress: Arc<AtomicU64>,
+    /// The stall timeout, set as the socket's timeouts.
+    pub(crate) stall: Duration,
+    /// The transfer's cancel token (ABOR, the session ending).
+    pub(crate) cancel: &'a tokio_util::sync::CancellationToken,
+    /// The thread's slot, from [`thread_slot`].
+    pub(crate) slot: tokio::sync::SemaphorePermit<'static>,
+}
+
 /// How an upload on its own thread stopped.
 #[derive(Debug)]
 pub(crate) enum ThreadEnd {
@@ -610,12 +623,15 @@ pub(crate) async fn receive_on_thread(
     tls: Option<rustls::ServerConnection>,
     file: std::fs::File,
     first: Vec<u8>,
-    progress: Arc<AtomicU64>,
-    stall: Duration,
     writeback: bool,
-    cancel: &tokio_util::sync::CancellationToken,
-    slot: tokio::sync::SemaphorePermit<'static>,
+    run: OnThread<'_>,
 ) -> (ThreadEnd, Option<std::fs::File>) {
+    let OnThread {
+        progress,
+        stall,
+        cancel,
+        slot,
+    } = run;
     let (sock, killer) = match blocking_socket(tcp, stall) {
         Ok(s) => s,
         Err(e) => return (ThreadEnd::Failed(CopyError::Network(e)), Some(file)),
@@ -698,19 +714,20 @@ async fn run_on_thread<T: Send + 'static>(
 /// the client's, so that nothing is closed under data it has yet to read. Stops early without
 /// error if the file turns out shorter (the caller compares the count). Progress counts bytes
 /// as they leave; `cancel` (ABOR) shuts the socket down under the thread, as for uploads.
-#[allow(clippy::too_many_arguments)]
 pub(crate) async fn send_tls_on_thread(
     tcp: TcpStream,
     mut conn: rustls::ServerConnection,
     file: std::fs::File,
-    offset: u64,
-    len: u64,
-    progress: Arc<AtomicU64>,
-    stall: Duration,
+    (offset, len): (u64, u64),
     close_wait: Duration,
-    cancel: &tokio_util::sync::CancellationToken,
-    slot: tokio::sync::SemaphorePermit<'static>,
+    run: OnThread<'_>,
 ) -> Result<(), TransferEnd> {
+    let OnThread {
+        progress,
+        stall,
+        cancel,
+        slot,
+    } = run;
     let (sock, killer) =
         blocking_socket(tcp, stall).map_err(|e| TransferEnd::Failed(CopyError::Network(e)))?;
     let work = move || {

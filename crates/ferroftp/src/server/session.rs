@@ -1829,7 +1829,12 @@ impl Session {
                                 let (tcp, conn) = tls.into_inner();
                                 debug!("TLS download: sending on its own thread");
                                 data::send_tls_on_thread(
-                                    tcp, conn, f, offset, len, Arc::clone(&task_progress), stall, TLS_CLOSE_WAIT, &task_cancel, slot,
+                                    tcp,
+                                    conn,
+                                    f,
+                                    (offset, len),
+                                    TLS_CLOSE_WAIT,
+                                    data::OnThread { progress: Arc::clone(&task_progress), stall, cancel: &task_cancel, slot },
                                 )
                                 .await
                                 .map_err(|e| match e {
@@ -1925,7 +1930,11 @@ impl Session {
                                     debug!(writeback, "big upload: receiving the rest on its own thread");
                                     let (end, file) = data::receive_on_thread(
                                         tcp,
-                                        conn, file, rest, Arc::clone(&task_progress), stall, writeback, &task_cancel, slot,
+                                        conn,
+                                        file,
+                                        rest,
+                                        writeback,
+                                        data::OnThread { progress: Arc::clone(&task_progress), stall, cancel: &task_cancel, slot },
                                     )
                                     .await;
                                     let result = match end {
