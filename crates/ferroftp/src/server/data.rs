@@ -862,6 +862,15 @@ fn receive_blocking(
         0
     };
     let mut unsynced = first.len() as u64;
+    if let Some(pipe) = splice_pipe(file) {
+        return splice_to_file(sock, file, &pipe, progress, stall, |file, n| {
+            unsynced += n as u64;
+            if writeback && unsynced >= WRITEBACK_EVERY {
+                unsynced = 0;
+                start_writeback(file, start);
+            }
+        });
+    }
     let mut buf = vec![0u8; THREAD_BUF];
     loop {
         let n = match (&mut &*sock).read(&mut buf) {
@@ -886,6 +895,58 @@ fn receive_blocking(
             unsynced = 0;
             start_writeback(file, start);
         }
+    }
+}
+
+/// The pipe of [`splice_to_file`]: as much as the socket can hand over in one call.
+const SPLICE_PIPE: usize = 1024 * 1024;
+
+/// A pipe to splice an upload through into `file`, or `None` where splice cannot write
+/// (a file opened for appending) or no pipe can be had.
+fn splice_pipe(file: &std::fs::File) -> Option<(rustix::fd::OwnedFd, rustix::fd::OwnedFd)> {
+    let flags = rustix::fs::fcntl_getfl(file).ok()?;
+    if flags.contains(rustix::fs::OFlags::APPEND) {
+        return None;
+    }
+    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).ok()?;
+    // Best effort: the default size (64 KiB) works, with more calls.
+    let _ = rustix::pipe::fcntl_setpipe_size(&w, SPLICE_PIPE);
+    Some((r, w))
+}
+
+/// The loop of [`receive_blocking`] without a copy through user space: splice moves the
+/// socket's pages into a pipe, and from the pipe into the file's page cache. `wrote` is told
+/// of every piece written.
+fn splice_to_file(
+    sock: &std::net::TcpStream,
+    file: &mut std::fs::File,
+    (r, w): &(rustix::fd::OwnedFd, rustix::fd::OwnedFd),
+    progress: &AtomicU64,
+    stall: Duration,
+    mut wrote: impl FnMut(&mut std::fs::File, usize),
+) -> Result<Ending, CopyError> {
+    use rustix::io::Errno;
+    use rustix::pipe::{SpliceFlags, splice};
+    loop {
+        let n = match splice(sock, None, w, None, SPLICE_PIPE, SpliceFlags::MOVE) {
+            Ok(0) => return Ok(Ending::Eof),
+            Ok(n) => n,
+            Err(Errno::INTR) => continue,
+            // SO_RCVTIMEO ran out.
+            Err(Errno::AGAIN) => return Err(CopyError::Network(stalled(stall))),
+            Err(e) => return Err(CopyError::Network(e.into())),
+        };
+        progress.fetch_add(n as u64, Ordering::Relaxed);
+        let mut left = n;
+        while left > 0 {
+            match splice(r, None, &*file, None, left, SpliceFlags::MOVE) {
+                Ok(0) => return Err(CopyError::Local(io::ErrorKind::WriteZero.into())),
+                Ok(m) => left -= m,
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(CopyError::Local(e.into())),
+            }
+        }
+        wrote(file, n);
     }
 }
 
