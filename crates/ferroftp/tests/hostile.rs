@@ -1371,3 +1371,38 @@ fn a_big_upload_that_stalls_on_its_own_thread_times_out_and_is_discarded() {
     );
     server.assert_still_serving();
 }
+
+#[test]
+fn big_appends_and_resumed_uploads_on_their_own_thread_land_at_the_right_offset() {
+    // APPE writes to a file opened for appending (recv -> write on the thread); REST + STOR
+    // writes from the offset (spliced on the thread) and cuts the old tail.
+    let mut server = TestServer::start();
+    let head = pseudo_random(1000, 1);
+    let body = pseudo_random(3 << 20, 2);
+    std::fs::write(server.root.join("appe.bin"), &head).unwrap();
+    let mut old = pseudo_random(5 << 20, 3);
+    std::fs::write(server.root.join("rest.bin"), &old).unwrap();
+    let mut c = server.login();
+    c.cmd_ok("TYPE I", 200);
+    let mut data = c.pasv_connect();
+    let (code, text) = c.cmd("APPE appe.bin");
+    assert_transfer_start(code, &text, "APPE");
+    data.write_all(&body).unwrap();
+    drop(data);
+    assert_eq!(c.reply().0, 226);
+    let mut data = c.pasv_connect();
+    c.cmd_ok("REST 1000", 350);
+    let (code, text) = c.cmd("STOR rest.bin");
+    assert_transfer_start(code, &text, "STOR");
+    data.write_all(&body).unwrap();
+    drop(data);
+    assert_eq!(c.reply().0, 226);
+    assert_eq!(threaded_uploads(&server), 2);
+    let mut appended = head.clone();
+    appended.extend_from_slice(&body);
+    assert!(std::fs::read(server.root.join("appe.bin")).unwrap() == appended);
+    old.truncate(1000);
+    old.extend_from_slice(&body);
+    assert!(std::fs::read(server.root.join("rest.bin")).unwrap() == old);
+    server.assert_still_serving();
+}
