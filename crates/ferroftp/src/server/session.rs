@@ -1898,11 +1898,24 @@ impl Session {
                             let _ = file.flush().await;
                             (result, Some(file.into_std().await))
                         } else {
-                            // A big upload may move to a thread of its own (if one is free).
-                            let slot = data::thread_slot();
-                            let promote_at = slot.as_ref().map(|_| data::BIG_UPLOAD);
+                            // A big upload moves to a thread of its own if one is free (the slot is
+                            // taken only then: slow uploads, which stay here, hold none).
+                            let mut slot = None;
                             let mut writer = data::FileWriter::new(file);
-                            let copy = data::receive_binary(&mut stream, tls, &mut writer, &task_progress, stall, promote_at);
+                            let copy = async {
+                                let first = data::receive_binary(&mut stream, tls, &mut writer, &task_progress, stall, Some(data::BIG_UPLOAD));
+                                match first.await? {
+                                    data::Received::Big => match data::thread_slot() {
+                                        Some(s) => {
+                                            slot = Some(s);
+                                            Ok(data::Received::Big)
+                                        }
+                                        // Every transfer thread is busy: the rest is received here.
+                                        None => data::receive_binary(&mut stream, tls, &mut writer, &task_progress, stall, None).await,
+                                    },
+                                    ended => Ok(ended),
+                                }
+                            };
                             let result = tokio::select! {
                                 r = copy => r.map_err(TransferError::Copy),
                                 _ = task_cancel.cancelled() => Err(TransferError::Aborted),
