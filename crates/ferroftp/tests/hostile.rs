@@ -1252,3 +1252,157 @@ fn a_configured_line_limit_is_enforced_exactly() {
     assert!(c.is_closed());
     server.assert_still_serving();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Big uploads on their own thread
+// ---------------------------------------------------------------------------------------------
+
+/// The server's log line when an upload moves to its own thread.
+const ON_THREAD: &str = "receiving the rest on its own thread";
+
+fn threaded_uploads(server: &TestServer) -> usize {
+    server.log().matches(ON_THREAD).count()
+}
+
+/// The largest number in a STAT reply (the bytes moved so far).
+fn stat_bytes(stat: &str) -> u64 {
+    stat.split(|c: char| !c.is_ascii_digit())
+        .filter_map(|t| t.parse::<u64>().ok())
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_big_overwrite_on_its_own_thread_is_byte_identical_and_counts_progress() {
+    // fsync = "replacements" (the default): the overwrite is synced before the 226, and its
+    // writeback starts during the upload.
+    let mut server = TestServer::start();
+    std::fs::write(server.root.join("keep.bin"), b"old content").unwrap();
+    let body = pseudo_random(24 << 20, 41);
+    let mut c = server.login();
+    c.cmd_ok("TYPE I", 200);
+    let mut data = c.pasv_connect();
+    let (code, text) = c.cmd("STOR keep.bin");
+    assert_transfer_start(code, &text, "STOR");
+    let half = body.len() / 2;
+    data.write_all(&body[..half]).unwrap();
+    wait_for("the upload on its thread", Duration::from_secs(20), || {
+        threaded_uploads(&server) == 1
+    });
+    // STAT mid-transfer sees the bytes the thread received.
+    wait_for("progress in STAT", Duration::from_secs(20), || {
+        let stat = c.cmd_ok("STAT", 213);
+        assert!(stat.contains("STOR"), "{stat}");
+        stat_bytes(&stat) >= half as u64
+    });
+    // Until the commit, the old file is untouched.
+    assert_eq!(
+        std::fs::read(server.root.join("keep.bin")).unwrap(),
+        b"old content"
+    );
+    data.write_all(&body[half..]).unwrap();
+    drop(data);
+    let (code, text) = c.reply();
+    assert_eq!(code, 226, "{text}");
+    assert!(
+        std::fs::read(server.root.join("keep.bin")).unwrap() == body,
+        "the stored file differs from what was sent"
+    );
+    assert!(temp_files(&server.root).is_empty());
+    // And it reads back whole.
+    assert!(c.retr("keep.bin") == body);
+    server.assert_still_serving();
+}
+
+#[test]
+fn abor_of_a_big_upload_on_its_own_thread_leaves_no_temp_file() {
+    let mut server = TestServer::start();
+    std::fs::write(server.root.join("keep.bin"), b"keep me").unwrap();
+    let mut c = server.login();
+    c.cmd_ok("TYPE I", 200);
+    for (i, target) in ["new.bin", "keep.bin"].into_iter().enumerate() {
+        let mut data = c.pasv_connect();
+        let (code, text) = c.cmd(&format!("STOR {target}"));
+        assert_transfer_start(code, &text, "STOR");
+        // Big enough to move to the thread; then the client keeps the connection open.
+        data.write_all(&pseudo_random(4 << 20, 7)).unwrap();
+        wait_for("the upload on its thread", Duration::from_secs(20), || {
+            threaded_uploads(&server) == i + 1
+        });
+        c.send_raw(b"ABOR\r\n");
+        let (code, text) = c.reply();
+        assert_eq!(code, 426, "{text}");
+        assert_eq!(c.reply().0, 226);
+        drop(data);
+        c.cmd_ok("NOOP", 200);
+    }
+    assert_eq!(
+        files_in(&server.root),
+        BTreeSet::from(["keep.bin".to_string()])
+    );
+    assert_eq!(
+        std::fs::read(server.root.join("keep.bin")).unwrap(),
+        b"keep me"
+    );
+    server.assert_still_serving();
+}
+
+#[test]
+fn a_big_upload_that_stalls_on_its_own_thread_times_out_and_is_discarded() {
+    let mut server = TestServer::with(opts("[limits]\nidle_timeout_secs = 1\n"));
+    std::fs::write(server.root.join("keep.bin"), b"keep me").unwrap();
+    let mut c = server.login();
+    c.cmd_ok("TYPE I", 200);
+    let mut data = c.pasv_connect();
+    let (code, text) = c.cmd("STOR keep.bin");
+    assert_transfer_start(code, &text, "STOR");
+    data.write_all(&pseudo_random(2 << 20, 8)).unwrap();
+    // Then nothing more, and the connection stays open.
+    let (code, text) = c.reply();
+    assert_eq!(code, 426, "stalled upload: {text}");
+    assert_eq!(threaded_uploads(&server), 1);
+    drop(data);
+    wait_for("no temp file", Duration::from_secs(5), || {
+        temp_files(&server.root).is_empty()
+    });
+    assert_eq!(
+        std::fs::read(server.root.join("keep.bin")).unwrap(),
+        b"keep me"
+    );
+    server.assert_still_serving();
+}
+
+#[test]
+fn big_appends_and_resumed_uploads_on_their_own_thread_land_at_the_right_offset() {
+    // APPE writes to a file opened for appending (recv -> write on the thread); REST + STOR
+    // writes from the offset (spliced on the thread) and cuts the old tail.
+    let mut server = TestServer::start();
+    let head = pseudo_random(1000, 1);
+    let body = pseudo_random(3 << 20, 2);
+    std::fs::write(server.root.join("appe.bin"), &head).unwrap();
+    let mut old = pseudo_random(5 << 20, 3);
+    std::fs::write(server.root.join("rest.bin"), &old).unwrap();
+    let mut c = server.login();
+    c.cmd_ok("TYPE I", 200);
+    let mut data = c.pasv_connect();
+    let (code, text) = c.cmd("APPE appe.bin");
+    assert_transfer_start(code, &text, "APPE");
+    data.write_all(&body).unwrap();
+    drop(data);
+    assert_eq!(c.reply().0, 226);
+    let mut data = c.pasv_connect();
+    c.cmd_ok("REST 1000", 350);
+    let (code, text) = c.cmd("STOR rest.bin");
+    assert_transfer_start(code, &text, "STOR");
+    data.write_all(&body).unwrap();
+    drop(data);
+    assert_eq!(c.reply().0, 226);
+    assert_eq!(threaded_uploads(&server), 2);
+    let mut appended = head.clone();
+    appended.extend_from_slice(&body);
+    assert!(std::fs::read(server.root.join("appe.bin")).unwrap() == appended);
+    old.truncate(1000);
+    old.extend_from_slice(&body);
+    assert!(std::fs::read(server.root.join("rest.bin")).unwrap() == old);
+    server.assert_still_serving();
+}

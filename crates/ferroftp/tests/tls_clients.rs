@@ -628,6 +628,33 @@ fn ftplib(ftps: &Ftps, scenario: &str, addr: SocketAddr) -> String {
     stdout
 }
 
+/// Binary TLS downloads and big TLS uploads run on a thread of their own; ABOR stops such a
+/// download at once (426, 226) and the session goes on, with both kinds of transfer whole.
+#[test]
+fn ftplib_abort_during_a_tls_download_on_its_thread_keeps_the_session() {
+    let mut ftps = Ftps::start();
+    let src = pseudo_random(3 << 20, 0xAB);
+    std::fs::write(ftps.server.root.join("src.bin"), &src).unwrap();
+    ftplib(&ftps, "abort", ftps.explicit());
+    let log = ftps.server.log();
+    let aborted = log
+        .lines()
+        .filter(|l| l.contains("transfer verb=\"RETR\"") && l.contains("huge.bin"))
+        .collect::<Vec<_>>();
+    assert_eq!(aborted.len(), 2, "two aborted downloads: {aborted:?}");
+    assert!(
+        aborted.iter().all(|l| !l.contains("result=\"ok\"")),
+        "the 64 MiB download was not cut short: {aborted:?}"
+    );
+    // 2 aborted + 2 whole downloads, 2 uploads on the thread.
+    assert_eq!(log.matches("sending on its own thread").count(), 4);
+    assert_eq!(
+        log.matches("receiving the rest on its own thread").count(),
+        2
+    );
+    ftps.server.assert_still_serving();
+}
+
 #[test]
 fn ftplib_with_session_reuse_transfers_passive_and_active_over_tls_1_2_and_1_3() {
     let mut ftps = Ftps::start();

@@ -1348,6 +1348,40 @@ fn an_upload_without_close_notify_is_refused_and_leaves_the_file_alone() {
     wait_for_count(&server, "truncated: no TLS close_notify", 4, 5);
 }
 
+/// A big TLS upload moves to a thread of its own after its first buffer; there too, an upload
+/// cut without close_notify is refused and leaves the old file (or no file) behind, and one
+/// ended properly (the thread answers the close_notify) arrives byte for byte.
+#[test]
+fn a_big_tls_upload_on_its_own_thread_needs_close_notify() {
+    let (server, _certs) = server(&[("explicit", "")], "", &[]);
+    let keep = server.root.join("keep.bin");
+    let payload = pseudo_random(4 << 20, 13);
+    let mut agent = Agent::new();
+    for v in ["1.2", "1.3"] {
+        let (min, max) = (format!("min={v}"), format!("max={v}"));
+        agent.ctx(v, &[&min, &max]);
+        agent.ftps_session(v, server.addr, v, "alice", "alicepw");
+        std::fs::write(&keep, b"original").unwrap();
+        let r = agent.xfer(v, "STOR", "keep.bin", &payload, &["close=abrupt"]);
+        assert_eq!(r.code(), 426, "TLS {v}: {}", r.raw);
+        assert!(r.text().contains("close_notify"), "{}", r.raw);
+        assert_eq!(std::fs::read(&keep).unwrap(), b"original", "TLS {v}");
+        let fresh = format!("fresh{v}.bin");
+        let r = agent.xfer(v, "STOR", &fresh, &payload, &["close=abrupt"]);
+        assert_eq!(r.code(), 426, "TLS {v}: {}", r.raw);
+        assert!(!server.root.join(&fresh).exists(), "TLS {v}: kept");
+        let r = agent.xfer(v, "STOR", "keep.bin", &payload, &[]);
+        assert_eq!(r.code(), 226, "TLS {v}: {}", r.raw);
+        assert!(std::fs::read(&keep).unwrap() == payload, "TLS {v}");
+    }
+    assert_eq!(
+        log_count(&server, "receiving the rest on its own thread"),
+        6,
+        "every upload of this test is big enough for the thread"
+    );
+    wait_for_count(&server, "truncated: no TLS close_notify", 4, 5);
+}
+
 /// APPE and REST+STOR write into the target itself. A refused upload (522: nothing received)
 /// leaves it exactly as it was; a truncated one (426: no close_notify) is rolled back to the
 /// old file when the new bytes only extended it (APPE, REST at the end), and when they

@@ -1915,6 +1915,7 @@ impl Session {
         let progress = Arc::new(AtomicU64::new(0));
         let ascii_mode = self.ty == TransferType::Ascii;
         let stall = self.live.config.limits.idle_timeout();
+        let policy = self.live.config.uploads.fsync;
         let task_cancel = cancel.clone();
         let task_progress = Arc::clone(&progress);
         let handle = tokio::spawn(
@@ -1934,7 +1935,38 @@ impl Session {
                     Ok(s) => s,
                     Err(e) => return Outcome { result: Err(e), upload: job.into_upload() },
                 };
+                let mut send_slot = match &job {
+                    Job::Send(SendSource::File(..)) if !ascii_mode && stream.is_tls() => data::thread_slot(),
+                    _ => None,
+                };
                 match job {
+                    // A binary TLS download of a file runs on a thread of its own (if one is free).
+                    Job::Send(SendSource::File(f, offset, len)) if send_slot.is_some() => {
+                        let result = match (send_slot.take(), std::mem::replace(&mut stream, Stream::Detached)) {
+                            (Some(slot), Stream::Tls(tls)) => {
+                                let (tcp, conn) = tls.into_inner();
+                                debug!("TLS download: sending on its own thread");
+                                data::send_tls_on_thread(
+                                    tcp,
+                                    conn,
+                                    f,
+                                    (offset, len),
+                                    TLS_CLOSE_WAIT,
+                                    data::OnThread { progress: Arc::clone(&task_progress), stall, cancel: &task_cancel, slot },
+                                )
+                                .await
+                                .map_err(|e| match e {
+                                    data::TransferEnd::Failed(e) => TransferError::Copy(e),
+                                    data::TransferEnd::Aborted => TransferError::Aborted,
+                                })
+                            }
+                            // Not reached: the slot is taken only for a TLS stream.
+                            _ => Err(TransferError::Copy(CopyError::Local(io::Error::other(
+                                "the TLS download could not move to its thread",
+                            )))),
+                        };
+                        Outcome { result, upload: None }
+                    }
                     Job::Send(source) => {
                         let copy = async {
                             match source {
@@ -1984,8 +2016,24 @@ impl Session {
                             let _ = file.flush().await;
                             (result, Some(file.into_std().await))
                         } else {
+                            // A big upload moves to a thread of its own if one is free (the slot is
+                            // taken only then: slow uploads, which stay here, hold none).
+                            let mut slot = None;
                             let mut writer = data::FileWriter::new(file);
-                            let copy = data::receive_binary(&mut stream, tls, &mut writer, &task_progress, stall);
+                            let copy = async {
+                                let first = data::receive_binary(&mut stream, tls, &mut writer, &task_progress, stall, Some(data::BIG_UPLOAD));
+                                match first.await? {
+                                    data::Received::Big => match data::thread_slot() {
+                                        Some(s) => {
+                                            slot = Some(s);
+                                            Ok(data::Received::Big)
+                                        }
+                                        // Every transfer thread is busy: the rest is received here.
+                                        None => data::receive_binary(&mut stream, tls, &mut writer, &task_progress, stall, None).await,
+                                    },
+                                    ended => Ok(ended),
+                                }
+                            };
                             let result = tokio::select! {
                                 r = copy => r.map_err(TransferError::Copy),
                                 _ = task_cancel.cancelled() => Err(TransferError::Aborted),
@@ -1994,21 +2042,68 @@ impl Session {
                             // What is left is written with the commit (or the abort); after a
                             // failed write it is dropped, as the file would have a hole before it.
                             let (written, file, rest) = writer.finish().await;
-                            let result = match (result, written) {
-                                (r @ Err(TransferError::Copy(CopyError::Local(_))), _) => r,
-                                (r, Ok(())) => {
-                                    upload.defer_write(rest);
-                                    r
+                            let taken = match (&result, &written, &file, &slot) {
+                                (Ok(data::Received::Big), Ok(()), Some(_), Some(_)) => {
+                                    match std::mem::replace(&mut stream, Stream::Detached) {
+                                        Stream::Plain(tcp) => Some((tcp, None)),
+                                        Stream::Tls(tls) => {
+                                            let (tcp, conn) = tls.into_inner();
+                                            Some((tcp, Some(conn)))
+                                        }
+                                        Stream::Detached => None,
+                                    }
                                 }
-                                (Ok(_), Err(e)) => Err(TransferError::Copy(CopyError::Local(e))),
-                                (r, Err(_)) => r,
+                                _ => None,
                             };
-                            (result, file)
+                            match (result, written, file, slot, taken) {
+                                (Ok(data::Received::Big), Ok(()), Some(file), Some(slot), Some((tcp, conn))) => {
+                                    let writeback = upload.will_sync(policy);
+                                    debug!(writeback, "big upload: receiving the rest on its own thread");
+                                    let (end, file) = data::receive_on_thread(
+                                        tcp,
+                                        conn,
+                                        file,
+                                        rest,
+                                        writeback,
+                                        data::OnThread { progress: Arc::clone(&task_progress), stall, cancel: &task_cancel, slot },
+                                    )
+                                    .await;
+                                    let result = match end {
+                                        data::ThreadEnd::Ended(e) => Ok(e),
+                                        data::ThreadEnd::Failed(e) => Err(TransferError::Copy(e)),
+                                        data::ThreadEnd::Aborted => Err(TransferError::Aborted),
+                                    };
+                                    (result, file)
+                                }
+                                (result, written, file, _, _) => {
+                                    let result = match (result, written) {
+                                        (r @ Err(TransferError::Copy(CopyError::Local(_))), _) => r,
+                                        (r, Ok(())) => {
+                                            upload.defer_write(rest);
+                                            r
+                                        }
+                                        (Ok(_), Err(e)) => Err(TransferError::Copy(CopyError::Local(e))),
+                                        (r, Err(_)) => r,
+                                    };
+                                    // Only an upload with a thread slot is promoted, so `Big` cannot
+                                    // stay here; if it did, the upload is not complete.
+                                    let result = result.and_then(|r| match r {
+                                        data::Received::Ended(e) => Ok(e),
+                                        data::Received::Big => Err(TransferError::Copy(CopyError::Local(
+                                            io::Error::other("the upload could not move to its thread"),
+                                        ))),
+                                    });
+                                    (result, file)
+                                }
+                            }
                         };
                         let result = match result {
                             Ok(data::Ending::CloseNotify) => {
-                                // Answer the client's close_notify with ours; it may be gone.
-                                let _ = tokio::time::timeout(TLS_CLOSE_WAIT, stream.shutdown()).await;
+                                // Answer the client's close_notify with ours; it may be gone. (An
+                                // upload thread answered it itself and kept the connection.)
+                                if !matches!(stream, Stream::Detached) {
+                                    let _ = tokio::time::timeout(TLS_CLOSE_WAIT, stream.shutdown()).await;
+                                }
                                 Ok(())
                             }
                             Ok(data::Ending::Eof) => Ok(()),

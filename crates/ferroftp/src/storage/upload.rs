@@ -220,13 +220,19 @@ impl Upload {
         self.commit_with(SyncPolicy::Always)
     }
 
-    /// [`Upload::commit`], flushing to disk as `policy` says.
-    pub fn commit_with(mut self, policy: SyncPolicy) -> Result<(), StorageError> {
-        let sync = match policy {
+    /// Whether [`Upload::commit_with`] with `policy` flushes the file to disk (so that writing
+    /// it can start its writeback early).
+    pub fn will_sync(&self, policy: SyncPolicy) -> bool {
+        match policy {
             SyncPolicy::Always => true,
             SyncPolicy::Replacements => self.replaces,
             SyncPolicy::Never => false,
-        };
+        }
+    }
+
+    /// [`Upload::commit`], flushing to disk as `policy` says.
+    pub fn commit_with(mut self, policy: SyncPolicy) -> Result<(), StorageError> {
+        let sync = self.will_sync(policy);
         self.write_unwritten()?;
         // REST + STOR replaces everything from the offset: the old tail goes.
         if let Some(end) = self.written_end() {

@@ -21,6 +21,9 @@ against CAFILE (host name included: HOST must be in the certificate). Scenarios:
                ROOT/target.txt, a RETR of ROOT/secret.txt). It must be refused again: the binding
                of data connections to their control session has to hold for every attempt. Each
                case is tried with TLS 1.3 and 1.2, the first race on a RETR and on a STOR.
+  abort        ABOR during a long TLS download (ROOT/huge.bin, 64 MiB, made here) with TLS 1.2
+               and 1.3: 426 then 226, and the session goes on: RETR and STOR of ROOT/src.bin
+               (expected) after it arrive whole. Leaves abort-tls12.bin, abort-tls13.bin.
 """
 
 import ftplib
@@ -312,7 +315,37 @@ def read(root, name):
         return f.read()
 
 
+def scenario_abort(host, port, user, password, root, cafile):
+    with open(os.path.join(root, "huge.bin"), "wb") as f:
+        f.truncate(64 * 1024 * 1024)
+    src = read(root, "src.bin")
+    for version in ("TLSv1.2", "TLSv1.3"):
+        tag = version.replace("v1.", "1").lower()
+        ftp = explicit(host, port, user, password, cafile, version)
+        conn = ftp.transfercmd("RETR huge.bin")
+        got = 0
+        while got < 1024 * 1024:
+            chunk = conn.recv(65536)
+            check(chunk, f"{tag}: data connection closed early after {got} bytes")
+            got += len(chunk)
+        # FTP_TLS.abort sends a plain ABOR line (no urgent data through TLS).
+        resp = ftp.abort()
+        check(resp.startswith("426"), f"{tag}: ABOR reply {resp!r}")
+        second = ftp.getresp()
+        check(second.startswith("226"), f"{tag}: reply after 426 {second!r}")
+        conn.close()
+        eq(ftp.voidcmd("NOOP")[:3], "200", f"{tag}: NOOP after ABOR")
+        same_bytes(retr(ftp, "RETR src.bin"), src, f"{tag}: RETR after ABOR")
+        name = f"abort-{tag}.bin"
+        resp = ftp.storbinary(f"STOR {name}", io.BytesIO(src))
+        check(resp.startswith("226"), f"{tag}: STOR reply {resp!r}")
+        same_bytes(read(root, name), src, f"{tag}: {name} on disk")
+        ftp.quit()
+        print(f"{tag}: ok")
+
+
 SCENARIOS = {
+    "abort": scenario_abort,
     "transfers": scenario_transfers,
     "many": scenario_many,
     "implicit": scenario_implicit,
