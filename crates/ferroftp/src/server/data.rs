@@ -699,22 +699,41 @@ async fn run_on_thread<T: Send + 'static>(
     cancel: &tokio_util::sync::CancellationToken,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> io::Result<(T, bool)> {
+    use std::sync::atomic::AtomicU8;
+    /// The thread is running `work`.
+    const RUNNING: u8 = 0;
+    /// `work` returned before any cancel: its result stands, even if an ABOR follows at once.
+    const FINISHED: u8 = 1;
+    /// Cancelled while `work` ran: the socket was shut down under it, so its result (a `recv`
+    /// that saw 0 looks like the client's end) means "aborted".
+    const CANCELLED: u8 = 2;
+    let state = Arc::new(AtomicU8::new(RUNNING));
     let (tx, mut rx) = tokio::sync::oneshot::channel();
+    let on_thread = Arc::clone(&state);
     std::thread::Builder::new()
         .name("ferroftp-xfer".into())
         .stack_size(THREAD_STACK)
         .spawn(move || {
-            let _ = tx.send(work());
+            let result = work();
+            let _ =
+                on_thread.compare_exchange(RUNNING, FINISHED, Ordering::AcqRel, Ordering::Acquire);
+            let _ = tx.send(result);
         })?;
-    let mut aborted = false;
     let joined = tokio::select! {
         r = &mut rx => r,
         () = cancel.cancelled() => {
-            aborted = true;
-            let _ = killer.shutdown(std::net::Shutdown::Both);
+            // Only a transfer still running is cut; one that just ended keeps its result
+            // (the session then answers its 226 and the ABOR's).
+            if state
+                .compare_exchange(RUNNING, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                let _ = killer.shutdown(std::net::Shutdown::Both);
+            }
             rx.await
         }
     };
+    let aborted = state.load(Ordering::Acquire) == CANCELLED;
     joined
         .map(|t| (t, aborted))
         .map_err(|_| io::Error::other("the transfer thread stopped without a result"))
