@@ -70,7 +70,7 @@ use cap_std::fs::{Dir, Metadata, MetadataExt, OpenOptions, Permissions};
 
 pub use error::StorageError;
 use upload::InPlaceMode;
-pub use upload::{SyncPolicy, Upload, WriteMode, is_internal_name};
+pub use upload::{Replaced, SyncPolicy, Upload, WriteMode, is_internal_name};
 pub use vpath::{MAX_DEPTH, MAX_PATH_LEN, VPath};
 
 use vpath::is_valid_segment;

@@ -585,8 +585,9 @@ const TRANSFER_THREADS: usize = 64;
 /// Stack of a transfer thread: it only loops over `recv`/`pread`, rustls and `write` with
 /// heap buffers.
 const THREAD_STACK: usize = 128 * 1024;
-/// How often an upload that will be synced at its commit starts the writeback of what it
-/// wrote, so that the final `fdatasync` waits only for the tail instead of the whole file.
+/// How often an upload whose data must reach the disk before its 226 (synced at its commit, or
+/// renamed over a file: see [`crate::storage::Upload::writes_back_early`]) starts the writeback
+/// of what it wrote, so that the commit waits only for the tail instead of the whole file.
 const WRITEBACK_EVERY: u64 = 8 * 1024 * 1024;
 
 static THREAD_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(TRANSFER_THREADS);
@@ -629,7 +630,8 @@ pub(crate) enum ThreadEnd {
 /// timeout; progress counts bytes as they arrive; `cancel` shuts the socket down under the
 /// thread (a duplicate descriptor stays here for it) and waits for the thread to stop, so the
 /// file comes back only once nothing writes to it any more. With `writeback` (the commit will
-/// sync the file), writeback of the written data starts every [`WRITEBACK_EVERY`] bytes.
+/// sync the file or rename it over another), writeback of the written data starts every
+/// [`WRITEBACK_EVERY`] bytes.
 pub(crate) async fn receive_on_thread(
     tcp: TcpStream,
     tls: Option<rustls::ServerConnection>,

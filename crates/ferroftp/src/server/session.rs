@@ -2057,7 +2057,7 @@ impl Session {
                             };
                             match (result, written, file, slot, taken) {
                                 (Ok(data::Received::Big), Ok(()), Some(file), Some(slot), Some((tcp, conn))) => {
-                                    let writeback = upload.will_sync(policy);
+                                    let writeback = upload.writes_back_early(policy);
                                     debug!(writeback, "big upload: receiving the rest on its own thread");
                                     let (end, file) = data::receive_on_thread(
                                         tcp,
@@ -2167,6 +2167,8 @@ impl Session {
             }
             Err(_) => (TransferResult::Failed, true),
         };
+        // The file a committed upload replaced: freed after the reply (see `Replaced`).
+        let mut replaced = None;
         let (mut replies, result): (Vec<Reply>, String) = match result {
             Ok(()) => match outcome.upload.take() {
                 Some(upload) => {
@@ -2200,7 +2202,10 @@ impl Session {
                         }
                     });
                     match done.await {
-                        Ok(Ok(())) => (vec![Reply::new(226, "Transfer complete")], "ok".into()),
+                        Ok(Ok(old)) => {
+                            replaced = Some(old);
+                            (vec![Reply::new(226, "Transfer complete")], "ok".into())
+                        }
                         Ok(Err(e)) => {
                             let e = StorageError::from(e);
                             (vec![storage_failure_reply(&e)], format!("local error: {e}"))
@@ -2292,9 +2297,18 @@ impl Session {
                 "ABOR command successful; the transfer had completed",
             ));
         }
+        let mut sent = Ok(());
         for reply in replies.drain(..) {
-            self.send(reply).await?;
+            sent = self.send(reply).await;
+            if sent.is_err() {
+                break;
+            }
         }
+        if let Some(old) = replaced {
+            // Freeing a big file's blocks takes a while: not on an async worker.
+            drop(tokio::task::spawn_blocking(move || drop(old)));
+        }
+        sent?;
         Ok(Flow::Continue)
     }
 

@@ -1345,3 +1345,33 @@ fn set_mode_through_a_path_only_handle_checks_links_and_changes_the_file() {
         Err(StorageError::Escape | StorageError::NotFound)
     ));
 }
+
+#[test]
+fn a_replacement_hands_back_the_old_file_to_free_after_the_reply() {
+    use std::os::unix::fs::MetadataExt;
+    let fx = fixture();
+    fs::write(fx.home.join("f.bin"), b"old content").unwrap();
+    let old_inode = fs::metadata(fx.home.join("f.bin")).unwrap().ino();
+    let mut up = fx
+        .fs
+        .create_upload(&vp("/f.bin"), WriteMode::Replace)
+        .unwrap();
+    up.file().write_all(b"new").unwrap();
+    let replaced = up.commit_with(SyncPolicy::Never).unwrap();
+    // The name already holds the new file; the old one lives on only in the handle.
+    assert_eq!(fs::read(fx.home.join("f.bin")).unwrap(), b"new");
+    assert_ne!(
+        fs::metadata(fx.home.join("f.bin")).unwrap().ino(),
+        old_inode
+    );
+    assert_eq!(replaced.inode(), Some(old_inode));
+    drop(replaced);
+
+    // A new name replaced nothing.
+    let mut up = fx
+        .fs
+        .create_upload(&vp("/g.bin"), WriteMode::Replace)
+        .unwrap();
+    up.file().write_all(b"fresh").unwrap();
+    assert_eq!(up.commit_with(SyncPolicy::Never).unwrap().inode(), None);
+}
