@@ -340,6 +340,13 @@ impl User {
     pub fn hash_scheme(&self) -> Option<HashScheme> {
         HashScheme::of(&self.password_hash.0)
     }
+
+    /// Whether the password hash is a well-formed legacy one (bcrypt, crypt(3)): one to
+    /// re-hash to argon2id. Cheaper than [`User::hash_scheme`]: an argon2 string is told by
+    /// its prefix, not parsed again at every login.
+    pub fn has_legacy_hash(&self) -> bool {
+        matches!(legacy::parse(&self.password_hash.0), Some(Ok(_)))
+    }
 }
 
 /// Argon2id cost parameters.
@@ -2388,6 +2395,7 @@ mod tests {
         for ((name, _, _), (_, scheme)) in users.iter().zip(LEGACY) {
             let user = db.verify(name, "hunter2").expect(name);
             assert_eq!(user.hash_scheme(), Some(scheme));
+            assert!(user.has_legacy_hash(), "{name}");
             assert!(db.verify(name, "hunter3").is_none(), "{name}");
             assert!(db.verify(name, "").is_none(), "{name}");
             // Never cheap enough for an async worker.
@@ -2399,14 +2407,12 @@ mod tests {
             argon2.get("a").expect("a").hash_scheme(),
             Some(HashScheme::Argon2)
         );
-        assert_eq!(
-            UserDb::empty()
-                .with_user(User::new("b"), "junk".into())
-                .get("b")
-                .expect("b")
-                .hash_scheme(),
-            None
-        );
+        assert!(!argon2.get("a").expect("a").has_legacy_hash());
+        let junk = UserDb::empty().with_user(User::new("b"), "junk".into());
+        assert_eq!(junk.get("b").expect("b").hash_scheme(), None);
+        assert!(!junk.get("b").expect("b").has_legacy_hash());
+        let bad_md5 = UserDb::empty().with_user(User::new("c"), "$1$x".into());
+        assert!(!bad_md5.get("c").expect("c").has_legacy_hash());
     }
 
     #[test]

@@ -420,22 +420,26 @@ fn next_names(
 #[derive(Debug, Clone)]
 pub struct LocalFs {
     root: Arc<Dir>,
+    /// (device, inode) of `root`, taken at open: an open directory's never changes, and a
+    /// login that finds this home in the [`HomeCache`] then costs one `stat`, not two.
+    identity: Option<(u64, u64)>,
 }
 
 impl LocalFs {
     /// Opens the home directory `home`, which must exist.
     pub fn open(home: &Path) -> Result<Self, StorageError> {
+        use cap_std::fs::MetadataExt;
         let root = Dir::open_ambient_dir(home, cap_std::ambient_authority())?;
+        let identity = root.dir_metadata().ok().map(|md| (md.dev(), md.ino()));
         Ok(LocalFs {
             root: Arc::new(root),
+            identity,
         })
     }
 
     /// The (device, inode) of the home itself, to tell whether a path still names it.
     pub fn identity(&self) -> Option<(u64, u64)> {
-        use cap_std::fs::MetadataExt;
-        let md = self.root.dir_metadata().ok()?;
-        Some((md.dev(), md.ino()))
+        self.identity
     }
 
     /// Metadata of `p`, following symlinks that stay inside the home.

@@ -115,9 +115,30 @@ impl Drop for Ticket {
             if let Some(r) = guard.lock().ips.get_mut(&key) {
                 r.in_flight = r.in_flight.saturating_sub(1);
             }
-            // Checks waiting for a place ask again (the lock is released by now).
-            guard.released.notify_waiters();
+            // Checks waiting for a place ask again (the lock is released by now). Nobody
+            // waits, almost always: then the notification and its lock are skipped. A
+            // waiter counts itself before it asks under the state lock taken above, so it
+            // is seen here whenever it saw the check that ended as still in flight.
+            if guard.waiting.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+                guard.released.notify_waiters();
+            }
         }
+    }
+}
+
+/// One waiter of [`Guard::admit_waiting`], counted until dropped (cancelled included).
+struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn count(waiting: &'a std::sync::atomic::AtomicUsize) -> Self {
+        waiting.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self(waiting)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -128,6 +149,8 @@ pub(crate) struct Guard {
     state: Mutex<State>,
     /// Woken when a check in flight ends, for [`Guard::admit_waiting`].
     released: Notify,
+    /// Calls of [`Guard::admit_waiting`] that wait for `released` now.
+    waiting: std::sync::atomic::AtomicUsize,
 }
 
 impl Counter {
@@ -167,6 +190,7 @@ impl Guard {
             cfg: std::sync::RwLock::new(std::sync::Arc::new(cfg)),
             state: Mutex::new(State::default()),
             released: Notify::new(),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -284,6 +308,12 @@ impl Guard {
         user: &str,
         deadline: tokio::time::Instant,
     ) -> Admission {
+        // The usual case, nothing to wait for, asks once without registering as a waiter.
+        match self.admit(ip, user, Instant::now()) {
+            Admission::AddressBusy => {}
+            other => return other,
+        }
+        let _waiting = Waiting::count(&self.waiting);
         loop {
             // Registered before asking, so that a check ending in between is not missed.
             let released = self.released.notified();

@@ -31,7 +31,7 @@ use super::guard::Admission;
 use super::registry::{SessionHandle, TransferState};
 use super::stream::{self, Stream};
 use super::{Live, SessionPermit, Shared};
-use crate::auth::{self, HashParams, HashScheme, Permission, Permissions, Refusal, Upgrade, User};
+use crate::auth::{self, HashParams, Permission, Permissions, Refusal, Upgrade, User};
 use crate::config::{ListenerConfig, ListenerMode, TlsPolicy};
 use crate::observe::metrics::{Direction, LoginMethod, Metrics, TlsConnection, TransferResult};
 use crate::storage::{self, Entry, EntryKind, LocalFs, StorageError, Upload, VPath, WriteMode};
@@ -58,7 +58,7 @@ const MAX_QUEUED_LINES: usize = 16;
 /// Serve one control connection to the end.
 pub(crate) async fn run(
     stream: TcpStream,
-    peer: SocketAddr,
+    (peer, local): (SocketAddr, SocketAddr),
     id: u64,
     shared: Arc<Shared>,
     listener: ListenerConfig,
@@ -67,13 +67,6 @@ pub(crate) async fn run(
 ) {
     let span = tracing::info_span!("session", id, %peer, user = tracing::field::Empty);
     async move {
-        let local = match stream.local_addr() {
-            Ok(a) => SocketAddr::new(a.ip().to_canonical(), a.port()),
-            Err(e) => {
-                debug!(error = %e, "connection gone before the greeting");
-                return;
-            }
-        };
         info!(local = %local, mode = %listener.mode, "session opened");
         let started = Instant::now();
         let (ctrl, tls) = if listener.mode == ListenerMode::Implicit {
@@ -3166,9 +3159,7 @@ fn land(shared: &Shared, live: &Live, user: &str, home: Option<&std::path::Path>
 }
 
 fn maybe_rehash(shared: &Arc<Shared>, live: &Live, user: &User, password: String) {
-    let legacy = user
-        .hash_scheme()
-        .is_some_and(|scheme| scheme != HashScheme::Argon2);
+    let legacy = user.has_legacy_hash();
     let Some(path) = live.config.users_file.clone() else {
         return;
     };
