@@ -10,6 +10,7 @@ mod registry;
 mod session;
 mod stream;
 
+use futures_util::FutureExt as _;
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
@@ -18,7 +19,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -1135,15 +1135,20 @@ async fn handle_connection(
     // alone and is reported at once, with the session it happened in. Caught in this task
     // rather than by a task of its own: a second task per connection cost a spawn, a wake and
     // its memory for every login. Boxed: the session's state is held once, not moved.
-    let mut wait = CatchUnwind(Box::pin(session::run(
-        stream,
-        (peer, local),
-        id,
-        shared,
-        listener,
-        permit,
-        Arc::clone(&handle),
-    )));
+    // Unwind safety: after a panic the session future is never polled again, only dropped, as
+    // tokio does with a task that panicked.
+    let mut wait = Box::pin(
+        std::panic::AssertUnwindSafe(session::run(
+            stream,
+            (peer, local),
+            id,
+            shared,
+            listener,
+            permit,
+            Arc::clone(&handle),
+        ))
+        .catch_unwind(),
+    );
     let ended = tokio::select! {
         ended = &mut wait => ended,
         // A kicked session closes itself (421, transfer cleaned up); one that cannot (a
@@ -1170,28 +1175,6 @@ async fn handle_connection(
 /// How long a kicked session may take to say goodbye and clean up before it is dropped.
 const KICK_GRACE: Duration = Duration::from_secs(5);
 
-/// A future whose panic while polling becomes `Err(payload)`, as a task's would.
-struct CatchUnwind<F>(std::pin::Pin<Box<F>>);
-
-impl<F: std::future::Future> std::future::Future for CatchUnwind<F> {
-    type Output = Result<F::Output, Box<dyn std::any::Any + Send>>;
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        use std::task::Poll;
-        let inner = self.0.as_mut();
-        // Unwind safety: after a panic the future is never polled again, only dropped, as
-        // tokio does with a task that panicked.
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(out)) => Poll::Ready(Ok(out)),
-            Err(panic) => Poll::Ready(Err(panic)),
-        }
-    }
-}
-
 /// Control sockets keep Telnet "urgent" bytes in line: clients send ABOR as
 /// `IAC IP IAC DM ABOR` with MSG_OOB, and without this the kernel would remove a byte of it.
 /// Set on a control connection, or on the listening socket for all its connections.
@@ -1216,23 +1199,4 @@ async fn refuse(mut stream: TcpStream, text: &str) {
         let _ = stream.shutdown().await;
     })
     .await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn a_panicking_session_future_ends_alone_with_its_message() {
-        let caught = CatchUnwind(Box::pin(async {
-            tokio::task::yield_now().await;
-            panic!("session bug");
-        }))
-        .await;
-        // The future's output type is `!`: only the `Err` of a caught panic can come out.
-        let Err(panic) = caught;
-        assert_eq!(panic.downcast_ref::<&str>(), Some(&"session bug"));
-        // The task (and the runtime) goes on.
-        assert_eq!(CatchUnwind(Box::pin(async { 7 })).await.ok(), Some(7));
-    }
 }
