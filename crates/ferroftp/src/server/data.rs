@@ -574,6 +574,10 @@ where
 /// thread of its own ([`receive_on_thread`]); smaller uploads keep the single trip to the
 /// blocking pool of their commit.
 pub(crate) const BIG_UPLOAD: usize = 256 * 1024;
+/// Bytes a binary TLS download must send to run on a thread of its own
+/// ([`send_tls_on_thread`]): starting a thread costs more than all of a small file's transfer,
+/// which stays on the session's async path.
+pub(crate) const BIG_DOWNLOAD: u64 = 256 * 1024;
 /// The buffer of an upload thread: each `recv` fills it and one `write` empties it, so it is
 /// sized to stay in the L2 cache between the two copies (a larger one lets the data fall out
 /// of the cache before it is written; the cost the old 1 MiB hand-off paid).
@@ -887,21 +891,11 @@ fn receive_blocking(
     stall: Duration,
     writeback: bool,
 ) -> Result<Ending, CopyError> {
-    use std::io::{Read, Write};
-    file.write_all(first).map_err(CopyError::Local)?;
-    let start = if writeback {
-        data_start(file, first)
-    } else {
-        0
-    };
-    let mut unsynced = first.len() as u64;
+    use std::io::Read;
+    let mut written = Writeback::after(file, first, writeback)?;
     if let Some(pipe) = splice_pipe(file) {
         return splice_to_file(sock, file, &pipe, progress, stall, |file, n| {
-            unsynced += n as u64;
-            if writeback && unsynced >= WRITEBACK_EVERY {
-                unsynced = 0;
-                start_writeback(file, start);
-            }
+            written.wrote(file, n);
         });
     }
     let mut buf = vec![0u8; THREAD_BUF];
@@ -922,12 +916,8 @@ fn receive_blocking(
             Err(e) => return Err(CopyError::Network(e)),
         };
         progress.fetch_add(n as u64, Ordering::Relaxed);
-        file.write_all(&buf[..n]).map_err(CopyError::Local)?;
-        unsynced += n as u64;
-        if writeback && unsynced >= WRITEBACK_EVERY {
-            unsynced = 0;
-            start_writeback(file, start);
-        }
+        std::io::Write::write_all(file, &buf[..n]).map_err(CopyError::Local)?;
+        written.wrote(file, n);
     }
 }
 
@@ -983,12 +973,41 @@ fn splice_to_file(
     }
 }
 
-/// Where the data of an upload starts in its file, once `first` is written (in-place uploads
-/// start past 0), for [`start_writeback`].
-fn data_start(file: &mut std::fs::File, first: &[u8]) -> u64 {
-    use std::io::Seek;
-    file.stream_position()
-        .map_or(0, |p| p.saturating_sub(first.len() as u64))
+/// Starts the writeback of an upload's data every [`WRITEBACK_EVERY`] bytes, when it is on.
+struct Writeback {
+    on: bool,
+    /// Where the upload's data starts in its file (in-place uploads start past 0).
+    start: u64,
+    /// Bytes written since the last start.
+    unsynced: u64,
+}
+
+impl Writeback {
+    /// Writes `first` (the bytes received before the thread) to `file`, and counts from there.
+    fn after(file: &mut std::fs::File, first: &[u8], on: bool) -> Result<Self, CopyError> {
+        use std::io::{Seek, Write};
+        file.write_all(first).map_err(CopyError::Local)?;
+        let start = if on {
+            file.stream_position()
+                .map_or(0, |p| p.saturating_sub(first.len() as u64))
+        } else {
+            0
+        };
+        Ok(Self {
+            on,
+            start,
+            unsynced: first.len() as u64,
+        })
+    }
+
+    /// `n` more bytes are in `file`.
+    fn wrote(&mut self, file: &std::fs::File, n: usize) {
+        self.unsynced += n as u64;
+        if self.on && self.unsynced >= WRITEBACK_EVERY {
+            self.unsynced = 0;
+            start_writeback(file, self.start);
+        }
+    }
 }
 
 /// Ciphertext read from the socket at a time by a TLS upload thread. rustls reads records
@@ -1007,30 +1026,20 @@ fn receive_tls_blocking(
     stall: Duration,
     writeback: bool,
 ) -> Result<Ending, CopyError> {
-    use std::io::{Read, Write};
-    file.write_all(first).map_err(CopyError::Local)?;
-    let start = if writeback {
-        data_start(file, first)
-    } else {
-        0
-    };
-    let mut unsynced = first.len() as u64;
+    use std::io::Read;
+    let mut written = Writeback::after(file, first, writeback)?;
     let mut rd = io::BufReader::with_capacity(TLS_READ_BUF, sock);
     let mut buf = vec![0u8; THREAD_BUF];
     let mut filled = 0;
-    let flush = |buf: &[u8], unsynced: &mut u64, file: &mut std::fs::File| {
-        file.write_all(buf).map_err(CopyError::Local)?;
-        *unsynced += buf.len() as u64;
-        if writeback && *unsynced >= WRITEBACK_EVERY {
-            *unsynced = 0;
-            start_writeback(file, start);
-        }
+    let flush = |buf: &[u8], written: &mut Writeback, file: &mut std::fs::File| {
+        std::io::Write::write_all(file, buf).map_err(CopyError::Local)?;
+        written.wrote(file, buf.len());
         Ok::<(), CopyError>(())
     };
     loop {
         match conn.reader().read(&mut buf[filled..]) {
             Ok(0) => {
-                flush(&buf[..filled], &mut unsynced, file)?;
+                flush(&buf[..filled], &mut written, file)?;
                 // Answer the client's close_notify with ours; it may be gone.
                 conn.send_close_notify();
                 while conn.wants_write() {
@@ -1044,7 +1053,7 @@ fn receive_tls_blocking(
                 progress.fetch_add(n as u64, Ordering::Relaxed);
                 filled += n;
                 if filled == buf.len() {
-                    flush(&buf, &mut unsynced, file)?;
+                    flush(&buf, &mut written, file)?;
                     filled = 0;
                 }
                 continue;
@@ -1052,14 +1061,14 @@ fn receive_tls_blocking(
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             // TCP closed without close_notify.
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                flush(&buf[..filled], &mut unsynced, file)?;
+                flush(&buf[..filled], &mut written, file)?;
                 return Ok(Ending::Truncated);
             }
             Err(e) => return Err(CopyError::Network(e)),
         }
         // No plaintext left: before waiting on the network, write what is held.
         if rd.buffer().is_empty() && filled > 0 {
-            flush(&buf[..filled], &mut unsynced, file)?;
+            flush(&buf[..filled], &mut written, file)?;
             filled = 0;
         }
         match conn.read_tls(&mut rd) {

@@ -1929,11 +1929,11 @@ impl Session {
                     Err(e) => return Outcome { result: Err(e), upload: job.into_upload() },
                 };
                 let mut send_slot = match &job {
-                    Job::Send(SendSource::File(..)) if !ascii_mode && stream.is_tls() => data::thread_slot(),
+                    Job::Send(SendSource::File(_, _, len)) if !ascii_mode && stream.is_tls() && *len >= data::BIG_DOWNLOAD => data::thread_slot(),
                     _ => None,
                 };
                 match job {
-                    // A binary TLS download of a file runs on a thread of its own (if one is free).
+                    // A big binary TLS download of a file runs on a thread of its own (if one is free).
                     Job::Send(SendSource::File(f, offset, len)) if send_slot.is_some() => {
                         let result = match (send_slot.take(), std::mem::replace(&mut stream, Stream::Detached)) {
                             (Some(slot), Stream::Tls(tls)) => {
