@@ -795,6 +795,15 @@ pub(crate) enum TransferEnd {
     Aborted,
 }
 
+/// A failed call on a transfer thread's blocking socket: its timeout (SO_RCVTIMEO or
+/// SO_SNDTIMEO) running out is a stall.
+fn socket_failed(e: io::Error, stall: Duration) -> CopyError {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => CopyError::Network(stalled(stall)),
+        _ => CopyError::Network(e),
+    }
+}
+
 /// The data connection as a blocking socket with the stall timeout on both directions, and a
 /// duplicate of it for cancelling.
 fn blocking_socket(
@@ -828,10 +837,7 @@ fn send_tls_blocking(
     conn.set_buffer_limit(Some(2 * TLS_SEND_CHUNK));
     let mut buf = vec![0u8; TLS_SEND_CHUNK];
     let end = offset.saturating_add(len);
-    let stalled_or = |e: io::Error| match e.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => CopyError::Network(stalled(stall)),
-        _ => CopyError::Network(e),
-    };
+    let stalled_or = |e| socket_failed(e, stall);
     while offset < end {
         let want = usize::try_from(end - offset).map_or(buf.len(), |n| n.min(buf.len()));
         let n = match file.read_at(&mut buf[..want], offset) {
@@ -904,16 +910,7 @@ fn receive_blocking(
             Ok(0) => return Ok(Ending::Eof),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            // SO_RCVTIMEO ran out.
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(CopyError::Network(stalled(stall)));
-            }
-            Err(e) => return Err(CopyError::Network(e)),
+            Err(e) => return Err(socket_failed(e, stall)),
         };
         progress.fetch_add(n as u64, Ordering::Relaxed);
         std::io::Write::write_all(file, &buf[..n]).map_err(CopyError::Local)?;
@@ -1074,15 +1071,7 @@ fn receive_tls_blocking(
         match conn.read_tls(&mut rd) {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(CopyError::Network(stalled(stall)));
-            }
-            Err(e) => return Err(CopyError::Network(e)),
+            Err(e) => return Err(socket_failed(e, stall)),
         }
         if let Err(e) = conn.process_new_packets() {
             // Tell the client why (the alert is queued), best effort.
