@@ -95,6 +95,15 @@ fn names(entries: &[Entry]) -> Vec<&str> {
     entries.iter().map(|e| e.name.as_str()).collect()
 }
 
+/// A FIFO at `path` (with no writer: opening it for reading would wait for one).
+fn mkfifo(path: &Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
 fn read_all(mut f: fs::File) -> Vec<u8> {
     let mut buf = Vec::new();
     f.read_to_end(&mut buf).unwrap();
@@ -1249,11 +1258,7 @@ fn set_mode_checks_and_changes_one_handle_while_names_are_swapped() {
 fn open_read_refuses_a_fifo_without_blocking_and_starts_at_the_offset() {
     let fx = fixture();
     // No writer: a plain open for reading would wait for one forever.
-    let status = std::process::Command::new("mkfifo")
-        .arg(fx.home.join("fifo"))
-        .status()
-        .unwrap();
-    assert!(status.success());
+    mkfifo(&fx.home.join("fifo"));
     assert!(matches!(
         fx.fs.open_read(&vp("/fifo"), 0),
         Err(StorageError::PermissionDenied)
@@ -1275,11 +1280,7 @@ fn open_read_refuses_a_fifo_without_blocking_and_starts_at_the_offset() {
 fn set_mode_refuses_special_files_without_blocking_and_changes_unreadable_files() {
     let fx = fixture();
     // A FIFO with no writer: opening it for reading would block without O_NONBLOCK.
-    let status = std::process::Command::new("mkfifo")
-        .arg(fx.home.join("fifo"))
-        .status()
-        .unwrap();
-    assert!(status.success());
+    mkfifo(&fx.home.join("fifo"));
     assert!(matches!(
         fx.fs.set_mode(&vp("/fifo"), 0o600),
         Err(StorageError::PermissionDenied)
