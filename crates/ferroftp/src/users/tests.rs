@@ -264,3 +264,63 @@ fn the_anonymous_home_must_not_hold_a_users_home() {
         "{e}"
     );
 }
+
+/// The least a back-end implements: lookups and checks, nothing else.
+#[derive(Debug)]
+struct Minimal(UserDb);
+
+impl UserDirectory for Minimal {
+    fn describe(&self) -> String {
+        "a minimal directory".to_owned()
+    }
+
+    fn get(&self, name: &str) -> Option<User> {
+        self.0.get(name).cloned()
+    }
+
+    fn check(&self, name: &str, password: &str) -> Result<User, Refusal> {
+        self.0.check(name, password)
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn list(&self) -> Result<Vec<User>, AuthError> {
+        Ok(self.0.users().cloned().collect())
+    }
+}
+
+#[test]
+fn a_new_directory_gets_safe_defaults_for_what_it_does_not_implement() {
+    let cert = "01:".repeat(31) + "01";
+    let mut alice = User::new("alice");
+    alice.client_certs = vec![cert.clone()];
+    let mut bob = alice.clone();
+    bob.name = "bob".to_owned();
+    bob.disabled = true;
+    let users: Box<dyn UserDirectory> = Box::new(Minimal(
+        UserDb::empty()
+            .with_user(alice, hash("a"))
+            .with_user(bob, hash("b")),
+    ));
+    // Always checked on a blocking thread.
+    assert_eq!(users.verify_cost("alice"), u64::MAX);
+    assert!(!users.writable() && !users.is_empty());
+    // A certificate logs in only an enabled user that lists it.
+    assert!(users.certificate_user("alice", &cert).is_some());
+    assert!(users.certificate_user("alice", &"02:".repeat(32)).is_none());
+    assert!(users.certificate_user("bob", &cert).is_none());
+    assert!(users.certificate_user("nobody", &cert).is_none());
+    // Edits are refused, naming the directory; nothing to upgrade.
+    let e = users.delete("alice").expect_err("read-only");
+    assert_eq!(
+        e.to_string(),
+        "a minimal directory is read-only: users cannot be changed at run time"
+    );
+    let alice = users.check("alice", "a").expect("alice");
+    assert_eq!(
+        users.upgrade_hash(&alice, "a", CHEAP).expect("upgrade"),
+        Upgrade::Unchanged
+    );
+}

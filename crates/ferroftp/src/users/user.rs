@@ -19,7 +19,7 @@ impl fmt::Debug for HashString {
     }
 }
 
-/// A user as loaded from the users file.
+/// A user as a [`UserDirectory`](super::UserDirectory) hands it to the server.
 #[derive(Debug, Clone)]
 pub struct User {
     /// Login name (non-empty, no whitespace or control characters).
