@@ -2,8 +2,10 @@
 //!
 //! A map of the crate (the protocol itself, without I/O, is the `ferroftp-proto` crate):
 //! - [`config`]: the TOML configuration, its defaults and validation.
-//! - [`auth`]: virtual users with argon2id hashes (and bcrypt and crypt(3) ones moved from
-//!   other servers) and per-user permissions.
+//! - [`users`]: virtual users behind the [`users::UserDirectory`] trait, the users file as its
+//!   default, argon2id hashes (and bcrypt and crypt(3) ones moved from other servers); [`auth`]
+//!   keeps their old paths.
+//! - [`policy`]: types that configuration, users and TLS share (per-user permissions).
 //! - [`import`]: accounts from ProFTPD, Pure-FTPd and /etc/shadow for `ferroftp import-users`.
 //! - [`storage`]: each user's home on the local filesystem, confined and with atomic uploads.
 //! - [`server`]: listeners, sessions (one task per control connection) and data connections.
@@ -17,8 +19,10 @@ pub mod config;
 pub mod doctor;
 pub mod import;
 pub mod observe;
+pub mod policy;
 pub mod server;
 pub mod storage;
 pub mod tls;
+pub mod users;
 
 pub use server::Server;

@@ -25,8 +25,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::registry::SessionHandle;
 use super::{ReloadHandle, Shared};
-use crate::auth::{self, AuthError, EditMode, Permissions, User, UserChange};
 use crate::config::{ListenerMode, TlsPolicy};
+use crate::policy::Permissions;
+use crate::users::{self, AuthError, User, UserChange, UserDirectory};
 
 /// The OpenAPI 3.1 description of this API.
 pub(crate) const OPENAPI: &str = include_str!("../../../../docs/admin-api.openapi.json");
@@ -598,19 +599,21 @@ fn user_json(u: &User) -> Value {
     })
 }
 
-/// The users file, or 409 when users do not come from one.
-fn users_file(st: &AppState) -> Result<PathBuf, ApiError> {
-    st.shared.live().config.users_file.clone().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            "no users file is configured (users_file / --users): users cannot be changed at run time",
-        )
-    })
+/// The directory the users come from, or 409 when it cannot be edited (no users file).
+fn editable(st: &AppState) -> Result<Arc<dyn UserDirectory>, ApiError> {
+    let users = Arc::clone(&st.shared.live().users);
+    if users.writable() {
+        Ok(users)
+    } else {
+        Err(edit_error(AuthError::ReadOnly {
+            directory: users.describe(),
+        }))
+    }
 }
 
 fn edit_error(e: AuthError) -> ApiError {
     let status = match &e {
-        AuthError::UserExists { .. } => StatusCode::CONFLICT,
+        AuthError::UserExists { .. } | AuthError::ReadOnly { .. } => StatusCode::CONFLICT,
         AuthError::NoSuchUser { .. } => StatusCode::NOT_FOUND,
         AuthError::InvalidName { .. }
         | AuthError::InvalidHash(_)
@@ -663,7 +666,7 @@ fn user_in_force(st: &AppState, name: &str) -> Value {
         .live()
         .users
         .get(name)
-        .map_or(Value::Null, user_json)
+        .map_or(Value::Null, |u| user_json(&u))
 }
 
 /// The hash to store from a request's `password` (hashed here) or `password_hash`: `None`
@@ -692,7 +695,7 @@ async fn new_hash(
                 )
             })?;
             blocking(move || {
-                auth::hash_password(&password, auth::HashParams::default()).map_err(edit_error)
+                users::hash_password(&password, users::HashParams::default()).map_err(edit_error)
             })
             .await
             .map(Some)
@@ -700,11 +703,11 @@ async fn new_hash(
     }
 }
 
-async fn list_users(State(st): State<AppState>) -> Json<Value> {
-    let live = st.shared.live();
-    let mut users: Vec<&User> = live.users.users().collect();
+async fn list_users(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let users = Arc::clone(&st.shared.live().users);
+    let mut users = blocking(move || users.list().map_err(edit_error)).await?;
     users.sort_by(|a, b| a.name.cmp(&b.name));
-    Json(Value::Array(users.into_iter().map(user_json).collect()))
+    Ok(Json(Value::Array(users.iter().map(user_json).collect())))
 }
 
 fn no_user(name: &str) -> ApiError {
@@ -741,7 +744,7 @@ async fn set_user(
 ) -> Result<Json<Value>, ApiError> {
     let patch: UserPatch = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid change: {e}")))?;
-    let path = users_file(&st)?;
+    let users = editable(&st)?;
     if patch.home.is_some() {
         // Refused before anything is written: a home outside the root (unless the configuration
         // allows it) or inside the anonymous home.
@@ -766,7 +769,7 @@ async fn set_user(
     }
     let _edit = st.edits.lock().await;
     {
-        let (name, path) = (name.clone(), path.clone());
+        let (name, users) = (name.clone(), Arc::clone(&users));
         let (home, permissions, tls_policy, disabled) = (
             patch.home,
             patch.permissions,
@@ -781,11 +784,11 @@ async fn set_user(
                 disabled,
                 tls_policy,
             };
-            auth::edit_user(&path, &name, &change, EditMode::Update).map_err(edit_error)
+            users.update(&name, &change).map_err(edit_error)
         })
         .await?;
     }
-    tracing::info!(%admin, user = %name, file = %path.display(), "admin API: user changed");
+    tracing::info!(%admin, user = %name, users = %users.describe(), "admin API: user changed");
     reload_after_edit(&st).await?;
     Ok(Json(user_in_force(&st, &name)))
 }
@@ -795,13 +798,13 @@ async fn remove_user(
     ConnectInfo(admin): ConnectInfo<SocketAddr>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let path = users_file(&st)?;
+    let users = editable(&st)?;
     let _edit = st.edits.lock().await;
     {
-        let (name, path) = (name.clone(), path.clone());
-        blocking(move || auth::delete_user(&path, &name).map_err(edit_error)).await?;
+        let (name, users) = (name.clone(), Arc::clone(&users));
+        blocking(move || users.delete(&name).map_err(edit_error)).await?;
     }
-    tracing::info!(%admin, user = %name, file = %path.display(), "admin API: user deleted");
+    tracing::info!(%admin, user = %name, users = %users.describe(), "admin API: user deleted");
     // The reload logs the user's sessions out (421).
     reload_after_edit(&st).await?;
     Ok(Json(json!({ "deleted": name })))
@@ -814,7 +817,7 @@ async fn add_user(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let new: NewUser = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid user: {e}")))?;
-    let path = users_file(&st)?;
+    let users = editable(&st)?;
     // Refused before anything is written: a home outside the root (unless the configuration
     // allows it) or inside the anonymous home.
     st.shared
@@ -833,7 +836,7 @@ async fn add_user(
     let name = new.name;
     let _edit = st.edits.lock().await;
     {
-        let (name, path) = (name.clone(), path.clone());
+        let (name, users) = (name.clone(), Arc::clone(&users));
         let (home, permissions, tls_policy, disabled) =
             (new.home, new.permissions, new.tls_policy, new.disabled);
         blocking(move || {
@@ -844,11 +847,11 @@ async fn add_user(
                 disabled: disabled.then_some(true),
                 tls_policy,
             };
-            auth::edit_user(&path, &name, &change, EditMode::Create).map_err(edit_error)
+            users.create(&name, &change).map_err(edit_error)
         })
         .await?;
     }
-    tracing::info!(%admin, user = %name, file = %path.display(), "admin API: user added");
+    tracing::info!(%admin, user = %name, users = %users.describe(), "admin API: user added");
     reload_after_edit(&st).await?;
     Ok((StatusCode::CREATED, Json(user_in_force(&st, &name))))
 }
@@ -859,21 +862,21 @@ async fn set_disabled(
     name: String,
     disabled: bool,
 ) -> Result<Json<Value>, ApiError> {
-    let path = users_file(&st)?;
+    let users = editable(&st)?;
     let _edit = st.edits.lock().await;
     {
-        let (name, path) = (name.clone(), path.clone());
+        let (name, users) = (name.clone(), Arc::clone(&users));
         blocking(move || {
             let change = UserChange {
                 disabled: Some(disabled),
                 ..UserChange::default()
             };
-            auth::edit_user(&path, &name, &change, EditMode::Update).map_err(edit_error)
+            users.update(&name, &change).map_err(edit_error)
         })
         .await?;
     }
     let what = if disabled { "disabled" } else { "enabled" };
-    tracing::info!(%admin, user = %name, file = %path.display(), "admin API: user {what}");
+    tracing::info!(%admin, user = %name, users = %users.describe(), "admin API: user {what}");
     reload_after_edit(&st).await?;
     // The reload logs the user's sessions out (421); they are listed until they have closed.
     Ok(Json(user_in_force(&st, &name)))

@@ -23,18 +23,20 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::auth::UserDb;
 use crate::config::{Config, ListenerConfig, ListenerMode};
 use crate::observe::metrics::{self, ListenerStats, Metrics};
 use crate::observe::xferlog::Xferlog;
 use crate::tls::Tls;
+use crate::users::{UserDb, UserDirectory};
 
 /// What a reload replaces, all at once: sessions take a fresh snapshot before each command.
 #[derive(Debug)]
 pub(crate) struct Live {
     pub(crate) config: Config,
     pub(crate) root: PathBuf,
-    pub(crate) users: UserDb,
+    /// Where the users come from: the users file loaded at start or at the last reload (or
+    /// this run's generated user), behind the trait that other sources implement too.
+    pub(crate) users: Arc<dyn UserDirectory>,
     pub(crate) ports: Arc<data::PassivePorts>,
     /// Certificates and TLS configuration; `None` when no listener offers TLS.
     pub(crate) tls: Option<Arc<Tls>>,
@@ -235,7 +237,7 @@ impl Drop for SessionPermit {
 impl Live {
     /// The directory a user's (or anonymous) `home` names, checked against the root.
     pub(crate) fn home_dir(&self, home: Option<&std::path::Path>) -> Result<PathBuf, String> {
-        crate::auth::resolve_home(&self.root, home, self.config.auth.allow_homes_outside_root)
+        crate::users::resolve_home(&self.root, home, self.config.auth.allow_homes_outside_root)
     }
 
     /// Whether user `name` may be given `home`, as loading the users file would check.
@@ -244,11 +246,11 @@ impl Live {
         name: &str,
         home: Option<&std::path::Path>,
     ) -> Result<(), String> {
-        let mut user = crate::auth::User::new(name);
+        let mut user = crate::users::User::new(name);
         user.home = home.map(std::path::Path::to_owned);
         let users = UserDb::empty().with_user(user, String::new());
         let anon = &self.config.anonymous;
-        crate::auth::check_homes(
+        crate::users::check_homes(
             &self.root,
             &users,
             anon.enabled.then_some(anon.home.as_path()),
@@ -278,7 +280,7 @@ fn check_homes_under(
         |p| format!("users file {}", p.display()),
     );
     let anon = &config.anonymous;
-    crate::auth::check_homes(
+    crate::users::check_homes(
         root,
         users,
         anon.enabled.then_some(anon.home.as_path()),
@@ -299,7 +301,7 @@ pub fn check_homes(config: &Config, users: &UserDb) -> Result<Option<PathBuf>, S
     if !anon.enabled {
         return Ok(None);
     }
-    let home = crate::auth::resolve_home(
+    let home = crate::users::resolve_home(
         &root,
         Some(&anon.home),
         config.auth.allow_homes_outside_root,
@@ -466,7 +468,7 @@ impl Server {
             live: std::sync::RwLock::new(Arc::new(Live {
                 ports: data::PassivePorts::new(config.passive.ports),
                 root,
-                users,
+                users: crate::users::directory(config.users_file.as_deref(), users),
                 tls,
                 generation: 0,
                 rehashed: Mutex::default(),
@@ -878,6 +880,7 @@ async fn reload(
             format!("; {}", notes.join("; "))
         }
     );
+    let users = crate::users::directory(config.users_file.as_deref(), users);
     shared.set_live(Live {
         config,
         root,

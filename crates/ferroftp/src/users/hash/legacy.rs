@@ -45,7 +45,7 @@ pub(super) enum Legacy<'a> {
 
 /// What a legacy hash costs to check, to make a dummy that costs the same.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum LegacyCost {
+pub(in crate::users) enum LegacyCost {
     /// bcrypt with this cost (2^cost rounds).
     Bcrypt(u32),
     /// SHA-512-crypt with this many rounds.
