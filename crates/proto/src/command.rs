@@ -5,8 +5,8 @@ use std::net::{SocketAddr, SocketAddrV4};
 use std::time::SystemTime;
 
 use crate::addr;
-use crate::listing;
-use crate::reply::Reply;
+use crate::error::ParseError;
+use crate::listing::{self, MlstFacts};
 
 /// A parsed control command. Aliases (XCWD, XPWD, ...) map to their RFC 959 twins.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,121 +166,6 @@ pub enum SiteCommand {
     Help,
     /// SITE CHMOD mode path (mode in octal)
     Chmod(u32, String),
-}
-
-/// The MLSx facts (RFC 3659 §7) a session asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MlstFacts {
-    /// type=file|dir|...
-    pub kind: bool,
-    /// size=bytes
-    pub size: bool,
-    /// modify=YYYYMMDDHHMMSS
-    pub modify: bool,
-    /// perm=...
-    pub perm: bool,
-    /// unix.mode=0755
-    pub unix_mode: bool,
-}
-
-impl Default for MlstFacts {
-    fn default() -> Self {
-        Self {
-            kind: true,
-            size: true,
-            modify: true,
-            perm: true,
-            unix_mode: false,
-        }
-    }
-}
-
-impl MlstFacts {
-    /// Parse the fact list of `OPTS MLST` (unknown facts are ignored, as RFC 3659 §7.9 says).
-    pub fn parse(list: &str) -> Self {
-        let mut facts = Self {
-            kind: false,
-            size: false,
-            modify: false,
-            perm: false,
-            unix_mode: false,
-        };
-        for fact in list.split(';').map(|f| f.trim().to_ascii_lowercase()) {
-            match fact.as_str() {
-                "type" => facts.kind = true,
-                "size" => facts.size = true,
-                "modify" => facts.modify = true,
-                "perm" => facts.perm = true,
-                "unix.mode" => facts.unix_mode = true,
-                _ => {}
-            }
-        }
-        facts
-    }
-
-    /// The list as OPTS MLST and FEAT show it; `mark` puts a `*` after the active facts.
-    pub fn render(&self, mark: bool) -> String {
-        let all = [
-            ("type", self.kind),
-            ("size", self.size),
-            ("modify", self.modify),
-            ("perm", self.perm),
-            ("unix.mode", self.unix_mode),
-        ];
-        let mut out = String::new();
-        for (name, on) in all {
-            if mark {
-                out.push_str(name);
-                if on {
-                    out.push('*');
-                }
-                out.push(';');
-            } else if on {
-                out.push_str(name);
-                out.push(';');
-            }
-        }
-        out
-    }
-}
-
-/// Why a line is not a command this server can run; each maps to one reply.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ParseError {
-    /// An empty line.
-    #[error("empty command line")]
-    Empty,
-    /// A verb this server does not know (500).
-    #[error("unknown command {0:?}")]
-    Unknown(String),
-    /// A known verb that is not implemented (502).
-    #[error("command {0} not implemented")]
-    NotImplemented(String),
-    /// Bad or missing arguments (501).
-    #[error("{0}")]
-    Syntax(String),
-    /// A valid argument this server does not support (504).
-    #[error("{0}")]
-    UnsupportedParameter(String),
-    /// EPRT/EPSV with a network protocol other than 1 or 2 (522).
-    #[error("network protocol not supported")]
-    UnsupportedProtocol,
-}
-
-impl ParseError {
-    /// The reply to send for this error.
-    pub fn to_reply(&self) -> Reply {
-        match self {
-            Self::Empty => Reply::new(500, "Empty command line"),
-            Self::Unknown(verb) => Reply::new(500, format!("Unknown command '{verb}'")),
-            Self::NotImplemented(verb) => Reply::new(502, format!("{verb} is not implemented")),
-            Self::Syntax(msg) => Reply::new(501, msg.clone()),
-            Self::UnsupportedParameter(msg) => Reply::new(504, msg.clone()),
-            Self::UnsupportedProtocol => {
-                Reply::new(522, "Network protocol not supported, use (1,2)")
-            }
-        }
-    }
 }
 
 /// Verbs that are recognised but deliberately not implemented.

@@ -3,6 +3,7 @@
 //! A map of the crate:
 //! - [`line`]: framing of the control connection (CRLF lines, length limit, Telnet escapes).
 //! - [`command`]: one control line → a typed [`Command`], or a [`ParseError`] that knows its reply code.
+//! - [`error`]: [`ParseError`], why a line is not a command, and the reply each reason gets.
 //! - [`reply`]: [`Reply`] codes and their single- and multi-line rendering (RFC 959 §4.2).
 //! - [`addr`]: PORT/PASV (RFC 959) and EPRT/EPSV (RFC 2428) address encodings.
 //! - [`listing`]: `LIST` lines in Unix `ls -l` style, MLSx facts (RFC 3659) and timestamps.
@@ -15,12 +16,15 @@
 pub mod addr;
 pub mod ascii;
 pub mod command;
+pub mod error;
 pub mod line;
 pub mod listing;
 pub mod reply;
 
 pub use command::{
-    Command, EpsvArg, FileStructure, MlstFacts, OptsCommand, ParseError, ProtLevel, SiteCommand,
-    TransferMode, TransferType,
+    Command, EpsvArg, FileStructure, OptsCommand, ProtLevel, SiteCommand, TransferMode,
+    TransferType,
 };
+pub use error::ParseError;
+pub use listing::MlstFacts;
 pub use reply::Reply;
