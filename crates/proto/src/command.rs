@@ -7,6 +7,7 @@ use std::time::SystemTime;
 use crate::addr;
 use crate::error::ParseError;
 use crate::listing::{self, MlstFacts};
+use crate::verbs::{self, BeforeLogin, NOT_IMPLEMENTED, Verb};
 
 /// A parsed control command. Aliases (XCWD, XPWD, ...) map to their RFC 959 twins.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,6 +104,82 @@ pub enum Command {
     Ccc,
 }
 
+impl Command {
+    /// The verb this command was given with (aliases give their twin).
+    pub fn verb(&self) -> Verb {
+        match self {
+            Self::User(_) => Verb::User,
+            Self::Pass(_) => Verb::Pass,
+            Self::Acct(_) => Verb::Acct,
+            Self::Quit => Verb::Quit,
+            Self::Rein => Verb::Rein,
+            Self::Cwd(_) => Verb::Cwd,
+            Self::Cdup => Verb::Cdup,
+            Self::Pwd => Verb::Pwd,
+            Self::Mkd(_) => Verb::Mkd,
+            Self::Rmd(_) => Verb::Rmd,
+            Self::Dele(_) => Verb::Dele,
+            Self::Rnfr(_) => Verb::Rnfr,
+            Self::Rnto(_) => Verb::Rnto,
+            Self::Type(_) => Verb::Type,
+            Self::Mode(_) => Verb::Mode,
+            Self::Stru(_) => Verb::Stru,
+            Self::Pasv => Verb::Pasv,
+            Self::Epsv(_) => Verb::Epsv,
+            Self::Port(_) => Verb::Port,
+            Self::Eprt(_) => Verb::Eprt,
+            Self::List(_) => Verb::List,
+            Self::Nlst(_) => Verb::Nlst,
+            Self::Mlsd(_) => Verb::Mlsd,
+            Self::Mlst(_) => Verb::Mlst,
+            Self::Retr(_) => Verb::Retr,
+            Self::Stor(_) => Verb::Stor,
+            Self::Stou(_) => Verb::Stou,
+            Self::Appe(_) => Verb::Appe,
+            Self::Rest(_) => Verb::Rest,
+            Self::Abor => Verb::Abor,
+            Self::Size(_) => Verb::Size,
+            Self::Mdtm(_) => Verb::Mdtm,
+            Self::Mfmt(..) => Verb::Mfmt,
+            Self::Feat => Verb::Feat,
+            Self::Opts(_) => Verb::Opts,
+            Self::Syst => Verb::Syst,
+            Self::Stat(_) => Verb::Stat,
+            Self::Help(_) => Verb::Help,
+            Self::Noop => Verb::Noop,
+            Self::Allo => Verb::Allo,
+            Self::Site(_) => Verb::Site,
+            Self::Auth(_) => Verb::Auth,
+            Self::Pbsz(_) => Verb::Pbsz,
+            Self::Prot(_) => Verb::Prot,
+            Self::Ccc => Verb::Ccc,
+        }
+    }
+
+    /// Whether this command may run before login, by its verb's rule in the table.
+    pub fn allowed_before_login(&self) -> bool {
+        match self.verb().before_login() {
+            BeforeLogin::Allowed => true,
+            BeforeLogin::Refused => false,
+            BeforeLogin::WithoutArgument => !self.has_optional_argument(),
+        }
+    }
+
+    /// Whether a verb whose argument is optional was given one.
+    fn has_optional_argument(&self) -> bool {
+        match self {
+            Self::List(a)
+            | Self::Nlst(a)
+            | Self::Mlsd(a)
+            | Self::Mlst(a)
+            | Self::Stou(a)
+            | Self::Stat(a)
+            | Self::Help(a) => a.is_some(),
+            _ => false,
+        }
+    }
+}
+
 /// TYPE: how file contents are represented on the data connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransferType {
@@ -168,12 +245,10 @@ pub enum SiteCommand {
     Chmod(u32, String),
 }
 
-/// Verbs that are recognised but deliberately not implemented.
-const NOT_IMPLEMENTED: &[&str] = &["SMNT", "ADAT", "MIC", "CONF", "ENC", "LANG", "HOST"];
-
 /// Parse one control line (line ending and Telnet sequences already removed).
 ///
-/// The verb is case-insensitive; the argument is everything after the first space, kept as it
+/// The verb is case-insensitive and looked up in the [verb table](crate::verbs); then that
+/// verb's argument parser runs. The argument is everything after the first space, kept as it
 /// is, so that path names may start or end with spaces.
 pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
     let (verb_bytes, arg_bytes) = match line.iter().position(|&b| b == b' ') {
@@ -190,7 +265,6 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
     if verb_bytes.len() > 8 || !verb_bytes.iter().all(u8::is_ascii_alphabetic) {
         return Err(ParseError::Unknown(printable(verb_bytes)));
     }
-    let verb = String::from_utf8_lossy(verb_bytes).to_ascii_uppercase();
     let arg = match arg_bytes {
         Some(bytes) => Some(
             std::str::from_utf8(bytes)
@@ -200,6 +274,21 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
     };
     // A lone space after the verb counts as no argument ("LIST ", "PASS " from some clients).
     let arg = arg.filter(|a| !a.is_empty());
+    match Verb::from_bytes(verb_bytes) {
+        Some(verb) => parse_arguments(verb, arg),
+        None => {
+            let name = String::from_utf8_lossy(verb_bytes).to_ascii_uppercase();
+            Err(if NOT_IMPLEMENTED.contains(&name.as_str()) {
+                ParseError::NotImplemented(name)
+            } else {
+                ParseError::Unknown(name)
+            })
+        }
+    }
+}
+
+/// Each verb's argument parser: `arg` is what follows the verb and its space, `None` if nothing.
+fn parse_arguments(verb: Verb, arg: Option<&str>) -> Result<Command, ParseError> {
     let path = |what: &str| -> Result<String, ParseError> {
         arg.map(str::to_owned)
             .ok_or_else(|| ParseError::Syntax(format!("{what} needs a path argument")))
@@ -210,40 +299,40 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
             Some(_) => Err(ParseError::Syntax(format!("{verb} takes no argument"))),
         }
     };
-    match verb.as_str() {
-        "USER" => Ok(Command::User(
+    match verb {
+        Verb::User => Ok(Command::User(
             arg.ok_or_else(|| ParseError::Syntax("USER needs a user name".into()))?
                 .to_owned(),
         )),
-        "PASS" => Ok(Command::Pass(arg.unwrap_or("").to_owned())),
-        "ACCT" => Ok(Command::Acct(arg.unwrap_or("").to_owned())),
-        "QUIT" => Ok(Command::Quit),
-        "REIN" => none(Command::Rein),
-        "CWD" | "XCWD" => Ok(Command::Cwd(path("CWD")?)),
-        "CDUP" | "XCUP" => Ok(Command::Cdup),
-        "PWD" | "XPWD" => Ok(Command::Pwd),
-        "MKD" | "XMKD" => Ok(Command::Mkd(path("MKD")?)),
-        "RMD" | "XRMD" => Ok(Command::Rmd(path("RMD")?)),
-        "DELE" => Ok(Command::Dele(path("DELE")?)),
-        "RNFR" => Ok(Command::Rnfr(path("RNFR")?)),
-        "RNTO" => Ok(Command::Rnto(path("RNTO")?)),
-        "TYPE" => parse_type(arg),
-        "MODE" => match arg.map(|a| a.trim().to_ascii_uppercase()).as_deref() {
+        Verb::Pass => Ok(Command::Pass(arg.unwrap_or("").to_owned())),
+        Verb::Acct => Ok(Command::Acct(arg.unwrap_or("").to_owned())),
+        Verb::Quit => Ok(Command::Quit),
+        Verb::Rein => none(Command::Rein),
+        Verb::Cwd => Ok(Command::Cwd(path("CWD")?)),
+        Verb::Cdup => Ok(Command::Cdup),
+        Verb::Pwd => Ok(Command::Pwd),
+        Verb::Mkd => Ok(Command::Mkd(path("MKD")?)),
+        Verb::Rmd => Ok(Command::Rmd(path("RMD")?)),
+        Verb::Dele => Ok(Command::Dele(path("DELE")?)),
+        Verb::Rnfr => Ok(Command::Rnfr(path("RNFR")?)),
+        Verb::Rnto => Ok(Command::Rnto(path("RNTO")?)),
+        Verb::Type => parse_type(arg),
+        Verb::Mode => match arg.map(|a| a.trim().to_ascii_uppercase()).as_deref() {
             Some("S") => Ok(Command::Mode(TransferMode::Stream)),
             Some("B" | "C" | "Z") => Err(ParseError::UnsupportedParameter(
                 "Only MODE S (stream) is supported".into(),
             )),
             _ => Err(ParseError::Syntax("MODE needs S, B or C".into())),
         },
-        "STRU" => match arg.map(|a| a.trim().to_ascii_uppercase()).as_deref() {
+        Verb::Stru => match arg.map(|a| a.trim().to_ascii_uppercase()).as_deref() {
             Some("F") => Ok(Command::Stru(FileStructure::File)),
             Some("R" | "P") => Err(ParseError::UnsupportedParameter(
                 "Only STRU F (file) is supported".into(),
             )),
             _ => Err(ParseError::Syntax("STRU needs F, R or P".into())),
         },
-        "PASV" => Ok(Command::Pasv),
-        "EPSV" => match arg.map(|a| a.trim().to_ascii_uppercase()).as_deref() {
+        Verb::Pasv => Ok(Command::Pasv),
+        Verb::Epsv => match arg.map(|a| a.trim().to_ascii_uppercase()).as_deref() {
             None | Some("") => Ok(Command::Epsv(EpsvArg::Any)),
             Some("ALL") => Ok(Command::Epsv(EpsvArg::All)),
             Some("1") => Ok(Command::Epsv(EpsvArg::Protocol(1))),
@@ -253,17 +342,17 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
             }
             Some(_) => Err(ParseError::Syntax("EPSV takes 1, 2 or ALL".into())),
         },
-        "PORT" => Ok(Command::Port(addr::parse_port(arg.unwrap_or(""))?)),
-        "EPRT" => Ok(Command::Eprt(addr::parse_eprt(arg.unwrap_or(""))?)),
-        "LIST" => Ok(Command::List(strip_list_options(arg))),
-        "NLST" => Ok(Command::Nlst(strip_list_options(arg))),
-        "MLSD" => Ok(Command::Mlsd(arg.map(str::to_owned))),
-        "MLST" => Ok(Command::Mlst(arg.map(str::to_owned))),
-        "RETR" => Ok(Command::Retr(path("RETR")?)),
-        "STOR" => Ok(Command::Stor(path("STOR")?)),
-        "STOU" => Ok(Command::Stou(arg.map(str::to_owned))),
-        "APPE" => Ok(Command::Appe(path("APPE")?)),
-        "REST" => {
+        Verb::Port => Ok(Command::Port(addr::parse_port(arg.unwrap_or(""))?)),
+        Verb::Eprt => Ok(Command::Eprt(addr::parse_eprt(arg.unwrap_or(""))?)),
+        Verb::List => Ok(Command::List(strip_list_options(arg))),
+        Verb::Nlst => Ok(Command::Nlst(strip_list_options(arg))),
+        Verb::Mlsd => Ok(Command::Mlsd(arg.map(str::to_owned))),
+        Verb::Mlst => Ok(Command::Mlst(arg.map(str::to_owned))),
+        Verb::Retr => Ok(Command::Retr(path("RETR")?)),
+        Verb::Stor => Ok(Command::Stor(path("STOR")?)),
+        Verb::Stou => Ok(Command::Stou(arg.map(str::to_owned))),
+        Verb::Appe => Ok(Command::Appe(path("APPE")?)),
+        Verb::Rest => {
             let a = arg.map(str::trim).unwrap_or("");
             if a.is_empty() || a.len() > 20 || !a.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(ParseError::Syntax("REST needs a byte offset".into()));
@@ -272,52 +361,51 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
                 .map(Command::Rest)
                 .map_err(|_| ParseError::Syntax("REST offset is too large".into()))
         }
-        "ABOR" => Ok(Command::Abor),
-        "SIZE" => Ok(Command::Size(path("SIZE")?)),
-        "MDTM" => Ok(Command::Mdtm(path("MDTM")?)),
-        "MFMT" => {
-            let a = arg.unwrap_or("");
-            let (time, path) = a
-                .split_once(' ')
-                .ok_or_else(|| ParseError::Syntax("MFMT needs YYYYMMDDHHMMSS and a path".into()))?;
-            let time = listing::parse_timeval(time).ok_or_else(|| {
-                ParseError::Syntax("MFMT time must be YYYYMMDDHHMMSS (UTC)".into())
-            })?;
-            if path.is_empty() {
-                return Err(ParseError::Syntax("MFMT needs a path".into()));
-            }
-            Ok(Command::Mfmt(time, path.to_owned()))
-        }
-        "FEAT" => none(Command::Feat),
-        "OPTS" => parse_opts(arg),
-        "SYST" => none(Command::Syst),
-        "STAT" => Ok(Command::Stat(strip_list_options(arg))),
-        "HELP" => Ok(Command::Help(arg.map(|a| a.trim().to_ascii_uppercase()))),
-        "NOOP" => Ok(Command::Noop),
-        "ALLO" => Ok(Command::Allo),
-        "SITE" => parse_site(arg),
-        "AUTH" => Ok(Command::Auth(
+        Verb::Abor => Ok(Command::Abor),
+        Verb::Size => Ok(Command::Size(path("SIZE")?)),
+        Verb::Mdtm => Ok(Command::Mdtm(path("MDTM")?)),
+        Verb::Mfmt => parse_mfmt(arg),
+        Verb::Feat => none(Command::Feat),
+        Verb::Opts => parse_opts(arg),
+        Verb::Syst => none(Command::Syst),
+        Verb::Stat => Ok(Command::Stat(strip_list_options(arg))),
+        Verb::Help => Ok(Command::Help(arg.map(|a| a.trim().to_ascii_uppercase()))),
+        Verb::Noop => Ok(Command::Noop),
+        Verb::Allo => Ok(Command::Allo),
+        Verb::Site => parse_site(arg),
+        Verb::Auth => Ok(Command::Auth(
             arg.ok_or_else(|| ParseError::Syntax("AUTH needs a mechanism".into()))?
                 .trim()
                 .to_ascii_uppercase(),
         )),
-        "PBSZ" => {
+        Verb::Pbsz => {
             let a = arg.map(str::trim).unwrap_or("");
             a.parse::<u64>()
                 .map(Command::Pbsz)
                 .map_err(|_| ParseError::Syntax("PBSZ needs a number".into()))
         }
-        "PROT" => match arg.map(|a| a.trim().to_ascii_uppercase()).as_deref() {
+        Verb::Prot => match arg.map(|a| a.trim().to_ascii_uppercase()).as_deref() {
             Some("C") => Ok(Command::Prot(ProtLevel::Clear)),
             Some("S") => Ok(Command::Prot(ProtLevel::Safe)),
             Some("E") => Ok(Command::Prot(ProtLevel::Confidential)),
             Some("P") => Ok(Command::Prot(ProtLevel::Private)),
             _ => Err(ParseError::Syntax("PROT needs C, S, E or P".into())),
         },
-        "CCC" => none(Command::Ccc),
-        v if NOT_IMPLEMENTED.contains(&v) => Err(ParseError::NotImplemented(verb)),
-        _ => Err(ParseError::Unknown(verb)),
+        Verb::Ccc => none(Command::Ccc),
     }
+}
+
+fn parse_mfmt(arg: Option<&str>) -> Result<Command, ParseError> {
+    let a = arg.unwrap_or("");
+    let (time, path) = a
+        .split_once(' ')
+        .ok_or_else(|| ParseError::Syntax("MFMT needs YYYYMMDDHHMMSS and a path".into()))?;
+    let time = listing::parse_timeval(time)
+        .ok_or_else(|| ParseError::Syntax("MFMT time must be YYYYMMDDHHMMSS (UTC)".into()))?;
+    if path.is_empty() {
+        return Err(ParseError::Syntax("MFMT needs a path".into()));
+    }
+    Ok(Command::Mfmt(time, path.to_owned()))
 }
 
 fn parse_type(arg: Option<&str>) -> Result<Command, ParseError> {
@@ -419,14 +507,9 @@ fn printable(bytes: &[u8]) -> String {
     s
 }
 
-/// The verbs this crate parses, for HELP.
-pub const VERBS: &[&str] = &[
-    "ABOR", "ACCT", "ALLO", "APPE", "AUTH", "CCC", "CDUP", "CWD", "DELE", "EPRT", "EPSV", "FEAT",
-    "HELP", "LIST", "MDTM", "MFMT", "MKD", "MLSD", "MLST", "MODE", "NLST", "NOOP", "OPTS", "PASS",
-    "PASV", "PBSZ", "PORT", "PROT", "PWD", "QUIT", "REIN", "REST", "RETR", "RMD", "RNFR", "RNTO",
-    "SITE", "SIZE", "STAT", "STOR", "STOU", "STRU", "SYST", "TYPE", "USER", "XCUP", "XCWD", "XMKD",
-    "XPWD", "XRMD",
-];
+/// The names this crate parses (verbs and aliases), sorted, as HELP lists them; derived from
+/// the [verb table](crate::verbs).
+pub const VERBS: &[&str] = &verbs::NAMES;
 
 #[cfg(test)]
 mod tests {
