@@ -223,7 +223,17 @@ pub const SERVER_FEATURES: &[&str] = &["TVFS"];
 pub const NOT_IMPLEMENTED: &[&str] = &["SMNT", "ADAT", "MIC", "CONF", "ENC", "LANG", "HOST"];
 
 /// Every name the parser accepts (verbs and aliases), in alphabetical order: the HELP list.
-pub const NAMES: [&str; NAME_COUNT] = sorted_names();
+pub const NAMES: [&str; NAME_COUNT] = names(&LOOKUP);
+
+/// Every name with its verb, sorted by name.
+const LOOKUP: [(&str, Verb); NAME_COUNT] = sorted_lookup();
+
+/// [`LOOKUP`] with each name packed into a number ([`key`]), in the same order, for a binary
+/// search that compares integers instead of strings.
+static KEYS: [(u32, Verb); NAME_COUNT] = keys(&LOOKUP);
+
+/// The longest name: anything longer is no verb, without looking.
+const MAX_NAME_LEN: usize = 4;
 
 impl Verb {
     /// The verb a name stands for, in any letter case; aliases give their twin.
@@ -233,14 +243,15 @@ impl Verb {
 
     /// [`Verb::from_name`] on the bytes of a control line.
     pub fn from_bytes(name: &[u8]) -> Option<Self> {
-        Self::ALL.iter().copied().find(|v| {
-            let info = v.info();
-            info.name.as_bytes().eq_ignore_ascii_case(name)
-                || info
-                    .aliases
-                    .iter()
-                    .any(|a| a.as_bytes().eq_ignore_ascii_case(name))
-        })
+        // Every command line comes through here: no allocation, no string compares.
+        if !name.iter().all(u8::is_ascii_alphabetic) {
+            return None;
+        }
+        let key = key(name)?;
+        KEYS.binary_search_by_key(&key, |(k, _)| *k)
+            .ok()
+            .and_then(|i| KEYS.get(i))
+            .map(|(_, verb)| *verb)
     }
 
     /// Its name on the wire, upper case; this is also its label in metrics and logs.
@@ -310,18 +321,19 @@ pub fn help_reply(topic: Option<&str>) -> Reply {
     }
 }
 
-/// [`NAMES`], computed from the table when the crate is compiled.
-const fn sorted_names() -> [&'static str; NAME_COUNT] {
-    let mut out = [""; NAME_COUNT];
+/// [`LOOKUP`], computed from the table when the crate is compiled.
+const fn sorted_lookup() -> [(&'static str, Verb); NAME_COUNT] {
+    let mut out = [("", Verb::Abor); NAME_COUNT];
     let mut n = 0;
     let mut v = 0;
     while v < Verb::ALL.len() {
-        let info = Verb::ALL[v].info();
-        out[n] = info.name;
+        let verb = Verb::ALL[v];
+        let info = verb.info();
+        out[n] = (info.name, verb);
         n += 1;
         let mut a = 0;
         while a < info.aliases.len() {
-            out[n] = info.aliases[a];
+            out[n] = (info.aliases[a], verb);
             n += 1;
             a += 1;
         }
@@ -331,12 +343,68 @@ const fn sorted_names() -> [&'static str; NAME_COUNT] {
     let mut i = 1;
     while i < NAME_COUNT {
         let mut j = i;
-        while j > 0 && less(out[j], out[j - 1]) {
+        while j > 0 && less(out[j].0, out[j - 1].0) {
             let t = out[j];
             out[j] = out[j - 1];
             out[j - 1] = t;
             j -= 1;
         }
+        i += 1;
+    }
+    // The lookup relies on these; a table entry that breaks them fails the build here.
+    let mut i = 0;
+    while i < NAME_COUNT {
+        assert!(
+            out[i].0.len() <= MAX_NAME_LEN,
+            "a verb name is longer than MAX_NAME_LEN"
+        );
+        assert!(
+            i == 0 || less(out[i - 1].0, out[i].0),
+            "a verb name is given twice"
+        );
+        i += 1;
+    }
+    out
+}
+
+/// A name of at most [`MAX_NAME_LEN`] letters as a number, upper-cased, its first letter in the
+/// highest byte and zeros after its end, so that numbers sort as the names do.
+const fn key(name: &[u8]) -> Option<u32> {
+    if name.len() > MAX_NAME_LEN {
+        return None;
+    }
+    let mut k = 0u32;
+    let mut i = 0;
+    while i < MAX_NAME_LEN {
+        k <<= 8;
+        if i < name.len() {
+            k |= name[i].to_ascii_uppercase() as u32;
+        }
+        i += 1;
+    }
+    Some(k)
+}
+
+/// [`LOOKUP`] with packed names.
+const fn keys(lookup: &[(&'static str, Verb); NAME_COUNT]) -> [(u32, Verb); NAME_COUNT] {
+    let mut out = [(0, Verb::Abor); NAME_COUNT];
+    let mut i = 0;
+    while i < NAME_COUNT {
+        out[i] = match key(lookup[i].0.as_bytes()) {
+            Some(k) => (k, lookup[i].1),
+            None => panic!("a verb name is longer than MAX_NAME_LEN"),
+        };
+        i += 1;
+    }
+    out
+}
+
+/// The names of [`LOOKUP`], in its order.
+const fn names(lookup: &[(&'static str, Verb); NAME_COUNT]) -> [&'static str; NAME_COUNT] {
+    let mut out = [""; NAME_COUNT];
+    let mut i = 0;
+    while i < NAME_COUNT {
+        out[i] = lookup[i].0;
         i += 1;
     }
     out

@@ -133,6 +133,12 @@ fn every_verb_round_trips_through_its_name_and_aliases() {
     assert_eq!(Verb::from_name("SMNT"), None);
     assert_eq!(Verb::from_name(""), None);
     assert_eq!(Verb::from_name("RETRX"), None);
+    assert_eq!(Verb::from_name("CWDCWDCWD"), None);
+    // Packed keys pad with zeros: a NUL or other non-letter must not complete a shorter name.
+    assert_eq!(Verb::from_bytes(b"CWD\0"), None);
+    assert_eq!(Verb::from_bytes(b"CW"), None);
+    assert_eq!(Verb::from_bytes(b"pWd"), Some(Verb::Pwd));
+    assert_eq!(Verb::from_bytes("RETR".as_bytes()), Some(Verb::Retr));
 }
 
 #[test]
