@@ -11,6 +11,9 @@
 //! - [`listing`]: `LIST` lines in Unix `ls -l` style, MLSx facts (RFC 3659) and timestamps.
 //! - [`ascii`]: TYPE A line-ending translation in both directions, chunk by chunk.
 //!
+//! Imports run one way (a unit test checks it): `command` uses `verbs`, `addr`, `listing` and
+//! `error`; `verbs` uses `listing` and `reply`; nothing uses `command`.
+//!
 //! Nothing here touches a socket, a file or a clock: time is passed in, so everything is
 //! deterministic and property-tested.
 #![forbid(unsafe_code)]

@@ -9,7 +9,7 @@
 use crate::listing::MlstFacts;
 use crate::reply::Reply;
 
-/// What the session does with commands of a group; the session's handlers are organised the same way.
+/// What a verb is about; the session's handlers are grouped the same way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Group {
     /// Logging in and out: USER, PASS, ACCT, REIN, QUIT.
@@ -155,7 +155,8 @@ verb_table! {
     /// MDTM: a file's modification time (RFC 3659).
     Mdtm = "MDTM", "MDTM <sp> pathname", Information, Refused, Feature::Always("MDTM");
     /// MFMT: set a file's modification time.
-    Mfmt = "MFMT", "MFMT <sp> YYYYMMDDHHMMSS <sp> pathname", FileOps, Refused, Feature::Always("MFMT");
+    Mfmt = "MFMT", "MFMT <sp> YYYYMMDDHHMMSS <sp> pathname", FileOps, Refused,
+        Feature::Always("MFMT");
     /// MKD: make a directory.
     Mkd = "MKD" ["XMKD"], "MKD <sp> pathname", FileOps, Refused, Feature::None;
     /// MLSD: a directory as machine-readable facts (RFC 3659).
@@ -169,7 +170,8 @@ verb_table! {
     /// NOOP: nothing, to keep the connection alive.
     Noop = "NOOP", "NOOP", Information, Allowed, Feature::None;
     /// OPTS: options of other verbs (RFC 2389): UTF8, MLST facts.
-    Opts = "OPTS", "OPTS <sp> UTF8 ON|OFF | MLST fact;...", Information, Allowed, Feature::Always("UTF8");
+    Opts = "OPTS", "OPTS <sp> UTF8 ON|OFF | MLST fact;...", Information, Allowed,
+        Feature::Always("UTF8");
     /// PASS: the password.
     Pass = "PASS", "PASS <sp> password", Access, Allowed, Feature::None;
     /// PASV: passive data connection (IPv4).
@@ -197,7 +199,8 @@ verb_table! {
     /// RNTO: its new name.
     Rnto = "RNTO", "RNTO <sp> pathname", FileOps, Refused, Feature::None;
     /// SITE: site-specific commands (HELP, CHMOD).
-    Site = "SITE", "SITE <sp> HELP | CHMOD <sp> mode <sp> pathname", FileOps, Refused, Feature::None;
+    Site = "SITE", "SITE <sp> HELP | CHMOD <sp> mode <sp> pathname", FileOps, Refused,
+        Feature::None;
     /// SIZE: a file's size in the current TYPE (RFC 3659).
     Size = "SIZE", "SIZE <sp> pathname", Information, Refused, Feature::Always("SIZE");
     /// STAT: the session's state, or a directory listing on the control connection.
