@@ -46,25 +46,25 @@ pub enum Command {
     Stru(FileStructure),
     /// PASV
     Pasv,
-    /// EPSV [1|2|ALL]
+    /// `EPSV [1|2|ALL]`
     Epsv(EpsvArg),
     /// PORT h1,h2,h3,h4,p1,p2
     Port(SocketAddrV4),
     /// EPRT |proto|addr|port|
     Eprt(SocketAddr),
-    /// LIST [options] [path]
+    /// `LIST [options] [path]`
     List(Option<String>),
-    /// NLST [options] [path]
+    /// `NLST [options] [path]`
     Nlst(Option<String>),
-    /// MLSD [path]
+    /// `MLSD [path]`
     Mlsd(Option<String>),
-    /// MLST [path]
+    /// `MLST [path]`
     Mlst(Option<String>),
     /// RETR path
     Retr(String),
     /// STOR path
     Stor(String),
-    /// STOU [name hint]
+    /// `STOU [name hint]`
     Stou(Option<String>),
     /// APPE path
     Appe(String),
@@ -84,9 +84,9 @@ pub enum Command {
     Opts(OptsCommand),
     /// SYST
     Syst,
-    /// STAT [path]
+    /// `STAT [path]`
     Stat(Option<String>),
-    /// HELP [topic]
+    /// `HELP [topic]`
     Help(Option<String>),
     /// NOOP
     Noop,
@@ -183,7 +183,7 @@ impl Command {
 /// TYPE: how file contents are represented on the data connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransferType {
-    /// TYPE A [N]: text with CRLF line ends on the wire.
+    /// `TYPE A [N]`: text with CRLF line ends on the wire.
     Ascii,
     /// TYPE I or TYPE L 8: bytes as they are.
     Image,

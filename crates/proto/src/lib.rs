@@ -1,7 +1,7 @@
 //! The FTP protocol without I/O.
 //!
 //! A map of the crate:
-//! - [`line`]: framing of the control connection (CRLF lines, length limit, Telnet escapes).
+//! - [`line`](mod@line): framing of the control connection (CRLF lines, length limit, Telnet escapes).
 //! - [`command`]: one control line → a typed [`Command`], or a [`ParseError`] that knows its reply code.
 //! - [`error`]: [`ParseError`], why a line is not a command, and the reply each reason gets.
 //! - [`verbs`]: the verb table: one entry per verb drives parsing, HELP, FEAT, the
