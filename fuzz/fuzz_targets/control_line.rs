@@ -8,11 +8,12 @@
 use std::net::{SocketAddr, SocketAddrV4};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ferroftp_proto::command::{self, VERBS};
+use ferroftp_proto::command;
 use ferroftp_proto::line::{self, LineTooLong};
+use ferroftp_proto::verbs::{self, TlsOffer};
 use ferroftp_proto::{
-    Command, EpsvArg, MlstFacts, OptsCommand, ProtLevel, Reply, SiteCommand, TransferType, addr,
-    listing,
+    Command, EpsvArg, MlstFacts, OptsCommand, ParseError, ProtLevel, Reply, SiteCommand,
+    TransferType, Verb, addr, listing,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -100,6 +101,7 @@ fn check_framing_and_commands(stream: &[u8], max_len: usize) {
 fn check_command(line: &[u8]) {
     match command::parse(line) {
         Err(e) => {
+            check_known_verb_error(&e, line);
             let reply = e.to_reply();
             assert!(
                 (400..600).contains(&reply.code),
@@ -127,13 +129,38 @@ fn check_command(line: &[u8]) {
     }
 }
 
-fn check_command_invariants(cmd: &Command, line: &[u8]) {
+/// The verb part of a control line: everything before the first space.
+fn verb_of(line: &[u8]) -> &[u8] {
     let verb_end = line.iter().position(|&b| b == b' ').unwrap_or(line.len());
-    let verb = String::from_utf8_lossy(&line[..verb_end]).to_ascii_uppercase();
-    assert!(
-        VERBS.contains(&verb.as_str()),
-        "{verb:?} parsed to {cmd:?} but is not in VERBS"
+    &line[..verb_end]
+}
+
+/// A line whose verb is in the table is never an unknown command (SITE's unknown subcommands
+/// are their own "unknown command").
+fn check_known_verb_error(e: &ParseError, line: &[u8]) {
+    let Some(verb) = Verb::from_bytes(verb_of(line)) else {
+        return;
+    };
+    match e {
+        ParseError::Unknown(sub) if verb == Verb::Site => {
+            assert!(sub.starts_with("SITE "), "{line:?}: {e:?}")
+        }
+        ParseError::Unknown(_) | ParseError::NotImplemented(_) | ParseError::Empty => {
+            panic!("{line:?} names {verb}, but parsed as {e:?}")
+        }
+        _ => {}
+    }
+}
+
+fn check_command_invariants(cmd: &Command, line: &[u8]) {
+    // The table's verb for the line's verb is the command's verb, and its rules answer.
+    let verb = Verb::from_bytes(verb_of(line));
+    assert_eq!(
+        verb,
+        Some(cmd.verb()),
+        "{line:?} parsed to {cmd:?}, whose verb differs"
     );
+    let _ = cmd.allowed_before_login();
     match cmd {
         Command::Port(a) => {
             assert_eq!(addr::parse_port(&addr::format_port(*a)), Ok(*a));
@@ -147,7 +174,10 @@ fn check_command_invariants(cmd: &Command, line: &[u8]) {
             assert!(!path.is_empty());
             check_timeval(*t);
         }
+        // The client's topic goes into the HELP reply, which must stay one reply.
+        Command::Help(topic) => check_rendered(&verbs::help_reply(topic.as_deref())),
         Command::Opts(OptsCommand::Mlst(facts)) => {
+            check_rendered(&verbs::feat_reply(*facts, TlsOffer::Explicit));
             assert_eq!(MlstFacts::parse(&facts.render(false)), *facts);
             assert_eq!(
                 MlstFacts::parse(&facts.render(true).replace('*', "")).kind,

@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 
-use crate::command::ParseError;
+use crate::error::ParseError;
 
 /// Parse a PORT argument, `h1,h2,h3,h4,p1,p2`.
 pub fn parse_port(arg: &str) -> Result<SocketAddrV4, ParseError> {

@@ -5,8 +5,9 @@ use std::net::{SocketAddr, SocketAddrV4};
 use std::time::SystemTime;
 
 use crate::addr;
-use crate::listing;
-use crate::reply::Reply;
+use crate::error::ParseError;
+use crate::listing::{self, MlstFacts};
+use crate::verbs::{self, BeforeLogin, NOT_IMPLEMENTED, Verb};
 
 /// A parsed control command. Aliases (XCWD, XPWD, ...) map to their RFC 959 twins.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,25 +46,25 @@ pub enum Command {
     Stru(FileStructure),
     /// PASV
     Pasv,
-    /// EPSV [1|2|ALL]
+    /// `EPSV [1|2|ALL]`
     Epsv(EpsvArg),
     /// PORT h1,h2,h3,h4,p1,p2
     Port(SocketAddrV4),
     /// EPRT |proto|addr|port|
     Eprt(SocketAddr),
-    /// LIST [options] [path]
+    /// `LIST [options] [path]`
     List(Option<String>),
-    /// NLST [options] [path]
+    /// `NLST [options] [path]`
     Nlst(Option<String>),
-    /// MLSD [path]
+    /// `MLSD [path]`
     Mlsd(Option<String>),
-    /// MLST [path]
+    /// `MLST [path]`
     Mlst(Option<String>),
     /// RETR path
     Retr(String),
     /// STOR path
     Stor(String),
-    /// STOU [name hint]
+    /// `STOU [name hint]`
     Stou(Option<String>),
     /// APPE path
     Appe(String),
@@ -83,9 +84,9 @@ pub enum Command {
     Opts(OptsCommand),
     /// SYST
     Syst,
-    /// STAT [path]
+    /// `STAT [path]`
     Stat(Option<String>),
-    /// HELP [topic]
+    /// `HELP [topic]`
     Help(Option<String>),
     /// NOOP
     Noop,
@@ -103,10 +104,86 @@ pub enum Command {
     Ccc,
 }
 
+impl Command {
+    /// The verb this command was given with (aliases give their twin).
+    pub fn verb(&self) -> Verb {
+        match self {
+            Self::User(_) => Verb::User,
+            Self::Pass(_) => Verb::Pass,
+            Self::Acct(_) => Verb::Acct,
+            Self::Quit => Verb::Quit,
+            Self::Rein => Verb::Rein,
+            Self::Cwd(_) => Verb::Cwd,
+            Self::Cdup => Verb::Cdup,
+            Self::Pwd => Verb::Pwd,
+            Self::Mkd(_) => Verb::Mkd,
+            Self::Rmd(_) => Verb::Rmd,
+            Self::Dele(_) => Verb::Dele,
+            Self::Rnfr(_) => Verb::Rnfr,
+            Self::Rnto(_) => Verb::Rnto,
+            Self::Type(_) => Verb::Type,
+            Self::Mode(_) => Verb::Mode,
+            Self::Stru(_) => Verb::Stru,
+            Self::Pasv => Verb::Pasv,
+            Self::Epsv(_) => Verb::Epsv,
+            Self::Port(_) => Verb::Port,
+            Self::Eprt(_) => Verb::Eprt,
+            Self::List(_) => Verb::List,
+            Self::Nlst(_) => Verb::Nlst,
+            Self::Mlsd(_) => Verb::Mlsd,
+            Self::Mlst(_) => Verb::Mlst,
+            Self::Retr(_) => Verb::Retr,
+            Self::Stor(_) => Verb::Stor,
+            Self::Stou(_) => Verb::Stou,
+            Self::Appe(_) => Verb::Appe,
+            Self::Rest(_) => Verb::Rest,
+            Self::Abor => Verb::Abor,
+            Self::Size(_) => Verb::Size,
+            Self::Mdtm(_) => Verb::Mdtm,
+            Self::Mfmt(..) => Verb::Mfmt,
+            Self::Feat => Verb::Feat,
+            Self::Opts(_) => Verb::Opts,
+            Self::Syst => Verb::Syst,
+            Self::Stat(_) => Verb::Stat,
+            Self::Help(_) => Verb::Help,
+            Self::Noop => Verb::Noop,
+            Self::Allo => Verb::Allo,
+            Self::Site(_) => Verb::Site,
+            Self::Auth(_) => Verb::Auth,
+            Self::Pbsz(_) => Verb::Pbsz,
+            Self::Prot(_) => Verb::Prot,
+            Self::Ccc => Verb::Ccc,
+        }
+    }
+
+    /// Whether this command may run before login, by its verb's rule in the table.
+    pub fn allowed_before_login(&self) -> bool {
+        match self.verb().before_login() {
+            BeforeLogin::Allowed => true,
+            BeforeLogin::Refused => false,
+            BeforeLogin::WithoutArgument => !self.has_optional_argument(),
+        }
+    }
+
+    /// Whether a verb whose argument is optional was given one.
+    fn has_optional_argument(&self) -> bool {
+        match self {
+            Self::List(a)
+            | Self::Nlst(a)
+            | Self::Mlsd(a)
+            | Self::Mlst(a)
+            | Self::Stou(a)
+            | Self::Stat(a)
+            | Self::Help(a) => a.is_some(),
+            _ => false,
+        }
+    }
+}
+
 /// TYPE: how file contents are represented on the data connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransferType {
-    /// TYPE A [N]: text with CRLF line ends on the wire.
+    /// `TYPE A [N]`: text with CRLF line ends on the wire.
     Ascii,
     /// TYPE I or TYPE L 8: bytes as they are.
     Image,
@@ -168,127 +245,10 @@ pub enum SiteCommand {
     Chmod(u32, String),
 }
 
-/// The MLSx facts (RFC 3659 §7) a session asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MlstFacts {
-    /// type=file|dir|...
-    pub kind: bool,
-    /// size=bytes
-    pub size: bool,
-    /// modify=YYYYMMDDHHMMSS
-    pub modify: bool,
-    /// perm=...
-    pub perm: bool,
-    /// unix.mode=0755
-    pub unix_mode: bool,
-}
-
-impl Default for MlstFacts {
-    fn default() -> Self {
-        Self {
-            kind: true,
-            size: true,
-            modify: true,
-            perm: true,
-            unix_mode: false,
-        }
-    }
-}
-
-impl MlstFacts {
-    /// Parse the fact list of `OPTS MLST` (unknown facts are ignored, as RFC 3659 §7.9 says).
-    pub fn parse(list: &str) -> Self {
-        let mut facts = Self {
-            kind: false,
-            size: false,
-            modify: false,
-            perm: false,
-            unix_mode: false,
-        };
-        for fact in list.split(';').map(|f| f.trim().to_ascii_lowercase()) {
-            match fact.as_str() {
-                "type" => facts.kind = true,
-                "size" => facts.size = true,
-                "modify" => facts.modify = true,
-                "perm" => facts.perm = true,
-                "unix.mode" => facts.unix_mode = true,
-                _ => {}
-            }
-        }
-        facts
-    }
-
-    /// The list as OPTS MLST and FEAT show it; `mark` puts a `*` after the active facts.
-    pub fn render(&self, mark: bool) -> String {
-        let all = [
-            ("type", self.kind),
-            ("size", self.size),
-            ("modify", self.modify),
-            ("perm", self.perm),
-            ("unix.mode", self.unix_mode),
-        ];
-        let mut out = String::new();
-        for (name, on) in all {
-            if mark {
-                out.push_str(name);
-                if on {
-                    out.push('*');
-                }
-                out.push(';');
-            } else if on {
-                out.push_str(name);
-                out.push(';');
-            }
-        }
-        out
-    }
-}
-
-/// Why a line is not a command this server can run; each maps to one reply.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ParseError {
-    /// An empty line.
-    #[error("empty command line")]
-    Empty,
-    /// A verb this server does not know (500).
-    #[error("unknown command {0:?}")]
-    Unknown(String),
-    /// A known verb that is not implemented (502).
-    #[error("command {0} not implemented")]
-    NotImplemented(String),
-    /// Bad or missing arguments (501).
-    #[error("{0}")]
-    Syntax(String),
-    /// A valid argument this server does not support (504).
-    #[error("{0}")]
-    UnsupportedParameter(String),
-    /// EPRT/EPSV with a network protocol other than 1 or 2 (522).
-    #[error("network protocol not supported")]
-    UnsupportedProtocol,
-}
-
-impl ParseError {
-    /// The reply to send for this error.
-    pub fn to_reply(&self) -> Reply {
-        match self {
-            Self::Empty => Reply::new(500, "Empty command line"),
-            Self::Unknown(verb) => Reply::new(500, format!("Unknown command '{verb}'")),
-            Self::NotImplemented(verb) => Reply::new(502, format!("{verb} is not implemented")),
-            Self::Syntax(msg) => Reply::new(501, msg.clone()),
-            Self::UnsupportedParameter(msg) => Reply::new(504, msg.clone()),
-            Self::UnsupportedProtocol => {
-                Reply::new(522, "Network protocol not supported, use (1,2)")
-            }
-        }
-    }
-}
-
-/// Verbs that are recognised but deliberately not implemented.
-const NOT_IMPLEMENTED: &[&str] = &["SMNT", "ADAT", "MIC", "CONF", "ENC", "LANG", "HOST"];
-
 /// Parse one control line (line ending and Telnet sequences already removed).
 ///
-/// The verb is case-insensitive; the argument is everything after the first space, kept as it
+/// The verb is case-insensitive and looked up in the [verb table](crate::verbs); then that
+/// verb's argument parser runs. The argument is everything after the first space, kept as it
 /// is, so that path names may start or end with spaces.
 pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
     let (verb_bytes, arg_bytes) = match line.iter().position(|&b| b == b' ') {
@@ -305,7 +265,6 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
     if verb_bytes.len() > 8 || !verb_bytes.iter().all(u8::is_ascii_alphabetic) {
         return Err(ParseError::Unknown(printable(verb_bytes)));
     }
-    let verb = String::from_utf8_lossy(verb_bytes).to_ascii_uppercase();
     let arg = match arg_bytes {
         Some(bytes) => Some(
             std::str::from_utf8(bytes)
@@ -315,6 +274,21 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
     };
     // A lone space after the verb counts as no argument ("LIST ", "PASS " from some clients).
     let arg = arg.filter(|a| !a.is_empty());
+    match Verb::from_bytes(verb_bytes) {
+        Some(verb) => parse_arguments(verb, arg),
+        None => {
+            let name = String::from_utf8_lossy(verb_bytes).to_ascii_uppercase();
+            Err(if NOT_IMPLEMENTED.contains(&name.as_str()) {
+                ParseError::NotImplemented(name)
+            } else {
+                ParseError::Unknown(name)
+            })
+        }
+    }
+}
+
+/// Each verb's argument parser: `arg` is what follows the verb and its space, `None` if nothing.
+fn parse_arguments(verb: Verb, arg: Option<&str>) -> Result<Command, ParseError> {
     let path = |what: &str| -> Result<String, ParseError> {
         arg.map(str::to_owned)
             .ok_or_else(|| ParseError::Syntax(format!("{what} needs a path argument")))
@@ -325,40 +299,40 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
             Some(_) => Err(ParseError::Syntax(format!("{verb} takes no argument"))),
         }
     };
-    match verb.as_str() {
-        "USER" => Ok(Command::User(
+    match verb {
+        Verb::User => Ok(Command::User(
             arg.ok_or_else(|| ParseError::Syntax("USER needs a user name".into()))?
                 .to_owned(),
         )),
-        "PASS" => Ok(Command::Pass(arg.unwrap_or("").to_owned())),
-        "ACCT" => Ok(Command::Acct(arg.unwrap_or("").to_owned())),
-        "QUIT" => Ok(Command::Quit),
-        "REIN" => none(Command::Rein),
-        "CWD" | "XCWD" => Ok(Command::Cwd(path("CWD")?)),
-        "CDUP" | "XCUP" => Ok(Command::Cdup),
-        "PWD" | "XPWD" => Ok(Command::Pwd),
-        "MKD" | "XMKD" => Ok(Command::Mkd(path("MKD")?)),
-        "RMD" | "XRMD" => Ok(Command::Rmd(path("RMD")?)),
-        "DELE" => Ok(Command::Dele(path("DELE")?)),
-        "RNFR" => Ok(Command::Rnfr(path("RNFR")?)),
-        "RNTO" => Ok(Command::Rnto(path("RNTO")?)),
-        "TYPE" => parse_type(arg),
-        "MODE" => match arg.map(|a| a.trim().to_ascii_uppercase()).as_deref() {
+        Verb::Pass => Ok(Command::Pass(arg.unwrap_or("").to_owned())),
+        Verb::Acct => Ok(Command::Acct(arg.unwrap_or("").to_owned())),
+        Verb::Quit => Ok(Command::Quit),
+        Verb::Rein => none(Command::Rein),
+        Verb::Cwd => Ok(Command::Cwd(path("CWD")?)),
+        Verb::Cdup => Ok(Command::Cdup),
+        Verb::Pwd => Ok(Command::Pwd),
+        Verb::Mkd => Ok(Command::Mkd(path("MKD")?)),
+        Verb::Rmd => Ok(Command::Rmd(path("RMD")?)),
+        Verb::Dele => Ok(Command::Dele(path("DELE")?)),
+        Verb::Rnfr => Ok(Command::Rnfr(path("RNFR")?)),
+        Verb::Rnto => Ok(Command::Rnto(path("RNTO")?)),
+        Verb::Type => parse_type(arg),
+        Verb::Mode => match arg.map(|a| a.trim().to_ascii_uppercase()).as_deref() {
             Some("S") => Ok(Command::Mode(TransferMode::Stream)),
             Some("B" | "C" | "Z") => Err(ParseError::UnsupportedParameter(
                 "Only MODE S (stream) is supported".into(),
             )),
             _ => Err(ParseError::Syntax("MODE needs S, B or C".into())),
         },
-        "STRU" => match arg.map(|a| a.trim().to_ascii_uppercase()).as_deref() {
+        Verb::Stru => match arg.map(|a| a.trim().to_ascii_uppercase()).as_deref() {
             Some("F") => Ok(Command::Stru(FileStructure::File)),
             Some("R" | "P") => Err(ParseError::UnsupportedParameter(
                 "Only STRU F (file) is supported".into(),
             )),
             _ => Err(ParseError::Syntax("STRU needs F, R or P".into())),
         },
-        "PASV" => Ok(Command::Pasv),
-        "EPSV" => match arg.map(|a| a.trim().to_ascii_uppercase()).as_deref() {
+        Verb::Pasv => Ok(Command::Pasv),
+        Verb::Epsv => match arg.map(|a| a.trim().to_ascii_uppercase()).as_deref() {
             None | Some("") => Ok(Command::Epsv(EpsvArg::Any)),
             Some("ALL") => Ok(Command::Epsv(EpsvArg::All)),
             Some("1") => Ok(Command::Epsv(EpsvArg::Protocol(1))),
@@ -368,17 +342,17 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
             }
             Some(_) => Err(ParseError::Syntax("EPSV takes 1, 2 or ALL".into())),
         },
-        "PORT" => Ok(Command::Port(addr::parse_port(arg.unwrap_or(""))?)),
-        "EPRT" => Ok(Command::Eprt(addr::parse_eprt(arg.unwrap_or(""))?)),
-        "LIST" => Ok(Command::List(strip_list_options(arg))),
-        "NLST" => Ok(Command::Nlst(strip_list_options(arg))),
-        "MLSD" => Ok(Command::Mlsd(arg.map(str::to_owned))),
-        "MLST" => Ok(Command::Mlst(arg.map(str::to_owned))),
-        "RETR" => Ok(Command::Retr(path("RETR")?)),
-        "STOR" => Ok(Command::Stor(path("STOR")?)),
-        "STOU" => Ok(Command::Stou(arg.map(str::to_owned))),
-        "APPE" => Ok(Command::Appe(path("APPE")?)),
-        "REST" => {
+        Verb::Port => Ok(Command::Port(addr::parse_port(arg.unwrap_or(""))?)),
+        Verb::Eprt => Ok(Command::Eprt(addr::parse_eprt(arg.unwrap_or(""))?)),
+        Verb::List => Ok(Command::List(strip_list_options(arg))),
+        Verb::Nlst => Ok(Command::Nlst(strip_list_options(arg))),
+        Verb::Mlsd => Ok(Command::Mlsd(arg.map(str::to_owned))),
+        Verb::Mlst => Ok(Command::Mlst(arg.map(str::to_owned))),
+        Verb::Retr => Ok(Command::Retr(path("RETR")?)),
+        Verb::Stor => Ok(Command::Stor(path("STOR")?)),
+        Verb::Stou => Ok(Command::Stou(arg.map(str::to_owned))),
+        Verb::Appe => Ok(Command::Appe(path("APPE")?)),
+        Verb::Rest => {
             let a = arg.map(str::trim).unwrap_or("");
             if a.is_empty() || a.len() > 20 || !a.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(ParseError::Syntax("REST needs a byte offset".into()));
@@ -387,52 +361,51 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
                 .map(Command::Rest)
                 .map_err(|_| ParseError::Syntax("REST offset is too large".into()))
         }
-        "ABOR" => Ok(Command::Abor),
-        "SIZE" => Ok(Command::Size(path("SIZE")?)),
-        "MDTM" => Ok(Command::Mdtm(path("MDTM")?)),
-        "MFMT" => {
-            let a = arg.unwrap_or("");
-            let (time, path) = a
-                .split_once(' ')
-                .ok_or_else(|| ParseError::Syntax("MFMT needs YYYYMMDDHHMMSS and a path".into()))?;
-            let time = listing::parse_timeval(time).ok_or_else(|| {
-                ParseError::Syntax("MFMT time must be YYYYMMDDHHMMSS (UTC)".into())
-            })?;
-            if path.is_empty() {
-                return Err(ParseError::Syntax("MFMT needs a path".into()));
-            }
-            Ok(Command::Mfmt(time, path.to_owned()))
-        }
-        "FEAT" => none(Command::Feat),
-        "OPTS" => parse_opts(arg),
-        "SYST" => none(Command::Syst),
-        "STAT" => Ok(Command::Stat(strip_list_options(arg))),
-        "HELP" => Ok(Command::Help(arg.map(|a| a.trim().to_ascii_uppercase()))),
-        "NOOP" => Ok(Command::Noop),
-        "ALLO" => Ok(Command::Allo),
-        "SITE" => parse_site(arg),
-        "AUTH" => Ok(Command::Auth(
+        Verb::Abor => Ok(Command::Abor),
+        Verb::Size => Ok(Command::Size(path("SIZE")?)),
+        Verb::Mdtm => Ok(Command::Mdtm(path("MDTM")?)),
+        Verb::Mfmt => parse_mfmt(arg),
+        Verb::Feat => none(Command::Feat),
+        Verb::Opts => parse_opts(arg),
+        Verb::Syst => none(Command::Syst),
+        Verb::Stat => Ok(Command::Stat(strip_list_options(arg))),
+        Verb::Help => Ok(Command::Help(arg.map(|a| a.trim().to_ascii_uppercase()))),
+        Verb::Noop => Ok(Command::Noop),
+        Verb::Allo => Ok(Command::Allo),
+        Verb::Site => parse_site(arg),
+        Verb::Auth => Ok(Command::Auth(
             arg.ok_or_else(|| ParseError::Syntax("AUTH needs a mechanism".into()))?
                 .trim()
                 .to_ascii_uppercase(),
         )),
-        "PBSZ" => {
+        Verb::Pbsz => {
             let a = arg.map(str::trim).unwrap_or("");
             a.parse::<u64>()
                 .map(Command::Pbsz)
                 .map_err(|_| ParseError::Syntax("PBSZ needs a number".into()))
         }
-        "PROT" => match arg.map(|a| a.trim().to_ascii_uppercase()).as_deref() {
+        Verb::Prot => match arg.map(|a| a.trim().to_ascii_uppercase()).as_deref() {
             Some("C") => Ok(Command::Prot(ProtLevel::Clear)),
             Some("S") => Ok(Command::Prot(ProtLevel::Safe)),
             Some("E") => Ok(Command::Prot(ProtLevel::Confidential)),
             Some("P") => Ok(Command::Prot(ProtLevel::Private)),
             _ => Err(ParseError::Syntax("PROT needs C, S, E or P".into())),
         },
-        "CCC" => none(Command::Ccc),
-        v if NOT_IMPLEMENTED.contains(&v) => Err(ParseError::NotImplemented(verb)),
-        _ => Err(ParseError::Unknown(verb)),
+        Verb::Ccc => none(Command::Ccc),
     }
+}
+
+fn parse_mfmt(arg: Option<&str>) -> Result<Command, ParseError> {
+    let a = arg.unwrap_or("");
+    let (time, path) = a
+        .split_once(' ')
+        .ok_or_else(|| ParseError::Syntax("MFMT needs YYYYMMDDHHMMSS and a path".into()))?;
+    let time = listing::parse_timeval(time)
+        .ok_or_else(|| ParseError::Syntax("MFMT time must be YYYYMMDDHHMMSS (UTC)".into()))?;
+    if path.is_empty() {
+        return Err(ParseError::Syntax("MFMT needs a path".into()));
+    }
+    Ok(Command::Mfmt(time, path.to_owned()))
 }
 
 fn parse_type(arg: Option<&str>) -> Result<Command, ParseError> {
@@ -534,160 +507,9 @@ fn printable(bytes: &[u8]) -> String {
     s
 }
 
-/// The verbs this crate parses, for HELP.
-pub const VERBS: &[&str] = &[
-    "ABOR", "ACCT", "ALLO", "APPE", "AUTH", "CCC", "CDUP", "CWD", "DELE", "EPRT", "EPSV", "FEAT",
-    "HELP", "LIST", "MDTM", "MFMT", "MKD", "MLSD", "MLST", "MODE", "NLST", "NOOP", "OPTS", "PASS",
-    "PASV", "PBSZ", "PORT", "PROT", "PWD", "QUIT", "REIN", "REST", "RETR", "RMD", "RNFR", "RNTO",
-    "SITE", "SIZE", "STAT", "STOR", "STOU", "STRU", "SYST", "TYPE", "USER", "XCUP", "XCWD", "XMKD",
-    "XPWD", "XRMD",
-];
+/// The names this crate parses (verbs and aliases), sorted, as HELP lists them; derived from
+/// the [verb table](crate::verbs).
+pub const VERBS: &[&str] = &verbs::NAMES;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn p(s: &str) -> Result<Command, ParseError> {
-        parse(s.as_bytes())
-    }
-
-    #[test]
-    fn verbs_are_case_insensitive_and_aliases_map() {
-        assert_eq!(p("user bob"), Ok(Command::User("bob".into())));
-        assert_eq!(p("XCWD /a"), Ok(Command::Cwd("/a".into())));
-        assert_eq!(p("xpwd"), Ok(Command::Pwd));
-        assert_eq!(p("XMKD d"), Ok(Command::Mkd("d".into())));
-        assert_eq!(p("XRMD d"), Ok(Command::Rmd("d".into())));
-        assert_eq!(p("XCUP"), Ok(Command::Cdup));
-    }
-
-    #[test]
-    fn paths_keep_spaces_and_utf8() {
-        assert_eq!(
-            p("RETR  my file .txt "),
-            Ok(Command::Retr(" my file .txt ".into()))
-        );
-        assert_eq!(
-            p("STOR héllo wörld.txt"),
-            Ok(Command::Stor("héllo wörld.txt".into()))
-        );
-        assert!(matches!(
-            parse(b"STOR \xff\xfe"),
-            Err(ParseError::Syntax(_))
-        ));
-    }
-
-    #[test]
-    fn types_modes_and_structures() {
-        assert_eq!(p("TYPE A"), Ok(Command::Type(TransferType::Ascii)));
-        assert_eq!(p("TYPE A N"), Ok(Command::Type(TransferType::Ascii)));
-        assert_eq!(p("type i"), Ok(Command::Type(TransferType::Image)));
-        assert_eq!(p("TYPE L 8"), Ok(Command::Type(TransferType::Image)));
-        assert!(matches!(
-            p("TYPE L 7"),
-            Err(ParseError::UnsupportedParameter(_))
-        ));
-        assert!(matches!(
-            p("TYPE E"),
-            Err(ParseError::UnsupportedParameter(_))
-        ));
-        assert!(matches!(p("TYPE X"), Err(ParseError::Syntax(_))));
-        assert!(matches!(p("TYPE"), Err(ParseError::Syntax(_))));
-        assert_eq!(p("MODE S"), Ok(Command::Mode(TransferMode::Stream)));
-        assert!(matches!(
-            p("MODE B"),
-            Err(ParseError::UnsupportedParameter(_))
-        ));
-        assert_eq!(p("STRU F"), Ok(Command::Stru(FileStructure::File)));
-        assert!(matches!(
-            p("STRU R"),
-            Err(ParseError::UnsupportedParameter(_))
-        ));
-    }
-
-    #[test]
-    fn list_options_are_dropped() {
-        assert_eq!(p("LIST -la"), Ok(Command::List(None)));
-        assert_eq!(
-            p("LIST -a -l dir name"),
-            Ok(Command::List(Some("dir name".into())))
-        );
-        assert_eq!(p("NLST ./-x"), Ok(Command::Nlst(Some("./-x".into()))));
-        assert_eq!(p("LIST"), Ok(Command::List(None)));
-    }
-
-    #[test]
-    fn numeric_arguments_are_checked() {
-        assert_eq!(p("REST 100"), Ok(Command::Rest(100)));
-        assert!(matches!(p("REST -1"), Err(ParseError::Syntax(_))));
-        assert!(matches!(
-            p("REST 99999999999999999999"),
-            Err(ParseError::Syntax(_))
-        ));
-        assert_eq!(p("EPSV"), Ok(Command::Epsv(EpsvArg::Any)));
-        assert_eq!(p("EPSV all"), Ok(Command::Epsv(EpsvArg::All)));
-        assert_eq!(p("EPSV 3"), Err(ParseError::UnsupportedProtocol));
-        assert_eq!(
-            p("SITE CHMOD 755 a b"),
-            Ok(Command::Site(SiteCommand::Chmod(0o755, "a b".into())))
-        );
-        assert!(matches!(p("SITE CHMOD 9 a"), Err(ParseError::Syntax(_))));
-    }
-
-    #[test]
-    fn errors_map_to_the_right_codes() {
-        assert_eq!(p("FOO").unwrap_err().to_reply().code, 500);
-        assert_eq!(p("").unwrap_err().to_reply().code, 500);
-        assert_eq!(p("SMNT x").unwrap_err().to_reply().code, 502);
-        assert_eq!(p("CWD").unwrap_err().to_reply().code, 501);
-        assert_eq!(p("MODE C").unwrap_err().to_reply().code, 504);
-        assert_eq!(p("EPRT |9|x|1|").unwrap_err().to_reply().code, 522);
-        assert_eq!(p("SITE EXEC ls").unwrap_err().to_reply().code, 500);
-    }
-
-    #[test]
-    fn opts_and_mlst_facts() {
-        assert_eq!(
-            p("OPTS UTF8 ON"),
-            Ok(Command::Opts(OptsCommand::Utf8(true)))
-        );
-        let Ok(Command::Opts(OptsCommand::Mlst(f))) = p("OPTS MLST size;Type;bogus;") else {
-            panic!("not parsed");
-        };
-        assert!(f.size && f.kind && !f.modify && !f.perm);
-        assert_eq!(f.render(false), "type;size;");
-        assert_eq!(
-            MlstFacts::default().render(true),
-            "type*;size*;modify*;perm*;unix.mode;"
-        );
-    }
-
-    #[test]
-    fn mfmt_parses_time_and_path() {
-        let Ok(Command::Mfmt(t, path)) = p("MFMT 20200102030405 a b.txt") else {
-            panic!("not parsed");
-        };
-        assert_eq!(path, "a b.txt");
-        assert_eq!(listing::format_timeval(t), "20200102030405");
-        assert!(p("MFMT 2020 a").is_err());
-    }
-
-    proptest! {
-        #[test]
-        fn no_byte_sequence_panics(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
-            let _ = parse(&bytes);
-        }
-
-        #[test]
-        fn no_verb_with_any_argument_panics(verb in prop::sample::select(VERBS), arg in "\\PC{0,80}") {
-            let _ = parse(format!("{verb} {arg}").as_bytes());
-        }
-
-        #[test]
-        fn path_arguments_round_trip(name in "[^\r\n\0]{1,60}") {
-            prop_assume!(!name.is_empty());
-            prop_assert_eq!(parse(format!("RETR {name}").as_bytes()), Ok(Command::Retr(name.clone())));
-        }
-    }
-}
+mod tests;

@@ -5,7 +5,81 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
 
-use crate::command::MlstFacts;
+/// The MLSx facts (RFC 3659 §7) a session asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MlstFacts {
+    /// type=file|dir|...
+    pub kind: bool,
+    /// size=bytes
+    pub size: bool,
+    /// modify=YYYYMMDDHHMMSS
+    pub modify: bool,
+    /// perm=...
+    pub perm: bool,
+    /// unix.mode=0755
+    pub unix_mode: bool,
+}
+
+impl Default for MlstFacts {
+    fn default() -> Self {
+        Self {
+            kind: true,
+            size: true,
+            modify: true,
+            perm: true,
+            unix_mode: false,
+        }
+    }
+}
+
+impl MlstFacts {
+    /// Parse the fact list of `OPTS MLST` (unknown facts are ignored, as RFC 3659 §7.9 says).
+    pub fn parse(list: &str) -> Self {
+        let mut facts = Self {
+            kind: false,
+            size: false,
+            modify: false,
+            perm: false,
+            unix_mode: false,
+        };
+        for fact in list.split(';').map(|f| f.trim().to_ascii_lowercase()) {
+            match fact.as_str() {
+                "type" => facts.kind = true,
+                "size" => facts.size = true,
+                "modify" => facts.modify = true,
+                "perm" => facts.perm = true,
+                "unix.mode" => facts.unix_mode = true,
+                _ => {}
+            }
+        }
+        facts
+    }
+
+    /// The list as OPTS MLST and FEAT show it; `mark` puts a `*` after the active facts.
+    pub fn render(&self, mark: bool) -> String {
+        let all = [
+            ("type", self.kind),
+            ("size", self.size),
+            ("modify", self.modify),
+            ("perm", self.perm),
+            ("unix.mode", self.unix_mode),
+        ];
+        let mut out = String::new();
+        for (name, on) in all {
+            if mark {
+                out.push_str(name);
+                if on {
+                    out.push('*');
+                }
+                out.push(';');
+            } else if on {
+                out.push_str(name);
+                out.push(';');
+            }
+        }
+        out
+    }
+}
 
 /// What a listing shows of one directory entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use ferroftp_proto::Verb;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -56,10 +57,10 @@ impl Direction {
     const ALL: [Self; 3] = [Self::Upload, Self::Download, Self::Listing];
 
     /// The direction of a transfer verb.
-    pub(crate) fn of_verb(verb: &str) -> Self {
+    pub(crate) fn of_verb(verb: Verb) -> Self {
         match verb {
-            "STOR" | "APPE" | "STOU" => Self::Upload,
-            "RETR" => Self::Download,
+            Verb::Stor | Verb::Appe | Verb::Stou => Self::Upload,
+            Verb::Retr => Self::Download,
             _ => Self::Listing,
         }
     }
@@ -116,8 +117,16 @@ pub(crate) enum Refusal {
     Limit,
 }
 
-/// The transfer verbs, in label order.
-const VERBS: [&str; 7] = ["RETR", "STOR", "APPE", "STOU", "LIST", "NLST", "MLSD"];
+/// The transfer verbs, in label order; the label is the verb's name (`Verb::name`).
+const VERBS: [Verb; 7] = [
+    Verb::Retr,
+    Verb::Stor,
+    Verb::Appe,
+    Verb::Stou,
+    Verb::List,
+    Verb::Nlst,
+    Verb::Mlsd,
+];
 
 /// A counter: only ever goes up.
 #[derive(Debug, Default)]
@@ -256,7 +265,7 @@ impl Metrics {
     }
 
     /// A transfer that ended, with the bytes it moved.
-    pub(crate) fn transfer(&self, verb: &str, tls: bool, bytes: u64, result: TransferResult) {
+    pub(crate) fn transfer(&self, verb: Verb, tls: bool, bytes: u64, result: TransferResult) {
         let dir = Direction::of_verb(verb);
         let d = Direction::ALL.iter().position(|x| *x == dir).unwrap_or(0);
         if let Some(c) = self.bytes.get(d).and_then(|row| row.get(usize::from(tls))) {
@@ -419,7 +428,7 @@ impl Metrics {
                 sample(
                     o,
                     "ferroftp_transfers_total",
-                    &format!("verb=\"{verb}\",result=\"{}\"", r.as_str()),
+                    &format!("verb=\"{}\",result=\"{}\"", verb.name(), r.as_str()),
                     c.get(),
                 );
             }
@@ -723,9 +732,9 @@ mod tests {
         let open = l.open();
         m.login_ok(LoginMethod::Anonymous);
         m.login_failed();
-        m.transfer("RETR", true, 10, TransferResult::Ok);
-        m.transfer("STOR", false, 5, TransferResult::Aborted);
-        m.transfer("LIST", false, 7, TransferResult::Failed);
+        m.transfer(Verb::Retr, true, 10, TransferResult::Ok);
+        m.transfer(Verb::Stor, false, 5, TransferResult::Aborted);
+        m.transfer(Verb::List, false, 7, TransferResult::Failed);
         let held = m.passive_port();
         let text = m.render(Snapshot { bans_active: 2 });
         for line in [
@@ -780,7 +789,7 @@ mod tests {
                     for _ in 0..10_000 {
                         let _open = l.open();
                         let _port = m.passive_port();
-                        m.transfer("STOR", false, 3, TransferResult::Ok);
+                        m.transfer(Verb::Stor, false, 3, TransferResult::Ok);
                         m.login_failed();
                     }
                 })

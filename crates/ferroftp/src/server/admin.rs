@@ -433,7 +433,7 @@ fn session_json(h: &SessionHandle) -> Value {
     let state = h.state();
     let transfer = state.transfer.as_ref().map(|t| {
         json!({
-            "verb": t.verb,
+            "verb": t.verb.name(),
             "path": t.path,
             "direction": t.direction,
             "bytes": t.bytes(),

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 
+use ferroftp_proto::Verb;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ListenerMode;
@@ -60,7 +61,7 @@ pub(crate) struct SessionState {
 #[derive(Debug, Clone)]
 pub(crate) struct TransferState {
     /// RETR, STOR, APPE, STOU, LIST, NLST, MLSD.
-    pub(crate) verb: &'static str,
+    pub(crate) verb: Verb,
     /// The path as the client sees it.
     pub(crate) path: String,
     /// `download`, `upload` or `listing`.

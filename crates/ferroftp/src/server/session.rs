@@ -13,10 +13,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime};
 
-use ferroftp_proto::command::{self, VERBS};
+use ferroftp_proto::command;
 use ferroftp_proto::line::{self, LineTooLong};
 use ferroftp_proto::listing::{self, Facts, FileKind};
 use ferroftp_proto::reply::quote_path;
+use ferroftp_proto::verbs::{self, TlsOffer, Verb};
 use ferroftp_proto::{
     Command, EpsvArg, MlstFacts, OptsCommand, ProtLevel, Reply, SiteCommand, TransferType, addr,
 };
@@ -185,7 +186,7 @@ struct Running {
     handle: JoinHandle<Outcome>,
     cancel: CancellationToken,
     progress: Arc<AtomicU64>,
-    verb: &'static str,
+    verb: Verb,
     path: VPath,
     total: Option<u64>,
     started: Instant,
@@ -746,7 +747,7 @@ impl Session {
             }
             let bytes = running.progress.load(Ordering::Relaxed);
             info!(
-                verb = running.verb,
+                verb = running.verb.name(),
                 path = %running.path,
                 bytes,
                 result = "aborted",
@@ -1887,7 +1888,7 @@ impl Session {
         connect: ConnectFuture,
         opening: String,
         job: Job,
-        verb: &'static str,
+        verb: Verb,
         path: VPath,
         total: Option<u64>,
     ) -> Result<(), Reply> {
@@ -2207,7 +2208,7 @@ impl Session {
                     }
                 }
                 // A file cut short while it was being sent: the client must not think it whole.
-                None if running.verb == "RETR" && running.total.is_some_and(|t| bytes < t) => {
+                None if running.verb == Verb::Retr && running.total.is_some_and(|t| bytes < t) => {
                     let total = running.total.unwrap_or_default();
                     (
                         vec![Reply::new(
@@ -2396,7 +2397,7 @@ impl Session {
                 connect,
                 opening,
                 Job::Send(SendSource::File(file, offset, len - offset)),
-                "RETR",
+                Verb::Retr,
                 path,
                 Some(len - offset),
             )
@@ -2408,7 +2409,7 @@ impl Session {
     async fn cmd_store(&mut self, arg: &str, append: bool) -> Result<(), Reply> {
         async {
             let offset = std::mem::take(&mut self.rest);
-            let verb = if append { "APPE" } else { "STOR" };
+            let verb = if append { Verb::Appe } else { Verb::Stor };
             let may_write = self.login()?.perms.has(Permission::Write);
             let (mode, perm) = match (append, offset) {
                 (false, 0) => (WriteMode::Replace, Permission::Write),
@@ -2482,7 +2483,7 @@ impl Session {
                 connect,
                 format!("FILE: {name}"),
                 Job::Receive(file, upload),
-                "STOU",
+                Verb::Stou,
                 path,
                 None,
             )
@@ -2801,7 +2802,7 @@ async fn wait_transfer(running: &mut Option<Running>) -> Outcome {
 fn log_transfer(running: &Running, bytes: u64, elapsed: std::time::Duration, result: &str) {
     let direction = Direction::of_verb(running.verb).as_str();
     info!(
-        verb = running.verb,
+        verb = running.verb.name(),
         direction,
         path = %running.path,
         bytes,
@@ -2820,11 +2821,11 @@ enum ListStyle {
 }
 
 impl ListStyle {
-    fn verb(self) -> &'static str {
+    fn verb(self) -> Verb {
         match self {
-            Self::List => "LIST",
-            Self::Nlst => "NLST",
-            Self::Mlsd => "MLSD",
+            Self::List => Verb::List,
+            Self::Nlst => Verb::Nlst,
+            Self::Mlsd => Verb::Mlsd,
         }
     }
 }
@@ -3042,26 +3043,9 @@ fn ascii_size(mut file: std::fs::File) -> io::Result<u64> {
     }
 }
 
+/// Whether `cmd` may run before login: the verb table's rule (`ferroftp_proto::verbs`).
 fn allowed_before_login(cmd: &Command) -> bool {
-    matches!(
-        cmd,
-        Command::User(_)
-            | Command::Pass(_)
-            | Command::Acct(_)
-            | Command::Quit
-            | Command::Rein
-            | Command::Feat
-            | Command::Syst
-            | Command::Help(_)
-            | Command::Noop
-            | Command::Opts(_)
-            | Command::Auth(_)
-            | Command::Pbsz(_)
-            | Command::Prot(_)
-            | Command::Ccc
-            | Command::Stat(None)
-            | Command::Abor
-    )
+    cmd.allowed_before_login()
 }
 
 /// Whether `ip` can only be reached from inside some network: private, loopback, link-local,
@@ -3216,46 +3200,19 @@ async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|e| Err(StorageError::Io(io::Error::other(e.to_string()))))
 }
 
+/// The FEAT reply, from the verb table, for this session's MLST facts and listener.
 fn feat_reply(mlst: MlstFacts, mode: ListenerMode) -> Reply {
-    let tls: &[&str] = match mode {
-        ListenerMode::Plain => &[],
-        ListenerMode::Explicit => &["AUTH TLS", "PBSZ", "PROT"],
-        ListenerMode::Implicit => &["PBSZ", "PROT"],
+    let tls = match mode {
+        ListenerMode::Plain => TlsOffer::None,
+        ListenerMode::Explicit => TlsOffer::Explicit,
+        ListenerMode::Implicit => TlsOffer::Implicit,
     };
-    let mut features = vec![
-        "EPRT".to_string(),
-        "EPSV".to_string(),
-        "MDTM".to_string(),
-        "MFMT".to_string(),
-        format!("MLST {}", mlst.render(true)),
-        "PASV".to_string(),
-        "REST STREAM".to_string(),
-        "SIZE".to_string(),
-        "TVFS".to_string(),
-        "UTF8".to_string(),
-    ];
-    features.extend(tls.iter().map(|f| f.to_string()));
-    features.sort();
-    Reply::multi(211, "Features:", features, "End")
+    verbs::feat_reply(mlst, tls)
 }
 
+/// The HELP reply, from the verb table.
 fn help_reply(topic: Option<&str>) -> Reply {
-    match topic {
-        None => {
-            let lines: Vec<String> = VERBS.chunks(10).map(|c| c.join(" ")).collect();
-            Reply::multi(
-                214,
-                "The following commands are recognized:",
-                lines,
-                "Help OK",
-            )
-        }
-        Some(t) if VERBS.contains(&t) => Reply::new(
-            214,
-            format!("{t} is supported; see RFC 959, 2389, 2428 and 3659"),
-        ),
-        Some(t) => Reply::new(502, format!("Unknown command {t}")),
-    }
+    verbs::help_reply(topic)
 }
 
 #[cfg(test)]
