@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::auth::Permissions;
+use crate::policy::Permissions;
 
 mod parse;
 pub mod reference;
 
+pub use crate::policy::{SyncPolicy, TlsPolicy};
 pub use parse::{log_filter, net as parse_net, socket_addr as parse_socket_addr};
 
 /// The annotated example configuration: every key with its default and what it does. `ferroftp
@@ -128,7 +129,7 @@ impl Default for AuthConfig {
 pub struct UploadsConfig {
     /// When a finished upload is flushed to disk before its 226: `always`, `replacements`
     /// (uploads that replace or change an existing file) or `never`.
-    pub fsync: crate::storage::SyncPolicy,
+    pub fsync: SyncPolicy,
 }
 
 impl Default for Config {
@@ -246,45 +247,6 @@ impl ListenerMode {
 impl fmt::Display for ListenerMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// How much TLS a listener or a user insists on.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TlsPolicy {
-    /// TLS if the client asks for it.
-    #[default]
-    Optional,
-    /// USER and PASS only over TLS.
-    Login,
-    /// Login over TLS, and every data connection protected (PROT P).
-    LoginAndData,
-}
-
-/// The config spelling (`login_and_data`), so that log fields match the file.
-impl fmt::Display for TlsPolicy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl TlsPolicy {
-    /// The name as the config file spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Optional => "optional",
-            Self::Login => "login",
-            Self::LoginAndData => "login_and_data",
-        }
-    }
-    /// Whether login needs a TLS control connection.
-    pub fn login(self) -> bool {
-        self >= Self::Login
-    }
-    /// Whether data connections must be protected.
-    pub fn data(self) -> bool {
-        self == Self::LoginAndData
     }
 }
 

@@ -670,7 +670,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     };
     if let Some(tls) = tls.as_ref().filter(|t| t.is_generated()) {
-        let fingerprint = tls.current().fingerprint.clone();
+        let fingerprint = tls.current().fingerprint;
         say.say(
             &format!(
                 "ferroftp: no TLS certificate configured: using a self-signed one made for this run (SHA-256 {fingerprint})"
@@ -696,7 +696,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // the users file (or keeps this run's generated user).
     let generated = config.users_file.is_none().then(|| users.clone());
     let (file, overrides) = (args.config.clone(), args.overrides.clone());
-    let loader: ferroftp::server::Loader = Box::new(move || {
+    let load = move || -> anyhow::Result<(Config, UserDb)> {
         let config = effective_config(file.as_deref(), overrides.clone())?;
         let users = match (&config.users_file, &generated) {
             (Some(path), _) => UserDb::load(path)?,
@@ -704,7 +704,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             (None, None) => UserDb::empty(),
         };
         Ok((config, users))
-    });
+    };
+    // The library takes the explanation as one text: the causes flattened as `{:#}` shows
+    // them, as a refused reload has always reported them.
+    let loader: ferroftp::server::Loader =
+        Box::new(move || load().map_err(|e| format!("{e:#}").into()));
     runtime.block_on(async move {
         // Before anything says "listening": a SIGHUP must never find the default action
         // (which would end the process).
