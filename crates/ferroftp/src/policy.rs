@@ -562,6 +562,43 @@ mod layering {
     }
 
     #[test]
+    fn the_modules_form_no_circle() {
+        use std::collections::{BTreeMap, BTreeSet};
+        let bin = src().join("bin");
+        let mut uses: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for file in sources(&src()).into_iter().filter(|f| !f.starts_with(&bin)) {
+            let Ok(rel) = file.strip_prefix(src()) else {
+                continue;
+            };
+            let top = rel
+                .iter()
+                .next()
+                .and_then(|c| c.to_str())
+                .unwrap()
+                .trim_end_matches(".rs")
+                .to_owned();
+            for (_, path) in crate_paths(std::slice::from_ref(&file)) {
+                let used = path.split("::").next().unwrap_or("").to_owned();
+                if !used.is_empty() && used != top {
+                    uses.entry(top.clone()).or_default().insert(used);
+                }
+            }
+        }
+        assert!(uses.contains_key("server"), "{uses:?}");
+        // From each module, follow the uses: coming back to it is a circle.
+        for start in uses.keys() {
+            let mut seen = BTreeSet::new();
+            let mut todo: Vec<&String> = uses[start].iter().collect();
+            while let Some(m) = todo.pop() {
+                assert!(m != start, "{start} uses itself through others: {uses:?}");
+                if seen.insert(m) {
+                    todo.extend(uses.get(m).into_iter().flatten());
+                }
+            }
+        }
+    }
+
+    #[test]
     fn errors_are_typed_outside_the_binary() {
         let bin = src().join("bin");
         let found: Vec<String> = sources(&src())
