@@ -1,7 +1,10 @@
-//! The policy types that configuration, users and TLS share: plain data with no dependency on
-//! any of them, so that `config`, `auth` and `tls` can all use them without importing each
-//! other. A leaf: it imports nothing from the crate (`tests::layering` checks that, and the
-//! rest of the crate's layering).
+//! Policy types that the configuration, the users and TLS share: a leaf module that imports
+//! none of them, so that dependencies run one way (config → policy ← users, tls → policy).
+//!
+//! Here: a user's [`Permission`]s and their set, [`Permissions`]; how much TLS a listener or a
+//! user insists on, [`TlsPolicy`]; when uploads are flushed to disk, [`SyncPolicy`]; and
+//! certificate fingerprints, [`Fingerprint`]. `tests::layering` checks that the module stays
+//! a leaf, and the rest of the crate's layering.
 
 use std::fmt;
 use std::str::FromStr;

@@ -3,6 +3,57 @@
 use super::*;
 
 #[test]
+fn permissions_serde_round_trip() {
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Doc {
+        p: Permissions,
+    }
+    for set in [
+        Permissions::NONE,
+        Permissions::READ_ONLY,
+        Permissions::ALL,
+        [Permission::Write, Permission::Rmdir].into_iter().collect(),
+    ] {
+        let text = toml::to_string(&Doc { p: set }).expect("serialize");
+        assert_eq!(
+            toml::from_str::<Doc>(&text).expect("deserialize"),
+            Doc { p: set },
+            "{text}"
+        );
+    }
+    assert_eq!(
+        toml::to_string(&Doc {
+            p: Permissions::READ_ONLY
+        })
+        .expect("serialize"),
+        "p = [\"list\", \"read\"]\n"
+    );
+    assert_eq!(
+        toml::from_str::<Doc>("p = \"all\"").expect("all").p,
+        Permissions::ALL
+    );
+    assert_eq!(
+        toml::from_str::<Doc>("p = [\"read\", \"read\", \"list\"]")
+            .expect("dups")
+            .p,
+        Permissions::READ_ONLY
+    );
+    assert!(toml::from_str::<Doc>("p = \"none\"").is_err());
+    assert!(toml::from_str::<Doc>("p = [\"exec\"]").is_err());
+    assert!(toml::from_str::<Doc>("p = [1]").is_err());
+
+    assert_eq!(Permissions::READ_ONLY.to_string(), "list,read");
+    assert_eq!(Permissions::NONE.to_string(), "none");
+    assert_eq!(Permissions::ALL.iter().count(), 8);
+    assert!(
+        Permissions::NONE
+            .with(Permission::Mkdir)
+            .has(Permission::Mkdir)
+    );
+    assert!(!Permissions::READ_ONLY.has(Permission::Write));
+}
+
+#[test]
 fn fingerprints_normalise_on_parse() {
     let lower: Fingerprint = "ab".repeat(32).parse().unwrap();
     let text = lower.to_string();
