@@ -12,14 +12,14 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY crates/proto/Cargo.toml crates/proto/
 COPY crates/ferroftp/Cargo.toml crates/ferroftp/
-RUN mkdir -p crates/proto/src crates/ferroftp/src \
+RUN mkdir -p crates/proto/src crates/ferroftp/src/bin/ferroftp \
  && touch crates/proto/src/lib.rs crates/ferroftp/src/lib.rs \
- && echo 'fn main() {}' > crates/ferroftp/src/main.rs \
+ && echo 'fn main() {}' > crates/ferroftp/src/bin/ferroftp/main.rs \
  && cargo build --release --locked -p ferroftp \
  && rm -rf crates/proto/src crates/ferroftp/src
 COPY crates crates
 # touch: cargo must see the real sources as newer than the stubs it has just built.
-RUN touch crates/proto/src/lib.rs crates/ferroftp/src/lib.rs crates/ferroftp/src/main.rs \
+RUN touch crates/proto/src/lib.rs crates/ferroftp/src/lib.rs crates/ferroftp/src/bin/ferroftp/main.rs \
  && cargo build --release --locked -p ferroftp \
  && install -D -m 0755 target/release/ferroftp /out/usr/local/bin/ferroftp \
  && /out/usr/local/bin/ferroftp man --out /out/usr/local/share/man/man1 >/dev/null \

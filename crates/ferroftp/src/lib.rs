@@ -5,8 +5,10 @@
 //! - [`users`]: virtual users behind the [`users::UserDirectory`] trait, the users file as its
 //!   default, argon2id hashes (and bcrypt and crypt(3) ones moved from other servers); [`auth`]
 //!   keeps their old paths.
-//! - [`policy`]: types that configuration, users and TLS share (per-user permissions).
+//! - [`error`]: errors more than one module returns (an address that cannot be listened on).
 //! - [`import`]: accounts from ProFTPD, Pure-FTPd and /etc/shadow for `ferroftp import-users`.
+//! - [`policy`]: the policy types config, users and TLS share (permissions, TLS and sync
+//!   policies, certificate fingerprints); a leaf that imports nothing from the crate.
 //! - [`storage`]: each user's home on the local filesystem, confined and with atomic uploads.
 //! - [`server`]: listeners, sessions (one task per control connection) and data connections.
 //! - [`tls`]: FTPS certificates, live reload, and data connections bound to their control session.
@@ -17,6 +19,7 @@
 pub mod auth;
 pub mod config;
 pub mod doctor;
+pub mod error;
 pub mod import;
 pub mod observe;
 pub mod policy;

@@ -1,13 +1,17 @@
 //! Policy types that the configuration, the users and TLS share: a leaf module that imports
-//! none of them, so that dependencies run one way (config → policy ← users).
+//! none of them, so that dependencies run one way (config → policy ← users, tls → policy).
 //!
-//! Here: a user's [`Permission`]s and their set, [`Permissions`].
+//! Here: a user's [`Permission`]s and their set, [`Permissions`]; how much TLS a listener or a
+//! user insists on, [`TlsPolicy`]; when uploads are flushed to disk, [`SyncPolicy`]; and
+//! certificate fingerprints, [`Fingerprint`]. `tests::layering` checks that the module stays
+//! a leaf, and the rest of the crate's layering.
 
 use std::fmt;
+use std::str::FromStr;
 
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
-use serde::ser::{SerializeSeq, Serializer};
-use serde::{Deserialize, Serialize};
+use serde::de::{self, SeqAccess, Visitor};
+use serde::ser::SerializeSeq;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// One permission a user may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -218,58 +222,148 @@ impl<'de> Deserialize<'de> for Permissions {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// How much TLS a listener or a user insists on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsPolicy {
+    /// TLS if the client asks for it.
+    #[default]
+    Optional,
+    /// USER and PASS only over TLS.
+    Login,
+    /// Login over TLS, and every data connection protected (PROT P).
+    LoginAndData,
+}
 
-    #[test]
-    fn permissions_serde_round_trip() {
-        #[derive(Serialize, Deserialize, Debug, PartialEq)]
-        struct Doc {
-            p: Permissions,
-        }
-        for set in [
-            Permissions::NONE,
-            Permissions::READ_ONLY,
-            Permissions::ALL,
-            [Permission::Write, Permission::Rmdir].into_iter().collect(),
-        ] {
-            let text = toml::to_string(&Doc { p: set }).expect("serialize");
-            assert_eq!(
-                toml::from_str::<Doc>(&text).expect("deserialize"),
-                Doc { p: set },
-                "{text}"
-            );
-        }
-        assert_eq!(
-            toml::to_string(&Doc {
-                p: Permissions::READ_ONLY
-            })
-            .expect("serialize"),
-            "p = [\"list\", \"read\"]\n"
-        );
-        assert_eq!(
-            toml::from_str::<Doc>("p = \"all\"").expect("all").p,
-            Permissions::ALL
-        );
-        assert_eq!(
-            toml::from_str::<Doc>("p = [\"read\", \"read\", \"list\"]")
-                .expect("dups")
-                .p,
-            Permissions::READ_ONLY
-        );
-        assert!(toml::from_str::<Doc>("p = \"none\"").is_err());
-        assert!(toml::from_str::<Doc>("p = [\"exec\"]").is_err());
-        assert!(toml::from_str::<Doc>("p = [1]").is_err());
-
-        assert_eq!(Permissions::READ_ONLY.to_string(), "list,read");
-        assert_eq!(Permissions::NONE.to_string(), "none");
-        assert_eq!(Permissions::ALL.iter().count(), 8);
-        assert!(
-            Permissions::NONE
-                .with(Permission::Mkdir)
-                .has(Permission::Mkdir)
-        );
-        assert!(!Permissions::READ_ONLY.has(Permission::Write));
+/// The config spelling (`login_and_data`), so that log fields match the file.
+impl fmt::Display for TlsPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
+
+impl TlsPolicy {
+    /// The name as the config file spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Optional => "optional",
+            Self::Login => "login",
+            Self::LoginAndData => "login_and_data",
+        }
+    }
+    /// Whether login needs a TLS control connection.
+    pub fn login(self) -> bool {
+        self >= Self::Login
+    }
+    /// Whether data connections must be protected.
+    pub fn data(self) -> bool {
+        self == Self::LoginAndData
+    }
+}
+
+/// When a committed upload is flushed to disk (`fsync`) before the client gets its 226.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncPolicy {
+    /// Every upload.
+    Always,
+    /// Uploads that replace or change an existing file: a crash can then never cost old
+    /// data. New files reach the disk on the kernel's schedule.
+    #[default]
+    Replacements,
+    /// Never: the kernel decides (what most FTP servers do).
+    Never,
+}
+
+/// A SHA-256 certificate fingerprint (of a TLS client or server certificate). Parsing
+/// normalises what people write (any case, colons optional), so that two spellings of one
+/// fingerprint compare equal; it displays as upper-case hex pairs joined by colons
+/// (`AB:CD:...`), as `openssl x509 -fingerprint -sha256` prints it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Fingerprint([u8; 32]);
+
+impl Fingerprint {
+    /// The fingerprint of a DER-encoded certificate.
+    pub fn of_der(der: &[u8]) -> Self {
+        let digest = ring::digest::digest(&ring::digest::SHA256, der);
+        let mut bytes = [0; 32];
+        bytes.copy_from_slice(digest.as_ref());
+        Self(bytes)
+    }
+
+    /// The 32 bytes of the digest.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+/// Why a text is not a fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("must be a SHA-256 fingerprint (64 hex digits, colons optional)")]
+pub struct FingerprintError;
+
+impl FromStr for Fingerprint {
+    type Err = FingerprintError;
+
+    /// 64 hex digits in any case, with or without colons anywhere between them.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut bytes = [0; 32];
+        let mut digits = s.bytes().filter(|&b| b != b':');
+        for byte in &mut bytes {
+            let (Some(hi), Some(lo)) = (digits.next(), digits.next()) else {
+                return Err(FingerprintError);
+            };
+            *byte = (hex_value(hi).ok_or(FingerprintError)? << 4)
+                | hex_value(lo).ok_or(FingerprintError)?;
+        }
+        match digits.next() {
+            None => Ok(Self(bytes)),
+            Some(_) => Err(FingerprintError),
+        }
+    }
+}
+
+/// The value of one ASCII hex digit.
+fn hex_value(b: u8) -> Option<u8> {
+    char::from(b)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
+}
+
+/// `AB:CD:...`: upper-case hex pairs joined by colons.
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, b) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(":")?;
+            }
+            write!(f, "{b:02X}")?;
+        }
+        Ok(())
+    }
+}
+
+/// As displayed, so that a logged fingerprint reads as in the users file.
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Fingerprint({self})")
+    }
+}
+
+/// As a string, `AB:CD:...`.
+impl Serialize for Fingerprint {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// From a string in any of the forms [`FromStr`] accepts.
+impl<'de> Deserialize<'de> for Fingerprint {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests;

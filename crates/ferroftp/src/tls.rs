@@ -30,6 +30,7 @@ use rustls::sign::CertifiedKey;
 use rustls::{HandshakeKind, RootCertStore, ServerConfig, ServerConnection};
 
 use crate::config::TlsConfig;
+use crate::policy::Fingerprint;
 
 /// Why a certificate, key or CA file cannot be used; each names the file.
 #[derive(Debug, thiserror::Error)]
@@ -104,8 +105,8 @@ pub fn provider() -> Arc<CryptoProvider> {
 pub struct LoadedCert {
     /// The chain and signing key, as rustls uses them.
     pub key: Arc<CertifiedKey>,
-    /// SHA-256 of the leaf certificate, as `AB:CD:...`.
-    pub fingerprint: String,
+    /// SHA-256 of the leaf certificate (displayed as `AB:CD:...`).
+    pub fingerprint: Fingerprint,
     /// The leaf's subject names (DNS and IP SANs, else the CN).
     pub names: Vec<String>,
     /// When the leaf expires.
@@ -121,24 +122,16 @@ impl fmt::Debug for LoadedCert {
     }
 }
 
-/// SHA-256 of a DER certificate, as upper-case hex pairs joined by colons.
+/// SHA-256 of a DER certificate, as upper-case hex pairs joined by colons (the text of
+/// [`Fingerprint::of_der`], for callers that still compare strings).
 pub fn fingerprint(der: &[u8]) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, der);
-    let hex: Vec<String> = digest.as_ref().iter().map(|b| format!("{b:02X}")).collect();
-    hex.join(":")
+    Fingerprint::of_der(der).to_string()
 }
 
-/// Normalise a fingerprint as written by people (any case, with or without colons).
+/// Normalise a fingerprint as written by people (any case, with or without colons): the text
+/// of a parsed [`Fingerprint`], for callers that still keep strings.
 pub fn normalize_fingerprint(s: &str) -> Option<String> {
-    let hex: String = s.chars().filter(|c| *c != ':').collect();
-    if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        return None;
-    }
-    let upper = hex.to_ascii_uppercase();
-    let pairs: Vec<&str> = (0..32)
-        .filter_map(|i| upper.get(2 * i..2 * i + 2))
-        .collect();
-    Some(pairs.join(":"))
+    s.parse::<Fingerprint>().ok().map(|f| f.to_string())
 }
 
 fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
@@ -211,7 +204,7 @@ pub fn load_pair_pem(
         key: key_path.to_owned(),
     })?;
     Ok(LoadedCert {
-        fingerprint: fingerprint(leaf.as_ref()),
+        fingerprint: Fingerprint::of_der(leaf.as_ref()),
         key: Arc::new(certified),
         names: info.names,
         not_after: info.not_after,
@@ -713,7 +706,7 @@ mod tests {
         let k = write(dir.path(), "k.pem", &key);
         let loaded = load_pair(&c, &k).unwrap();
         assert_eq!(loaded.names, ["ftp.example.org", "127.0.0.1"]);
-        assert_eq!(loaded.fingerprint.len(), 95);
+        assert_eq!(loaded.fingerprint.to_string().len(), 95);
         let left = loaded.not_after.duration_since(SystemTime::now()).unwrap();
         assert!(left > Duration::from_secs(29 * 86400) && left < Duration::from_secs(31 * 86400));
     }

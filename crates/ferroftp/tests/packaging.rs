@@ -431,3 +431,29 @@ fn the_image_config_matches_the_dockerfile_ports_and_runs_unprivileged() {
     let ignore = std::fs::read_to_string(repo().join(".dockerignore")).unwrap();
     assert!(ignore.lines().any(|l| l == "target/"), "{ignore}");
 }
+
+#[test]
+fn the_dockerfile_stub_stands_where_cargo_looks_for_the_binary() {
+    // The dependency layer builds stubs; one at another path than the [[bin]]'s fails that
+    // build (and the touch after it would leave a stray file).
+    let manifest = std::fs::read_to_string(repo().join("crates/ferroftp/Cargo.toml")).unwrap();
+    let bin_path = manifest
+        .split("[[bin]]")
+        .nth(1)
+        .and_then(|table| table.lines().find_map(|l| l.trim().strip_prefix("path = ")))
+        .expect("a [[bin]] path")
+        .trim_matches('"');
+    let stub = format!("crates/ferroftp/{bin_path}");
+    let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).unwrap();
+    assert!(
+        dockerfile.contains(&format!("echo 'fn main() {{}}' > {stub}")),
+        "the Dockerfile's stub binary is not {stub}"
+    );
+    assert!(
+        dockerfile
+            .lines()
+            .any(|l| l.starts_with("RUN touch") && l.contains(&stub)),
+        "the Dockerfile does not touch {stub} after copying the sources"
+    );
+    assert!(!dockerfile.contains("crates/ferroftp/src/main.rs"));
+}

@@ -546,10 +546,8 @@ fn escape(v: &str) -> String {
 }
 
 /// Bind the metrics listener, naming the key on failure.
-pub(crate) async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (metrics.listen): {e}"))
+pub(crate) async fn bind(addr: SocketAddr) -> Result<TcpListener, crate::error::BindError> {
+    crate::error::bind(addr, "metrics.listen").await
 }
 
 /// Scrapes served at once; more wait for their turn in the accept queue.

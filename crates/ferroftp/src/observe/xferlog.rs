@@ -124,9 +124,25 @@ fn open(path: &Path) -> std::io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
 
+/// Why the transfer log cannot be put in force.
+#[derive(Debug, thiserror::Error)]
+pub enum XferlogError {
+    /// The file cannot be opened for appending.
+    #[error("cannot open the transfer log {} (log.xferlog): {error}", path.display())]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// Why (in the message, so not a `source`).
+        error: std::io::Error,
+    },
+    /// The writer thread cannot be started.
+    #[error("cannot start the transfer-log writer: {0}")]
+    Thread(std::io::Error),
+}
+
 impl Xferlog {
     /// Write to `path` (`None`: no transfer log). Fails if the file cannot be opened.
-    pub(crate) fn new(path: Option<&Path>, metrics: &Arc<Metrics>) -> anyhow::Result<Self> {
+    pub(crate) fn new(path: Option<&Path>, metrics: &Arc<Metrics>) -> Result<Self, XferlogError> {
         let log = Self::default();
         log.set_path(path, metrics)?;
         Ok(log)
@@ -143,7 +159,7 @@ impl Xferlog {
         &self,
         path: Option<&Path>,
         metrics: &Arc<Metrics>,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), XferlogError> {
         let mut writer = self.lock();
         match (writer.as_ref(), path) {
             (Some(w), Some(p)) if w.path == p => {
@@ -153,11 +169,9 @@ impl Xferlog {
             }
             (_, None) => *writer = None,
             (_, Some(p)) => {
-                let file = open(p).map_err(|e| {
-                    anyhow::anyhow!(
-                        "cannot open the transfer log {} (log.xferlog): {e}",
-                        p.display()
-                    )
+                let file = open(p).map_err(|error| XferlogError::Open {
+                    path: p.to_owned(),
+                    error,
                 })?;
                 let (queue, lines) = std::sync::mpsc::sync_channel(QUEUE);
                 let path = p.to_owned();
@@ -166,7 +180,7 @@ impl Xferlog {
                 let thread = std::thread::Builder::new()
                     .name("xferlog".into())
                     .spawn(move || write_loop(&thread_path, file, &lines, &metrics))
-                    .map_err(|e| anyhow::anyhow!("cannot start the transfer-log writer: {e}"))?;
+                    .map_err(XferlogError::Thread)?;
                 *writer = Some(Writer {
                     path,
                     queue,

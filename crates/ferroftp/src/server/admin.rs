@@ -65,21 +65,40 @@ impl Token {
     }
 }
 
+/// Why the admin API's token file cannot be used; names the file and the key.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// The file cannot be read.
+    #[error("cannot read the admin token file {} (admin.token_file): {error}", path.display())]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why (in the message, so not a `source`).
+        error: std::io::Error,
+    },
+    /// The file holds only white space.
+    #[error(
+        "the admin token file {} is empty (admin.token_file); put a long random token in it, e.g. `openssl rand -hex 32`",
+        path.display()
+    )]
+    Empty {
+        /// The file.
+        path: std::path::PathBuf,
+    },
+}
+
 /// Read the token file: its contents, trimmed. An unreadable or empty file is an error naming
 /// the key; a file others may read is accepted with a warning.
-pub(crate) fn load_token(path: &FsPath) -> anyhow::Result<Token> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot read the admin token file {} (admin.token_file): {e}",
-            path.display()
-        )
+pub(crate) fn load_token(path: &FsPath) -> Result<Token, TokenError> {
+    let text = std::fs::read_to_string(path).map_err(|error| TokenError::Read {
+        path: path.to_owned(),
+        error,
     })?;
     let token = text.trim();
     if token.is_empty() {
-        anyhow::bail!(
-            "the admin token file {} is empty (admin.token_file); put a long random token in it, e.g. `openssl rand -hex 32`",
-            path.display()
-        );
+        return Err(TokenError::Empty {
+            path: path.to_owned(),
+        });
     }
     #[cfg(unix)]
     if let Ok(meta) = std::fs::metadata(path) {
@@ -100,10 +119,8 @@ pub(crate) fn load_token(path: &FsPath) -> anyhow::Result<Token> {
 }
 
 /// Bind the admin listener, naming the key on failure.
-pub(crate) async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (admin.listen): {e}"))
+pub(crate) async fn bind(addr: SocketAddr) -> Result<TcpListener, crate::error::BindError> {
+    crate::error::bind(addr, "admin.listen").await
 }
 
 /// A running admin server.

@@ -4,6 +4,7 @@
 
 mod admin;
 mod data;
+mod error;
 mod guard;
 mod proxy;
 mod registry;
@@ -23,7 +24,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+pub use admin::TokenError;
+pub use error::StartError;
+
 use crate::config::{Config, ListenerConfig, ListenerMode};
+use crate::error::BindError;
 use crate::observe::metrics::{self, ListenerStats, Metrics};
 use crate::observe::xferlog::Xferlog;
 use crate::tls::Tls;
@@ -336,7 +341,12 @@ fn prepare_homes(config: &Config, users: &UserDb) -> Result<(), String> {
 
 /// Loads the configuration and the users again, for a reload: the file, with the command
 /// line's overrides on top, as at start.
-pub type Loader = Box<dyn Fn() -> anyhow::Result<(Config, UserDb)> + Send + Sync>;
+///
+/// The error is the whole explanation as one text (the caller flattens its causes into it):
+/// a refused reload shows it as it is.
+pub type Loader = Box<
+    dyn Fn() -> Result<(Config, UserDb), Box<dyn std::error::Error + Send + Sync>> + Send + Sync,
+>;
 
 /// A bound, not yet running server.
 pub struct Server {
@@ -382,20 +392,18 @@ impl ReloadHandle {
 
 /// Check the admin API's token file as `serve` would read it (readable, not empty; a warning
 /// is logged if others may read it).
-pub fn check_admin_token(path: &std::path::Path) -> anyhow::Result<()> {
+pub fn check_admin_token(path: &std::path::Path) -> Result<(), TokenError> {
     admin::load_token(path).map(|_| ())
 }
 
 /// Bind `l`, naming the key and the reason on failure.
-async fn bind_listener(l: &ListenerConfig) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(l.bind)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {} (listener.bind): {e}", l.bind))
+async fn bind_listener(l: &ListenerConfig) -> Result<TcpListener, BindError> {
+    crate::error::bind(l.bind, "listener.bind").await
 }
 
 /// Check that active data connections can come from the port below `listener`'s, as
 /// `active.source_port_below_listener` asks.
-fn check_source_port(listener: &TcpListener) -> anyhow::Result<()> {
+fn check_source_port(listener: &TcpListener) -> Result<(), StartError> {
     let local = listener.local_addr()?;
     let port = local.port().saturating_sub(1);
     let probe = if local.is_ipv4() {
@@ -404,28 +412,30 @@ fn check_source_port(listener: &TcpListener) -> anyhow::Result<()> {
         tokio::net::TcpSocket::new_v6()?
     };
     probe.set_reuseaddr(true)?;
-    probe.bind(SocketAddr::new(local.ip(), port)).map_err(|e| {
-        let hint = if port < 1024 && e.kind() == io::ErrorKind::PermissionDenied {
+    probe.bind(SocketAddr::new(local.ip(), port)).map_err(|error| {
+        let hint = if port < 1024 && error.kind() == io::ErrorKind::PermissionDenied {
             " (ports below 1024 need CAP_NET_BIND_SERVICE: `setcap cap_net_bind_service=+ep /usr/local/bin/ferroftp`, or AmbientCapabilities=CAP_NET_BIND_SERVICE in the systemd unit)"
         } else {
             ""
         };
-        anyhow::anyhow!(
-            "active.source_port_below_listener: cannot bind port {port} for active data connections of listener {local}: {e}{hint}"
-        )
+        StartError::SourcePort {
+            port,
+            listener: local,
+            error,
+            hint,
+        }
     })?;
     Ok(())
 }
 
 /// Check that TLS is there for every listener that needs it.
-fn check_tls(config: &Config, tls: Option<&Arc<Tls>>) -> anyhow::Result<()> {
+fn check_tls(config: &Config, tls: Option<&Arc<Tls>>) -> Result<(), StartError> {
     if tls.is_none() {
         if let Some(l) = config.listeners.iter().find(|l| l.mode.offers_tls()) {
-            anyhow::bail!(
-                "listener {} ({}) needs TLS, but no TLS configuration was given",
-                l.bind,
-                l.mode
-            );
+            return Err(StartError::NoTls {
+                bind: l.bind,
+                mode: l.mode,
+            });
         }
     }
     Ok(())
@@ -437,9 +447,9 @@ impl Server {
         config: Config,
         users: UserDb,
         tls: Option<Arc<Tls>>,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, StartError> {
         let root = std::path::absolute(&config.root)?;
-        prepare_homes(&config, &users).map_err(|e| anyhow::anyhow!(e))?;
+        prepare_homes(&config, &users).map_err(StartError::Homes)?;
         check_tls(&config, tls.as_ref())?;
         let mut listeners = Vec::new();
         for l in &config.listeners {
@@ -754,7 +764,7 @@ async fn side_listener_change<F, Fut>(
 ) -> Result<Option<Option<TcpListener>>, String>
 where
     F: FnOnce(SocketAddr) -> Fut,
-    Fut: Future<Output = anyhow::Result<TcpListener>>,
+    Fut: Future<Output = Result<TcpListener, BindError>>,
 {
     Ok(match wanted {
         Some(addr) if Some(addr) != running => {
@@ -781,7 +791,7 @@ async fn reload(
             None => Ok("nothing to reload".into()),
         };
     };
-    let (config, users) = loader().map_err(|e| format!("{e:#}"))?;
+    let (config, users) = loader().map_err(|e| e.to_string())?;
     let root = std::path::absolute(&config.root).map_err(|e| format!("root: {e}"))?;
     prepare_homes(&config, &users)?;
     // TLS: the same settings keep the same state, with the certificate files read again;

@@ -96,19 +96,7 @@ pub struct Upload {
     unwritten: Vec<u8>,
 }
 
-/// When a committed upload is flushed to disk (`fsync`) before the client gets its 226.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SyncPolicy {
-    /// Every upload.
-    Always,
-    /// Uploads that replace or change an existing file: a crash can then never cost old
-    /// data. New files reach the disk on the kernel's schedule.
-    #[default]
-    Replacements,
-    /// Never: the kernel decides (what most FTP servers do).
-    Never,
-}
+pub use crate::policy::SyncPolicy;
 
 impl Upload {
     pub(super) fn temp(file: File, dir: Dir, temp: String, target: String, replaces: bool) -> Self {
