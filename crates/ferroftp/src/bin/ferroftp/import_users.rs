@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::bail;
 use clap::Args;
-use ferroftp::auth;
+use ferroftp::users::UsersFile;
 
 use crate::homes::{HomeCheckArgs, check_new_homes};
 
@@ -81,21 +81,7 @@ pub(crate) fn import_users(args: ImportArgs) -> anyhow::Result<()> {
         .map(|a| (a.name.as_str(), Some(a.home.as_path())))
         .collect();
     check_new_homes(&args.check, &homes)?;
-    let updates: Vec<auth::UserUpdate<'_>> = found
-        .accounts
-        .iter()
-        .map(|a| auth::UserUpdate {
-            name: &a.name,
-            password_hash: a.password_hash(),
-            home: Some(&a.home),
-            disabled: Some(a.disabled),
-        })
-        .collect();
-    let created = if updates.is_empty() {
-        Vec::new()
-    } else {
-        auth::upsert_users(&args.users, &updates)?
-    };
+    let created = found.write_to(&UsersFile::for_editing(&args.users))?;
     for (account, created) in found.accounts.iter().zip(&created) {
         println!(
             "{}: {} ({}, home {}{})",

@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::Args;
-use ferroftp::auth::{self, HashParams};
+use ferroftp::users::{self, HashParams, UserDirectory, UsersFile};
 
 use crate::homes::{HomeCheckArgs, check_new_homes, home_note};
 
@@ -38,14 +38,18 @@ pub(crate) fn passwd(args: PasswdArgs) -> anyhow::Result<()> {
     if std::io::stdin().is_terminal() {
         eprintln!("New password for {}:", args.name);
     }
-    let password = auth::read_new_password()?;
+    let password = users::read_new_password()?;
     let params = HashParams {
         memory_kib: args.argon2_memory,
         iterations: args.argon2_iterations,
         ..HashParams::default()
     };
-    let hash = auth::hash_password(&password, params)?;
-    let created = auth::upsert_user(&args.users, &args.name, &hash, args.home.as_deref())?;
+    let hash = users::hash_password(&password, params)?;
+    let created = UsersFile::for_editing(&args.users).set_password(
+        &args.name,
+        &hash,
+        args.home.as_deref(),
+    )?;
     let what = if created { "added" } else { "updated" };
     eprintln!(
         "ferroftp: user {} {what} in {}",

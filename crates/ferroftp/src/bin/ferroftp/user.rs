@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use ferroftp::auth::{self, HashParams, User, UserDb};
-use ferroftp::config::TlsPolicy;
+use ferroftp::policy::TlsPolicy;
+use ferroftp::users::{self, HashParams, UserDb, UserDirectory, UsersFile};
 
 use crate::homes::{HomeCheckArgs, check_new_homes, home_note, reload_note};
 
@@ -63,7 +63,7 @@ pub(crate) struct UserSetArgs {
     /// What the user may do: all, none, or names separated by commas from list, read, write,
     /// append, delete, rename, mkdir, rmdir.
     #[arg(long, value_name = "LIST")]
-    permissions: Option<auth::Permissions>,
+    permissions: Option<ferroftp::policy::Permissions>,
     /// How much TLS the user must use.
     #[arg(long, value_name = "POLICY")]
     tls_policy: Option<TlsPolicyArg>,
@@ -94,11 +94,10 @@ impl From<TlsPolicyArg> for TlsPolicy {
 
 /// `ferroftp user ...`.
 pub(crate) fn user(cmd: UserCmd) -> anyhow::Result<()> {
-    use auth::{EditMode, UserChange};
+    use users::UserChange;
     let (users, name, change) = match cmd {
         UserCmd::List(args) => {
-            let db = UserDb::load(&args.users)?;
-            let mut users: Vec<&User> = db.users().collect();
+            let mut users = UsersFile::new(&args.users, UserDb::load(&args.users)?).list()?;
             users.sort_by(|a, b| a.name.cmp(&b.name));
             println!("NAME\tHOME\tPERMISSIONS\tTLS\tHASH\tDISABLED");
             for u in users {
@@ -117,8 +116,7 @@ pub(crate) fn user(cmd: UserCmd) -> anyhow::Result<()> {
             return Ok(());
         }
         UserCmd::Show(args) => {
-            let db = UserDb::load(&args.users)?;
-            let u = db
+            let u = UsersFile::new(&args.users, UserDb::load(&args.users)?)
                 .get(&args.name)
                 .with_context(|| format!("no user {:?} in {}", args.name, args.users.display()))?;
             println!("name:        {}", u.name);
@@ -136,7 +134,7 @@ pub(crate) fn user(cmd: UserCmd) -> anyhow::Result<()> {
             return Ok(());
         }
         UserCmd::Delete(args) => {
-            auth::delete_user(&args.users, &args.name)?;
+            UsersFile::for_editing(&args.users).delete(&args.name)?;
             eprintln!(
                 "ferroftp: user {} deleted from {}",
                 args.name,
@@ -165,8 +163,8 @@ pub(crate) fn user(cmd: UserCmd) -> anyhow::Result<()> {
         if std::io::stdin().is_terminal() {
             eprintln!("New password for {name}:");
         }
-        Some(auth::hash_password(
-            &auth::read_new_password()?,
+        Some(users::hash_password(
+            &users::read_new_password()?,
             HashParams::default(),
         )?)
     } else {
@@ -179,7 +177,7 @@ pub(crate) fn user(cmd: UserCmd) -> anyhow::Result<()> {
         disabled,
         tls_policy: tls_policy.map(TlsPolicy::from),
     };
-    auth::edit_user(&users, &name, &change, EditMode::Update)?;
+    UsersFile::for_editing(&users).update(&name, &change)?;
     let what = match disabled {
         Some(true) => "disabled",
         Some(false) => "enabled",

@@ -52,6 +52,13 @@ impl UsersFile {
         Ok(UsersFile { path, users })
     }
 
+    /// The users file at `path` for edits only, as the command line makes them: nothing is
+    /// loaded (lookups find no one), and each edit reads the file under its lock, so a
+    /// missing or unreadable file is reported by the edit itself.
+    pub fn for_editing(path: impl Into<PathBuf>) -> Self {
+        UsersFile::new(path, UserDb::empty())
+    }
+
     /// Where the file is.
     pub fn path(&self) -> &Path {
         &self.path
