@@ -1510,9 +1510,8 @@ impl Session {
     fn certificate_user(&self, name: &str) -> Option<crate::auth::User> {
         let conn = self.ctrl.tls_state()?;
         let leaf = conn.peer_certificates()?.first()?;
-        let fingerprint = crate::tls::fingerprint(leaf.as_ref());
-        let user = self.live.users.get(name)?;
-        (!user.disabled && user.client_certs.contains(&fingerprint)).then(|| user.clone())
+        let fingerprint = crate::policy::Fingerprint::of_der(leaf.as_ref());
+        self.live.users.certificate_user(name, &fingerprint)
     }
 
     // ---- helpers ----

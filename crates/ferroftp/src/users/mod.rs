@@ -46,6 +46,8 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::policy::Fingerprint;
+
 pub use db::UserDb;
 pub use error::AuthError;
 pub use file::{
@@ -94,12 +96,11 @@ pub trait UserDirectory: fmt::Debug + Send + Sync {
         u64::MAX
     }
 
-    /// The user that a verified TLS client certificate with SHA-256 `fingerprint` (`AB:CD:..`,
-    /// as [`crate::tls::fingerprint`] gives it) logs in as `name` without a password: the
-    /// user, if enabled and the fingerprint is one of theirs.
-    fn certificate_user(&self, name: &str, fingerprint: &str) -> Option<User> {
+    /// The user that a verified TLS client certificate with SHA-256 `fingerprint` logs in as
+    /// `name` without a password: the user, if enabled and the fingerprint is one of theirs.
+    fn certificate_user(&self, name: &str, fingerprint: &Fingerprint) -> Option<User> {
         self.get(name)
-            .filter(|u| !u.disabled && u.client_certs.iter().any(|c| c == fingerprint))
+            .filter(|u| !u.disabled && u.client_certs.contains(fingerprint))
     }
 
     /// Number of users (disabled users included). Must not block for long.

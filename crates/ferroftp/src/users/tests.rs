@@ -293,9 +293,10 @@ impl UserDirectory for Minimal {
 
 #[test]
 fn a_new_directory_gets_safe_defaults_for_what_it_does_not_implement() {
-    let cert = "01:".repeat(31) + "01";
+    let cert: crate::policy::Fingerprint =
+        ("01:".repeat(31) + "01").parse().expect("a fingerprint");
     let mut alice = User::new("alice");
-    alice.client_certs = vec![cert.clone()];
+    alice.client_certs = vec![cert];
     let mut bob = alice.clone();
     bob.name = "bob".to_owned();
     bob.disabled = true;
@@ -309,7 +310,11 @@ fn a_new_directory_gets_safe_defaults_for_what_it_does_not_implement() {
     assert!(!users.writable() && !users.is_empty());
     // A certificate logs in only an enabled user that lists it.
     assert!(users.certificate_user("alice", &cert).is_some());
-    assert!(users.certificate_user("alice", &"02:".repeat(32)).is_none());
+    assert!(
+        users
+            .certificate_user("alice", &"02".repeat(32).parse().expect("a fingerprint"))
+            .is_none()
+    );
     assert!(users.certificate_user("bob", &cert).is_none());
     assert!(users.certificate_user("nobody", &cert).is_none());
     // Edits are refused, naming the directory; nothing to upgrade.

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use super::hash::{self, HashScheme};
 #[cfg(doc)]
 use super::{UserDb, resolve_home, upgrade_hash};
-use crate::config::TlsPolicy;
 use crate::policy::Permissions;
+use crate::policy::{Fingerprint, TlsPolicy};
 
 /// A password hash string; `Debug` redacts it so a logged `User` never leaks it.
 #[derive(Clone, Default)]
@@ -35,7 +35,7 @@ pub struct User {
     pub tls_policy: TlsPolicy,
     /// SHA-256 fingerprints (`AB:CD:...`) of client certificates that log this user in
     /// without a password.
-    pub client_certs: Vec<String>,
+    pub client_certs: Vec<Fingerprint>,
     pub(crate) password_hash: HashString,
 }
 

@@ -11,7 +11,7 @@ use toml_edit::{ArrayOfTables, DocumentMut, InlineTable, Item, TableLike, Value}
 
 use super::parse::{RawUser, check_name, describe_toml_error, parse_raw};
 use super::write;
-use crate::config::TlsPolicy;
+use crate::policy::TlsPolicy;
 use crate::policy::{Permission, Permissions};
 use crate::users::hash::{HashParams, HashScheme, check_hash, hash_password};
 use crate::users::home::check_home;

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::config::TlsPolicy;
 use crate::policy::Permissions;
+use crate::policy::{Fingerprint, TlsPolicy};
 use crate::users::hash::check_hash;
 use crate::users::home::check_home;
 use crate::users::user::HashString;
@@ -61,7 +61,7 @@ pub(in crate::users) struct RawUser {
     permissions: Option<Permissions>,
     disabled: Option<bool>,
     tls_policy: Option<TlsPolicy>,
-    client_certs: Vec<String>,
+    client_certs: Vec<Fingerprint>,
 }
 
 impl RawUser {
@@ -132,7 +132,7 @@ impl RawUser {
                 .iter()
                 .map(|item| {
                     item.as_str()
-                        .and_then(crate::tls::normalize_fingerprint)
+                        .and_then(|s| s.parse::<Fingerprint>().ok())
                         .ok_or_else(|| {
                             format!("{label}: client_cert_sha256: each entry must be a SHA-256 fingerprint (64 hex digits, colons optional)")
                         })
