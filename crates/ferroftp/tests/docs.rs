@@ -9,6 +9,8 @@
 //!   `--help` succeeds, and each flag it uses appears in that help;
 //! - every key of ferroftp.example.toml has a row, with its default, in the configuration
 //!   reference, and every subcommand and flag of the binary is in the command-line reference;
+//! - every metric the server serves, and every operation of the admin API's OpenAPI document,
+//!   has a row in its page;
 //! - README's two commands are the server on its defaults and what CI runs;
 //! - relative links lead to files (and headings) that exist;
 //! - the book builds with mdBook when it is installed (under CI=true it must be).
@@ -813,5 +815,116 @@ fn the_manual_builds_with_mdbook_and_has_search() {
     assert!(
         config.contains("require_close_notify"),
         "the example is not in the reference"
+    );
+}
+
+/// A server started by a test, killed when dropped (also when an assertion fails).
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_metrics_page_documents_every_metric_the_server_serves() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server(
+        Command::new(bin())
+            .args(["serve", "--log-format", "json", "--listen", "127.0.0.1:0"])
+            .args(["--metrics-listen", "127.0.0.1:0"])
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // The start-up lines on stdout name the metrics address (an ephemeral port); read up to
+    // the last one, `listening`, and keep the pipe open: a server whose stdout is closed fails
+    // when it writes there.
+    let mut stdout = BufReader::new(server.0.stdout.take().unwrap());
+    let mut address = None;
+    let mut line = String::new();
+    while stdout.read_line(&mut line).unwrap() > 0 {
+        let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if event["event"] == "metrics" {
+            address = event["address"].as_str().map(str::to_owned);
+        }
+        if event["event"] == "listening" {
+            break;
+        }
+        line.clear();
+    }
+    let address = address.expect("the server's metrics address");
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let families: Vec<(&str, &str)> = response
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_once(' '))
+        .collect();
+    assert!(families.len() >= 10, "{response}");
+    let page = std::fs::read_to_string(repo().join("docs/src/operations/metrics.md")).unwrap();
+    let mut failures = Vec::new();
+    for (name, kind) in families {
+        match page
+            .lines()
+            .find(|l| l.starts_with('|') && l.contains(&format!("`{name}`")))
+        {
+            None => failures.push(format!("{name} ({kind}) has no row")),
+            Some(row) if !row.contains(kind) => {
+                failures.push(format!("{name}: the row does not say {kind}: {row}"));
+            }
+            Some(_) => {}
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "docs/src/operations/metrics.md:\n{}",
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn the_admin_api_page_lists_every_operation_of_the_openapi_document() {
+    let doc: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("docs/admin-api.openapi.json")).unwrap(),
+    )
+    .unwrap();
+    let page = std::fs::read_to_string(repo().join("docs/src/admin-api.md")).unwrap();
+    let mut failures = Vec::new();
+    let mut operations = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let path = path.strip_prefix("/api/v1").unwrap_or(path);
+        for method in item.as_object().unwrap().keys() {
+            if !["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+                continue;
+            }
+            operations += 1;
+            let operation = format!("`{} {path}`", method.to_uppercase());
+            if !page
+                .lines()
+                .any(|l| l.starts_with("| ") && l.contains(&operation))
+            {
+                failures.push(format!("no row names {operation}"));
+            }
+        }
+    }
+    assert!(operations >= 10, "{operations} operations");
+    assert!(
+        failures.is_empty(),
+        "docs/src/admin-api.md:\n{}",
+        failures.join("\n")
     );
 }
