@@ -11,112 +11,28 @@
 //!   reference, and every subcommand and flag of the binary is in the command-line reference;
 //! - every metric the server serves, and every operation of the admin API's OpenAPI document,
 //!   has a row in its page;
-//! - README's two commands are the server on its defaults and what CI runs;
+//! - README's two commands are the server on its defaults and what CI runs, and the manual
+//!   shows the client lines README's test runs;
+//! - every key named in prose (`passive.ports`, `[bans] allow`) exists, and every setting
+//!   named with a value (`[uploads] fsync = "never"`) is accepted by `check-config`;
 //! - relative links lead to files (and headings) that exist;
 //! - the book builds with mdBook when it is installed (under CI=true it must be).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "docs/binary.rs"]
+mod binary;
+#[path = "docs/markdown.rs"]
+mod markdown;
+
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
-/// A users file with one user, for configurations that name one (a real argon2id hash of a
-/// password nobody knows).
-const USERS_FILE: &str = "[[user]]\nname = \"alice\"\npassword = \"$argon2id$v=19$m=19456,t=2,p=1$NQ6h1XVRnqulna+d6I+aAA$bDuZSGAYPUat59yci+Mfyqjxss1ueRTtCdDtVOovgpg\"\nhome = \"alice\"\n";
+use binary::*;
+use markdown::*;
 
-fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_ferroftp")
-}
-
-/// A Markdown file of the documentation, its path relative to the repository.
-struct Doc {
-    path: PathBuf,
-    text: String,
-}
-
-/// README.md, docs/ARCHITECTURE.md and every page under docs/src, in a stable order.
-fn docs() -> Vec<Doc> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        let mut entries: Vec<_> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        entries.sort();
-        for path in entries {
-            if path.is_dir() {
-                walk(&path, out);
-            } else if path.extension().is_some_and(|e| e == "md") {
-                out.push(path);
-            }
-        }
-    }
-    let root = repo();
-    let mut paths = vec![root.join("README.md"), root.join("docs/ARCHITECTURE.md")];
-    walk(&root.join("docs/src"), &mut paths);
-    paths
-        .into_iter()
-        .map(|p| Doc {
-            text: std::fs::read_to_string(&p).unwrap(),
-            path: p.strip_prefix(&root).unwrap().to_path_buf(),
-        })
-        .collect()
-}
-
-/// A fenced code block.
-struct Block {
-    /// Where it starts, for messages: `docs/src/ftps.md:42`.
-    at: String,
-    /// The first word of the info string (`toml`, `sh`, ...).
-    lang: String,
-    /// `users-file`, `skip REASON`, ... from `<!-- check: ... -->` on the line before.
-    marker: Option<String>,
-    body: String,
-}
-
-/// The fenced code blocks of a page (fences may be indented, as in list items).
-fn blocks(doc: &Doc) -> Vec<Block> {
-    let mut out = Vec::new();
-    let lines: Vec<&str> = doc.text.lines().collect();
-    let mut i = 0;
-    while i < lines.len() {
-        let trimmed = lines[i].trim_start();
-        if let Some(info) = trimmed.strip_prefix("```") {
-            let indent = lines[i].len() - trimmed.len();
-            let marker = lines[..i]
-                .iter()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .and_then(|l| l.trim().strip_prefix("<!-- check:"))
-                .and_then(|l| l.strip_suffix("-->"))
-                .map(|m| m.trim().to_owned());
-            let start = i;
-            let mut body = String::new();
-            i += 1;
-            while i < lines.len() && lines[i].trim() != "```" {
-                let line = lines[i];
-                let strip = line.len() - line.trim_start().len();
-                body.push_str(&line[strip.min(indent)..]);
-                body.push('\n');
-                i += 1;
-            }
-            out.push(Block {
-                at: format!("{}:{}", doc.path.display(), start + 1),
-                lang: info.split([' ', ',']).next().unwrap_or("").to_owned(),
-                marker,
-                body,
-            });
-        }
-        i += 1;
-    }
-    out
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.stdin(Stdio::null()).output().unwrap()
 }
 
 /// `{{#include PATH}}` alone in a block: the file's text (PATH relative to the page).
@@ -128,112 +44,6 @@ fn included(doc: &Doc, body: &str) -> Option<String> {
         .trim();
     let path = repo().join(doc.path.parent().unwrap()).join(inner);
     Some(std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
-}
-
-/// Makes the files a configuration names under `sandbox` (root, users file, TLS files, token).
-fn make_fixtures(config: &toml::Table, sandbox: &Path) {
-    let s = sandbox.to_str().unwrap();
-    let under = |v: Option<&toml::Value>| -> Option<PathBuf> {
-        v.and_then(toml::Value::as_str)
-            .filter(|p| p.starts_with(s))
-            .map(PathBuf::from)
-    };
-    let table = |name: &str| config.get(name).and_then(toml::Value::as_table);
-    if let Some(root) = under(config.get("root")) {
-        std::fs::create_dir_all(root).unwrap();
-    }
-    if let Some(users) = under(config.get("users_file")) {
-        std::fs::create_dir_all(users.parent().unwrap()).unwrap();
-        std::fs::write(users, USERS_FILE).unwrap();
-    }
-    if let Some(home) = table("anonymous").and_then(|t| under(t.get("home"))) {
-        std::fs::create_dir_all(home).unwrap();
-    }
-    if let Some(tls) = table("tls") {
-        let pair = sandbox.join(".pair");
-        let out = run(Command::new(bin())
-            .args([
-                "cert",
-                "--self-signed",
-                "--host",
-                "ftp.example.org",
-                "--out",
-            ])
-            .arg(&pair));
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        for (key, file) in [
-            ("cert", "cert.pem"),
-            ("key", "key.pem"),
-            ("client_ca", "cert.pem"),
-        ] {
-            if let Some(path) = under(tls.get(key)) {
-                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-                std::fs::copy(pair.join(file), &path).unwrap();
-            }
-        }
-    }
-    if let Some(token) = table("admin").and_then(|t| under(t.get("token_file"))) {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::create_dir_all(token.parent().unwrap()).unwrap();
-        std::fs::write(&token, "0123456789abcdef0123456789abcdef\n").unwrap();
-        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
-    if let Some(log) = table("log").and_then(|t| under(t.get("xferlog"))) {
-        std::fs::create_dir_all(log.parent().unwrap()).unwrap();
-    }
-}
-
-/// `check-config -c FILE` on `text` written to a file in `dir`, run from an empty working
-/// directory there. Err: what the tool said.
-fn run_check_config(dir: &Path, text: &str) -> Result<(), String> {
-    let cwd = dir.join("cwd");
-    std::fs::create_dir_all(&cwd).unwrap();
-    let file = dir.join("ferroftp.toml");
-    std::fs::write(&file, text).unwrap();
-    let out = run(Command::new(bin())
-        .arg("check-config")
-        .arg("-c")
-        .arg(&file)
-        .current_dir(&cwd));
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
-
-/// `check-config` on a configuration from the documentation: absolute paths are moved under a
-/// temporary directory, where the files they name are made; relative ones are taken from an
-/// empty working directory.
-fn check_config(text: &str) -> Result<(), String> {
-    let dir = tempfile::tempdir().unwrap();
-    let sandbox = dir.path().join("sandbox");
-    let text = text.replace("\"/", &format!("\"{}/", sandbox.display()));
-    if let Ok(config) = text.parse::<toml::Table>() {
-        make_fixtures(&config, &sandbox);
-    }
-    run_check_config(dir.path(), &text)
-}
-
-/// `check-config` on a configuration whose users file is `text` (homes under its root).
-fn check_users_file(text: &str) -> Result<(), String> {
-    let dir = tempfile::tempdir().unwrap();
-    let users = dir.path().join("users.toml");
-    std::fs::write(&users, text).unwrap();
-    let root = dir.path().join("root");
-    std::fs::create_dir_all(&root).unwrap();
-    run_check_config(
-        dir.path(),
-        &format!("root = {:?}\nusers_file = {:?}\n", root, users),
-    )
 }
 
 #[test]
@@ -264,161 +74,6 @@ fn every_toml_block_is_a_configuration_or_users_file_the_binary_accepts() {
     );
     // Configuration examples are all over the manual; a parser that finds none is broken.
     assert!(checked >= 15, "only {checked} toml blocks found");
-}
-
-/// A shell line as words, without comments; operators (`|`, `&&`, `;`, `>`...) are their own words.
-fn words(line: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut word = String::new();
-    let mut in_word = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' => {
-                in_word = true;
-                word.extend(chars.by_ref().take_while(|&c| c != '\''));
-            }
-            '"' => {
-                in_word = true;
-                while let Some(c) = chars.next() {
-                    match c {
-                        '"' => break,
-                        '\\' => word.extend(chars.next()),
-                        c => word.push(c),
-                    }
-                }
-            }
-            '\\' => {
-                in_word = true;
-                word.extend(chars.next());
-            }
-            '#' if !in_word => break,
-            c if c.is_whitespace() || "|&;<>".contains(c) => {
-                if in_word {
-                    out.push(std::mem::take(&mut word));
-                    in_word = false;
-                }
-                if !c.is_whitespace() {
-                    let mut op = c.to_string();
-                    while let Some(&n) = chars.peek().filter(|n| "|&<>".contains(**n)) {
-                        op.push(n);
-                        chars.next();
-                    }
-                    out.push(op);
-                }
-            }
-            c => {
-                in_word = true;
-                word.push(c);
-            }
-        }
-    }
-    if in_word {
-        out.push(word);
-    }
-    out
-}
-
-/// The arguments given to `ferroftp` by one command of a shell line, if it runs ferroftp:
-/// directly (any path), through sudo/env/setpriv, `docker run ... ferroftp` (the image) or
-/// `cargo run ... -- ARGS`.
-fn ferroftp_args(command: &[String]) -> Option<Vec<String>> {
-    let mut rest: &[String] = command;
-    loop {
-        let (first, tail) = rest.split_first()?;
-        let is_assignment = first.split_once('=').is_some_and(|(k, _)| {
-            !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        });
-        if is_assignment {
-            rest = tail;
-            continue;
-        }
-        match first.as_str() {
-            "sudo" | "env" | "setpriv" | "exec" => {
-                rest = tail;
-                while rest.first().is_some_and(|w| w.starts_with('-')) {
-                    rest = &rest[1..];
-                }
-            }
-            "docker" if tail.first().is_some_and(|w| w == "run") => {
-                let image = tail.iter().position(|w| w == "ferroftp")?;
-                return Some(tail[image + 1..].to_vec());
-            }
-            "cargo" if tail.first().is_some_and(|w| w == "run") => {
-                let sep = tail.iter().position(|w| w == "--")?;
-                return Some(tail[sep + 1..].to_vec());
-            }
-            program
-                if Path::new(program)
-                    .file_name()
-                    .is_some_and(|n| n == "ferroftp") =>
-            {
-                return Some(tail.to_vec());
-            }
-            _ => return None,
-        }
-    }
-}
-
-/// The shell commands of a block: continuation lines joined; in `console` blocks, only the
-/// lines after a `$ ` prompt.
-fn shell_lines(block: &Block) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut current: Option<String> = None;
-    for line in block.body.lines() {
-        let line = match (&current, block.lang.as_str()) {
-            (Some(_), _) => line,
-            (None, "console") => match line.strip_prefix("$ ") {
-                Some(l) => l,
-                None => continue,
-            },
-            (None, _) => line,
-        };
-        let text = current.take().unwrap_or_default() + line.trim_end();
-        match text.strip_suffix('\\') {
-            Some(head) => current = Some(head.to_owned() + " "),
-            None => out.push(text),
-        }
-    }
-    out.extend(current);
-    out
-}
-
-/// `ferroftp ARGS --help`, remembered.
-fn help<'a>(
-    cache: &'a mut HashMap<Vec<String>, Result<String, String>>,
-    path: &[String],
-) -> &'a Result<String, String> {
-    cache.entry(path.to_vec()).or_insert_with(|| {
-        let out = run(Command::new(bin()).args(path).arg("--help"));
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    })
-}
-
-/// The subcommands a help text lists (without `help`).
-fn subcommands(help: &str) -> Vec<String> {
-    help.lines()
-        .skip_while(|l| *l != "Commands:")
-        .skip(1)
-        .take_while(|l| !l.trim().is_empty())
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|s| *s != "help")
-        .map(str::to_owned)
-        .collect()
-}
-
-/// Whether `flag` (`--users`, `-c`) is one of the options a help text lists.
-fn help_has_flag(help: &str, flag: &str) -> bool {
-    help.match_indices(flag).any(|(i, _)| {
-        let next = help[i + flag.len()..].chars().next();
-        let before = help[..i].chars().last();
-        !matches!(before, Some(c) if c.is_ascii_alphanumeric() || c == '-')
-            && !matches!(next, Some(c) if c.is_ascii_alphanumeric() || c == '-')
-    })
 }
 
 #[test]
@@ -489,45 +144,6 @@ fn every_ferroftp_command_line_names_subcommands_and_flags_that_exist() {
     assert!(checked >= 30, "only {checked} ferroftp command lines found");
 }
 
-/// (dotted key, value, set by default) of every key in ferroftp.example.toml, read as
-/// config/reference.rs reads it: `key = value` lines, commented out when not set by default.
-fn example_keys() -> Vec<(String, String, bool)> {
-    let example = std::fs::read_to_string(repo().join("ferroftp.example.toml")).unwrap();
-    let mut table: Option<String> = None;
-    let mut out = Vec::new();
-    for line in example.lines() {
-        let trimmed = line.trim();
-        let (body, set) = match trimmed.strip_prefix('#') {
-            Some(rest) => (rest.strip_prefix(' ').unwrap_or(rest), false),
-            None => (trimmed, true),
-        };
-        let header = body
-            .strip_prefix("[[")
-            .and_then(|b| b.strip_suffix("]]"))
-            .or_else(|| body.strip_prefix('[').and_then(|b| b.strip_suffix(']')));
-        if let Some(name) = header.filter(|n| !n.is_empty() && !n.contains(['"', ','])) {
-            table = Some(name.trim().to_owned());
-            continue;
-        }
-        let Some((key, value)) = body.split_once(" = ") else {
-            continue;
-        };
-        let key = key.trim();
-        let is_key = !key.is_empty()
-            && !body.starts_with(' ')
-            && key
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-        if is_key {
-            let path = table
-                .as_ref()
-                .map_or(key.to_owned(), |t| format!("{t}.{key}"));
-            out.push((path, value.trim().to_owned(), set));
-        }
-    }
-    out
-}
-
 #[test]
 fn the_configuration_reference_has_every_key_of_the_example_with_its_default() {
     let page = std::fs::read_to_string(repo().join("docs/src/reference/config.md")).unwrap();
@@ -566,36 +182,6 @@ fn the_configuration_reference_has_every_key_of_the_example_with_its_default() {
         "docs/src/reference/config.md:\n{}",
         failures.join("\n")
     );
-}
-
-/// The text of a page's section: from `heading` to the next heading of its level or above.
-fn section<'a>(page: &'a str, heading: &str) -> Option<&'a str> {
-    let level = heading.chars().take_while(|&c| c == '#').count();
-    let start = page.find(&format!("\n{heading}\n"))? + 1;
-    let body = &page[start + heading.len()..];
-    let end = body
-        .match_indices("\n#")
-        .find(|(i, _)| {
-            let hashes = body[i + 1..].chars().take_while(|&c| c == '#').count();
-            hashes <= level && body[i + 1 + hashes..].starts_with(' ')
-        })
-        .map_or(body.len(), |(i, _)| i);
-    Some(&body[..end])
-}
-
-/// The long flags an options list of a help text offers (`--users`), `--help` aside.
-fn help_flags(help: &str) -> BTreeSet<String> {
-    help.lines()
-        .map(str::trim_start)
-        .filter(|l| l.starts_with('-'))
-        .flat_map(|l| {
-            l.split_whitespace()
-                .take(2)
-                .map(|w| w.trim_end_matches(',').to_owned())
-                .collect::<Vec<_>>()
-        })
-        .filter(|w| w.starts_with("--") && w != "--help" && w != "--version")
-        .collect()
 }
 
 #[test]
@@ -672,60 +258,6 @@ fn the_readme_gives_two_commands_the_server_on_its_defaults_and_what_ci_runs() {
     );
 }
 
-/// The anchors mdBook gives a page's headings (and explicit `id="..."`s).
-fn anchors(text: &str) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let mut in_code = false;
-    for line in text.lines() {
-        if line.trim_start().starts_with("```") {
-            in_code = !in_code;
-        }
-        if in_code {
-            continue;
-        }
-        if let Some(heading) = line.strip_prefix('#') {
-            let heading = heading.trim_start_matches('#');
-            if heading.starts_with(' ') {
-                out.insert(
-                    heading
-                        .trim()
-                        .chars()
-                        .filter_map(|c| match c {
-                            c if c.is_alphanumeric() || c == '_' || c == '-' => {
-                                Some(c.to_ascii_lowercase())
-                            }
-                            c if c.is_whitespace() => Some('-'),
-                            _ => None,
-                        })
-                        .collect(),
-                );
-            }
-        }
-        for (i, _) in line.match_indices("id=\"") {
-            out.extend(line[i + 4..].split('"').next().map(str::to_owned));
-        }
-    }
-    out
-}
-
-/// A page's text without its code blocks and code spans (no links there).
-fn prose(text: &str) -> String {
-    let mut out = String::new();
-    let mut in_code = false;
-    for line in text.lines() {
-        if line.trim_start().starts_with("```") {
-            in_code = !in_code;
-            continue;
-        }
-        if !in_code {
-            let spans: Vec<&str> = line.split('`').collect();
-            out.extend(spans.iter().step_by(2).copied());
-            out.push('\n');
-        }
-    }
-    out
-}
-
 #[test]
 fn relative_links_lead_to_files_and_headings_that_exist() {
     let root = repo();
@@ -757,13 +289,6 @@ fn relative_links_lead_to_files_and_headings_that_exist() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert!(checked >= 50, "only {checked} links found");
-}
-
-/// `mdbook` on PATH, if any.
-fn mdbook() -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join("mdbook"))
-        .find(|p| p.is_file())
 }
 
 #[test]
@@ -816,16 +341,6 @@ fn the_manual_builds_with_mdbook_and_has_search() {
         config.contains("require_close_notify"),
         "the example is not in the reference"
     );
-}
-
-/// A server started by a test, killed when dropped (also when an assertion fails).
-struct Server(std::process::Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]
@@ -927,4 +442,65 @@ fn the_admin_api_page_lists_every_operation_of_the_openapi_document() {
         "docs/src/admin-api.md:\n{}",
         failures.join("\n")
     );
+}
+
+#[test]
+fn every_config_key_named_in_the_prose_exists_and_every_setting_named_is_accepted() {
+    let keys: BTreeSet<String> = example_keys().into_iter().map(|(p, _, _)| p).collect();
+    let tables: BTreeSet<String> = keys
+        .iter()
+        .filter_map(|k| k.rsplit_once('.').map(|(t, _)| t.to_owned()))
+        .collect();
+    let mut named = 0;
+    let mut failures = Vec::new();
+    for doc in docs()
+        .iter()
+        .filter(|d| d.path != Path::new("docs/ARCHITECTURE.md"))
+    {
+        for span in code_spans(&doc.text) {
+            let Some((path, table, value)) = key_in_prose(&span, &tables) else {
+                continue;
+            };
+            named += 1;
+            if !keys.contains(&path) {
+                failures.push(format!(
+                    "{}: `{span}`: no key {path} in ferroftp.example.toml",
+                    doc.path.display()
+                ));
+            } else if let Some(value) = value {
+                let key = path.rsplit('.').next().unwrap_or(&path);
+                // A listener needs its address; the default one does.
+                let bind = if table == "[[listener]]" && key != "bind" {
+                    "bind = \"127.0.0.1:2121\"\n"
+                } else {
+                    ""
+                };
+                if let Err(e) = check_config(&format!("{table}\n{bind}{key} = {value}\n")) {
+                    failures.push(format!("{}: `{span}`: {e}", doc.path.display()));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(named >= 100, "only {named} keys named in prose");
+}
+
+#[test]
+fn the_manual_s_first_steps_show_the_client_lines_readme_s_test_runs() {
+    // tests/clients_lftp.rs runs README's lines after "Connect with any client"; the manual
+    // repeats them, and must not drift from what is run.
+    let block = |text: &str| -> String {
+        let start = text
+            .find("Connect with any client")
+            .expect("the client lines");
+        text[start..]
+            .split("```sh\n")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .expect("a sh block")
+            .to_owned()
+    };
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let manual = std::fs::read_to_string(repo().join("docs/src/first-steps.md")).unwrap();
+    assert_eq!(block(&manual), block(&readme));
 }
