@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# ferroftp in a container: `docker build -t ferroftp .`, then see README.md ("Docker").
+# ferroftp in a container: `docker build -t ferroftp .`, then see docs/src/operations/docker.md.
 # The server runs as an unprivileged numeric user on 2121 with passive ports 30000-30009; no
 # secrets are in the image (users and TLS files come from the /etc/ferroftp volume).
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs every test of ferroftp: formatting and lints, unit and property tests, and the
-# integration tests that drive the real binary with curl, lftp, Python's ftplib and suppaftp.
-# Installs the client tools it needs (Debian/Ubuntu) when they are missing.
+# Runs every test of ferroftp: formatting and lints, unit and property tests, the
+# integration tests that drive the real binary with curl, lftp, Python's ftplib and suppaftp,
+# and the manual's checks (crates/ferroftp/tests/docs.rs, which also builds it with mdBook).
+# Installs the client tools it needs (Debian/Ubuntu) and mdBook when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +31,15 @@ if [ ${#missing[@]} -gt 0 ]; then
     $sudo apt-get update -qq
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
     if [ "$added_policy" = 1 ]; then $sudo rm -f "$policy"; fi
+fi
+
+# mdBook builds the manual (docs/); crates/ferroftp/tests/docs.rs builds it and, under CI=true,
+# fails without it. Debian (bookworm) has no package of it, so it comes from crates.io: the
+# official release, pinned, with its lock file, search only (no web server, no file watcher).
+# About 3 CPU-minutes, once per machine (~/.cargo/bin keeps it).
+if ! command -v mdbook >/dev/null 2>&1; then
+    echo "scripts/test.sh: installing mdbook"
+    cargo install mdbook --version 0.5.4 --locked --no-default-features --features search
 fi
 
 cargo fmt --all -- --check
