@@ -20,6 +20,8 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 use super::stream::Stream;
 use crate::config::PortRange;
+use crate::storage::local::LocalFile;
+use crate::storage::{ReadStream, UploadFile};
 
 /// Hands out passive ports from the configured range, the port released longest ago first,
 /// skipping ports in use by this server or held by another process.
@@ -416,17 +418,17 @@ pub(crate) struct FileWriter {
     /// Bytes received and not yet handed to a write.
     filling: Vec<u8>,
     /// The file and a spare buffer, when no write is in flight.
-    idle: Option<(std::fs::File, Vec<u8>)>,
+    idle: Option<(UploadFile, Vec<u8>)>,
     /// The write in flight: it gives back the file, its buffer and the result.
     pending: Option<tokio::task::JoinHandle<Written>>,
 }
 
 /// What a write on the blocking pool gives back: the file, its buffer and the result.
-type Written = (std::fs::File, Vec<u8>, io::Result<()>);
+type Written = (UploadFile, Vec<u8>, io::Result<()>);
 
 impl FileWriter {
     /// A writer to `file` at its current position.
-    pub(crate) fn new(file: std::fs::File) -> Self {
+    pub(crate) fn new(file: UploadFile) -> Self {
         Self {
             filling: Vec::new(),
             idle: Some((file, Vec::new())),
@@ -475,7 +477,7 @@ impl FileWriter {
     /// written (the caller writes them in the same blocking call as its commit, which saves a
     /// trip to the blocking pool: a small upload never makes one here). The error is that of
     /// the last write; the file is `None` only if a write task panicked.
-    pub(crate) async fn finish(mut self) -> (io::Result<()>, Option<std::fs::File>, Vec<u8>) {
+    pub(crate) async fn finish(mut self) -> (io::Result<()>, Option<UploadFile>, Vec<u8>) {
         let result = self.settle().await;
         (result, self.idle.take().map(|(file, _)| file), self.filling)
     }
@@ -639,11 +641,11 @@ pub(crate) enum ThreadEnd {
 pub(crate) async fn receive_on_thread(
     tcp: TcpStream,
     tls: Option<rustls::ServerConnection>,
-    file: std::fs::File,
+    file: UploadFile,
     first: Vec<u8>,
     writeback: bool,
     run: OnThread<'_>,
-) -> (ThreadEnd, Option<std::fs::File>) {
+) -> (ThreadEnd, Option<UploadFile>) {
     let OnThread {
         progress,
         stall,
@@ -754,7 +756,7 @@ async fn run_on_thread<T: Send + 'static>(
 pub(crate) async fn send_tls_on_thread(
     tcp: TcpStream,
     mut conn: rustls::ServerConnection,
-    file: std::fs::File,
+    mut file: ReadStream,
     (offset, len): (u64, u64),
     close_wait: Duration,
     run: OnThread<'_>,
@@ -768,7 +770,7 @@ pub(crate) async fn send_tls_on_thread(
     let (sock, killer) =
         blocking_socket(tcp, stall).map_err(|e| TransferEnd::Failed(CopyError::Network(e)))?;
     let work = move || {
-        let sent = send_tls_blocking(&sock, &mut conn, &file, offset, len, &progress, stall);
+        let sent = send_tls_blocking(&sock, &mut conn, &mut file, offset, len, &progress, stall);
         if sent.is_ok() {
             // The client's close_notify (or its close) ends the wait; best effort.
             let _ = sock.set_read_timeout(Some(close_wait).filter(|d| !d.is_zero()));
@@ -825,14 +827,13 @@ const TLS_SEND_CHUNK: usize = 256 * 1024;
 fn send_tls_blocking(
     sock: &std::net::TcpStream,
     conn: &mut rustls::ServerConnection,
-    file: &std::fs::File,
+    file: &mut ReadStream,
     mut offset: u64,
     len: u64,
     progress: &AtomicU64,
     stall: Duration,
 ) -> Result<(), CopyError> {
     use std::io::Write;
-    use std::os::unix::fs::FileExt;
     // One chunk's records fit, so that a chunk is encrypted in one go.
     conn.set_buffer_limit(Some(2 * TLS_SEND_CHUNK));
     let mut buf = vec![0u8; TLS_SEND_CHUNK];
@@ -840,7 +841,7 @@ fn send_tls_blocking(
     let stalled_or = |e| socket_failed(e, stall);
     while offset < end {
         let want = usize::try_from(end - offset).map_or(buf.len(), |n| n.min(buf.len()));
-        let n = match file.read_at(&mut buf[..want], offset) {
+        let n = match file.read_from(&mut buf[..want], offset) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -891,7 +892,7 @@ fn drain_tls_blocking(sock: &std::net::TcpStream, conn: &mut rustls::ServerConne
 /// The loop of [`receive_on_thread`].
 fn receive_blocking(
     sock: &std::net::TcpStream,
-    file: &mut std::fs::File,
+    file: &mut UploadFile,
     first: &[u8],
     progress: &AtomicU64,
     stall: Duration,
@@ -899,10 +900,13 @@ fn receive_blocking(
 ) -> Result<Ending, CopyError> {
     use std::io::Read;
     let mut written = Writeback::after(file, first, writeback)?;
-    if let Some(pipe) = splice_pipe(file) {
-        return splice_to_file(sock, file, &pipe, progress, stall, |file, n| {
-            written.wrote(file, n);
-        });
+    // Only into a local file: other back-ends take their bytes through `write`.
+    if let Some(local) = file.local_file_mut() {
+        if let Some(pipe) = splice_pipe(local) {
+            return splice_to_file(sock, local, &pipe, progress, stall, |file, n| {
+                written.wrote(file, n);
+            });
+        }
     }
     let mut buf = vec![0u8; THREAD_BUF];
     loop {
@@ -914,7 +918,7 @@ fn receive_blocking(
         };
         progress.fetch_add(n as u64, Ordering::Relaxed);
         std::io::Write::write_all(file, &buf[..n]).map_err(CopyError::Local)?;
-        written.wrote(file, n);
+        written.wrote_to(file, n);
     }
 }
 
@@ -923,7 +927,7 @@ const SPLICE_PIPE: usize = 1024 * 1024;
 
 /// A pipe to splice an upload through into `file`, or `None` where splice cannot write
 /// (a file opened for appending) or no pipe can be had.
-fn splice_pipe(file: &std::fs::File) -> Option<(rustix::fd::OwnedFd, rustix::fd::OwnedFd)> {
+fn splice_pipe(file: &LocalFile) -> Option<(rustix::fd::OwnedFd, rustix::fd::OwnedFd)> {
     let flags = rustix::fs::fcntl_getfl(file).ok()?;
     if flags.contains(rustix::fs::OFlags::APPEND) {
         return None;
@@ -939,11 +943,11 @@ fn splice_pipe(file: &std::fs::File) -> Option<(rustix::fd::OwnedFd, rustix::fd:
 /// of every piece written.
 fn splice_to_file(
     sock: &std::net::TcpStream,
-    file: &mut std::fs::File,
+    file: &mut LocalFile,
     (r, w): &(rustix::fd::OwnedFd, rustix::fd::OwnedFd),
     progress: &AtomicU64,
     stall: Duration,
-    mut wrote: impl FnMut(&mut std::fs::File, usize),
+    mut wrote: impl FnMut(&LocalFile, usize),
 ) -> Result<Ending, CopyError> {
     use rustix::io::Errno;
     use rustix::pipe::{SpliceFlags, splice};
@@ -981,14 +985,17 @@ struct Writeback {
 
 impl Writeback {
     /// Writes `first` (the bytes received before the thread) to `file`, and counts from there.
-    fn after(file: &mut std::fs::File, first: &[u8], on: bool) -> Result<Self, CopyError> {
+    fn after(file: &mut UploadFile, first: &[u8], on: bool) -> Result<Self, CopyError> {
         use std::io::{Seek, Write};
         file.write_all(first).map_err(CopyError::Local)?;
-        let start = if on {
-            file.stream_position()
-                .map_or(0, |p| p.saturating_sub(first.len() as u64))
-        } else {
-            0
+        // Writeback is a hint to the local file system; other back-ends have no pages to
+        // write back.
+        let on = on && file.local_file().is_some();
+        let start = match file.local_file_mut() {
+            Some(local) if on => local
+                .stream_position()
+                .map_or(0, |p| p.saturating_sub(first.len() as u64)),
+            _ => 0,
         };
         Ok(Self {
             on,
@@ -998,11 +1005,18 @@ impl Writeback {
     }
 
     /// `n` more bytes are in `file`.
-    fn wrote(&mut self, file: &std::fs::File, n: usize) {
+    fn wrote(&mut self, file: &LocalFile, n: usize) {
         self.unsynced += n as u64;
         if self.on && self.unsynced >= WRITEBACK_EVERY {
             self.unsynced = 0;
             start_writeback(file, self.start);
+        }
+    }
+
+    /// [`Writeback::wrote`] for any upload file (only a local one is written back).
+    fn wrote_to(&mut self, file: &UploadFile, n: usize) {
+        if let Some(local) = file.local_file() {
+            self.wrote(local, n);
         }
     }
 }
@@ -1017,7 +1031,7 @@ const TLS_READ_BUF: usize = 256 * 1024;
 fn receive_tls_blocking(
     sock: &std::net::TcpStream,
     mut conn: rustls::ServerConnection,
-    file: &mut std::fs::File,
+    file: &mut UploadFile,
     first: &[u8],
     progress: &AtomicU64,
     stall: Duration,
@@ -1028,9 +1042,9 @@ fn receive_tls_blocking(
     let mut rd = io::BufReader::with_capacity(TLS_READ_BUF, sock);
     let mut buf = vec![0u8; THREAD_BUF];
     let mut filled = 0;
-    let flush = |buf: &[u8], written: &mut Writeback, file: &mut std::fs::File| {
+    let flush = |buf: &[u8], written: &mut Writeback, file: &mut UploadFile| {
         std::io::Write::write_all(file, buf).map_err(CopyError::Local)?;
-        written.wrote(file, buf.len());
+        written.wrote_to(file, buf.len());
         Ok::<(), CopyError>(())
     };
     loop {
@@ -1094,7 +1108,7 @@ fn receive_tls_blocking(
 /// drops the pages already written back: those of an upload being synced are not read again
 /// soon, and the page cache keeps room for what is. Best effort: a failure only means the
 /// final sync waits longer.
-fn start_writeback(file: &std::fs::File, start: u64) {
+fn start_writeback(file: &LocalFile, start: u64) {
     let _ = rustix::fs::fadvise(file, start, None, rustix::fs::Advice::DontNeed);
 }
 
@@ -1116,7 +1130,7 @@ pub(crate) async fn drain_until_closed(stream: &mut Stream, limit: Duration) {
 /// kernel moves page-cache pages to the socket without a copy through user space. Stops early
 /// (without error) if the file turns out shorter; the caller compares the count.
 pub(crate) async fn sendfile(
-    file: &std::fs::File,
+    file: &LocalFile,
     mut offset: u64,
     len: u64,
     dst: &TcpStream,
@@ -1401,7 +1415,7 @@ mod tests {
             }
         };
         let progress = AtomicU64::new(0);
-        let mut writer = FileWriter::new(file);
+        let mut writer = FileWriter::new(UploadFile::local(file));
         let receiving = receive_binary(
             &mut server,
             false,
