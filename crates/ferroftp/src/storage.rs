@@ -19,6 +19,8 @@
 //!
 //! Every method blocks; call them from `spawn_blocking`.
 
+#[cfg(test)]
+mod boundary_tests;
 mod error;
 pub mod local;
 mod stream;

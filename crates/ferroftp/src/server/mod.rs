@@ -322,7 +322,7 @@ pub fn check_homes(config: &Config, users: &UserDb) -> Result<Option<PathBuf>, S
 /// anonymous home is made when missing.
 fn prepare_homes(config: &Config, users: &UserDb) -> Result<(), String> {
     if let Some(home) = check_homes(config, users)? {
-        std::fs::create_dir(&home).map_err(|e| {
+        crate::storage::local::create_dir(&home).map_err(|e| {
             format!(
                 "cannot create the anonymous home {} (anonymous.home): {e}",
                 home.display()

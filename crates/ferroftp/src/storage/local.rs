@@ -87,6 +87,24 @@ pub use upload::{LocalUpload, Replaced, is_internal_name};
 /// [`super::ReadStream::local_file`] and [`super::UploadFile::local_file`].
 pub type LocalFile = File;
 
+/// A [`LocalFile`] read or written from async code (through the blocking pool).
+pub type AsyncLocalFile = tokio::fs::File;
+
+/// `file` for async code, moving `chunk` bytes per trip to the blocking pool at most (0:
+/// tokio's default).
+pub(crate) fn async_file(file: LocalFile, chunk: usize) -> AsyncLocalFile {
+    let mut file = AsyncLocalFile::from_std(file);
+    if chunk > 0 {
+        file.set_max_buf_size(chunk);
+    }
+    file
+}
+
+/// Creates the directory `path` (the default anonymous home, made at start when missing).
+pub fn create_dir(path: &Path) -> io::Result<()> {
+    std::fs::create_dir(path)
+}
+
 /// The [`Entry`] of `name` with metadata `md`.
 pub(super) fn entry_from_metadata(name: String, md: &Metadata) -> Entry {
     let ft = md.file_type();

@@ -15,7 +15,7 @@ use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::task::JoinHandle;
 
-use super::local::{LocalDirStream, LocalFile, LocalUpload};
+use super::local::{self, AsyncLocalFile, LocalDirStream, LocalFile, LocalUpload};
 use super::{Entry, Replaced, StorageError, SyncPolicy};
 
 // ---- listings ----
@@ -165,9 +165,7 @@ impl ReadStream {
     pub fn into_async(self, chunk: usize) -> AsyncReadStream {
         match self.0 {
             ReadInner::Local(f) => {
-                let mut f = tokio::fs::File::from_std(f);
-                f.set_max_buf_size(chunk);
-                AsyncReadStream(AsyncReadInner::Local(f))
+                AsyncReadStream(AsyncReadInner::Local(local::async_file(f, chunk)))
             }
             ReadInner::Reader(r) => {
                 AsyncReadStream(AsyncReadInner::Reader(Blocking::new(r, chunk)))
@@ -191,7 +189,7 @@ pub struct AsyncReadStream(AsyncReadInner);
 
 #[derive(Debug)]
 enum AsyncReadInner {
-    Local(tokio::fs::File),
+    Local(AsyncLocalFile),
     Reader(Blocking<Box<dyn Read + Send>>),
 }
 
@@ -261,7 +259,7 @@ impl UploadFile {
     pub fn into_async(self) -> AsyncUploadFile {
         match self.0 {
             UploadFileInner::Local(f) => {
-                AsyncUploadFile(AsyncUploadInner::Local(tokio::fs::File::from_std(f)))
+                AsyncUploadFile(AsyncUploadInner::Local(local::async_file(f, 0)))
             }
             UploadFileInner::Writer(w) => {
                 AsyncUploadFile(AsyncUploadInner::Writer(Blocking::new(w, 0)))
@@ -299,7 +297,7 @@ pub struct AsyncUploadFile(AsyncUploadInner);
 
 #[derive(Debug)]
 enum AsyncUploadInner {
-    Local(tokio::fs::File),
+    Local(AsyncLocalFile),
     Writer(Blocking<Box<dyn Write + Send>>),
 }
 
