@@ -19,6 +19,7 @@
 //!
 //! Every method blocks; call them from `spawn_blocking`.
 
+mod blocking;
 #[cfg(test)]
 mod boundary_tests;
 mod error;
