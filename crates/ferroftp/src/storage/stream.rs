@@ -15,6 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::blocking::Blocking;
 use super::local::{self, AsyncLocalFile, LocalDirStream, LocalFile, LocalUpload};
+use super::vpath::is_valid_segment;
 use super::{Entry, Replaced, StorageError, SyncPolicy};
 
 // ---- listings ----
@@ -51,7 +52,8 @@ impl From<LocalDirStream> for DirStream {
 
 impl DirStream {
     /// A listing of another back-end, from its entries as it reads them (a page of an object
-    /// store's listing at a time, say). It should not yield `.`, `..` or names with `/`.
+    /// store's listing at a time, say). Names that are not one valid path segment (`.`, `..`,
+    /// with `/`, NUL, CR or LF) are skipped.
     pub fn from_entries(
         entries: impl Iterator<Item = Result<Entry, StorageError>> + Send + 'static,
     ) -> Self {
@@ -97,6 +99,11 @@ impl DirStream {
                         break;
                     };
                     let entry = entry?;
+                    // A name the client could not address, or one that would forge lines in
+                    // NLST (CR, LF), is never listed, whatever the back-end holds.
+                    if !is_valid_segment(&entry.name) {
+                        continue;
+                    }
                     if keep.as_ref().is_none_or(|keep| keep(&entry.name)) {
                         batch.push(entry);
                     }
@@ -484,5 +491,58 @@ impl Upload {
     /// Abandons the upload; the same as dropping it.
     pub fn abort(self) {
         drop(self);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::EntryKind;
+
+    fn entry(name: &str) -> Result<Entry, StorageError> {
+        Ok(Entry {
+            name: name.to_owned(),
+            kind: EntryKind::File,
+            size: 0,
+            modified: None,
+            mode: 0o100_644,
+            nlink: 1,
+        })
+    }
+
+    #[test]
+    fn another_back_ends_listing_never_shows_a_name_that_could_forge_lines_or_paths() {
+        let names = [
+            "ok",
+            "two\r\n226 forged",
+            "..",
+            ".",
+            "a/b",
+            "nul\0",
+            "",
+            "also ok",
+        ];
+        let mut stream = DirStream::from_entries(names.map(entry).into_iter());
+        let mut seen = Vec::new();
+        while stream
+            .for_each_name(|n| seen.push(n.to_owned()))
+            .unwrap_or(0)
+            > 0
+        {}
+        assert_eq!(seen, ["ok", "also ok"]);
+    }
+
+    #[test]
+    fn another_back_ends_listing_is_filtered_and_batched() {
+        let names: Vec<String> = (0..10).map(|i| format!("f{i}")).collect();
+        let entries = names.into_iter().map(|n| entry(&n)).collect::<Vec<_>>();
+        let mut stream =
+            DirStream::from_entries(entries.into_iter()).matching(|n| n != "f3" && n != "f7");
+        let sizes: Vec<usize> = std::iter::from_fn(|| {
+            let batch = stream.next_batch(3).ok()?;
+            (!batch.is_empty()).then_some(batch.len())
+        })
+        .collect();
+        assert_eq!(sizes, [3, 3, 2]);
     }
 }
