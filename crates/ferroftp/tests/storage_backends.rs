@@ -191,6 +191,8 @@ fn the_in_memory_back_end_passes_the_conformance_suite() {
 /// A server on the in-memory back-end, run in-process on a runtime of its own.
 struct InProcess {
     addr: SocketAddr,
+    /// The server's certificate (PEM), when it offers TLS.
+    cert: Option<std::path::PathBuf>,
     fs: MemoryFs,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -199,13 +201,35 @@ struct InProcess {
 
 impl InProcess {
     fn start() -> Self {
+        Self::with_mode(ListenerMode::Plain)
+    }
+
+    /// With explicit FTPS (AUTH TLS) and a self-signed certificate.
+    fn start_tls() -> Self {
+        Self::with_mode(ListenerMode::Explicit)
+    }
+
+    fn with_mode(mode: ListenerMode) -> Self {
         let root = tempfile::tempdir().unwrap();
+        let mut tls_config = ferroftp::config::TlsConfig::default();
+        let mut cert = None;
+        if mode.offers_tls() {
+            let hosts = ["127.0.0.1".to_owned(), "localhost".to_owned()];
+            let (pem, key) = ferroftp::tls::self_signed(&hosts, 2).unwrap();
+            let (cert_path, key_path) = (root.path().join("cert.pem"), root.path().join("key.pem"));
+            std::fs::write(&cert_path, pem).unwrap();
+            std::fs::write(&key_path, key).unwrap();
+            tls_config.cert = Some(cert_path.clone());
+            tls_config.key = Some(key_path);
+            cert = Some(cert_path);
+        }
+        let tls = cert
+            .as_ref()
+            .map(|_| Arc::new(ferroftp::tls::Tls::new(&tls_config).unwrap()));
         let config = Config {
             root: root.path().to_owned(),
-            listeners: vec![ListenerConfig::new(
-                "127.0.0.1:0".parse().unwrap(),
-                ListenerMode::Plain,
-            )],
+            listeners: vec![ListenerConfig::new("127.0.0.1:0".parse().unwrap(), mode)],
+            tls: tls_config,
             ..Config::default()
         };
         let cheap = HashParams {
@@ -223,7 +247,7 @@ impl InProcess {
             .build()
             .unwrap();
         let server = runtime
-            .block_on(ferroftp::Server::bind(config, users, None))
+            .block_on(ferroftp::Server::bind(config, users, tls))
             .unwrap()
             .with_storage(backend);
         let addr = server.local_addrs()[0];
@@ -238,6 +262,7 @@ impl InProcess {
         });
         Self {
             addr,
+            cert,
             fs,
             stop: Some(stop),
             thread: Some(thread),
@@ -361,5 +386,52 @@ fn uploads_and_downloads_go_through_another_back_end_as_plain_byte_streams() {
     let mut names = ftp.nlst(None).unwrap();
     names.sort();
     assert_eq!(names, ["big.bin", "text.txt"]);
+    ftp.quit().unwrap();
+}
+
+#[test]
+fn tls_uploads_and_downloads_of_another_back_end_move_its_bytes_without_a_local_file() {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let server = InProcess::start_tls();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(server.cert.as_ref().unwrap()).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let ftp =
+        suppaftp::RustlsFtpStream::connect_timeout(server.addr, Duration::from_secs(10)).unwrap();
+    ftp.get_ref()
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let connector = suppaftp::RustlsConnector::from(Arc::new(client));
+    let mut ftp = ftp.into_secure(connector, "127.0.0.1").unwrap();
+    ftp.login("alice", "secret").unwrap();
+    ftp.transfer_type(FileType::Binary).unwrap();
+    // Well past the size at which a TLS download, and a fast upload, may move to a thread of
+    // their own (which then reads or writes the stream, not a local file).
+    let data: Vec<u8> = (0..2 * 1024 * 1024 + 5)
+        .map(|i| (i * 13 % 251) as u8)
+        .collect();
+    ftp.put_file("tls.bin", &mut Cursor::new(data.clone()))
+        .unwrap();
+    assert!(
+        server.fs.content("/tls.bin").unwrap() == data,
+        "stored bytes differ"
+    );
+    let got = ftp.retr_as_buffer("tls.bin").unwrap().into_inner();
+    assert!(got == data, "downloaded bytes differ");
+    ftp.resume_transfer(1024 * 1024).unwrap();
+    let tail = ftp.retr_as_buffer("tls.bin").unwrap().into_inner();
+    assert!(tail == data[1024 * 1024..], "the ranged download differs");
+    // Refusals are the same under TLS.
+    let (code, _) = refusal(ftp.rename("tls.bin", "moved.bin"));
+    assert_eq!(code, 502);
+    assert!(server.fs.content("/tls.bin").unwrap() == data);
     ftp.quit().unwrap();
 }
