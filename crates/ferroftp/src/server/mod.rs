@@ -65,8 +65,9 @@ pub(crate) struct Shared {
     pub(crate) hash_pool: Semaphore,
     /// Failed-login counts and bans.
     pub(crate) guard: Arc<guard::Guard>,
-    /// Home directories open now, shared between sessions.
-    pub(crate) homes: crate::storage::HomeCache,
+    /// Opens each user's storage at login (the local file system unless
+    /// [`Server::with_storage`] chose another back-end).
+    pub(crate) storage: Arc<dyn crate::storage::StorageBackend>,
     /// Passive addresses looked up, and whether a private one was announced to the internet.
     pub(crate) announced: Announced,
     /// Cancelled when the server starts shutting down: idle sessions close at once.
@@ -328,7 +329,7 @@ pub fn check_homes(config: &Config, users: &UserDb) -> Result<Option<PathBuf>, S
 /// anonymous home is made when missing.
 fn prepare_homes(config: &Config, users: &UserDb) -> Result<(), String> {
     if let Some(home) = check_homes(config, users)? {
-        std::fs::create_dir(&home).map_err(|e| {
+        crate::storage::local::create_dir(&home).map_err(|e| {
             format!(
                 "cannot create the anonymous home {} (anonymous.home): {e}",
                 home.display()
@@ -488,7 +489,7 @@ impl Server {
             sessions: SessionTable::default(),
             hash_pool: Semaphore::new(workers),
             guard: Arc::new(guard::Guard::new(config.bans.clone())),
-            homes: crate::storage::HomeCache::default(),
+            storage: Arc::new(crate::storage::local::LocalBackend::default()),
             announced: Announced::default(),
             stopping: tokio_util::sync::CancellationToken::new(),
             closing: tokio_util::sync::CancellationToken::new(),
@@ -513,6 +514,17 @@ impl Server {
     /// certificate files).
     pub fn with_loader(mut self, loader: Loader) -> Self {
         self.loader = Some(Arc::new(loader));
+        self
+    }
+
+    /// Serve users' files from `backend` instead of the local file system (tests, and other
+    /// back-ends to come). Call it before [`Server::run`].
+    pub fn with_storage(mut self, backend: Arc<dyn crate::storage::StorageBackend>) -> Self {
+        match Arc::get_mut(&mut self.shared) {
+            Some(shared) => shared.storage = backend,
+            // Not reached: nothing shares the state before `run`.
+            None => tracing::error!("the storage back-end cannot change once the server runs"),
+        }
         self
     }
 

@@ -35,7 +35,9 @@ use super::{Live, SessionPermit, Shared};
 use crate::auth::{self, HashParams, Permission, Permissions, Refusal, Upgrade, User};
 use crate::config::{ListenerConfig, ListenerMode, TlsPolicy};
 use crate::observe::metrics::{Direction, LoginMethod, Metrics, TlsConnection, TransferResult};
-use crate::storage::{self, Entry, EntryKind, LocalFs, StorageError, Upload, VPath, WriteMode};
+use crate::storage::{
+    self, Entry, EntryKind, ReadStream, Storage, StorageError, Upload, UploadFile, VPath, WriteMode,
+};
 use crate::tls::{DataDirection, SessionTls};
 
 /// argon2 work (KiB times passes) small enough to verify on the async worker itself: about
@@ -112,7 +114,7 @@ pub(crate) async fn run(
 
 struct Login {
     name: String,
-    fs: Arc<LocalFs>,
+    fs: Arc<dyn Storage>,
     perms: Permissions,
     /// The user's own TLS policy (the listener's applies as well).
     tls_policy: TlsPolicy,
@@ -200,12 +202,12 @@ struct Running {
 
 enum Job {
     Send(SendSource),
-    Receive(std::fs::File, Upload),
+    Receive(UploadFile, Upload),
 }
 
 enum SendSource {
     /// A file, its starting offset and the bytes left in it.
-    File(std::fs::File, u64, u64),
+    File(ReadStream, u64, u64),
     Listing(ListSource, LineFormat),
 }
 
@@ -1522,7 +1524,7 @@ impl Session {
             .ok_or_else(|| Reply::new(530, "Please log in with USER and PASS first"))
     }
 
-    fn need(&self, perm: Permission) -> Result<Arc<LocalFs>, Reply> {
+    fn need(&self, perm: Permission) -> Result<Arc<dyn Storage>, Reply> {
         let login = self.login()?;
         if login.perms.has(perm) {
             Ok(Arc::clone(&login.fs))
@@ -1551,13 +1553,13 @@ impl Session {
         arg: &str,
         perm: Permission,
         done: &'static str,
-        op: impl FnOnce(&LocalFs, &VPath) -> Result<(), StorageError> + Send + 'static,
+        op: impl FnOnce(&dyn Storage, &VPath) -> Result<(), StorageError> + Send + 'static,
     ) -> Reply {
         let result = async {
             let fs = self.need(perm)?;
             let path = self.resolve(arg)?;
             let p = path.clone();
-            blocking(move || op(&fs, &p))
+            blocking(move || op(&*fs, &p))
                 .await
                 .map_err(|e| fs_reply(arg, &e))?;
             info!(op = permission_verb(perm), path = %path, "file operation");
@@ -1898,7 +1900,11 @@ impl Session {
         let protection = self.data_tls(direction);
         let io = match (&job, &protection) {
             (_, Some(_)) => "tls",
-            (Job::Send(SendSource::File(..)), None) if self.ty == TransferType::Image => "sendfile",
+            (Job::Send(SendSource::File(f, ..)), None)
+                if self.ty == TransferType::Image && f.local_file().is_some() =>
+            {
+                "sendfile"
+            }
             _ => "copy",
         };
         if self.send(Reply::new(150, opening)).await.is_err() {
@@ -1963,18 +1969,17 @@ impl Session {
                     Job::Send(source) => {
                         let copy = async {
                             match source {
-                                SendSource::File(f, offset, len) => match &mut stream {
-                                    // Binary over plain TCP: zero-copy.
-                                    Stream::Plain(tcp) if !ascii_mode => {
-                                        match data::sendfile(&f, offset, len, tcp, &task_progress, stall).await {
+                                SendSource::File(f, offset, len) => match (&mut stream, f.local_file()) {
+                                    // Binary over plain TCP from a local file: zero-copy.
+                                    (Stream::Plain(tcp), Some(file)) if !ascii_mode => {
+                                        match data::sendfile(file, offset, len, tcp, &task_progress, stall).await {
                                             Ok(()) => data::finish(&mut stream, stall).await,
                                             Err(e) => Err(e),
                                         }
                                     }
                                     _ => {
-                                        let mut f = tokio::fs::File::from_std(f);
                                         // Fewer, larger trips to the blocking thread that reads.
-                                        f.set_max_buf_size(data::FILE_READ_SIZE);
+                                        let f = f.into_async(data::FILE_READ_SIZE);
                                         data::send(f, &mut stream, ascii_mode, &task_progress, stall).await
                                     }
                                 },
@@ -1998,7 +2003,7 @@ impl Session {
                     Job::Receive(file, mut upload) => {
                         let tls = stream.is_tls();
                         let (result, file) = if ascii_mode {
-                            let mut file = tokio::fs::File::from_std(file);
+                            let mut file = file.into_async();
                             let copy = data::receive(&mut stream, tls, &mut file, true, &task_progress, stall);
                             let result = tokio::select! {
                                 r = copy => r.map_err(TransferError::Copy),
@@ -2007,7 +2012,7 @@ impl Session {
                             // Wait for tokio's in-flight write to land before the file goes
                             // back to the upload for commit or abort.
                             let _ = file.flush().await;
-                            (result, Some(file.into_std().await))
+                            (result, file.into_inner().await)
                         } else {
                             // A big upload moves to a thread of its own if one is free (the slot is
                             // taken only then: slow uploads, which stay here, hold none).
@@ -2839,7 +2844,7 @@ struct Listing {
 
 impl Listing {
     async fn gather(
-        fs: Arc<LocalFs>,
+        fs: Arc<dyn Storage>,
         cwd: &VPath,
         arg: Option<&str>,
         style: ListStyle,
@@ -2904,7 +2909,7 @@ impl Listing {
     /// Matches are streamed like a plain listing: up to [`SORTED_LISTING_LIMIT`] of them are
     /// listed sorted, more in the order the directory gives (memory stays bounded).
     async fn gather_glob(
-        fs: Arc<LocalFs>,
+        fs: Arc<dyn Storage>,
         cwd: &VPath,
         shown: &str,
         nlst: bool,
@@ -3028,7 +3033,7 @@ fn perm_fact(perms: Permissions, kind: EntryKind) -> String {
 
 const ASCII_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
 
-fn ascii_size(mut file: std::fs::File) -> io::Result<u64> {
+fn ascii_size(mut file: ReadStream) -> io::Result<u64> {
     use std::io::Read;
     let mut buf = vec![0u8; 64 * 1024];
     let mut last_cr = false;
@@ -3091,6 +3096,8 @@ fn fs_reply(shown: &str, e: &StorageError) -> Reply {
         StorageError::InvalidName => Reply::new(553, format!("{shown}: {e}")),
         StorageError::NoSpace => Reply::new(452, format!("{shown}: {e}")),
         StorageError::InvalidOffset => Reply::new(554, format!("{shown}: {e}")),
+        // Refused before anything changed: the command exists, this storage cannot do it.
+        StorageError::Unsupported(_) => Reply::new(502, format!("{shown}: {e}")),
         StorageError::Escape => {
             warn!(path = %shown, "refused a path that leads outside the home directory");
             Reply::new(550, format!("{shown}: {e}"))
@@ -3106,6 +3113,7 @@ fn fs_reply(shown: &str, e: &StorageError) -> Reply {
 fn storage_failure_reply(e: &StorageError) -> Reply {
     match e {
         StorageError::NoSpace => Reply::new(452, "Transfer failed: no space left on the server"),
+        StorageError::Unsupported(_) => Reply::new(502, format!("Transfer failed: {e}")),
         other => Reply::new(451, format!("Transfer failed: local error ({other})")),
     }
 }
@@ -3118,26 +3126,14 @@ fn storage_failure_reply(e: &StorageError) -> Reply {
 /// still verifies); the next reload or restart reads the new one.
 /// Where a login lands: the home directory resolved, and opened or why not; `Err` when the
 /// home is not allowed.
-type Landing = Result<(std::path::PathBuf, Result<Arc<LocalFs>, StorageError>), String>;
+type Landing = Result<(std::path::PathBuf, Result<Arc<dyn Storage>, StorageError>), String>;
 
-/// Resolves `user`'s home (`None`: the root), creates it when missing (a user added by passwd,
-/// import-users or the admin API has none yet) and opens it, or takes it from the cache of open
-/// homes. Blocks: runs on a blocking thread.
+/// Resolves `user`'s home (`None`: the root) and opens it with the server's storage back-end
+/// (the local one creates a missing home below the root, and shares open homes). Blocks: runs
+/// on a blocking thread.
 fn land(shared: &Shared, live: &Live, user: &str, home: Option<&std::path::Path>) -> Landing {
     let home = live.home_dir(home)?;
-    if let Some(fs) = shared.homes.cached(&home) {
-        return Ok((home, Ok(fs)));
-    }
-    match crate::storage::create_missing_home(&live.root, &home) {
-        Ok(true) => {
-            info!(%user, home = %home.display(), "created the missing home directory (mode 0750)");
-        }
-        Ok(false) => {}
-        Err(e) => {
-            tracing::warn!(%user, home = %home.display(), error = %e, "cannot create the missing home directory");
-        }
-    }
-    let opened = shared.homes.open(&home);
+    let opened = shared.storage.open_home(user, &home, &live.root);
     Ok((home, opened))
 }
 

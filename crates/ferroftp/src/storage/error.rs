@@ -42,6 +42,10 @@ pub enum StorageError {
     /// A restart offset beyond the end of the file.
     #[error("Restart offset is beyond the end of the file")]
     InvalidOffset,
+    /// The back-end cannot do this at all (rename or append on an object store, say); refused
+    /// before anything changed. Names the operation, e.g. `"rename"`.
+    #[error("{0} is not supported by this storage")]
+    Unsupported(&'static str),
     /// Any other I/O error.
     #[error("{0}")]
     Io(#[source] io::Error),

@@ -1,4 +1,5 @@
-//! Uploads in progress: temp-file-and-rename for STOR, in place for APPE, REST+STOR and STOU.
+//! Uploads to the local file system: temp-file-and-rename for STOR, in place for APPE,
+//! REST+STOR and STOU.
 
 use std::fs::File;
 use std::io::{Seek, Write};
@@ -6,6 +7,7 @@ use std::io::{Seek, Write};
 use cap_std::fs::Dir;
 
 use super::StorageError;
+use crate::storage::SyncPolicy;
 
 /// Prefix of the temporary files that hold a STOR upload until it is committed.
 const TEMP_PREFIX: &str = ".ferroftp-upload.";
@@ -21,21 +23,6 @@ pub fn is_internal_name(name: &str) -> bool {
 /// A fresh random temp file name, `.ferroftp-upload.<32 hex digits>.part`.
 pub(super) fn temp_name() -> String {
     format!("{TEMP_PREFIX}{:032x}{TEMP_SUFFIX}", rand::random::<u128>())
-}
-
-/// How an upload treats an existing target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WriteMode {
-    /// STOR: write to a temp file, atomically replace the target on commit.
-    Replace,
-    /// APPE: append to the target in place (created if missing).
-    Append,
-    /// REST + STOR: write from the offset, in place; the file ends where the upload ends.
-    At(u64),
-    /// REST + STOR or APPE for an account that may only append: the offset must be the file's
-    /// length ([`StorageError::WouldOverwrite`] before it), and the upload appends, so no
-    /// existing byte ever changes.
-    AppendAt(u64),
 }
 
 /// How an in-place upload writes.
@@ -83,24 +70,22 @@ impl Replaced {
     }
 }
 
-/// An upload in progress. Write to [`Upload::file`], then [`Upload::commit`]; dropping it
+/// An upload in progress. Write to [`LocalUpload::file`], then [`LocalUpload::commit`]; dropping it
 /// without committing aborts (see the module documentation for what stays on disk).
 #[derive(Debug)]
-pub struct Upload {
+pub struct LocalUpload {
     file: File,
     state: State,
     /// Whether committing changes a file that existed before (so it must reach the disk
     /// before the client is told, or a crash could cost the old content).
     replaces: bool,
-    /// Bytes received but not yet written, see [`Upload::defer_write`].
+    /// Bytes received but not yet written, see [`LocalUpload::defer_write`].
     unwritten: Vec<u8>,
 }
 
-pub use crate::policy::SyncPolicy;
-
-impl Upload {
+impl LocalUpload {
     pub(super) fn temp(file: File, dir: Dir, temp: String, target: String, replaces: bool) -> Self {
-        Upload {
+        LocalUpload {
             file,
             state: State::Temp { dir, temp, target },
             replaces,
@@ -114,7 +99,7 @@ impl Upload {
         start: u64,
         original_len: Option<u64>,
     ) -> Self {
-        Upload {
+        LocalUpload {
             file,
             state: State::InPlace {
                 mode,
@@ -172,10 +157,10 @@ impl Upload {
     }
 
     /// Hands over the last bytes of the upload, to be written at the file's position by
-    /// [`Upload::commit_with`] (or, for an in-place upload, when it is abandoned, like the bytes
+    /// [`LocalUpload::commit_with`] (or, for an in-place upload, when it is abandoned, like the bytes
     /// before them) instead of now: the caller already makes a blocking call for the commit,
     /// and a small upload then costs one trip to the blocking pool instead of two.
-    /// [`Upload::roll_back`] drops them.
+    /// [`LocalUpload::roll_back`] drops them.
     pub fn defer_write(&mut self, bytes: Vec<u8>) {
         self.unwritten.extend_from_slice(&bytes);
         if self.unwritten.len() == bytes.len() {
@@ -184,7 +169,7 @@ impl Upload {
         }
     }
 
-    /// Writes the bytes queued by [`Upload::defer_write`] now (commit does it too), so that the
+    /// Writes the bytes queued by [`LocalUpload::defer_write`] now (commit does it too), so that the
     /// caller can tell a failed write of the data from a failed commit.
     pub fn write_deferred(&mut self) -> std::io::Result<()> {
         self.write_unwritten()
@@ -206,26 +191,26 @@ impl Upload {
     /// An independent handle to the same open file (a `dup`: it shares the file offset), e.g.
     /// to convert into a `tokio::fs::File`. `None` only if the descriptor cannot be duplicated.
     ///
-    /// Flush any async wrapper before [`Upload::commit`]; the upload keeps its own handle,
-    /// so giving the file back with [`Upload::put_file`] is optional.
+    /// Flush any async wrapper before [`LocalUpload::commit`]; the upload keeps its own handle,
+    /// so giving the file back with [`LocalUpload::put_file`] is optional.
     pub fn take_file(&mut self) -> Option<File> {
         self.file.try_clone().ok()
     }
 
-    /// Hands back a handle obtained from [`Upload::take_file`] (it is closed; the upload's own
+    /// Hands back a handle obtained from [`LocalUpload::take_file`] (it is closed; the upload's own
     /// handle refers to the same open file).
     pub fn put_file(&mut self, f: File) {
         drop(f);
     }
 
-    /// Completes the upload: syncs the data, and for [`WriteMode::Replace`] atomically renames
+    /// Completes the upload: syncs the data, and for [`WriteMode::Replace`](crate::storage::WriteMode::Replace) atomically renames
     /// the temp file over the target. On error the target is unchanged (Replace) and the temp
     /// file is removed.
     pub fn commit(self) -> Result<(), StorageError> {
         self.commit_with(SyncPolicy::Always).map(drop)
     }
 
-    /// Whether [`Upload::commit_with`] with `policy` flushes the file to disk (so that writing
+    /// Whether [`LocalUpload::commit_with`] with `policy` flushes the file to disk (so that writing
     /// it can start its writeback early).
     pub fn will_sync(&self, policy: SyncPolicy) -> bool {
         match policy {
@@ -243,7 +228,7 @@ impl Upload {
         self.will_sync(policy) || (self.replaces && matches!(self.state, State::Temp { .. }))
     }
 
-    /// [`Upload::commit`], flushing to disk as `policy` says. Gives back the file it replaced,
+    /// [`LocalUpload::commit`], flushing to disk as `policy` says. Gives back the file it replaced,
     /// if any, still open: see [`Replaced`].
     pub fn commit_with(mut self, policy: SyncPolicy) -> Result<Replaced, StorageError> {
         let sync = self.will_sync(policy);
@@ -293,7 +278,7 @@ impl Upload {
     }
 }
 
-impl Drop for Upload {
+impl Drop for LocalUpload {
     fn drop(&mut self) {
         if matches!(self.state, State::InPlace { .. }) {
             // An abandoned in-place upload keeps what arrived (ready to resume), the deferred
