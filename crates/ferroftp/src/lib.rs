@@ -14,6 +14,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod core;
 pub mod doctor;
 pub mod import;
 pub mod observe;
