@@ -8,9 +8,7 @@ use tracing::warn;
 
 use super::effects::canonical;
 use super::state::Pending;
-use super::{
-    DataPolicy, DataSetup, Effect, Event, Output, PassiveFailure, PassiveKind, Session,
-};
+use super::{DataPolicy, DataSetup, Effect, Event, Output, PassiveFailure, PassiveKind, Session};
 
 impl Session {
     pub(super) fn cmd_pasv(&mut self) -> Output {
@@ -50,9 +48,13 @@ impl Session {
 
     pub(super) fn passive_done(&mut self, kind: PassiveKind, event: Event, now: Instant) -> Output {
         match event {
-            Event::PassiveOpened { port, pasv } => {
+            Event::PassiveOpened {
+                local_port,
+                port,
+                pasv,
+            } => {
                 self.data = DataSetup::Passive {
-                    port,
+                    port: local_port,
                     expires: now + self.settings.data_timeout,
                 };
                 Output::reply(match (kind, pasv) {
@@ -81,7 +83,10 @@ impl Session {
     pub(super) fn cmd_active(&mut self, target: SocketAddr, verb: &str) -> Output {
         let cfg = &self.settings.active;
         if self.data_policy == DataPolicy::EpsvOnly {
-            return Output::reply(Reply::new(503, format!("{verb} is not allowed after EPSV ALL")));
+            return Output::reply(Reply::new(
+                503,
+                format!("{verb} is not allowed after EPSV ALL"),
+            ));
         }
         if !cfg.enabled {
             return Output::reply(Reply::new(

@@ -351,7 +351,9 @@ pub enum Event {
     NotPlain,
     /// A passive port is open: the port clients are told, and for PASV the address.
     PassiveOpened {
-        /// The port announced.
+        /// The port bound.
+        local_port: u16,
+        /// The port announced (NAT may map it).
         port: u16,
         /// PASV's address and port.
         pasv: Option<SocketAddrV4>,

@@ -236,6 +236,11 @@ impl Session {
         })
     }
 
+    /// Until when a password check may wait for a place (the time to log in).
+    pub fn login_deadline(&self) -> Instant {
+        self.connected_at + self.settings.login_timeout()
+    }
+
     /// When the passive port is released if no transfer takes it.
     pub fn passive_expiry(&self) -> Option<Instant> {
         match self.data {
@@ -267,7 +272,10 @@ impl Session {
 
     /// Handle one command line, parsed (or not), that arrived at `now`.
     pub fn command(&mut self, parsed: Result<Command, ParseError>, now: Instant) -> Output {
-        debug_assert!(self.pending.is_none(), "a command while an effect is pending");
+        debug_assert!(
+            self.pending.is_none(),
+            "a command while an effect is pending"
+        );
         self.pending = None;
         self.last_activity = now;
         let cmd = match parsed {
@@ -318,7 +326,9 @@ impl Session {
             Command::Type(ty) => {
                 self.ty = ty;
                 Output::reply(match ty {
-                    TransferType::Ascii => Reply::new(200, "Type set to A (text, CRLF on the wire)"),
+                    TransferType::Ascii => {
+                        Reply::new(200, "Type set to A (text, CRLF on the wire)")
+                    }
                     TransferType::Image => Reply::new(200, "Type set to I (binary)"),
                 })
             }
@@ -357,7 +367,10 @@ impl Session {
             )),
             Command::Opts(OptsCommand::Mlst(facts)) => {
                 self.mlst = facts;
-                Output::reply(Reply::new(200, format!("MLST OPTS {}", facts.render(false))))
+                Output::reply(Reply::new(
+                    200,
+                    format!("MLST OPTS {}", facts.render(false)),
+                ))
             }
             Command::Syst => Output::reply(Reply::new(215, "UNIX Type: L8")),
             Command::Stat(None) => Output::reply(self.status_reply()),
@@ -418,26 +431,36 @@ impl Session {
                 self.password_rejected(banned)
             }
             (Pending::Password, Event::LoginRefused(why)) => self.login_refused(why),
-            (Pending::Home { account, method, ok }, Event::HomeOpened(opened)) => {
-                self.home_opened(account, method, ok, opened)
-            }
+            (
+                Pending::Home {
+                    account,
+                    method,
+                    ok,
+                },
+                Event::HomeOpened(opened),
+            ) => self.home_opened(account, method, ok, opened),
             (Pending::Tls(m), e @ (Event::TlsReady | Event::TlsUnavailable { .. })) => {
                 self.tls_prepared(m, e)
             }
-            (Pending::Tls(m), e @ (Event::TlsEstablished(_) | Event::TlsFailed | Event::NotPlain)) => {
-                self.tls_done(m, e)
-            }
-            (Pending::Passive(kind), e @ (Event::PassiveOpened { .. } | Event::PassiveFailed(_))) => {
-                self.passive_done(kind, e, now)
-            }
+            (
+                Pending::Tls(m),
+                e @ (Event::TlsEstablished(_) | Event::TlsFailed | Event::NotPlain),
+            ) => self.tls_done(m, e),
+            (
+                Pending::Passive(kind),
+                e @ (Event::PassiveOpened { .. } | Event::PassiveFailed(_)),
+            ) => self.passive_done(kind, e, now),
             (Pending::Storage { cmd, shown }, Event::Storage(result)) => {
                 self.storage_done(cmd, shown, result)
             }
-            (Pending::Transfer {
-                kind,
-                shown,
-                offset,
-            }, e) => self.transfer_prepared(kind, &shown, offset, e, now),
+            (
+                Pending::Transfer {
+                    kind,
+                    shown,
+                    offset,
+                },
+                e,
+            ) => self.transfer_prepared(kind, &shown, offset, e, now),
             (Pending::Progress, Event::TransferProgress { bytes, now }) => {
                 Output::reply(self.status_during_transfer(bytes, now))
             }

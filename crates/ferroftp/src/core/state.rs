@@ -156,9 +156,16 @@ pub(crate) enum FileCmd {
     /// RMD, DELE: the log's operation and the reply text.
     Simple(&'static str, &'static str, VPath),
     Rnfr(VPath),
-    Rnto { from: VPath, to: VPath, replace: bool },
+    Rnto {
+        from: VPath,
+        to: VPath,
+        replace: bool,
+    },
     /// SIZE; `ascii` while the first step (the metadata) runs in TYPE A.
-    Size { path: VPath, ascii: bool },
+    Size {
+        path: VPath,
+        ascii: bool,
+    },
     Mdtm,
     Mfmt(std::time::SystemTime),
     Chmod(VPath, u32),

@@ -15,7 +15,13 @@ use crate::auth::Permission;
 use crate::storage::{StorageError, WriteMode};
 
 impl Session {
-    fn prepare(&mut self, kind: TransferKind, shown: String, offset: u64, src: TransferSource) -> Output {
+    fn prepare(
+        &mut self,
+        kind: TransferKind,
+        shown: String,
+        offset: u64,
+        src: TransferSource,
+    ) -> Output {
         self.pending = Some(Pending::Transfer {
             kind,
             shown,

@@ -13,13 +13,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime};
 
-use ferroftp_proto::command::{self, VERBS};
+use ferroftp_proto::command;
 use ferroftp_proto::line::{self, LineTooLong};
-use ferroftp_proto::listing::{self, Facts, FileKind};
-use ferroftp_proto::reply::quote_path;
-use ferroftp_proto::{
-    Command, EpsvArg, MlstFacts, OptsCommand, ProtLevel, Reply, SiteCommand, TransferType, addr,
-};
+use ferroftp_proto::listing;
+use ferroftp_proto::{Command, MlstFacts, Reply, TransferType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
@@ -31,25 +28,23 @@ use super::guard::Admission;
 use super::registry::{SessionHandle, TransferState};
 use super::stream::{self, Stream};
 use super::{Live, SessionPermit, Shared};
-use crate::auth::{self, HashParams, Permission, Permissions, Refusal, Upgrade, User};
-use crate::config::{ListenerConfig, ListenerMode, TlsPolicy};
+use crate::auth::{self, HashParams, Permissions, Refusal, Upgrade, User};
+use crate::config::{ListenerConfig, ListenerMode};
+use crate::core::fs_reply;
+use crate::core::replies::{check_line_ends, facts, is_anonymous_name, perm_fact};
+use crate::core::{
+    self, Account, AccountUpdate, CloseReason, DataSetup, Effect, Event, Output, PassiveFailure,
+    PassiveKind, PreCheckRefusal, StorageDone, StorageOp, TlsVersion, TransferEnd, TransferKind,
+    TransferSource,
+};
 use crate::observe::metrics::{Direction, LoginMethod, Metrics, TlsConnection, TransferResult};
-use crate::storage::{self, Entry, EntryKind, LocalFs, StorageError, Upload, VPath, WriteMode};
+use crate::storage::{self, Entry, EntryKind, LocalFs, StorageError, Upload, VPath};
 use crate::tls::{DataDirection, SessionTls};
 
 /// argon2 work (KiB times passes) small enough to verify on the async worker itself: about
 /// 50 µs, less than handing it to a blocking thread and back. The default cost (19456 × 2)
 /// always goes to the bounded blocking pool.
 const INLINE_HASH_COST: u64 = 64;
-
-/// Why a session ends when the server shuts down.
-const SHUTDOWN: &str = "server shutting down";
-
-/// Why a session ends when an administrator closes it (the admin API).
-const KICKED: &str = "closed by an administrator";
-
-/// Why a session ends when the client closes the control connection.
-const CLIENT_CLOSED: &str = "client closed the control connection";
 
 /// Lines read ahead while a transfer runs; past this the connection is not read until the
 /// transfer ends (back-pressure instead of unbounded buffering).
@@ -73,7 +68,7 @@ pub(crate) async fn run(
             let live = shared.live();
             let handshake = tokio::select! {
                 r = implicit_handshake(stream, &live, &shared.metrics) => r,
-                _ = handle.kicked() => Err(KICKED.to_string()),
+                _ = handle.kicked() => Err(CloseReason::Kicked.as_str().to_string()),
             };
             match handshake {
                 Ok(pair) => pair,
@@ -91,12 +86,12 @@ pub(crate) async fn run(
         if let Some(tls) = tls {
             // Implicit FTPS: protected from the start, data connections included (the
             // convention of port 990); PBSZ and PROT are accepted but not needed.
+            let version = session.ctrl.tls_state().map_or(TlsVersion::Other, tls_version);
+            session.core.implicit_tls(version);
             session.tls = Some(tls);
-            session.pbsz = true;
-            session.prot_private = true;
         }
-        let reason = session.serve().await;
-        let user = session.login.as_ref().map(|l| l.name.clone());
+        let reason = session.serve().await.as_str();
+        let user = session.core.user().map(str::to_owned);
         info!(
             reason,
             user = user.as_deref().unwrap_or("-"),
@@ -107,25 +102,6 @@ pub(crate) async fn run(
     }
     .instrument(span)
     .await;
-}
-
-struct Login {
-    name: String,
-    fs: Arc<LocalFs>,
-    perms: Permissions,
-    /// The user's own TLS policy (the listener's applies as well).
-    tls_policy: TlsPolicy,
-    /// The home directory on disk, for the transfer log's file names.
-    home: std::path::PathBuf,
-    /// How the user logged in.
-    method: LoginMethod,
-}
-
-/// Who is logging in, before the home directory is opened.
-struct Account {
-    name: String,
-    perms: Permissions,
-    tls_policy: TlsPolicy,
 }
 
 /// TLS handshake of an implicit FTPS connection, before the greeting.
@@ -162,35 +138,14 @@ fn log_handshake(what: &'static str, stream: &tokio_rustls::server::TlsStream<Tc
     );
 }
 
-enum DataSetup {
-    None,
-    /// Listening; the port is released at `expires` if no transfer has taken it by then.
-    Passive {
-        listener: PassiveListener,
-        expires: Instant,
-    },
-    Active(SocketAddr),
-}
-
-impl DataSetup {
-    fn passive_expiry(&self) -> Option<Instant> {
-        match self {
-            Self::Passive { expires, .. } => Some(*expires),
-            _ => None,
-        }
-    }
-}
-
 struct Running {
     handle: JoinHandle<Outcome>,
     cancel: CancellationToken,
     progress: Arc<AtomicU64>,
-    verb: &'static str,
+    kind: TransferKind,
     path: VPath,
     total: Option<u64>,
     started: Instant,
-    /// ABOR arrived while the transfer ran (it may have ended on its own meanwhile).
-    abort_requested: bool,
     /// How the bytes move, for the log: `sendfile`, `tls` or `copy`.
     io: &'static str,
     /// TYPE I (else TYPE A), for the transfer log.
@@ -402,18 +357,7 @@ enum TransferError {
 /// What the loop does after a command.
 enum Flow {
     Continue,
-    Close(&'static str),
-}
-
-/// The refusal of a transfer command, or, when the transfer started (its replies come from the
-/// transfer itself), return from dispatch.
-macro_rules! refused_or_started {
-    ($handler:expr) => {
-        match $handler {
-            Ok(()) => return Ok(Flow::Continue),
-            Err(refusal) => refusal,
-        }
-    };
+    Close(CloseReason),
 }
 
 type ConnectFuture = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;
@@ -429,15 +373,39 @@ struct DataTls {
     metrics: Arc<Metrics>,
 }
 
+/// The logged-in user's storage and home directory (while the core says someone is logged in).
+struct Home {
+    fs: Arc<LocalFs>,
+    /// The home directory on disk, for the transfer log's file names.
+    path: std::path::PathBuf,
+}
+
+/// The home a password or certificate check found, for the `OpenHome` that follows.
+enum FoundHome {
+    /// Resolved and opened in the same trip as the password check.
+    Landed(Landing),
+    /// The account's configured home, still to open.
+    Configured(Option<std::path::PathBuf>),
+}
+
+/// What carrying out an effect leads to.
+enum Step {
+    Event(Event),
+    Done,
+    Close(CloseReason),
+}
+
+/// The tokio driver of one control connection: it owns the sockets, TLS, the storage handle,
+/// the transfers and the timers, carries out the core's effects and reports back.
 struct Session {
     ctrl: Stream,
     listener: ListenerConfig,
+    /// The rules: what each command does and answers.
+    core: core::Session,
     /// Set once the control connection is TLS.
     tls: Option<SessionTls>,
-    /// PBSZ received (after AUTH).
-    pbsz: bool,
-    /// PROT P: data connections are TLS.
-    prot_private: bool,
+    /// AUTH: the TLS set-up made ready before the 234.
+    tls_ready: Option<SessionTls>,
     /// A line over the limit arrived (the limit); the session ends once the lines before it ran.
     too_long: Option<usize>,
     inbuf: Vec<u8>,
@@ -447,23 +415,48 @@ struct Session {
     shared: Arc<Shared>,
     /// The configuration and users in force, taken afresh before each command.
     live: Arc<Live>,
-    pending_user: Option<String>,
-    login: Option<Login>,
-    failed_logins: u32,
-    cwd: VPath,
-    ty: TransferType,
-    rest: u64,
-    rnfr: Option<VPath>,
-    epsv_all: bool,
-    mlst: MlstFacts,
-    data: DataSetup,
+    home: Option<Home>,
+    found: Option<FoundHome>,
+    /// The passive port the core's `DataSetup::Passive` stands for.
+    passive: Option<PassiveListener>,
+    /// What a transfer reads or writes, opened and waiting for its data connection.
+    prepared: Option<Job>,
     transfer: Option<Running>,
-    last_activity: Instant,
-    connected_at: Instant,
     /// What the admin API sees of this session, and its way to close it.
     handle: Arc<SessionHandle>,
     /// Changes at each reload, so that an idle session takes the new configuration at once.
     reloaded: tokio::sync::watch::Receiver<u64>,
+}
+
+/// The core's settings from the configuration in force.
+fn settings(live: &Live, listener: &ListenerConfig) -> core::Settings {
+    let cfg = &live.config;
+    core::Settings {
+        mode: listener.mode,
+        tls_policy: listener.tls_policy,
+        anonymous: cfg.anonymous.enabled.then_some(cfg.anonymous.permissions),
+        max_login_failures: cfg.limits.max_login_failures,
+        idle_timeout_secs: cfg.limits.idle_timeout_secs,
+        login_timeout_secs: cfg.limits.login_timeout_secs,
+        data_timeout: cfg.limits.data_timeout(),
+        active: cfg.active.clone(),
+    }
+}
+
+fn tls_version(conn: &rustls::ServerConnection) -> TlsVersion {
+    match conn.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => TlsVersion::V1_3,
+        Some(rustls::ProtocolVersion::TLSv1_2) => TlsVersion::V1_2,
+        _ => TlsVersion::Other,
+    }
+}
+
+fn metrics_method(m: core::LoginMethod) -> LoginMethod {
+    match m {
+        core::LoginMethod::Password => LoginMethod::Password,
+        core::LoginMethod::Certificate => LoginMethod::Certificate,
+        core::LoginMethod::Anonymous => LoginMethod::Anonymous,
+    }
 }
 
 impl Session {
@@ -475,34 +468,27 @@ impl Session {
         listener: ListenerConfig,
         handle: Arc<SessionHandle>,
     ) -> Self {
-        let now = Instant::now();
+        let live = shared.live();
+        let core = core::Session::new(settings(&live, &listener), peer, local, Instant::now());
         Self {
             ctrl,
             listener,
+            core,
             tls: None,
-            pbsz: false,
-            prot_private: false,
+            tls_ready: None,
             too_long: None,
             inbuf: Vec::new(),
             lines: VecDeque::new(),
             peer,
             local,
-            live: shared.live(),
+            live,
             reloaded: shared.reloaded.subscribe(),
             shared,
-            pending_user: None,
-            login: None,
-            failed_logins: 0,
-            cwd: VPath::root(),
-            ty: TransferType::Ascii,
-            rest: 0,
-            rnfr: None,
-            epsv_all: false,
-            mlst: MlstFacts::default(),
-            data: DataSetup::None,
+            home: None,
+            found: None,
+            passive: None,
+            prepared: None,
             transfer: None,
-            last_activity: now,
-            connected_at: now,
             handle,
         }
     }
@@ -510,8 +496,10 @@ impl Session {
     /// Show the admin API what changed: user, TLS, PROT, last command, the transfer. Called
     /// once per turn of the command loop; strings are copied only when they change.
     fn publish(&self) {
-        let user = self.login.as_ref().map(|l| l.name.as_str());
+        let user = self.core.user();
         let tls = self.ctrl.tls_state();
+        let prot_private = self.core.tls().data_private();
+        let last_activity = self.core.last_activity();
         self.handle.publish(|state| {
             if state.user.as_deref() != user {
                 state.user = user.map(str::to_owned);
@@ -530,8 +518,8 @@ impl Session {
                 // REIN or CCC would drop it; neither keeps TLS state.
                 state.tls = None;
             }
-            state.prot_private = self.prot_private;
-            state.last_activity = self.last_activity;
+            state.prot_private = prot_private;
+            state.last_activity = last_activity;
             match (&self.transfer, &state.transfer) {
                 (None, None) => {}
                 (None, Some(_)) => state.transfer = None,
@@ -541,9 +529,9 @@ impl Session {
                         .checked_sub(r.started.elapsed())
                         .unwrap_or_else(SystemTime::now);
                     state.transfer = Some(TransferState {
-                        verb: r.verb,
+                        verb: r.kind.verb(),
                         path: r.path.to_string(),
-                        direction: Direction::of_verb(r.verb).as_str(),
+                        direction: Direction::of_verb(r.kind.verb()).as_str(),
                         total: r.total,
                         started_at,
                         progress: Arc::clone(&r.progress),
@@ -553,26 +541,25 @@ impl Session {
         });
     }
 
-    async fn serve(&mut self) -> &'static str {
+    async fn serve(&mut self) -> CloseReason {
         let greeting = Reply::new(220, self.live.config.greeting.clone());
         if self.send(greeting).await.is_err() {
-            return "client gone before the greeting";
+            return CloseReason::GoneBeforeGreeting;
         }
         loop {
             if let Some(reason) = self.refresh_live().await {
                 return self.close(reason).await;
             }
             if self.handle.is_kicked() {
-                return self.close(KICKED).await;
+                return self.close(CloseReason::Kicked).await;
             }
             while let Some(line) = self.next_runnable_line() {
-                self.last_activity = Instant::now();
                 // Boxed: the state of the biggest command (a login, a transfer's start, an
                 // AUTH) is held only while a command runs, not by every idle session.
                 match Box::pin(self.dispatch(&line)).await {
                     Ok(Flow::Continue) => {}
                     Ok(Flow::Close(reason)) => return self.close(reason).await,
-                    Err(_) => return self.close("control connection write failed").await,
+                    Err(_) => return self.close(CloseReason::WriteFailed).await,
                 }
             }
             // An over-long line ends the session, but only after the commands that came
@@ -582,7 +569,7 @@ impl Session {
                     let text = format!("Command line too long (the limit is {limit} bytes)");
                     warn!(limit, "control line too long; closing");
                     let _ = self.send(Reply::new(500, text)).await;
-                    return self.close("control line too long").await;
+                    return self.close(CloseReason::LineTooLong).await;
                 }
             }
             // About to wait: the admin API sees the state after the commands just run.
@@ -593,7 +580,7 @@ impl Session {
             if may_read {
                 match self.input_now() {
                     Some(true) => continue,
-                    Some(false) => return self.close(CLIENT_CLOSED).await,
+                    Some(false) => return self.close(CloseReason::ClientClosed).await,
                     None => {}
                 }
             }
@@ -604,100 +591,87 @@ impl Session {
             if self.lines.is_empty() && self.lines.capacity() > 0 {
                 self.lines = VecDeque::new();
             }
-            let limits = &self.live.config.limits;
-            let deadline = if self.login.is_some() {
-                self.last_activity + limits.idle_timeout()
-            } else {
-                (self.connected_at + limits.login_timeout())
-                    .min(self.last_activity + limits.idle_timeout())
-            };
-            let passive_expiry = self.data.passive_expiry();
+            let deadline = self.core.deadline();
+            let passive_expiry = self.core.passive_expiry();
+            let far = Instant::now() + std::time::Duration::from_secs(86_400);
             tokio::select! {
                 read = self.ctrl.read_into(&mut self.inbuf), if may_read => {
                     match read {
-                        Ok(0) | Err(_) => return self.close(CLIENT_CLOSED).await,
+                        Ok(0) | Err(_) => return self.close(CloseReason::ClientClosed).await,
                         Ok(_) => self.split_lines(),
                     }
                 }
                 outcome = wait_transfer(&mut self.transfer), if self.transfer.is_some() => {
-                    // A transfer is activity: the idle clock starts when it ends.
-                    self.last_activity = Instant::now();
                     if let Err(_) | Ok(Flow::Close(_)) = self.finish_transfer(outcome).await {
-                        return self.close("client gone during a transfer").await;
+                        return self.close(CloseReason::GoneDuringTransfer).await;
                     }
                 }
-                _ = tokio::time::sleep_until(passive_expiry.unwrap_or(deadline).into()), if passive_expiry.is_some() => {
+                _ = tokio::time::sleep_until(passive_expiry.unwrap_or(far).into()), if passive_expiry.is_some() => {
                     debug!("passive port released: no transfer within the data timeout");
-                    self.data = DataSetup::None;
+                    self.passive = None;
+                    self.core.event(Event::PassiveExpired, Instant::now());
                 }
                 // Shutting down: idle sessions go at once, transfers when the grace period ends.
                 _ = self.shared.stopping.cancelled(), if self.transfer.is_none() => {
-                    return self.close(SHUTDOWN).await;
+                    return self.close(CloseReason::Shutdown).await;
                 }
                 _ = self.shared.closing.cancelled(), if self.transfer.is_some() => {
-                    return self.close(SHUTDOWN).await;
+                    return self.close(CloseReason::Shutdown).await;
                 }
                 // An administrator closes the session, whatever it is doing.
                 _ = self.handle.kicked() => {
-                    return self.close(KICKED).await;
+                    return self.close(CloseReason::Kicked).await;
                 }
                 // A reload: the loop takes the new configuration (and logs out a user who was
                 // disabled or removed) before waiting again.
                 Ok(()) = self.reloaded.changed() => {}
-                _ = tokio::time::sleep_until(deadline.into()), if self.transfer.is_none() => {
-                    // Which limit ran out: idle (also before login) or the time to log in.
-                    let idle = self.login.is_some() || deadline == self.last_activity + limits.idle_timeout();
-                    let text = if idle {
-                        format!("Timeout: no command for {} s; closing control connection", limits.idle_timeout_secs)
-                    } else {
-                        format!("Timeout: not logged in within {} s; closing control connection", limits.login_timeout_secs)
-                    };
-                    let _ = self.send(Reply::new(421, text)).await;
-                    return self.close(if idle { "idle timeout" } else { "login timeout" }).await;
+                _ = tokio::time::sleep_until(deadline.unwrap_or(far).into()), if self.transfer.is_none() && deadline.is_some() => {
+                    let out = self.core.timeout();
+                    let reason = self.answer_and_end(out).await.unwrap_or(CloseReason::IdleTimeout);
+                    return self.close(reason).await;
                 }
             }
         }
     }
 
     /// Take the configuration in force now. After a reload a logged-in user is checked
-    /// against the new users: new permissions and TLS policy apply from the next command, and
-    /// a user who was removed or disabled is logged out (421). `Some(reason)` to end.
-    async fn refresh_live(&mut self) -> Option<&'static str> {
+    /// against the new users (the core decides what it means). `Some(reason)` to end.
+    async fn refresh_live(&mut self) -> Option<CloseReason> {
         let live = self.shared.live();
         if live.generation == self.live.generation {
             return None;
         }
         self.live = live;
-        let Some(login) = &mut self.login else {
-            return None;
-        };
-        if is_anonymous_name(&login.name) && self.live.users.get(&login.name).is_none() {
+        self.core.set_settings(settings(&self.live, &self.listener));
+        let name = self.core.user()?;
+        let update = if is_anonymous_name(name) && self.live.users.get(name).is_none() {
             let anon = &self.live.config.anonymous;
-            if !anon.enabled {
-                let _ = self
-                    .send(Reply::new(421, "Anonymous access was turned off; closing"))
-                    .await;
-                return Some("anonymous access turned off by a reload");
+            if anon.enabled {
+                AccountUpdate::Anonymous(anon.permissions)
+            } else {
+                AccountUpdate::AnonymousOff
             }
-            login.perms = anon.permissions;
-            return None;
-        }
-        match self.live.users.get(&login.name) {
-            Some(user) if !user.disabled => {
-                if user.permissions != login.perms || user.tls_policy != login.tls_policy {
-                    info!(user = %login.name, permissions = %user.permissions, "permissions changed by a reload");
+        } else {
+            match self.live.users.get(name) {
+                Some(user) if !user.disabled => {
+                    AccountUpdate::Kept(user.permissions, user.tls_policy)
                 }
-                login.perms = user.permissions;
-                login.tls_policy = user.tls_policy;
-                None
+                _ => AccountUpdate::Gone,
             }
-            _ => {
-                warn!(user = %login.name, "account removed or disabled by a reload: logging out");
-                let _ = self
-                    .send(Reply::new(421, "Your account was disabled; closing"))
-                    .await;
-                Some("account disabled by a reload")
-            }
+        };
+        let out = self.core.event(Event::Reloaded(update), Instant::now());
+        self.answer_and_end(out).await
+    }
+
+    /// Send the replies of an output whose only possible effect is the end (a timeout, a
+    /// reload): the client may be gone, the session ends all the same.
+    async fn answer_and_end(&mut self, mut out: Output) -> Option<CloseReason> {
+        for reply in out.replies.drain() {
+            let _ = self.send(reply).await;
+        }
+        match out.effect {
+            Some(Effect::Close(reason)) => Some(reason),
+            _ => None,
         }
     }
 
@@ -726,13 +700,13 @@ impl Session {
     /// End the session: cancel a transfer (an unfinished upload is discarded by its drop).
     fn close(
         &mut self,
-        reason: &'static str,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = &'static str> + Send + '_>> {
+        reason: CloseReason,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = CloseReason> + Send + '_>> {
         // Boxed, as dispatch: an idle session's future need not have room for its ending.
         Box::pin(self.close_now(reason))
     }
 
-    async fn close_now(&mut self, reason: &'static str) -> &'static str {
+    async fn close_now(&mut self, reason: CloseReason) -> CloseReason {
         if let Some(mut running) = self.transfer.take() {
             running.cancel.cancel();
             if let Ok(outcome) = (&mut running.handle).await {
@@ -746,7 +720,7 @@ impl Session {
             }
             let bytes = running.progress.load(Ordering::Relaxed);
             info!(
-                verb = running.verb,
+                verb = running.kind.verb(),
                 path = %running.path,
                 bytes,
                 result = "aborted",
@@ -761,8 +735,8 @@ impl Session {
             );
             // The transfer is cleaned up; now the client may hear about it.
             let why = match reason {
-                SHUTDOWN => Some("the server is shutting down"),
-                KICKED => Some("the session was closed by an administrator"),
+                CloseReason::Shutdown => Some("the server is shutting down"),
+                CloseReason::Kicked => Some("the session was closed by an administrator"),
                 _ => None,
             };
             if let Some(why) = why {
@@ -775,8 +749,8 @@ impl Session {
             }
         }
         let goodbye = match reason {
-            SHUTDOWN => Some("Server shutting down; please reconnect later"),
-            KICKED => Some("Session closed by an administrator"),
+            CloseReason::Shutdown => Some("Server shutting down; please reconnect later"),
+            CloseReason::Kicked => Some("Session closed by an administrator"),
             _ => None,
         };
         if let Some(text) = goodbye {
@@ -899,219 +873,303 @@ impl Session {
     }
 
     async fn dispatch(&mut self, raw: &[u8]) -> io::Result<Flow> {
-        let cmd = match command::parse(raw) {
-            Ok(cmd) => cmd,
-            Err(e) => {
-                debug!(error = %e, "bad command");
-                self.rnfr = None;
-                self.send(e.to_reply()).await?;
-                return Ok(Flow::Continue);
+        let parsed = command::parse(raw);
+        match &parsed {
+            Err(e) => debug!(error = %e, "bad command"),
+            Ok(Command::Pass(_)) => debug!("command PASS ****"),
+            Ok(other) => debug!(command = ?other, "command"),
+        }
+        let out = self.core.command(parsed, Instant::now());
+        self.drive(out).await
+    }
+
+    /// Send the core's replies and carry out its effects, feeding each result back, until it
+    /// has nothing more to do.
+    async fn drive(&mut self, mut out: Output) -> io::Result<Flow> {
+        loop {
+            if !matches!(out.effect, Some(Effect::StartTransfer { .. })) {
+                self.follow_core();
             }
-        };
-        match &cmd {
-            Command::Pass(_) => debug!("command PASS ****"),
-            other => debug!(command = ?other, "command"),
-        }
-        // RNTO must follow RNFR directly (RFC 959 §4.1.3).
-        let rnfr = self.rnfr.take();
-        if self.transfer.is_some() {
-            let reply = match cmd {
-                Command::Abor => {
-                    if let Some(running) = &mut self.transfer {
-                        running.cancel.cancel();
-                        running.abort_requested = true;
-                    }
-                    // The 426 and 226 are sent when the transfer task has stopped.
-                    return Ok(Flow::Continue);
-                }
-                _ => self.status_during_transfer(),
+            for reply in out.replies.drain() {
+                self.send(reply).await?;
+            }
+            let Some(effect) = out.effect.take() else {
+                return Ok(Flow::Continue);
             };
-            self.send(reply).await?;
-            return Ok(Flow::Continue);
+            match self.carry_out(effect).await {
+                Step::Event(event) => out = self.core.event(event, Instant::now()),
+                Step::Done => return Ok(Flow::Continue),
+                Step::Close(reason) => return Ok(Flow::Close(reason)),
+            }
         }
-        if self.login.is_none() && !allowed_before_login(&cmd) {
-            self.send(Reply::new(530, "Please log in with USER and PASS first"))
-                .await?;
-            return Ok(Flow::Continue);
+    }
+
+    /// Drop what the core's state no longer stands for: the home once logged out, the passive
+    /// port once it is no longer the data set-up.
+    fn follow_core(&mut self) {
+        if self.core.user().is_none() {
+            self.home = None;
         }
-        let reply = match cmd {
-            Command::User(name) => {
-                if let Some(user) = self.certificate_user(&name) {
-                    if self.login.is_some() {
-                        self.reinitialize();
-                    }
-                    let home = user.home.clone();
-                    let login = Account {
-                        name: user.name.clone(),
+        if !matches!(self.core.data(), DataSetup::Passive { .. }) {
+            self.passive = None;
+        }
+    }
+
+    async fn carry_out(&mut self, effect: Effect) -> Step {
+        match effect {
+            Effect::CheckCertificate { name } => {
+                let user = self.certificate_user(&name).map(|user| {
+                    self.found = Some(FoundHome::Configured(user.home.clone()));
+                    Account {
+                        name: user.name,
                         perms: user.permissions,
                         tls_policy: user.tls_policy,
-                    };
-                    let ok = Reply::new(
-                        232,
-                        format!(
-                            "User {} logged in, authorized by the TLS client certificate",
-                            user.name
-                        ),
-                    );
-                    return self.enter(login, home, ok, LoginMethod::Certificate).await;
-                }
-                self.cmd_user(name)
-            }
-            Command::Pass(password) => return self.cmd_pass(password).await,
-            Command::Acct(_) => Reply::new(202, "ACCT not needed on this server"),
-            Command::Quit => {
-                self.send(Reply::new(221, "Goodbye")).await?;
-                return Ok(Flow::Close("client quit"));
-            }
-            Command::Rein => {
-                self.reinitialize();
-                Reply::new(220, "Session reset; ready for a new user")
-            }
-            Command::Cwd(arg) => self.cmd_cwd(&arg).await,
-            Command::Cdup => self.cmd_cwd("..").await,
-            Command::Pwd => Reply::new(
-                257,
-                format!("{} is the current directory", quote_path(self.cwd.as_str())),
-            ),
-            Command::Mkd(arg) => self.cmd_mkd(&arg).await,
-            Command::Rmd(arg) => {
-                self.simple_fs_op(&arg, Permission::Rmdir, "Directory removed", |fs, p| {
-                    fs.rmdir(p)
-                })
-                .await
-            }
-            Command::Dele(arg) => {
-                self.simple_fs_op(&arg, Permission::Delete, "File deleted", |fs, p| {
-                    fs.remove_file(p)
-                })
-                .await
-            }
-            Command::Rnfr(arg) => self.cmd_rnfr(&arg).await,
-            Command::Rnto(arg) => self.cmd_rnto(rnfr, &arg).await,
-            Command::Type(ty) => {
-                self.ty = ty;
-                match ty {
-                    TransferType::Ascii => {
-                        Reply::new(200, "Type set to A (text, CRLF on the wire)")
                     }
-                    TransferType::Image => Reply::new(200, "Type set to I (binary)"),
-                }
+                });
+                Step::Event(Event::Certificate(user))
             }
-            Command::Mode(_) => Reply::new(200, "Mode set to S (stream)"),
-            Command::Stru(_) => Reply::new(200, "Structure set to F (file)"),
-            Command::Pasv => self.cmd_pasv().await,
-            Command::Epsv(arg) => self.cmd_epsv(arg),
-            Command::Port(target) => self.cmd_active(SocketAddr::V4(target), "PORT"),
-            Command::Eprt(target) => self.cmd_active(target, "EPRT"),
-            // Transfer commands reply 150 themselves when they start, and the final reply comes
-            // when the transfer ends; only a refusal is answered here.
-            Command::List(arg) => refused_or_started!(self.cmd_list(arg, ListStyle::List).await),
-            Command::Nlst(arg) => refused_or_started!(self.cmd_list(arg, ListStyle::Nlst).await),
-            Command::Mlsd(arg) => refused_or_started!(self.cmd_list(arg, ListStyle::Mlsd).await),
-            Command::Retr(arg) => refused_or_started!(self.cmd_retr(&arg).await),
-            Command::Stor(arg) => refused_or_started!(self.cmd_store(&arg, false).await),
-            Command::Appe(arg) => refused_or_started!(self.cmd_store(&arg, true).await),
-            Command::Stou(hint) => refused_or_started!(self.cmd_stou(hint).await),
-            Command::Mlst(arg) => self.cmd_mlst(arg).await,
-            Command::Rest(offset) => {
-                self.rest = offset;
-                Reply::new(
-                    350,
-                    format!("Restarting at {offset}; send RETR, STOR or APPE"),
-                )
+            Effect::VerifyPassword { name, password } => {
+                Step::Event(self.verify_password(name, password).await)
             }
-            Command::Abor => self.cmd_abor_idle(),
-            Command::Size(arg) => self.cmd_size(&arg).await,
-            Command::Mdtm(arg) => self.cmd_mdtm(&arg).await,
-            Command::Mfmt(time, arg) => self.cmd_mfmt(time, &arg).await,
-            Command::Feat => feat_reply(self.mlst, self.listener.mode),
-            Command::Opts(OptsCommand::Utf8(true)) => Reply::new(200, "UTF8 is always on"),
-            Command::Opts(OptsCommand::Utf8(false)) => {
-                Reply::new(504, "UTF8 cannot be turned off: names are UTF-8 (RFC 2640)")
+            Effect::OpenHome { account, method } => {
+                Step::Event(Event::HomeOpened(self.open_home(account, method).await))
             }
-            Command::Opts(OptsCommand::Mlst(facts)) => {
-                self.mlst = facts;
-                Reply::new(200, format!("MLST OPTS {}", facts.render(false)))
-            }
-            Command::Syst => Reply::new(215, "UNIX Type: L8"),
-            Command::Stat(None) => self.status_reply(),
-            Command::Stat(Some(arg)) => self.cmd_stat_path(&arg).await,
-            Command::Help(topic) => help_reply(topic.as_deref()),
-            Command::Noop => Reply::new(200, "NOOP ok"),
-            Command::Allo => Reply::new(202, "No storage allocation necessary"),
-            Command::Site(SiteCommand::Help) => Reply::multi(
-                214,
-                "SITE commands:",
-                ["CHMOD <octal mode> <path>".to_string(), "HELP".to_string()],
-                "End of SITE help",
-            ),
-            Command::Site(SiteCommand::Chmod(mode, arg)) => self.cmd_chmod(mode, &arg).await,
-            Command::Auth(mechanism) => return self.cmd_auth(&mechanism).await,
-            Command::Pbsz(_) => self.cmd_pbsz(),
-            Command::Prot(level) => self.cmd_prot(level),
-            Command::Ccc => match self.tls {
-                Some(_) => Reply::new(
-                    534,
-                    "CCC refused: the control connection stays encrypted on this server",
-                ),
-                None => Reply::new(533, "The control connection is not protected"),
-            },
-        };
-        self.send(reply).await?;
-        Ok(Flow::Continue)
-    }
-
-    fn reinitialize(&mut self) {
-        if self.login.is_some() {
-            // A user who logged in gets a fresh login period to log in again; without a login,
-            // REIN must not restart the clock (a REIN a second would keep a session forever).
-            self.connected_at = Instant::now();
-        }
-        self.pending_user = None;
-        self.login = None;
-        self.cwd = VPath::root();
-        self.ty = TransferType::Ascii;
-        self.rest = 0;
-        self.rnfr = None;
-        self.epsv_all = false;
-        self.mlst = MlstFacts::default();
-        self.data = DataSetup::None;
-    }
-
-    // ---- security (RFC 2228, RFC 4217) ----
-
-    async fn cmd_auth(&mut self, mechanism: &str) -> io::Result<Flow> {
-        let reply = match mechanism {
-            _ if !self.listener.mode.offers_tls() => {
-                Reply::new(502, "TLS is not offered on this listener")
-            }
-            _ if self.tls.is_some() => Reply::new(503, "The control connection is already TLS"),
-            "TLS" | "TLS-C" | "SSL" | "TLS-P" => {
-                match self.live.tls.as_ref().map(|t| t.session()) {
-                    Some(Ok(session)) => return self.start_tls(mechanism, session).await,
+            Effect::PrepareTls(_) => {
+                Step::Event(match self.live.tls.as_ref().map(|t| t.session()) {
+                    Some(Ok(session)) => {
+                        self.tls_ready = Some(session);
+                        Event::TlsReady
+                    }
                     Some(Err(e)) => {
                         tracing::error!(error = %e, "cannot set up TLS for a session");
-                        Reply::new(431, "TLS is unavailable on the server just now")
+                        Event::TlsUnavailable { configured: true }
                     }
-                    None => Reply::new(502, "TLS is not offered on this listener"),
-                }
+                    None => Event::TlsUnavailable { configured: false },
+                })
             }
-            _ => Reply::new(
-                504,
-                format!("AUTH {mechanism} is not supported; use AUTH TLS"),
-            ),
-        };
-        self.send(reply).await?;
-        Ok(Flow::Continue)
+            Effect::Handshake(_) => Step::Event(self.handshake().await),
+            Effect::OpenPassive(kind) => Step::Event(self.open_passive(kind).await),
+            Effect::Storage(op) => Step::Event(Event::Storage(self.storage(op).await)),
+            Effect::PrepareTransfer(kind, source) => {
+                Step::Event(self.prepare_transfer(kind, source).await)
+            }
+            Effect::StartTransfer {
+                kind,
+                data,
+                protected,
+            } => match self.start_transfer(kind, data, protected) {
+                Some(event) => Step::Event(event),
+                None => Step::Done,
+            },
+            Effect::DiscardTransfer => {
+                self.prepared = None;
+                Step::Done
+            }
+            Effect::AbortTransfer => {
+                if let Some(running) = &self.transfer {
+                    running.cancel.cancel();
+                }
+                Step::Done
+            }
+            Effect::TransferStatus => Step::Event(Event::TransferProgress {
+                bytes: self
+                    .transfer
+                    .as_ref()
+                    .map_or(0, |r| r.progress.load(Ordering::Relaxed)),
+                now: Instant::now(),
+            }),
+            Effect::Close(reason) => Step::Close(reason),
+        }
     }
 
-    /// Reply 234 and turn the control connection into TLS.
-    async fn start_tls(&mut self, mechanism: &str, session: SessionTls) -> io::Result<Flow> {
-        self.send(Reply::new(
-            234,
-            format!("AUTH {mechanism} ok; start the TLS handshake"),
-        ))
-        .await?;
+    // ---- access ----
+
+    /// PASS for a user (anonymous logins do not come here): the ban and throttling rules, the
+    /// hash check (off the async workers when it is slow), the failure bookkeeping.
+    async fn verify_password(&mut self, name: String, password: String) -> Event {
+        let shared = Arc::clone(&self.shared);
+        let live = Arc::clone(&self.live);
+        // The ban is checked before every password check, not only at connect: sessions
+        // opened before a ban must not go on guessing. An address whose checks in flight
+        // fill its allowance waits for one to end, up to the time left to log in.
+        let deadline = self.core.login_deadline();
+        let mut ticket = match shared
+            .guard
+            .admit_waiting(self.peer.ip(), &name, deadline.into())
+            .await
+        {
+            Admission::Verify { ticket, wait } => {
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
+                Some(ticket)
+            }
+            refused => {
+                let (why, reason) = match refused {
+                    Admission::Banned(left) => {
+                        (PreCheckRefusal::Banned(left.as_secs()), "address banned")
+                    }
+                    Admission::UserBusy => (PreCheckRefusal::UserBusy, "user name throttled"),
+                    Admission::AddressBusy | Admission::Verify { .. } => (
+                        PreCheckRefusal::AddressBusy,
+                        "password checks from the address did not end in time",
+                    ),
+                };
+                warn!(ip = %self.peer.ip(), user = %name, reason, "login refused before the password check");
+                return Event::LoginRefused(why);
+            }
+        };
+        let users = live.users.clone();
+        let user_name = name.clone();
+        let checked = if users.verify_cost(&name) <= INLINE_HASH_COST {
+            // Hashes this cheap (tens of microseconds) cost less than the trip to a
+            // blocking thread.
+            users
+                .check(&user_name, &password)
+                .map(|user| (user, password))
+        } else {
+            // argon2, bcrypt and crypt(3) are deliberately slow: off the async workers, a
+            // bounded number at once. A right password's home is opened in the same trip
+            // (one thread hand-off per login, not two), unless the login is refused anyway
+            // for want of TLS.
+            let (shared2, live2) = (Arc::clone(&shared), Arc::clone(&live));
+            let has_tls = self.tls.is_some();
+            match shared.hash_pool.acquire().await {
+                Ok(_permit) => tokio::task::spawn_blocking(move || {
+                    let user = users.check(&user_name, &password)?;
+                    let found = (has_tls || !user.tls_policy.login())
+                        .then(|| land(&shared2, &live2, &user.name, user.home.as_deref()));
+                    Ok((user, password, found))
+                })
+                .await
+                .unwrap_or(Err(Refusal::Incorrect))
+                .map(|(user, password, found)| {
+                    if let Some(landing) = found {
+                        self.found = Some(FoundHome::Landed(landing));
+                    }
+                    (user, password)
+                }),
+                Err(_) => Err(Refusal::Incorrect),
+            }
+        };
+        match checked {
+            Ok((user, password)) => {
+                shared
+                    .guard
+                    .success(self.peer.ip(), &user.name, std::time::Instant::now());
+                // The check is over: the next one from this address may start.
+                drop(ticket.take());
+                maybe_rehash(&shared, &live, &user, password);
+                if !matches!(self.found, Some(FoundHome::Landed(_))) {
+                    self.found = Some(FoundHome::Configured(user.home.clone()));
+                }
+                Event::PasswordAccepted(Account {
+                    name: user.name,
+                    perms: user.permissions,
+                    tls_policy: user.tls_policy,
+                })
+            }
+            Err(refusal) => {
+                shared.metrics.login_failed();
+                if refusal == Refusal::Disabled {
+                    // The right password for a disabled account: a line of its own for the
+                    // administrator, and otherwise a failure like any other (counted, held
+                    // back, banned, and the fail2ban line below), so that nothing the client
+                    // sees tells that the password was right, which would be worth knowing
+                    // once the account is enabled again.
+                    warn!(ip = %self.peer.ip(), user = %name, "login refused: user disabled");
+                }
+                // The line fail2ban matches (contrib/fail2ban): keep its shape. The client's
+                // address comes first, before the user name that the client chose.
+                let failures = self.core.failed_logins() + 1;
+                warn!(ip = %self.peer.ip(), user = %name, failures, "login failed");
+                let verdict =
+                    shared
+                        .guard
+                        .failure(self.peer.ip(), &name, std::time::Instant::now());
+                // Counted as a failure now: no longer as a check in progress.
+                drop(ticket);
+                if let Some(ban) = verdict.banned {
+                    shared.metrics.banned();
+                    warn!(ip = %self.peer.ip(), ban_secs = ban.as_secs(), "address banned after repeated failed logins");
+                    return Event::PasswordRejected {
+                        banned: Some(ban.as_secs()),
+                    };
+                }
+                // Slower replies as failures pile up; the same for existing and unknown users.
+                tokio::time::sleep(verdict.delay).await;
+                Event::PasswordRejected { banned: None }
+            }
+        }
+    }
+
+    /// Open the home directory of the account being logged in: resolved against the root and
+    /// refused when not allowed (outside the root; the users were checked when loaded, so
+    /// this is defence in depth). Resolving (symbolic links followed), the cache check,
+    /// creating a missing home and opening it all touch the file system, so they run together
+    /// on one blocking thread: a slow mount must not stall an async worker at every login.
+    async fn open_home(&mut self, account: Account, method: core::LoginMethod) -> bool {
+        let found = match (method, self.found.take()) {
+            (core::LoginMethod::Anonymous, _) => {
+                FoundHome::Configured(Some(self.live.config.anonymous.home.clone()))
+            }
+            (_, Some(found)) => found,
+            (_, None) => FoundHome::Configured(None),
+        };
+        let landing = match found {
+            FoundHome::Landed(landing) => landing,
+            FoundHome::Configured(home) => {
+                let shared = Arc::clone(&self.shared);
+                let live = Arc::clone(&self.live);
+                let user = account.name.clone();
+                tokio::task::spawn_blocking(move || land(&shared, &live, &user, home.as_deref()))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("the home lookup failed: {e}")))
+            }
+        };
+        let (home, opened) = match landing {
+            Ok(found) => found,
+            Err(reason) => {
+                tracing::error!(user = %account.name, %reason, "login refused: home directory not allowed");
+                return false;
+            }
+        };
+        match opened {
+            Ok(fs) => {
+                tracing::Span::current().record("user", account.name.as_str());
+                let method = metrics_method(method);
+                let how = match method {
+                    LoginMethod::Certificate => "client certificate",
+                    other => other.as_str(),
+                };
+                info!(user = %account.name, home = %home.display(), permissions = %account.perms, method = how, "login ok");
+                self.shared.metrics.login_ok(method);
+                self.home = Some(Home { fs, path: home });
+                true
+            }
+            Err(e) => {
+                tracing::error!(user = %account.name, home = %home.display(), error = %e, "home directory unavailable");
+                false
+            }
+        }
+    }
+
+    /// The user a verified TLS client certificate logs in as, if it maps to `name`.
+    fn certificate_user(&self, name: &str) -> Option<crate::auth::User> {
+        let conn = self.ctrl.tls_state()?;
+        let leaf = conn.peer_certificates()?.first()?;
+        let fingerprint = crate::tls::fingerprint(leaf.as_ref());
+        let user = self.live.users.get(name)?;
+        (!user.disabled && user.client_certs.contains(&fingerprint)).then(|| user.clone())
+    }
+
+    // ---- security ----
+
+    /// The 234 is out: turn the control connection into TLS.
+    async fn handshake(&mut self) -> Event {
+        let Some(session) = self.tls_ready.take() else {
+            return Event::NotPlain;
+        };
         // Anything the client sent after AUTH and before the handshake is plaintext that an
         // attacker could have injected; it must never run as if it came over TLS.
         if !self.lines.is_empty() || !self.inbuf.is_empty() {
@@ -1120,7 +1178,7 @@ impl Session {
             self.inbuf.clear();
         }
         let Some(tcp) = self.ctrl.take_plain() else {
-            return Ok(Flow::Close("internal error: control connection not plain"));
+            return Event::NotPlain;
         };
         let timeout = self
             .live
@@ -1133,601 +1191,56 @@ impl Session {
         match handshake.await {
             Ok(s) => {
                 log_handshake("control", &s);
+                let version = tls_version(s.get_ref().1);
                 self.ctrl = Stream::Tls(Box::new(s));
                 self.tls = Some(session);
-                self.pending_user = None;
-                // AUTH SSL and TLS-P come from the days before PROT: data is protected.
-                if matches!(mechanism, "SSL" | "TLS-P") {
-                    self.pbsz = true;
-                    self.prot_private = true;
-                }
-                info!(mechanism, "control connection is now TLS");
-                Ok(Flow::Continue)
+                Event::TlsEstablished(version)
             }
             Err(e) => {
                 self.shared
                     .metrics
                     .tls_handshake_failed(TlsConnection::Control);
                 warn!(error = %e, "TLS handshake on the control connection failed");
-                Ok(Flow::Close("TLS handshake failed"))
+                Event::TlsFailed
             }
         }
-    }
-
-    fn cmd_pbsz(&mut self) -> Reply {
-        if self.tls.is_none() {
-            return Reply::new(
-                503,
-                "PBSZ needs a TLS control connection: send AUTH TLS first",
-            );
-        }
-        self.pbsz = true;
-        // RFC 4217 §8: with TLS the buffer size is always 0.
-        Reply::new(200, "PBSZ=0")
-    }
-
-    fn cmd_prot(&mut self, level: ProtLevel) -> Reply {
-        if self.tls.is_none() {
-            return Reply::new(
-                503,
-                "PROT needs a TLS control connection: send AUTH TLS first",
-            );
-        }
-        if !self.pbsz {
-            return Reply::new(503, "Send PBSZ 0 before PROT");
-        }
-        match level {
-            ProtLevel::Private => {
-                self.prot_private = true;
-                Reply::new(200, "PROT P ok: data connections are protected by TLS")
-            }
-            ProtLevel::Clear if self.data_tls_required() => Reply::new(
-                534,
-                "PROT C refused: this server requires protected data connections (PROT P)",
-            ),
-            ProtLevel::Clear => {
-                self.prot_private = false;
-                Reply::new(200, "PROT C ok: data connections are not protected")
-            }
-            ProtLevel::Safe | ProtLevel::Confidential => {
-                Reply::new(536, "Only PROT P and PROT C are supported")
-            }
-        }
-    }
-
-    /// The TLS policy in force: the listener's, raised by the user's once logged in.
-    fn tls_policy(&self) -> TlsPolicy {
-        let user = self
-            .login
-            .as_ref()
-            .map_or(TlsPolicy::Optional, |l| l.tls_policy);
-        self.listener.tls_policy.max(user)
-    }
-
-    fn data_tls_required(&self) -> bool {
-        self.tls_policy().data()
-    }
-
-    /// Refuse a transfer whose data connection would be clear when policy forbids it.
-    fn check_data_protection(&self) -> Result<(), Reply> {
-        if self.data_tls_required() && !self.prot_private {
-            return Err(Reply::new(
-                521,
-                "Data connections must be protected on this server: send PBSZ 0 and PROT P",
-            ));
-        }
-        Ok(())
-    }
-
-    // ---- access ----
-
-    fn cmd_user(&mut self, name: String) -> Reply {
-        if self.login.is_some() {
-            // A new USER starts a new login (RFC 959 allows changing users).
-            self.reinitialize();
-        }
-        if self.listener.tls_policy.login() && self.tls.is_none() {
-            self.pending_user = None;
-            return Reply::new(
-                530,
-                "This server requires TLS for login: send AUTH TLS first (use FTPS)",
-            );
-        }
-        let anonymous = is_anonymous_name(&name) && self.live.config.anonymous.enabled;
-        self.pending_user = Some(name.clone());
-        if anonymous {
-            Reply::new(
-                331,
-                "Anonymous login ok; send your e-mail address as password",
-            )
-        } else {
-            // The same reply whether or not the user exists.
-            Reply::new(331, format!("Password required for {name}"))
-        }
-    }
-
-    async fn cmd_pass(&mut self, password: String) -> io::Result<Flow> {
-        let Some(name) = self.pending_user.take() else {
-            self.send(Reply::new(503, "Send USER first")).await?;
-            return Ok(Flow::Continue);
-        };
-        let shared = Arc::clone(&self.shared);
-        let live = Arc::clone(&self.live);
-        let anon_cfg = &live.config.anonymous;
-        let anonymous = is_anonymous_name(&name) && anon_cfg.enabled;
-        let mut ticket = None;
-        let mut refusal = Refusal::Incorrect;
-        // The home, when the password check already opened it.
-        let mut landing = None;
-        let login = if anonymous {
-            let home = Some(anon_cfg.home.clone());
-            Some((
-                name.clone(),
-                home,
-                anon_cfg.permissions,
-                TlsPolicy::Optional,
-            ))
-        } else {
-            // The ban is checked before every password check, not only at connect: sessions
-            // opened before a ban must not go on guessing. An address whose checks in flight
-            // fill its allowance waits for one to end, up to the time left to log in.
-            let deadline = self.connected_at + live.config.limits.login_timeout();
-            match shared
-                .guard
-                .admit_waiting(self.peer.ip(), &name, deadline.into())
-                .await
-            {
-                Admission::Verify { ticket: t, wait } => {
-                    ticket = Some(t);
-                    if !wait.is_zero() {
-                        tokio::time::sleep(wait).await;
-                    }
-                }
-                refused => return self.refuse_password_check(refused, &name).await,
-            }
-            let users = live.users.clone();
-            let user_name = name.clone();
-            let checked = if users.verify_cost(&name) <= INLINE_HASH_COST {
-                // Hashes this cheap (tens of microseconds) cost less than the trip to a
-                // blocking thread.
-                users
-                    .check(&user_name, &password)
-                    .map(|user| (user, password))
-            } else {
-                // argon2, bcrypt and crypt(3) are deliberately slow: off the async workers, a
-                // bounded number at once. A right password's home is opened in the same trip
-                // (one thread hand-off per login, not two), unless the login is refused anyway
-                // for want of TLS.
-                let (shared2, live2) = (Arc::clone(&shared), Arc::clone(&live));
-                let has_tls = self.tls.is_some();
-                match shared.hash_pool.acquire().await {
-                    Ok(_permit) => tokio::task::spawn_blocking(move || {
-                        let user = users.check(&user_name, &password)?;
-                        let found = (has_tls || !user.tls_policy.login())
-                            .then(|| land(&shared2, &live2, &user.name, user.home.as_deref()));
-                        Ok((user, password, found))
-                    })
-                    .await
-                    .unwrap_or(Err(Refusal::Incorrect))
-                    .map(|(user, password, found)| {
-                        landing = found;
-                        (user, password)
-                    }),
-                    Err(_) => Err(Refusal::Incorrect),
-                }
-            };
-            match checked {
-                Ok((user, password)) => {
-                    shared
-                        .guard
-                        .success(self.peer.ip(), &user.name, std::time::Instant::now());
-                    // The check is over: the next one from this address may start.
-                    drop(ticket.take());
-                    maybe_rehash(&shared, &live, &user, password);
-                    let home = user.home.clone();
-                    Some((user.name.clone(), home, user.permissions, user.tls_policy))
-                }
-                Err(why) => {
-                    refusal = why;
-                    None
-                }
-            }
-        };
-        let Some((user_name, home, perms, tls_policy)) = login else {
-            self.failed_logins += 1;
-            shared.metrics.login_failed();
-            if refusal == Refusal::Disabled {
-                // The right password for a disabled account: a line of its own for the
-                // administrator, and otherwise a failure like any other (counted, held back,
-                // banned, and the fail2ban line below), so that nothing the client sees tells
-                // that the password was right, which would be worth knowing once the account
-                // is enabled again.
-                warn!(ip = %self.peer.ip(), user = %name, "login refused: user disabled");
-            }
-            // The line fail2ban matches (contrib/fail2ban): keep its shape. The client's address
-            // comes first, before the user name that the client chose.
-            warn!(ip = %self.peer.ip(), user = %name, failures = self.failed_logins, "login failed");
-            let verdict = shared
-                .guard
-                .failure(self.peer.ip(), &name, std::time::Instant::now());
-            // Counted as a failure now: no longer as a check in progress.
-            drop(ticket);
-            if let Some(ban) = verdict.banned {
-                shared.metrics.banned();
-                warn!(ip = %self.peer.ip(), ban_secs = ban.as_secs(), "address banned after repeated failed logins");
-                self.send(Reply::new(
-                    421,
-                    format!(
-                        "Too many failed logins from your address; banned for {} s",
-                        ban.as_secs()
-                    ),
-                ))
-                .await?;
-                return Ok(Flow::Close("address banned"));
-            }
-            // Slower replies as failures pile up; the same for existing and unknown users.
-            tokio::time::sleep(verdict.delay).await;
-            return self.answer_failed_login(&live).await;
-        };
-        if tls_policy.login() && self.tls.is_none() {
-            warn!(user = %user_name, "login refused: the account requires TLS");
-            self.send(Reply::new(
-                530,
-                "This account requires TLS: reconnect and send AUTH TLS before logging in",
-            ))
-            .await?;
-            return Ok(Flow::Continue);
-        }
-        let account = Account {
-            name: user_name,
-            perms,
-            tls_policy,
-        };
-        let method = if anonymous {
-            LoginMethod::Anonymous
-        } else {
-            LoginMethod::Password
-        };
-        let ok = Reply::new(230, "Login successful");
-        match landing {
-            Some(landing) => self.enter_landed(account, landing, ok, method).await,
-            None => self.enter(account, home, ok, method).await,
-        }
-    }
-
-    /// The answer to a refused password: 530, or 421 and the end once the session has
-    /// failed `limits.max_login_failures` times.
-    async fn answer_failed_login(&mut self, live: &Live) -> io::Result<Flow> {
-        if self.failed_logins >= live.config.limits.max_login_failures {
-            self.send(Reply::new(
-                421,
-                "Too many failed logins; closing control connection",
-            ))
-            .await?;
-            return Ok(Flow::Close("too many failed logins"));
-        }
-        self.send(Reply::new(530, "Login incorrect")).await?;
-        Ok(Flow::Continue)
-    }
-
-    /// A password the guard would not let be checked: 421 and the end of the session.
-    async fn refuse_password_check(&mut self, refused: Admission, name: &str) -> io::Result<Flow> {
-        let (text, reason) = match refused {
-            Admission::Banned(left) => (
-                format!(
-                    "Too many failed logins from your address; banned for {} s",
-                    left.as_secs().max(1)
-                ),
-                "address banned",
-            ),
-            Admission::UserBusy => (
-                "Too many failed logins for this user name; try again later".to_string(),
-                "user name throttled",
-            ),
-            // Only when the checks in flight did not end before the time to log in ran out.
-            Admission::AddressBusy | Admission::Verify { .. } => (
-                "Too many logins in progress from your address; try again later".to_string(),
-                "password checks from the address did not end in time",
-            ),
-        };
-        warn!(ip = %self.peer.ip(), user = %name, reason, "login refused before the password check");
-        self.send(Reply::new(421, text)).await?;
-        Ok(Flow::Close(reason))
-    }
-
-    /// Open the home directory and start the logged-in session, answering with `ok`. `home` is
-    /// the account's configured home (`None`: the root). It is resolved against the root here
-    /// and refused when not allowed (outside the root): the users were checked when loaded, so
-    /// this is defence in depth. Resolving (symbolic links followed), the cache check, creating
-    /// a missing home and opening it all touch the file system, so they run together on one
-    /// blocking thread: a slow mount must not stall an async worker at every login.
-    async fn enter(
-        &mut self,
-        login: Account,
-        home: Option<std::path::PathBuf>,
-        ok: Reply,
-        method: LoginMethod,
-    ) -> io::Result<Flow> {
-        let shared = Arc::clone(&self.shared);
-        let live = Arc::clone(&self.live);
-        let user = login.name.clone();
-        let landing =
-            tokio::task::spawn_blocking(move || land(&shared, &live, &user, home.as_deref()))
-                .await
-                .unwrap_or_else(|e| Err(format!("the home lookup failed: {e}")));
-        self.enter_landed(login, landing, ok, method).await
-    }
-
-    /// The rest of [`Self::enter`], once the home is resolved and opened (or not).
-    async fn enter_landed(
-        &mut self,
-        login: Account,
-        landing: Landing,
-        ok: Reply,
-        method: LoginMethod,
-    ) -> io::Result<Flow> {
-        let (home, opened) = match landing {
-            Ok(found) => found,
-            Err(reason) => {
-                tracing::error!(user = %login.name, %reason, "login refused: home directory not allowed");
-                self.send(Reply::new(530, "Login refused: home directory unavailable"))
-                    .await?;
-                return Ok(Flow::Continue);
-            }
-        };
-        let home_path = home.clone();
-        match opened {
-            Ok(fs) => {
-                tracing::Span::current().record("user", login.name.as_str());
-                let how = match method {
-                    LoginMethod::Certificate => "client certificate",
-                    other => other.as_str(),
-                };
-                info!(user = %login.name, home = %home_path.display(), permissions = %login.perms, method = how, "login ok");
-                self.shared.metrics.login_ok(method);
-                self.login = Some(Login {
-                    name: login.name,
-                    fs,
-                    perms: login.perms,
-                    tls_policy: login.tls_policy,
-                    home: home_path,
-                    method,
-                });
-                self.cwd = VPath::root();
-                self.send(ok).await?;
-            }
-            Err(e) => {
-                tracing::error!(user = %login.name, home = %home.display(), error = %e, "home directory unavailable");
-                self.send(Reply::new(530, "Login refused: home directory unavailable"))
-                    .await?;
-            }
-        }
-        Ok(Flow::Continue)
-    }
-
-    /// The user a verified TLS client certificate logs in as, if it maps to `name`.
-    fn certificate_user(&self, name: &str) -> Option<crate::auth::User> {
-        let conn = self.ctrl.tls_state()?;
-        let leaf = conn.peer_certificates()?.first()?;
-        let fingerprint = crate::tls::fingerprint(leaf.as_ref());
-        let user = self.live.users.get(name)?;
-        (!user.disabled && user.client_certs.contains(&fingerprint)).then(|| user.clone())
-    }
-
-    // ---- helpers ----
-
-    fn login(&self) -> Result<&Login, Reply> {
-        self.login
-            .as_ref()
-            .ok_or_else(|| Reply::new(530, "Please log in with USER and PASS first"))
-    }
-
-    fn need(&self, perm: Permission) -> Result<Arc<LocalFs>, Reply> {
-        let login = self.login()?;
-        if login.perms.has(perm) {
-            Ok(Arc::clone(&login.fs))
-        } else {
-            Err(Reply::new(
-                550,
-                format!(
-                    "Permission denied: this account may not {}",
-                    permission_verb(perm)
-                ),
-            ))
-        }
-    }
-
-    fn resolve(&self, arg: &str) -> Result<VPath, Reply> {
-        check_line_ends(arg)?;
-        let path = VPath::resolve(&self.cwd, arg).map_err(|e| fs_reply(arg, &e))?;
-        if path.file_name().is_some_and(storage::is_internal_name) {
-            return Err(Reply::new(553, format!("{arg}: file name not allowed")));
-        }
-        Ok(path)
-    }
-
-    async fn simple_fs_op(
-        &mut self,
-        arg: &str,
-        perm: Permission,
-        done: &'static str,
-        op: impl FnOnce(&LocalFs, &VPath) -> Result<(), StorageError> + Send + 'static,
-    ) -> Reply {
-        let result = async {
-            let fs = self.need(perm)?;
-            let path = self.resolve(arg)?;
-            let p = path.clone();
-            blocking(move || op(&fs, &p))
-                .await
-                .map_err(|e| fs_reply(arg, &e))?;
-            info!(op = permission_verb(perm), path = %path, "file operation");
-            Ok::<_, Reply>(Reply::new(250, done))
-        }
-        .await;
-        result.unwrap_or_else(|r| r)
-    }
-
-    // ---- navigation ----
-
-    async fn cmd_cwd(&mut self, arg: &str) -> Reply {
-        let result = async {
-            let fs = Arc::clone(&self.login()?.fs);
-            let path = self.resolve(arg)?;
-            let p = path.clone();
-            let entry = blocking(move || fs.metadata(&p))
-                .await
-                .map_err(|e| fs_reply(arg, &e))?;
-            if entry.kind != EntryKind::Dir {
-                return Err(Reply::new(550, format!("{arg}: Not a directory")));
-            }
-            let reply = Reply::new(250, format!("Directory changed to {path}"));
-            self.cwd = path;
-            Ok(reply)
-        }
-        .await;
-        result.unwrap_or_else(|r| r)
-    }
-
-    async fn cmd_mkd(&mut self, arg: &str) -> Reply {
-        let result = async {
-            let fs = self.need(Permission::Mkdir)?;
-            let path = self.resolve(arg)?;
-            let p = path.clone();
-            blocking(move || fs.mkdir(&p))
-                .await
-                .map_err(|e| fs_reply(arg, &e))?;
-            info!(op = "mkdir", path = %path, "file operation");
-            Ok::<_, Reply>(Reply::new(
-                257,
-                format!("{} created", quote_path(path.as_str())),
-            ))
-        }
-        .await;
-        result.unwrap_or_else(|r| r)
-    }
-
-    async fn cmd_rnfr(&mut self, arg: &str) -> Reply {
-        let result = async {
-            let fs = self.need(Permission::Rename)?;
-            let path = self.resolve(arg)?;
-            if path.is_root() {
-                return Err(Reply::new(550, "The home directory cannot be renamed"));
-            }
-            let p = path.clone();
-            blocking(move || fs.metadata(&p))
-                .await
-                .map_err(|e| fs_reply(arg, &e))?;
-            self.rnfr = Some(path);
-            Ok(Reply::new(350, "Ready for RNTO"))
-        }
-        .await;
-        result.unwrap_or_else(|r| r)
-    }
-
-    async fn cmd_rnto(&mut self, from: Option<VPath>, arg: &str) -> Reply {
-        let Some(from) = from else {
-            return Reply::new(503, "Send RNFR first");
-        };
-        let result = async {
-            let fs = self.need(Permission::Rename)?;
-            let to = self.resolve(arg)?;
-            // Renaming onto an existing name destroys what was there, like overwriting it.
-            let may_replace = self.login()?.perms.has(Permission::Write);
-            let (f, t) = (from.clone(), to.clone());
-            blocking(move || {
-                if may_replace {
-                    fs.rename(&f, &t)
-                } else {
-                    fs.rename_no_replace(&f, &t)
-                }
-            })
-            .await
-            .map_err(|e| match e {
-                StorageError::AlreadyExists if !may_replace => Reply::new(
-                    550,
-                    format!(
-                        "{arg}: already exists; renaming onto an existing name needs the write permission"
-                    ),
-                ),
-                e => fs_reply(arg, &e),
-            })?;
-            info!(op = "rename", from = %from, to = %to, "file operation");
-            Ok::<_, Reply>(Reply::new(250, "Rename successful"))
-        }
-        .await;
-        result.unwrap_or_else(|r| r)
     }
 
     // ---- data connection set-up ----
 
-    async fn cmd_pasv(&mut self) -> Reply {
-        if self.epsv_all {
-            return Reply::new(503, "PASV is not allowed after EPSV ALL");
-        }
-        if self.peer.is_ipv6() {
-            // The data connection would come from the client's IPv4 address, not the one this
-            // control connection has: it could never be matched to this session.
-            return Reply::new(
-                425,
-                "PASV announces IPv4 addresses only, and this connection is IPv6: use EPSV",
-            );
-        }
-        let announce = match self.announce_address().await {
-            Ok(ip) => ip,
-            Err(reply) => return reply,
-        };
-        match self.open_passive() {
-            Ok(port) => Reply::new(
-                227,
-                addr::pasv_reply_text(std::net::SocketAddrV4::new(
-                    announce,
-                    self.announced_port(port),
-                )),
-            ),
-            Err(reply) => reply,
-        }
-    }
-
-    /// The address PASV announces to this client: the first `passive.announce` rule for its
-    /// network, else `passive.address`, else the address it connected to.
-    async fn announce_address(&self) -> Result<std::net::Ipv4Addr, Reply> {
-        let cfg = &self.live.config.passive;
-        let client = self.peer.ip();
-        let wanted = cfg
-            .announce
-            .iter()
-            .find(|r| r.from.iter().any(|n| n.contains(&client)))
-            .map(|r| r.address.as_str())
-            .or(cfg.address.as_deref());
-        let ip = match wanted {
-            Some(name) => {
-                let every = std::time::Duration::from_secs(cfg.resolve_every_secs);
-                self.shared
-                    .announced
-                    .resolve(name, every)
-                    .await
-                    .map_err(|e| {
-                        tracing::error!(address = %name, error = %e, "cannot resolve the passive address");
-                        Reply::new(
-                            425,
-                            "Cannot open passive connection: the server's passive address does not resolve",
-                        )
-                    })?
-            }
-            None => match self.local.ip() {
-                IpAddr::V4(ip) => ip,
-                IpAddr::V6(_) => {
-                    return Err(Reply::new(
-                        425,
-                        "PASV cannot announce an IPv6 address; use EPSV",
-                    ));
-                }
+    async fn open_passive(&mut self, kind: PassiveKind) -> Event {
+        let announce = match kind {
+            PassiveKind::Pasv => match announce_address(
+                &Arc::clone(&self.live),
+                &Arc::clone(&self.shared),
+                self.peer,
+                self.local,
+            )
+            .await
+            {
+                Ok(ip) => Some(ip),
+                Err(why) => return Event::PassiveFailed(why),
             },
+            PassiveKind::Epsv => None,
         };
-        if is_internal(IpAddr::V4(ip)) && !is_internal(client) {
-            self.shared.announced.warn_once(ip, client);
+        // A new PASV replaces the old one, whose port is released right here.
+        self.passive = None;
+        let listener = match self.live.ports.bind(self.local.ip()) {
+            Ok(l) => l.counted(self.shared.metrics.passive_port()),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open a passive port");
+                return Event::PassiveFailed(PassiveFailure::Bind(e.to_string()));
+            }
+        };
+        let local_port = listener.port();
+        debug!(port = local_port, "passive port open");
+        self.passive = Some(listener);
+        let port = self.announced_port(local_port);
+        Event::PassiveOpened {
+            local_port,
+            port,
+            pasv: announce.map(|ip| std::net::SocketAddrV4::new(ip, port)),
         }
-        Ok(ip)
     }
 
     /// The port a client is told for passive port `port` (NAT gateways may forward another
@@ -1742,103 +1255,18 @@ impl Session {
         }
     }
 
-    fn cmd_epsv(&mut self, arg: EpsvArg) -> Reply {
-        let family = addr::protocol_number(self.local.ip());
-        match arg {
-            EpsvArg::All => {
-                self.epsv_all = true;
-                return Reply::new(200, "EPSV ALL accepted: only EPSV from now on");
-            }
-            EpsvArg::Protocol(p) if p != family => {
-                return Reply::new(
-                    522,
-                    format!("Network protocol not supported, use ({family})"),
-                );
-            }
-            _ => {}
-        }
-        match self.open_passive() {
-            Ok(port) => Reply::new(229, addr::epsv_reply_text(self.announced_port(port))),
-            Err(reply) => reply,
-        }
-    }
-
-    fn open_passive(&mut self) -> Result<u16, Reply> {
-        // A new PASV replaces the old one, whose port is released right here.
-        self.data = DataSetup::None;
-        let cfg = &self.live.config;
-        let listener = self
-            .live
-            .ports
-            .bind(self.local.ip())
-            .map_err(|e| {
-                tracing::error!(error = %e, "cannot open a passive port");
-                Reply::new(425, format!("Cannot open passive connection: {e}"))
-            })?
-            .counted(self.shared.metrics.passive_port());
-        let port = listener.port();
-        debug!(port, "passive port open");
-        self.data = DataSetup::Passive {
-            listener,
-            expires: Instant::now() + cfg.limits.data_timeout(),
-        };
-        Ok(port)
-    }
-
-    fn cmd_active(&mut self, target: SocketAddr, verb: &str) -> Reply {
-        let cfg = &self.live.config.active;
-        if self.epsv_all {
-            return Reply::new(503, format!("{verb} is not allowed after EPSV ALL"));
-        }
-        if !cfg.enabled {
-            return Reply::new(
-                504,
-                "Active mode is disabled on this server; use PASV or EPSV",
-            );
-        }
-        let target = SocketAddr::new(target.ip().to_canonical(), target.port());
-        if !cfg.allow_foreign_ip && target.ip() != self.peer.ip() {
-            warn!(%target, "refused an active connection to another host (FTP bounce, RFC 2577)");
-            return Reply::new(
-                504,
-                format!(
-                    "{verb} refused: the data connection must go to your own address {}",
-                    self.peer.ip()
-                ),
-            );
-        }
-        if !cfg.allow_privileged_ports && target.port() < 1024 {
-            warn!(%target, "refused an active connection to a privileged port (RFC 2577)");
-            return Reply::new(
-                504,
-                format!("{verb} refused: ports below 1024 are not allowed"),
-            );
-        }
-        self.data = DataSetup::Active(target);
-        Reply::new(200, format!("{verb} command successful"))
-    }
-
-    /// Refuse an upload that has no data connection set up before it touches any file: a
-    /// refused REST+STOR must not truncate, a refused APPE or STOU must not create.
-    fn require_data_setup(&self) -> Result<(), Reply> {
-        self.check_data_protection()?;
-        match self.data {
-            DataSetup::None => Err(Reply::new(425, "Use PASV, EPSV, PORT or EPRT first")),
-            _ => Ok(()),
-        }
-    }
-
-    fn take_data_connection(&mut self) -> Result<ConnectFuture, Reply> {
-        self.check_data_protection()?;
-        match std::mem::replace(&mut self.data, DataSetup::None) {
-            DataSetup::None => Err(Reply::new(425, "Use PASV, EPSV, PORT or EPRT first")),
-            DataSetup::Passive { listener, .. } => {
+    /// The data connection the core's set-up names: accept on the passive port, or connect out.
+    fn data_connection(&mut self, data: DataSetup) -> Option<ConnectFuture> {
+        match data {
+            DataSetup::None => None,
+            DataSetup::Passive { .. } => {
+                let listener = self.passive.take()?;
                 let cfg = &self.live.config;
                 let proxies = self
                     .listener
                     .proxy_protocol
                     .then(|| Arc::new(cfg.proxy.trusted.clone()));
-                Ok(Box::pin(listener.accept(
+                Some(Box::pin(listener.accept(
                     self.peer.ip(),
                     cfg.passive.allow_foreign_ip,
                     cfg.limits.data_timeout(),
@@ -1855,7 +1283,7 @@ impl Session {
                     .active
                     .source_port_below_listener
                     .then(|| self.local.port().saturating_sub(1));
-                Ok(Box::pin(data::connect_active(
+                Some(Box::pin(data::connect_active(
                     local_ip,
                     target,
                     timeout,
@@ -1865,11 +1293,145 @@ impl Session {
         }
     }
 
+    // ---- storage ----
+
+    fn fs(&self) -> Result<Arc<LocalFs>, StorageError> {
+        self.home
+            .as_ref()
+            .map(|h| Arc::clone(&h.fs))
+            .ok_or(StorageError::PermissionDenied)
+    }
+
+    /// Run a file command's storage operation on a blocking thread.
+    async fn storage(&mut self, op: StorageOp) -> Result<StorageDone, StorageError> {
+        let fs = self.fs()?;
+        match op {
+            StorageOp::Metadata(p) => blocking(move || fs.metadata(&p))
+                .await
+                .map(StorageDone::Entry),
+            StorageOp::Mkdir(p) => blocking(move || fs.mkdir(&p))
+                .await
+                .map(|()| StorageDone::Done),
+            StorageOp::Rmdir(p) => blocking(move || fs.rmdir(&p))
+                .await
+                .map(|()| StorageDone::Done),
+            StorageOp::RemoveFile(p) => blocking(move || fs.remove_file(&p))
+                .await
+                .map(|()| StorageDone::Done),
+            StorageOp::Rename { from, to, replace } => blocking(move || {
+                if replace {
+                    fs.rename(&from, &to)
+                } else {
+                    fs.rename_no_replace(&from, &to)
+                }
+            })
+            .await
+            .map(|()| StorageDone::Done),
+            StorageOp::AsciiSize(p) => blocking(move || {
+                let (file, _) = fs.open_read(&p, 0)?;
+                ascii_size(file).map_err(StorageError::from)
+            })
+            .await
+            .map(StorageDone::Size),
+            StorageOp::SetModified(p, time) => blocking(move || fs.set_modified(&p, time))
+                .await
+                .map(|()| StorageDone::Done),
+            StorageOp::SetMode(p, mode) => blocking(move || fs.set_mode(&p, mode))
+                .await
+                .map(|()| StorageDone::Done),
+            StorageOp::StatListing { cwd, arg } => {
+                let perms = self
+                    .core
+                    .account()
+                    .map_or(Permissions::NONE, |(a, _)| a.perms);
+                let reply = stat_listing(fs, &cwd, &arg, perms)
+                    .await
+                    .unwrap_or_else(|r| r);
+                Ok(StorageDone::Reply(reply))
+            }
+        }
+    }
+
     // ---- transfers ----
 
+    /// Open what a transfer reads or writes; it waits in `prepared` for its data connection.
+    async fn prepare_transfer(&mut self, kind: TransferKind, source: TransferSource) -> Event {
+        let fs = match self.fs() {
+            Ok(fs) => fs,
+            Err(e) => return Event::Storage(Err(e)),
+        };
+        match source {
+            TransferSource::Read { path, offset } => {
+                let p = path.clone();
+                match blocking(move || fs.open_read(&p, offset)).await {
+                    Ok((file, len)) => {
+                        let total = len - offset;
+                        self.prepared = Some(Job::Send(SendSource::File(file, offset, total)));
+                        Event::TransferPrepared {
+                            total: Some(total),
+                            path,
+                        }
+                    }
+                    Err(e) => Event::Storage(Err(e)),
+                }
+            }
+            TransferSource::Write { path, mode } => {
+                let p = path.clone();
+                match blocking(move || fs.create_upload(&p, mode)).await {
+                    Ok(upload) => self.prepared_upload(upload, path),
+                    Err(e) => Event::Storage(Err(e)),
+                }
+            }
+            TransferSource::Unique { dir, hint } => {
+                match blocking(move || fs.create_unique(&dir, &hint)).await {
+                    Ok((path, upload)) => self.prepared_upload(upload, path),
+                    Err(e) => Event::Storage(Err(e)),
+                }
+            }
+            TransferSource::Listing { cwd, arg } => {
+                let style = match kind {
+                    TransferKind::Nlst => ListStyle::Nlst,
+                    TransferKind::Mlsd => ListStyle::Mlsd,
+                    _ => ListStyle::List,
+                };
+                let perms = self
+                    .core
+                    .account()
+                    .map_or(Permissions::NONE, |(a, _)| a.perms);
+                match Listing::gather(fs, &cwd, arg.as_deref(), style).await {
+                    Ok(target) => {
+                        let fmt = LineFormat {
+                            style,
+                            perms,
+                            mlst: self.core.mlst(),
+                            prefix: target.prefix,
+                            now: SystemTime::now(),
+                        };
+                        self.prepared = Some(Job::Send(SendSource::Listing(target.source, fmt)));
+                        Event::TransferPrepared {
+                            total: None,
+                            path: target.path,
+                        }
+                    }
+                    Err(reply) => Event::TransferRefused(reply),
+                }
+            }
+        }
+    }
+
+    fn prepared_upload(&mut self, mut upload: Upload, path: VPath) -> Event {
+        match upload.take_file() {
+            Some(file) => {
+                self.prepared = Some(Job::Receive(file, upload));
+                Event::TransferPrepared { total: None, path }
+            }
+            None => Event::TransferRefused(Reply::new(451, "Local error: upload has no file")),
+        }
+    }
+
     /// How this transfer's data connection is protected, from PROT and the listener.
-    fn data_tls(&self, direction: DataDirection) -> Option<DataTls> {
-        let session = self.tls.as_ref().filter(|_| self.prot_private)?;
+    fn data_tls(&self, direction: DataDirection, protected: bool) -> Option<DataTls> {
+        let session = self.tls.as_ref().filter(|_| protected)?;
         let tls = self.live.tls.as_ref()?;
         Some(DataTls {
             session: session.clone(),
@@ -1881,32 +1443,37 @@ impl Session {
         })
     }
 
-    /// Send the 150 and run `job` over the data connection in the background.
-    async fn start_transfer(
+    /// Run the prepared transfer over the data connection in the background (its 150 is out).
+    fn start_transfer(
         &mut self,
-        connect: ConnectFuture,
-        opening: String,
-        job: Job,
-        verb: &'static str,
-        path: VPath,
-        total: Option<u64>,
-    ) -> Result<(), Reply> {
+        kind: TransferKind,
+        data: DataSetup,
+        protected: bool,
+    ) -> Option<Event> {
+        let (Some(job), Some(connect)) = (self.prepared.take(), self.data_connection(data)) else {
+            // The core and the driver disagree about the set-up: a bug, answered all the same.
+            return Some(Event::TransferEnded(TransferEnd::NoDataConnection(
+                "no data connection is set up".to_string(),
+            )));
+        };
+        let (path, total) = match self.core.activity() {
+            core::Activity::Transfer(r) => (r.path.clone(), r.total),
+            core::Activity::Idle => (VPath::root(), None),
+        };
+        let binary = self.core.transfer_type() == TransferType::Image;
         let direction = match job {
             Job::Send(_) => DataDirection::Download,
             Job::Receive(..) => DataDirection::Upload,
         };
-        let protection = self.data_tls(direction);
+        let protection = self.data_tls(direction, protected);
         let io = match (&job, &protection) {
             (_, Some(_)) => "tls",
-            (Job::Send(SendSource::File(..)), None) if self.ty == TransferType::Image => "sendfile",
+            (Job::Send(SendSource::File(..)), None) if binary => "sendfile",
             _ => "copy",
         };
-        if self.send(Reply::new(150, opening)).await.is_err() {
-            return Err(Reply::new(426, "Control connection failed"));
-        }
         let cancel = CancellationToken::new();
         let progress = Arc::new(AtomicU64::new(0));
-        let ascii_mode = self.ty == TransferType::Ascii;
+        let ascii_mode = !binary;
         let stall = self.live.config.limits.idle_timeout();
         let policy = self.live.config.uploads.fsync;
         let task_cancel = cancel.clone();
@@ -2122,15 +1689,14 @@ impl Session {
             handle,
             cancel,
             progress,
-            verb,
+            kind,
             path,
             total,
             started: Instant::now(),
-            abort_requested: false,
             io,
-            binary: self.ty == TransferType::Image,
+            binary,
         });
-        Ok(())
+        None
     }
 
     async fn finish_transfer(&mut self, outcome: Outcome) -> io::Result<Flow> {
@@ -2141,12 +1707,11 @@ impl Session {
         let elapsed = running.started.elapsed();
         let mut outcome = outcome;
         let mut result = std::mem::replace(&mut outcome.result, Ok(()));
-        let abort_requested = running.abort_requested;
         if let Err(TransferError::Copy(CopyError::Network(_))) = &result {
             // Clients abort by sending ABOR and then closing the data connection; the close
             // can be seen first. An ABOR received or waiting means the client ended it on
             // purpose.
-            if abort_requested || self.take_queued_abor() {
+            if self.core.abort_requested() || self.take_queued_abor() {
                 result = Err(TransferError::Aborted);
             }
         }
@@ -2162,7 +1727,7 @@ impl Session {
         };
         // The file a committed upload replaced: freed after the reply (see `Replaced`).
         let mut replaced = None;
-        let (mut replies, result): (Vec<Reply>, String) = match result {
+        let (end, result): (TransferEnd, String) = match result {
             Ok(()) => match outcome.upload.take() {
                 Some(upload) => {
                     if self.client_gone() {
@@ -2181,7 +1746,12 @@ impl Session {
                             TransferResult::Aborted,
                             true,
                         );
-                        return Ok(Flow::Close("client gone during an upload"));
+                        let out = self.core.event(
+                            Event::TransferEnded(TransferEnd::ClientGone),
+                            Instant::now(),
+                        );
+                        // Boxed: the effect loop is not part of every idle session's future.
+                        return Box::pin(self.drive(out)).await;
                     }
                     let policy = self.live.config.uploads.fsync;
                     // The last bytes and the commit in one trip to the blocking pool; a failed
@@ -2197,39 +1767,34 @@ impl Session {
                     match done.await {
                         Ok(Ok(old)) => {
                             replaced = Some(old);
-                            (vec![Reply::new(226, "Transfer complete")], "ok".into())
+                            (TransferEnd::Complete, "ok".into())
                         }
                         Ok(Err(e)) => {
                             let e = StorageError::from(e);
-                            (vec![storage_failure_reply(&e)], format!("local error: {e}"))
+                            let log = format!("local error: {e}");
+                            (TransferEnd::Local(e), log)
                         }
-                        Err(e) => (vec![storage_failure_reply(&e)], format!("failed: {e}")),
+                        Err(e) => {
+                            let log = format!("failed: {e}");
+                            (TransferEnd::Local(e), log)
+                        }
                     }
                 }
                 // A file cut short while it was being sent: the client must not think it whole.
-                None if running.verb == "RETR" && running.total.is_some_and(|t| bytes < t) => {
+                None if running.kind == TransferKind::Retr
+                    && running.total.is_some_and(|t| bytes < t) =>
+                {
                     let total = running.total.unwrap_or_default();
                     (
-                        vec![Reply::new(
-                            451,
-                            format!(
-                                "Transfer incomplete: the file shrank while it was being sent ({bytes} of {total} bytes)"
-                            ),
-                        )],
+                        TransferEnd::Shrank { bytes, total },
                         format!("incomplete: file shrank to {bytes} of {total} bytes"),
                     )
                 }
-                None => (vec![Reply::new(226, "Transfer complete")], "ok".into()),
+                None => (TransferEnd::Complete, "ok".into()),
             },
-            Err(TransferError::Aborted) => (
-                vec![
-                    Reply::new(426, "Transfer aborted; data connection closed"),
-                    Reply::new(226, "ABOR command successful"),
-                ],
-                "aborted by client".into(),
-            ),
+            Err(TransferError::Aborted) => (TransferEnd::Aborted, "aborted by client".into()),
             Err(TransferError::DataConnection(e)) => (
-                vec![Reply::new(425, format!("Cannot open data connection: {e}"))],
+                TransferEnd::NoDataConnection(e.to_string()),
                 format!("no data connection: {e}"),
             ),
             Err(TransferError::Truncated) => {
@@ -2240,37 +1805,30 @@ impl Session {
                         .unwrap_or(false),
                     None => true,
                 };
-                let text = if restored {
-                    "Upload refused: the data connection closed without TLS close_notify, so the data may be truncated; the file is unchanged"
-                } else {
-                    "Upload refused: the data connection closed without TLS close_notify, so the data may be truncated; bytes that overwrote the file could not be undone"
-                };
                 (
-                    vec![Reply::new(426, text)],
+                    TransferEnd::Truncated { restored },
                     "truncated: no TLS close_notify".into(),
                 )
             }
-            Err(TransferError::DataTls(reason)) => (
-                vec![Reply::new(
-                    522,
-                    format!("Data connection refused: {reason}"),
-                )],
-                format!("TLS data connection refused: {reason}"),
-            ),
+            Err(TransferError::DataTls(reason)) => {
+                let log = format!("TLS data connection refused: {reason}");
+                (TransferEnd::DataTls(reason), log)
+            }
             Err(TransferError::Copy(CopyError::Network(e))) => (
-                vec![Reply::new(
-                    426,
-                    format!("Data connection failed ({e}); transfer aborted"),
-                )],
+                TransferEnd::Network(e.to_string()),
                 format!("network error: {e}"),
             ),
             Err(TransferError::Copy(CopyError::Local(e))) => {
                 let e = StorageError::from(e);
-                (vec![storage_failure_reply(&e)], format!("local error: {e}"))
+                let log = format!("local error: {e}");
+                (TransferEnd::Local(e), log)
             }
         };
-        let class = match replies.first() {
-            Some(r) if class == TransferResult::Ok && r.code != 226 => TransferResult::Failed,
+        // Moved its bytes but failed after (not committed, shrank): a failure.
+        let class = match end {
+            TransferEnd::Shrank { .. } | TransferEnd::Local(_) if class == TransferResult::Ok => {
+                TransferResult::Failed
+            }
             _ => class,
         };
         log_transfer(&running, bytes, elapsed, &result);
@@ -2283,26 +1841,13 @@ impl Session {
             })
             .await;
         }
-        if abort_requested && replies.first().is_some_and(|r| r.code == 226) {
-            // The transfer finished before the ABOR could stop it: its 226, then the ABOR's.
-            replies.push(Reply::new(
-                226,
-                "ABOR command successful; the transfer had completed",
-            ));
-        }
-        let mut sent = Ok(());
-        for reply in replies.drain(..) {
-            sent = self.send(reply).await;
-            if sent.is_err() {
-                break;
-            }
-        }
+        let out = self.core.event(Event::TransferEnded(end), Instant::now());
+        let sent = Box::pin(self.drive(out)).await;
         if let Some(old) = replaced {
             // Freeing a big file's blocks takes a while: not on an async worker.
             drop(tokio::task::spawn_blocking(move || drop(old)));
         }
-        sent?;
-        Ok(Flow::Continue)
+        sent
     }
 
     /// Count a finished transfer in the metrics and, for a file whose data connection opened,
@@ -2316,19 +1861,19 @@ impl Session {
         connected: bool,
     ) {
         let metrics = &self.shared.metrics;
-        metrics.transfer(running.verb, running.io == "tls", bytes, class);
-        let direction = Direction::of_verb(running.verb);
+        metrics.transfer(running.kind.verb(), running.io == "tls", bytes, class);
+        let direction = Direction::of_verb(running.kind.verb());
         if !connected || direction == Direction::Listing || !self.shared.xferlog.enabled() {
             return;
         }
-        let Some(login) = &self.login else {
+        let (Some(home), Some((account, method))) = (&self.home, self.core.account()) else {
             return;
         };
         let relative = running.path.as_str().trim_start_matches('/');
         let path = if relative.is_empty() {
-            login.home.clone()
+            home.path.clone()
         } else {
-            login.home.join(relative)
+            home.path.join(relative)
         };
         let line = crate::observe::xferlog::Entry {
             elapsed,
@@ -2337,396 +1882,98 @@ impl Session {
             path: &path,
             binary: running.binary,
             incoming: direction == Direction::Upload,
-            anonymous: login.method == LoginMethod::Anonymous,
-            user: &login.name,
+            anonymous: method == core::LoginMethod::Anonymous,
+            user: &account.name,
             tls: self.tls.is_some(),
             complete: class == TransferResult::Ok,
         }
         .line(chrono::Local::now());
         self.shared.xferlog.write(line, metrics);
     }
+}
 
-    fn status_during_transfer(&self) -> Reply {
-        let Some(running) = &self.transfer else {
-            return Reply::new(211, "No transfer in progress");
+/// The address PASV announces to this client: the first `passive.announce` rule for its
+/// network, else `passive.address`, else the address it connected to.
+async fn announce_address(
+    live: &Live,
+    shared: &Shared,
+    peer: SocketAddr,
+    local: SocketAddr,
+) -> Result<std::net::Ipv4Addr, PassiveFailure> {
+    let cfg = &live.config.passive;
+    let client = peer.ip();
+    let wanted = cfg
+        .announce
+        .iter()
+        .find(|r| r.from.iter().any(|n| n.contains(&client)))
+        .map(|r| r.address.as_str())
+        .or(cfg.address.as_deref());
+    let ip = match wanted {
+        Some(name) => {
+            let every = std::time::Duration::from_secs(cfg.resolve_every_secs);
+            shared.announced.resolve(name, every).await.map_err(|e| {
+                tracing::error!(address = %name, error = %e, "cannot resolve the passive address");
+                PassiveFailure::Unresolvable
+            })?
+        }
+        None => match local.ip() {
+            IpAddr::V4(ip) => ip,
+            IpAddr::V6(_) => return Err(PassiveFailure::Ipv6Local),
+        },
+    };
+    if is_internal(IpAddr::V4(ip)) && !is_internal(client) {
+        shared.announced.warn_once(ip, client);
+    }
+    Ok(ip)
+}
+
+/// STAT with a path: the listing on the control connection (a huge directory cut short).
+async fn stat_listing(
+    fs: Arc<LocalFs>,
+    cwd: &VPath,
+    arg: &str,
+    perms: Permissions,
+) -> Result<Reply, Reply> {
+    let result = async {
+        let target = Listing::gather(fs, cwd, Some(arg), ListStyle::List).await?;
+        let now = SystemTime::now();
+        // The reply travels on the control connection: a huge directory is cut short.
+        let (first, dir) = match target.source {
+            ListSource::Entries(v) => (v, None),
+            ListSource::Dir(d) => (Vec::new(), Some(d)),
+            ListSource::Continued(v, d) => (v, Some(d)),
         };
-        let bytes = running.progress.load(Ordering::Relaxed);
-        let of = running
-            .total
-            .map(|t| format!(" of {t}"))
-            .unwrap_or_default();
-        Reply::new(
-            213,
-            format!(
-                "Status: {} {}: {bytes}{of} bytes transferred in {} s",
-                running.verb,
-                running.path,
-                running.started.elapsed().as_secs()
-            ),
-        )
-    }
-
-    fn cmd_abor_idle(&mut self) -> Reply {
-        match std::mem::replace(&mut self.data, DataSetup::None) {
-            DataSetup::None => Reply::new(225, "No transfer to abort"),
-            _ => Reply::new(226, "Data connection closed"),
-        }
-    }
-
-    async fn cmd_retr(&mut self, arg: &str) -> Result<(), Reply> {
-        async {
-            let fs = self.need(Permission::Read)?;
-            let path = self.resolve(arg)?;
-            let offset = std::mem::take(&mut self.rest);
-            let p = path.clone();
-            let (file, len) = blocking(move || fs.open_read(&p, offset))
-                .await
-                .map_err(|e| fs_reply(arg, &e))?;
-            let connect = self.take_data_connection()?;
-            let mode = if self.ty == TransferType::Ascii {
-                "ASCII"
-            } else {
-                "BINARY"
-            };
-            let opening = format!(
-                "Opening {mode} mode data connection for {path} ({} bytes)",
-                len - offset
-            );
-            self.start_transfer(
-                connect,
-                opening,
-                Job::Send(SendSource::File(file, offset, len - offset)),
-                "RETR",
-                path,
-                Some(len - offset),
-            )
-            .await
-        }
-        .await
-    }
-
-    async fn cmd_store(&mut self, arg: &str, append: bool) -> Result<(), Reply> {
-        async {
-            let offset = std::mem::take(&mut self.rest);
-            let verb = if append { "APPE" } else { "STOR" };
-            let may_write = self.login()?.perms.has(Permission::Write);
-            let (mode, perm) = match (append, offset) {
-                (false, 0) => (WriteMode::Replace, Permission::Write),
-                (true, 0) => (WriteMode::Append, Permission::Append),
-                // Writing at an offset overwrites what follows it and cuts the old tail: that
-                // is the write permission's.
-                (_, n) if may_write => (WriteMode::At(n), Permission::Write),
-                // An append-only account may resume at the end, which only adds bytes.
-                (_, n) => (WriteMode::AppendAt(n), Permission::Append),
-            };
-            let fs = self.need(perm)?;
-            let path = self.resolve(arg)?;
-            if path.is_root() {
-                return Err(Reply::new(553, "Cannot store over the home directory"));
-            }
-            self.require_data_setup()?;
-            let p = path.clone();
-            let mut upload = blocking(move || fs.create_upload(&p, mode))
-                .await
-                .map_err(|e| match e {
-                    StorageError::WouldOverwrite => Reply::new(
-                        550,
-                        format!(
-                            "{arg}: REST {offset} is before the end of the file, and this account may only append (overwriting needs the write permission)"
-                        ),
-                    ),
-                    e => fs_reply(arg, &e),
-                })?;
-            let connect = self.take_data_connection()?;
-            let file = upload
-                .take_file()
-                .ok_or_else(|| Reply::new(451, "Local error: upload has no file"))?;
-            let opening = format!("Ok to send data for {path}");
-            self.start_transfer(
-                connect,
-                opening,
-                Job::Receive(file, upload),
-                verb,
-                path,
-                None,
-            )
-            .await
-        }
-        .await
-    }
-
-    async fn cmd_stou(&mut self, hint: Option<String>) -> Result<(), Reply> {
-        async {
-            let fs = self.need(Permission::Write)?;
-            if let Some(h) = &hint {
-                check_line_ends(h)?;
-            }
-            self.require_data_setup()?;
-            self.rest = 0;
-            let hint = hint
-                .as_deref()
-                .map(str::trim)
-                .filter(|h| !h.is_empty() && !h.contains('/'))
-                .unwrap_or("ftp-upload")
-                .to_owned();
-            let dir = self.cwd.clone();
-            let (path, mut upload) = blocking(move || fs.create_unique(&dir, &hint))
-                .await
-                .map_err(|e| fs_reply("STOU", &e))?;
-            let connect = self.take_data_connection()?;
-            let file = upload
-                .take_file()
-                .ok_or_else(|| Reply::new(451, "Local error: upload has no file"))?;
-            let name = path.file_name().unwrap_or_default().to_owned();
-            self.start_transfer(
-                connect,
-                format!("FILE: {name}"),
-                Job::Receive(file, upload),
-                "STOU",
-                path,
-                None,
-            )
-            .await
-        }
-        .await
-    }
-
-    // ---- listings ----
-
-    async fn cmd_list(&mut self, arg: Option<String>, style: ListStyle) -> Result<(), Reply> {
-        async {
-            let fs = self.need(Permission::List)?;
-            let perms = self.login()?.perms;
-            let target = Listing::gather(fs, &self.cwd, arg.as_deref(), style).await?;
-            let fmt = LineFormat {
-                style,
-                perms,
-                mlst: self.mlst,
-                prefix: target.prefix,
-                now: SystemTime::now(),
-            };
-            let connect = self.take_data_connection()?;
-            let verb = style.verb();
-            self.start_transfer(
-                connect,
-                format!("Here comes the listing of {}", target.path),
-                Job::Send(SendSource::Listing(target.source, fmt)),
-                verb,
-                target.path,
-                None,
-            )
-            .await
-        }
-        .await
-    }
-
-    async fn cmd_mlst(&mut self, arg: Option<String>) -> Reply {
-        let result = async {
-            let fs = self.need(Permission::List)?;
-            let perms = self.login()?.perms;
-            let shown = arg.as_deref().unwrap_or(".");
-            let path = self.resolve(shown)?;
-            let p = path.clone();
-            let entry = blocking(move || fs.metadata(&p))
-                .await
-                .map_err(|e| fs_reply(shown, &e))?;
-            let perm = perm_fact(perms, entry.kind);
-            let mut f = facts(&entry, &perm);
-            let full = path.to_string();
-            f.name = &full;
-            let line = listing::mlsx_line(&f, self.mlst);
-            Ok::<_, Reply>(Reply::multi(250, format!("Listing {path}"), [line], "End"))
-        }
-        .await;
-        result.unwrap_or_else(|r| r)
-    }
-
-    async fn cmd_stat_path(&mut self, arg: &str) -> Reply {
-        let result = async {
-            let fs = self.need(Permission::List)?;
-            let perms = self.login()?.perms;
-            let target = Listing::gather(fs, &self.cwd, Some(arg), ListStyle::List).await?;
-            let now = SystemTime::now();
-            // The reply travels on the control connection: a huge directory is cut short.
-            let (first, dir) = match target.source {
-                ListSource::Entries(v) => (v, None),
-                ListSource::Dir(d) => (Vec::new(), Some(d)),
-                ListSource::Continued(v, d) => (v, Some(d)),
-            };
-            let (mut entries, more) = match dir {
-                None => (first, false),
-                Some(mut d) => blocking(move || {
-                    let mut batch = first;
-                    let room = STAT_LISTING_LIMIT.saturating_sub(batch.len());
-                    batch.extend(d.next_batch(room)?);
-                    let more = !d.next_batch(1)?.is_empty();
-                    Ok((batch, more))
-                })
-                .await
-                .map_err(|e| fs_reply(arg, &e))?,
-            };
-            entries.sort_by(|a, b| a.name.cmp(&b.name));
-            let mut lines: Vec<String> = entries
-                .iter()
-                .map(|e| listing::list_line(&facts(e, &perm_fact(perms, e.kind)), now))
-                .collect();
-            if more {
-                lines.push(format!(
-                    "(only the first {STAT_LISTING_LIMIT} entries are shown; use LIST for all)"
-                ));
-            }
-            Ok::<_, Reply>(Reply::multi(
-                213,
-                format!("Status of {}:", target.path),
-                lines,
-                "End of status",
-            ))
-        }
-        .await;
-        result.unwrap_or_else(|r| r)
-    }
-
-    // ---- information ----
-
-    async fn cmd_size(&mut self, arg: &str) -> Reply {
-        let result = async {
-            let fs = self.need(Permission::List)?;
-            let path = self.resolve(arg)?;
-            let ascii_mode = self.ty == TransferType::Ascii;
-            let p = path.clone();
-            let fs2 = Arc::clone(&fs);
-            let entry = blocking(move || fs2.metadata(&p))
-                .await
-                .map_err(|e| fs_reply(arg, &e))?;
-            if entry.kind != EntryKind::File {
-                return Err(Reply::new(550, format!("{arg}: not a regular file")));
-            }
-            if !ascii_mode {
-                return Ok(Reply::new(213, entry.size.to_string()));
-            }
-            // In TYPE A the size is what would be sent (RFC 3659 §4), which takes a read.
-            if entry.size > ASCII_SIZE_LIMIT {
-                return Err(Reply::new(
-                    550,
-                    "SIZE in ASCII mode is not offered for files this large; use TYPE I",
-                ));
-            }
-            let size = blocking(move || {
-                let (file, _) = fs.open_read(&path, 0)?;
-                ascii_size(file).map_err(StorageError::from)
+        let (mut entries, more) = match dir {
+            None => (first, false),
+            Some(mut d) => blocking(move || {
+                let mut batch = first;
+                let room = STAT_LISTING_LIMIT.saturating_sub(batch.len());
+                batch.extend(d.next_batch(room)?);
+                let more = !d.next_batch(1)?.is_empty();
+                Ok((batch, more))
             })
             .await
-            .map_err(|e| fs_reply(arg, &e))?;
-            Ok(Reply::new(213, size.to_string()))
-        }
-        .await;
-        result.unwrap_or_else(|r| r)
-    }
-
-    async fn cmd_mdtm(&mut self, arg: &str) -> Reply {
-        let result = async {
-            let fs = self.need(Permission::List)?;
-            let path = self.resolve(arg)?;
-            let entry = blocking(move || fs.metadata(&path))
-                .await
-                .map_err(|e| fs_reply(arg, &e))?;
-            let modified = entry
-                .modified
-                .ok_or_else(|| Reply::new(550, format!("{arg}: modification time unknown")))?;
-            Ok::<_, Reply>(Reply::new(213, listing::format_timeval(modified)))
-        }
-        .await;
-        result.unwrap_or_else(|r| r)
-    }
-
-    async fn cmd_mfmt(&mut self, time: SystemTime, arg: &str) -> Reply {
-        let result = async {
-            let fs = self.need(Permission::Write)?;
-            let path = self.resolve(arg)?;
-            let p = path.clone();
-            blocking(move || fs.set_modified(&p, time))
-                .await
-                .map_err(|e| fs_reply(arg, &e))?;
-            Ok::<_, Reply>(Reply::new(
-                213,
-                format!("Modify={}; {arg}", listing::format_timeval(time)),
-            ))
-        }
-        .await;
-        result.unwrap_or_else(|r| r)
-    }
-
-    async fn cmd_chmod(&mut self, mode: u32, arg: &str) -> Reply {
-        let result = async {
-            let fs = self.need(Permission::Write)?;
-            let path = self.resolve(arg)?;
-            if mode & !0o777 != 0 {
-                // Set on a file of the service account, setuid or setgid would hand its
-                // rights to whoever runs the file.
-                return Err(Reply::new(
-                    550,
-                    format!(
-                        "SITE CHMOD {mode:o} refused: the setuid, setgid and sticky bits (7000) cannot be set; use a mode of 777 or less"
-                    ),
-                ));
-            }
-            let p = path.clone();
-            blocking(move || fs.set_mode(&p, mode))
-                .await
-                .map_err(|e| fs_reply(arg, &e))?;
-            info!(op = "chmod", path = %path, mode = format!("{mode:o}"), "file operation");
-            Ok::<_, Reply>(Reply::new(200, "SITE CHMOD command successful"))
-        }
-        .await;
-        result.unwrap_or_else(|r| r)
-    }
-
-    fn status_reply(&self) -> Reply {
-        let mut body = Vec::new();
-        match &self.login {
-            Some(l) => {
-                body.push(format!("Connected to {} from {}", self.local, self.peer));
-                body.push(format!("Logged in as {}", l.name));
-            }
-            // The server's own address (maybe a private one behind NAT) is for users only.
-            None => body.push("Not logged in".to_string()),
-        }
-        let ty = match self.ty {
-            TransferType::Ascii => "ASCII",
-            TransferType::Image => "BINARY",
+            .map_err(|e| fs_reply(arg, &e))?,
         };
-        body.push(format!(
-            "TYPE: {ty}; STRUcture: File; transfer MODE: Stream"
-        ));
-        body.push(match self.ctrl.tls_state() {
-            Some(conn) => format!(
-                "Control connection: {}; data connections: {}",
-                match conn.protocol_version() {
-                    Some(rustls::ProtocolVersion::TLSv1_3) => "TLS 1.3",
-                    Some(rustls::ProtocolVersion::TLSv1_2) => "TLS 1.2",
-                    _ => "TLS",
-                },
-                if self.prot_private {
-                    "protected (PROT P)"
-                } else {
-                    "clear (PROT C)"
-                }
-            ),
-            None => "Control connection: not encrypted".to_string(),
-        });
-        body.push(match &self.data {
-            DataSetup::None => "No data connection".to_string(),
-            DataSetup::Passive { listener, .. } => {
-                format!("Passive mode: waiting on port {}", listener.port())
-            }
-            DataSetup::Active(t) => format!("Active mode: will connect to {t}"),
-        });
-        body.push(format!(
-            "Idle timeout: {} s",
-            self.live.config.limits.idle_timeout_secs
-        ));
-        Reply::multi(211, "ferroftp status:", body, "End of status")
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut lines: Vec<String> = entries
+            .iter()
+            .map(|e| listing::list_line(&facts(e, &perm_fact(perms, e.kind)), now))
+            .collect();
+        if more {
+            lines.push(format!(
+                "(only the first {STAT_LISTING_LIMIT} entries are shown; use LIST for all)"
+            ));
+        }
+        Ok::<_, Reply>(Reply::multi(
+            213,
+            format!("Status of {}:", target.path),
+            lines,
+            "End of status",
+        ))
     }
+    .await;
+    result
 }
 
 impl Job {
@@ -2799,9 +2046,9 @@ async fn wait_transfer(running: &mut Option<Running>) -> Outcome {
 }
 
 fn log_transfer(running: &Running, bytes: u64, elapsed: std::time::Duration, result: &str) {
-    let direction = Direction::of_verb(running.verb).as_str();
+    let direction = Direction::of_verb(running.kind.verb()).as_str();
     info!(
-        verb = running.verb,
+        verb = running.kind.verb(),
         direction,
         path = %running.path,
         bytes,
@@ -2817,16 +2064,6 @@ enum ListStyle {
     List,
     Nlst,
     Mlsd,
-}
-
-impl ListStyle {
-    fn verb(self) -> &'static str {
-        match self {
-            Self::List => "LIST",
-            Self::Nlst => "NLST",
-            Self::Mlsd => "MLSD",
-        }
-    }
 }
 
 /// What a listing command shows: the entries, the path listed, and for NLST of a path the
@@ -2958,75 +2195,10 @@ impl Listing {
     }
 }
 
-/// Refuses a path argument with a CR or LF in it (501): such a name would travel raw in NLST
-/// and in replies, where a line end forges the lines after it.
-fn check_line_ends(arg: &str) -> Result<(), Reply> {
-    if arg.contains(['\r', '\n']) {
-        return Err(Reply::new(
-            501,
-            "Path names may not contain CR or LF characters",
-        ));
-    }
-    Ok(())
-}
-
 fn is_glob(s: &str) -> bool {
     let last = s.rsplit('/').next().unwrap_or(s);
     last.contains(['*', '?', '['])
 }
-
-fn facts<'a>(e: &'a Entry, perm: &'a str) -> Facts<'a> {
-    Facts {
-        name: &e.name,
-        kind: match e.kind {
-            EntryKind::File => FileKind::File,
-            EntryKind::Dir => FileKind::Dir,
-            EntryKind::Symlink => FileKind::Symlink,
-            EntryKind::Other => FileKind::Other,
-        },
-        size: e.size,
-        modified: e.modified,
-        mode: e.mode,
-        nlink: e.nlink,
-        perm,
-    }
-}
-
-/// The RFC 3659 `perm` fact: what this user may do with an entry.
-fn perm_fact(perms: Permissions, kind: EntryKind) -> String {
-    use Permission::*;
-    let letters: &[(Permission, char)] = if kind == EntryKind::Dir {
-        &[
-            (List, 'l'),
-            (Write, 'c'),
-            (Mkdir, 'm'),
-            (Delete, 'p'),
-            (Rmdir, 'd'),
-            (Rename, 'f'),
-        ]
-    } else {
-        &[
-            (Read, 'r'),
-            (Write, 'w'),
-            (Append, 'a'),
-            (Delete, 'd'),
-            (Rename, 'f'),
-        ]
-    };
-    // Entering a directory (CWD) needs no permission.
-    let enter = (kind == EntryKind::Dir).then_some('e');
-    enter
-        .into_iter()
-        .chain(
-            letters
-                .iter()
-                .filter(|(p, _)| perms.has(*p))
-                .map(|&(_, c)| c),
-        )
-        .collect()
-}
-
-const ASCII_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
 
 fn ascii_size(mut file: std::fs::File) -> io::Result<u64> {
     use std::io::Read;
@@ -3040,28 +2212,6 @@ fn ascii_size(mut file: std::fs::File) -> io::Result<u64> {
         }
         total += ferroftp_proto::ascii::network_size(&buf[..n], &mut last_cr);
     }
-}
-
-fn allowed_before_login(cmd: &Command) -> bool {
-    matches!(
-        cmd,
-        Command::User(_)
-            | Command::Pass(_)
-            | Command::Acct(_)
-            | Command::Quit
-            | Command::Rein
-            | Command::Feat
-            | Command::Syst
-            | Command::Help(_)
-            | Command::Noop
-            | Command::Opts(_)
-            | Command::Auth(_)
-            | Command::Pbsz(_)
-            | Command::Prot(_)
-            | Command::Ccc
-            | Command::Stat(None)
-            | Command::Abor
-    )
 }
 
 /// Whether `ip` can only be reached from inside some network: private, loopback, link-local,
@@ -3081,49 +2231,6 @@ fn is_internal(ip: IpAddr) -> bool {
                 || (v6.segments()[0] & 0xfe00) == 0xfc00
                 || (v6.segments()[0] & 0xffc0) == 0xfe80
         }
-    }
-}
-
-fn is_anonymous_name(name: &str) -> bool {
-    name.eq_ignore_ascii_case("anonymous") || name.eq_ignore_ascii_case("ftp")
-}
-
-fn permission_verb(p: Permission) -> &'static str {
-    match p {
-        Permission::List => "list directories",
-        Permission::Read => "download files",
-        Permission::Write => "upload or change files",
-        Permission::Append => "append to or resume files",
-        Permission::Delete => "delete files",
-        Permission::Rename => "rename",
-        Permission::Mkdir => "create directories",
-        Permission::Rmdir => "remove directories",
-    }
-}
-
-/// The reply for a failed file operation on `shown` (the path as the client wrote it, so no
-/// host path is ever revealed).
-fn fs_reply(shown: &str, e: &StorageError) -> Reply {
-    match e {
-        StorageError::InvalidName => Reply::new(553, format!("{shown}: {e}")),
-        StorageError::NoSpace => Reply::new(452, format!("{shown}: {e}")),
-        StorageError::InvalidOffset => Reply::new(554, format!("{shown}: {e}")),
-        StorageError::Escape => {
-            warn!(path = %shown, "refused a path that leads outside the home directory");
-            Reply::new(550, format!("{shown}: {e}"))
-        }
-        StorageError::Io(io) => {
-            warn!(path = %shown, error = %io, "local file error");
-            Reply::new(451, format!("{shown}: local error"))
-        }
-        _ => Reply::new(550, format!("{shown}: {e}")),
-    }
-}
-
-fn storage_failure_reply(e: &StorageError) -> Reply {
-    match e {
-        StorageError::NoSpace => Reply::new(452, "Transfer failed: no space left on the server"),
-        other => Reply::new(451, format!("Transfer failed: local error ({other})")),
     }
 }
 
@@ -3216,51 +2323,10 @@ async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|e| Err(StorageError::Io(io::Error::other(e.to_string()))))
 }
 
-fn feat_reply(mlst: MlstFacts, mode: ListenerMode) -> Reply {
-    let tls: &[&str] = match mode {
-        ListenerMode::Plain => &[],
-        ListenerMode::Explicit => &["AUTH TLS", "PBSZ", "PROT"],
-        ListenerMode::Implicit => &["PBSZ", "PROT"],
-    };
-    let mut features = vec![
-        "EPRT".to_string(),
-        "EPSV".to_string(),
-        "MDTM".to_string(),
-        "MFMT".to_string(),
-        format!("MLST {}", mlst.render(true)),
-        "PASV".to_string(),
-        "REST STREAM".to_string(),
-        "SIZE".to_string(),
-        "TVFS".to_string(),
-        "UTF8".to_string(),
-    ];
-    features.extend(tls.iter().map(|f| f.to_string()));
-    features.sort();
-    Reply::multi(211, "Features:", features, "End")
-}
-
-fn help_reply(topic: Option<&str>) -> Reply {
-    match topic {
-        None => {
-            let lines: Vec<String> = VERBS.chunks(10).map(|c| c.join(" ")).collect();
-            Reply::multi(
-                214,
-                "The following commands are recognized:",
-                lines,
-                "Help OK",
-            )
-        }
-        Some(t) if VERBS.contains(&t) => Reply::new(
-            214,
-            format!("{t} is supported; see RFC 959, 2389, 2428 and 3659"),
-        ),
-        Some(t) => Reply::new(502, format!("Unknown command {t}")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::allowed_before_login;
 
     /// The size of the future an async fn returns, without calling it.
     fn future_size<A, Fut>(_: impl FnOnce(A) -> Fut) -> usize {
