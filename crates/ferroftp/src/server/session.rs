@@ -378,8 +378,8 @@ async fn blocking<T: Send + 'static>(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::listings::is_glob;
+    use super::*;
     use crate::core::allowed_before_login;
 
     /// The size of the future an async fn returns, without calling it.

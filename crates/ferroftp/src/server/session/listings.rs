@@ -285,44 +285,40 @@ pub(super) async fn stat_listing(
     arg: &str,
     perms: Permissions,
 ) -> Result<Reply, Reply> {
-    let result = async {
-        let target = Listing::gather(fs, cwd, Some(arg), ListStyle::List).await?;
-        let now = SystemTime::now();
-        // The reply travels on the control connection: a huge directory is cut short.
-        let (first, dir) = match target.source {
-            ListSource::Entries(v) => (v, None),
-            ListSource::Dir(d) => (Vec::new(), Some(d)),
-            ListSource::Continued(v, d) => (v, Some(d)),
-        };
-        let (mut entries, more) = match dir {
-            None => (first, false),
-            Some(mut d) => blocking(move || {
-                let mut batch = first;
-                let room = STAT_LISTING_LIMIT.saturating_sub(batch.len());
-                batch.extend(d.next_batch(room)?);
-                let more = !d.next_batch(1)?.is_empty();
-                Ok((batch, more))
-            })
-            .await
-            .map_err(|e| fs_reply(arg, &e))?,
-        };
-        entries.sort_by(|a, b| a.name.cmp(&b.name));
-        let mut lines: Vec<String> = entries
-            .iter()
-            .map(|e| listing::list_line(&facts(e, &perm_fact(perms, e.kind)), now))
-            .collect();
-        if more {
-            lines.push(format!(
-                "(only the first {STAT_LISTING_LIMIT} entries are shown; use LIST for all)"
-            ));
-        }
-        Ok::<_, Reply>(Reply::multi(
-            213,
-            format!("Status of {}:", target.path),
-            lines,
-            "End of status",
-        ))
+    let target = Listing::gather(fs, cwd, Some(arg), ListStyle::List).await?;
+    let now = SystemTime::now();
+    // The reply travels on the control connection: a huge directory is cut short.
+    let (first, dir) = match target.source {
+        ListSource::Entries(v) => (v, None),
+        ListSource::Dir(d) => (Vec::new(), Some(d)),
+        ListSource::Continued(v, d) => (v, Some(d)),
+    };
+    let (mut entries, more) = match dir {
+        None => (first, false),
+        Some(mut d) => blocking(move || {
+            let mut batch = first;
+            let room = STAT_LISTING_LIMIT.saturating_sub(batch.len());
+            batch.extend(d.next_batch(room)?);
+            let more = !d.next_batch(1)?.is_empty();
+            Ok((batch, more))
+        })
+        .await
+        .map_err(|e| fs_reply(arg, &e))?,
+    };
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut lines: Vec<String> = entries
+        .iter()
+        .map(|e| listing::list_line(&facts(e, &perm_fact(perms, e.kind)), now))
+        .collect();
+    if more {
+        lines.push(format!(
+            "(only the first {STAT_LISTING_LIMIT} entries are shown; use LIST for all)"
+        ));
     }
-    .await;
-    result
+    Ok(Reply::multi(
+        213,
+        format!("Status of {}:", target.path),
+        lines,
+        "End of status",
+    ))
 }
