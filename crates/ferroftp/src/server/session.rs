@@ -125,8 +125,6 @@ struct Running {
     cancel: CancellationToken,
     progress: Arc<AtomicU64>,
     kind: TransferKind,
-    path: VPath,
-    total: Option<u64>,
     started: Instant,
     /// How the bytes move, for the log: `sendfile`, `tls` or `copy`.
     io: &'static str,
@@ -309,6 +307,15 @@ fn metrics_method(m: core::LoginMethod) -> LoginMethod {
 }
 
 impl Session {
+    /// The running transfer's path and size, as the core keeps them (not copied per transfer).
+    fn transfer_target(&self) -> (&VPath, Option<u64>) {
+        static ROOT: std::sync::OnceLock<VPath> = std::sync::OnceLock::new();
+        match self.core.activity() {
+            core::Activity::Transfer(r) => (&r.path, r.total),
+            core::Activity::Idle => (ROOT.get_or_init(VPath::root), None),
+        }
+    }
+
     fn new(
         ctrl: Stream,
         peer: SocketAddr,

@@ -41,9 +41,9 @@ impl Session {
                         .unwrap_or_else(SystemTime::now);
                     state.transfer = Some(TransferState {
                         verb: r.kind.verb(),
-                        path: r.path.to_string(),
+                        path: self.transfer_target().0.to_string(),
                         direction: Direction::of_verb(r.kind.verb()).as_str(),
-                        total: r.total,
+                        total: self.transfer_target().1,
                         started_at,
                         progress: Arc::clone(&r.progress),
                     });
@@ -232,7 +232,7 @@ impl Session {
             let bytes = running.progress.load(Ordering::Relaxed);
             info!(
                 verb = running.kind.verb(),
-                path = %running.path,
+                path = %self.transfer_target().0,
                 bytes,
                 result = "aborted",
                 "transfer ended by session close"

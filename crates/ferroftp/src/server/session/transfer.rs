@@ -39,6 +39,7 @@ pub(super) async fn wait_transfer(running: &mut Option<Running>) -> Outcome {
 
 pub(super) fn log_transfer(
     running: &Running,
+    path: &VPath,
     bytes: u64,
     elapsed: std::time::Duration,
     result: &str,
@@ -47,7 +48,7 @@ pub(super) fn log_transfer(
     info!(
         verb = running.kind.verb(),
         direction,
-        path = %running.path,
+        path = %path,
         bytes,
         duration_ms = elapsed.as_millis() as u64,
         io = running.io,
@@ -148,10 +149,6 @@ impl Session {
             return Some(Event::TransferEnded(TransferEnd::NoDataConnection(
                 "no data connection is set up".to_string(),
             )));
-        };
-        let (path, total) = match self.core.activity() {
-            core::Activity::Transfer(r) => (r.path.clone(), r.total),
-            core::Activity::Idle => (VPath::root(), None),
         };
         let binary = self.core.transfer_type() == TransferType::Image;
         let direction = match job {
@@ -383,8 +380,6 @@ impl Session {
             cancel,
             progress,
             kind,
-            path,
-            total,
             started: Instant::now(),
             io,
             binary,
@@ -431,7 +426,13 @@ impl Session {
                             Ok(())
                         })
                         .await;
-                        log_transfer(&running, bytes, elapsed, "aborted: client gone");
+                        log_transfer(
+                            &running,
+                            self.transfer_target().0,
+                            bytes,
+                            elapsed,
+                            "aborted: client gone",
+                        );
                         self.account_transfer(
                             &running,
                             bytes,
@@ -475,9 +476,9 @@ impl Session {
                 }
                 // A file cut short while it was being sent: the client must not think it whole.
                 None if running.kind == TransferKind::Retr
-                    && running.total.is_some_and(|t| bytes < t) =>
+                    && self.transfer_target().1.is_some_and(|t| bytes < t) =>
                 {
-                    let total = running.total.unwrap_or_default();
+                    let total = self.transfer_target().1.unwrap_or_default();
                     (
                         TransferEnd::Shrank { bytes, total },
                         format!("incomplete: file shrank to {bytes} of {total} bytes"),
@@ -524,7 +525,7 @@ impl Session {
             }
             _ => class,
         };
-        log_transfer(&running, bytes, elapsed, &result);
+        log_transfer(&running, self.transfer_target().0, bytes, elapsed, &result);
         self.account_transfer(&running, bytes, elapsed, class, connected);
         // A failed upload is cleaned up (temp file gone, space freed) before the client hears.
         if let Some(upload) = outcome.upload.take() {
@@ -562,7 +563,7 @@ impl Session {
         let (Some(home), Some((account, method))) = (&self.home, self.core.account()) else {
             return;
         };
-        let relative = running.path.as_str().trim_start_matches('/');
+        let relative = self.transfer_target().0.as_str().trim_start_matches('/');
         let path = if relative.is_empty() {
             home.path.clone()
         } else {
