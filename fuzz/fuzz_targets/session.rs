@@ -29,9 +29,9 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use ferroftp::auth::Permissions;
 use ferroftp::config::{ActiveConfig, ListenerMode, TlsPolicy};
 use ferroftp::core::{
-    Account, AccountUpdate, Activity, DataPolicy, DataSetup, Effect, Event, Output,
-    PassiveFailure, PassiveKind, PreCheckRefusal, Session, Settings, StorageDone, StorageOp,
-    TlsVersion, TransferEnd, TransferSource,
+    Account, AccountUpdate, Activity, DataPolicy, DataSetup, Effect, Event, Output, PassiveFailure,
+    PassiveKind, PreCheckRefusal, Session, Settings, StorageDone, StorageOp, TlsVersion,
+    TransferEnd, TransferSource,
 };
 use ferroftp::storage::{Entry, EntryKind, StorageError, VPath};
 use ferroftp_proto::{Reply, command};
@@ -50,14 +50,68 @@ const VERBS: &[&str] = &[
 
 /// Arguments: user names, paths (hostile ones too) and every verb's special values.
 const ARGS: &[&str] = &[
-    "alice", "anonymous", "ftp", "pw", "file.txt", "dir", "dir/sub", ".", "..", "/", "//",
-    "../../etc/passwd", "/../../../", "dir/../../..", "a\0b", "x\ry", "*", "*.txt", "[", "-la",
-    ".ferroftp-upload.0.part", "dir/.ferroftp-upload.x.part", "~", "I", "A", "A N", "L 8", "E",
-    "S", "F", "B", "R", "1", "2", "ALL", "3", "127,0,0,1,200,10", "127,0,0,1,0,21",
-    "10,0,0,1,200,10", "|1|127.0.0.1|51210|", "|2|::1|51210|", "|1|10.0.0.1|51210|", "0", "7",
-    "18446744073709551615", "20240102030405 file.txt", "19691231235959.5 f", "UTF8 ON",
-    "UTF8 OFF", "MLST type;size;", "HELP", "CHMOD 644 file.txt", "CHMOD 4755 file.txt", "TLS",
-    "SSL", "TLS-P", "TLS-C", "KERBEROS", "P", "C", "RETR", "x y",
+    "alice",
+    "anonymous",
+    "ftp",
+    "pw",
+    "file.txt",
+    "dir",
+    "dir/sub",
+    ".",
+    "..",
+    "/",
+    "//",
+    "../../etc/passwd",
+    "/../../../",
+    "dir/../../..",
+    "a\0b",
+    "x\ry",
+    "*",
+    "*.txt",
+    "[",
+    "-la",
+    ".ferroftp-upload.0.part",
+    "dir/.ferroftp-upload.x.part",
+    "~",
+    "I",
+    "A",
+    "A N",
+    "L 8",
+    "E",
+    "S",
+    "F",
+    "B",
+    "R",
+    "1",
+    "2",
+    "ALL",
+    "3",
+    "127,0,0,1,200,10",
+    "127,0,0,1,0,21",
+    "10,0,0,1,200,10",
+    "|1|127.0.0.1|51210|",
+    "|2|::1|51210|",
+    "|1|10.0.0.1|51210|",
+    "0",
+    "7",
+    "18446744073709551615",
+    "20240102030405 file.txt",
+    "19691231235959.5 f",
+    "UTF8 ON",
+    "UTF8 OFF",
+    "MLST type;size;",
+    "HELP",
+    "CHMOD 644 file.txt",
+    "CHMOD 4755 file.txt",
+    "TLS",
+    "SSL",
+    "TLS-P",
+    "TLS-C",
+    "KERBEROS",
+    "P",
+    "C",
+    "RETR",
+    "x y",
 ];
 
 struct Input<'a> {
@@ -84,8 +138,18 @@ impl Input<'_> {
 
 fn settings(b: u8) -> Settings {
     let mut s = Settings::plain();
-    s.mode = [ListenerMode::Plain, ListenerMode::Explicit, ListenerMode::Implicit, ListenerMode::Explicit][usize::from(b & 3)];
-    s.tls_policy = [TlsPolicy::Optional, TlsPolicy::Login, TlsPolicy::LoginAndData, TlsPolicy::Optional][usize::from((b >> 2) & 3)];
+    s.mode = [
+        ListenerMode::Plain,
+        ListenerMode::Explicit,
+        ListenerMode::Implicit,
+        ListenerMode::Explicit,
+    ][usize::from(b & 3)];
+    s.tls_policy = [
+        TlsPolicy::Optional,
+        TlsPolicy::Login,
+        TlsPolicy::LoginAndData,
+        TlsPolicy::Optional,
+    ][usize::from((b >> 2) & 3)];
     s.anonymous = (b & 16 != 0).then_some(Permissions::READ_ONLY);
     s.active = ActiveConfig {
         enabled: b & 32 == 0,
@@ -100,8 +164,17 @@ fn settings(b: u8) -> Settings {
 fn entry(b: u8) -> Entry {
     Entry {
         name: "x".into(),
-        kind: [EntryKind::File, EntryKind::Dir, EntryKind::Symlink, EntryKind::Other][usize::from(b & 3)],
-        size: if b & 4 != 0 { 100 * 1024 * 1024 } else { u64::from(b) },
+        kind: [
+            EntryKind::File,
+            EntryKind::Dir,
+            EntryKind::Symlink,
+            EntryKind::Other,
+        ][usize::from(b & 3)],
+        size: if b & 4 != 0 {
+            100 * 1024 * 1024
+        } else {
+            u64::from(b)
+        },
         modified: (b & 8 == 0).then(|| UNIX_EPOCH + Duration::from_secs(u64::from(b) << 20)),
         mode: 0o644,
         nlink: 1,
@@ -126,8 +199,18 @@ fn storage_error(b: u8) -> StorageError {
 fn account(name: &str, b: u8) -> Account {
     Account {
         name: name.to_owned(),
-        perms: [Permissions::ALL, Permissions::READ_ONLY, Permissions::NONE, Permissions::ALL][usize::from(b & 3)],
-        tls_policy: [TlsPolicy::Optional, TlsPolicy::Optional, TlsPolicy::Login, TlsPolicy::LoginAndData][usize::from((b >> 2) & 3)],
+        perms: [
+            Permissions::ALL,
+            Permissions::READ_ONLY,
+            Permissions::NONE,
+            Permissions::ALL,
+        ][usize::from(b & 3)],
+        tls_policy: [
+            TlsPolicy::Optional,
+            TlsPolicy::Optional,
+            TlsPolicy::Login,
+            TlsPolicy::LoginAndData,
+        ][usize::from((b >> 2) & 3)],
     }
 }
 
@@ -138,7 +221,10 @@ fn check_path(p: &VPath, what: &str) {
     assert!(!s.contains(['\0', '\r', '\n']), "{what}: bad byte in {s:?}");
     if s != "/" {
         for seg in s[1..].split('/') {
-            assert!(!seg.is_empty() && seg != "." && seg != "..", "{what}: not normalized: {s:?}");
+            assert!(
+                !seg.is_empty() && seg != "." && seg != "..",
+                "{what}: not normalized: {s:?}"
+            );
         }
     }
 }
@@ -155,7 +241,8 @@ fn check_reply(r: &Reply) {
             assert_eq!(w[0], b'\r', "bare LF at {i} in {bytes:?}");
         }
     }
-    let (parsed, used) = Reply::parse(&bytes).unwrap_or_else(|| panic!("unparsable reply {bytes:?}"));
+    let (parsed, used) =
+        Reply::parse(&bytes).unwrap_or_else(|| panic!("unparsable reply {bytes:?}"));
     assert_eq!(used, bytes.len(), "one reply, nothing after it: {bytes:?}");
     assert_eq!(parsed.code, r.code);
 }
@@ -178,7 +265,9 @@ impl Run {
                 check_reply(&r);
                 replies.push(r);
             }
-            let Some(effect) = out.effect.take() else { return };
+            let Some(effect) = out.effect.take() else {
+                return;
+            };
             let logged_in = self.s.user().is_some();
             let b = input.or0();
             let event = match effect {
@@ -193,13 +282,21 @@ impl Run {
                 Effect::VerifyPassword { name, .. } => match b % 6 {
                     0 | 1 => Event::PasswordAccepted(account(&name, b >> 3)),
                     2 => Event::PasswordRejected { banned: None },
-                    3 => Event::PasswordRejected { banned: Some(u64::from(b)) },
+                    3 => Event::PasswordRejected {
+                        banned: Some(u64::from(b)),
+                    },
                     4 => Event::LoginRefused(PreCheckRefusal::Banned(u64::from(b >> 3))),
-                    _ => Event::LoginRefused(if b & 8 != 0 { PreCheckRefusal::UserBusy } else { PreCheckRefusal::AddressBusy }),
+                    _ => Event::LoginRefused(if b & 8 != 0 {
+                        PreCheckRefusal::UserBusy
+                    } else {
+                        PreCheckRefusal::AddressBusy
+                    }),
                 },
                 Effect::OpenHome { .. } => Event::HomeOpened(b % 8 != 0),
                 Effect::PrepareTls(_) => match b % 4 {
-                    0 => Event::TlsUnavailable { configured: b & 4 != 0 },
+                    0 => Event::TlsUnavailable {
+                        configured: b & 4 != 0,
+                    },
                     _ => Event::TlsReady,
                 },
                 Effect::Handshake(_) => match b % 8 {
@@ -220,22 +317,35 @@ impl Run {
                         _ => Event::PassiveOpened {
                             local_port: port,
                             port,
-                            pasv: (kind == PassiveKind::Pasv).then(|| SocketAddrV4::new([127, 0, 0, 1].into(), port)),
+                            pasv: (kind == PassiveKind::Pasv)
+                                .then(|| SocketAddrV4::new([127, 0, 0, 1].into(), port)),
                         },
                     }
                 }
                 Effect::Storage(op) => {
                     assert!(logged_in, "storage before login: {op:?}");
                     match &op {
-                        StorageOp::Metadata(p) | StorageOp::Mkdir(p) | StorageOp::Rmdir(p) | StorageOp::RemoveFile(p)
-                        | StorageOp::AsciiSize(p) | StorageOp::SetModified(p, _) | StorageOp::SetMode(p, _) => {
+                        StorageOp::Metadata(p)
+                        | StorageOp::Mkdir(p)
+                        | StorageOp::Rmdir(p)
+                        | StorageOp::RemoveFile(p)
+                        | StorageOp::AsciiSize(p)
+                        | StorageOp::SetModified(p, _)
+                        | StorageOp::SetMode(p, _) => {
                             check_path(p, "storage");
-                            assert!(!p.file_name().is_some_and(ferroftp::storage::is_internal_name), "internal name {p}");
+                            assert!(
+                                !p.file_name()
+                                    .is_some_and(ferroftp::storage::is_internal_name),
+                                "internal name {p}"
+                            );
                         }
                         StorageOp::Rename { from, to, .. } => {
                             check_path(from, "rename from");
                             check_path(to, "rename to");
-                            assert!(!to.file_name().is_some_and(ferroftp::storage::is_internal_name));
+                            assert!(
+                                !to.file_name()
+                                    .is_some_and(ferroftp::storage::is_internal_name)
+                            );
                         }
                         StorageOp::StatListing { cwd, .. } => check_path(cwd, "stat"),
                     }
@@ -248,7 +358,12 @@ impl Run {
                         Ok(match op {
                             StorageOp::Metadata(_) => StorageDone::Entry(entry(b >> 1)),
                             StorageOp::AsciiSize(_) => StorageDone::Size(u64::from(b)),
-                            StorageOp::StatListing { .. } => StorageDone::Reply(Reply::multi(213, "Status of /:", ["x".to_string()], "End of status")),
+                            StorageOp::StatListing { .. } => StorageDone::Reply(Reply::multi(
+                                213,
+                                "Status of /:",
+                                ["x".to_string()],
+                                "End of status",
+                            )),
                             _ => StorageDone::Done,
                         })
                     })
@@ -259,12 +374,20 @@ impl Run {
                     let path = match src {
                         TransferSource::Read { path, .. } => path,
                         TransferSource::Write { path, .. } => {
-                            assert_ne!(self.s.data(), DataSetup::None, "upload opened without a data set-up");
+                            assert_ne!(
+                                self.s.data(),
+                                DataSetup::None,
+                                "upload opened without a data set-up"
+                            );
                             assert!(!path.is_root());
                             path
                         }
                         TransferSource::Unique { dir, hint } => {
-                            assert_ne!(self.s.data(), DataSetup::None, "STOU without a data set-up");
+                            assert_ne!(
+                                self.s.data(),
+                                DataSetup::None,
+                                "STOU without a data set-up"
+                            );
                             assert!(!hint.contains('/') && !hint.is_empty());
                             dir.join(&hint).unwrap_or_else(|_| VPath::root())
                         }
@@ -273,10 +396,15 @@ impl Run {
                     check_path(&path, "transfer");
                     match b % 8 {
                         0 => Event::Storage(Err(storage_error(b >> 3))),
-                        1 => Event::TransferRefused(Reply::new(550, "x: No such file or directory")),
+                        1 => {
+                            Event::TransferRefused(Reply::new(550, "x: No such file or directory"))
+                        }
                         _ => {
                             self.prepared = true;
-                            Event::TransferPrepared { total: (b & 8 != 0).then_some(u64::from(b)), path }
+                            Event::TransferPrepared {
+                                total: (b & 8 != 0).then_some(u64::from(b)),
+                                path,
+                            }
                         }
                     }
                 }
@@ -298,7 +426,10 @@ impl Run {
                 }
                 Effect::TransferStatus => {
                     assert!(self.transfer);
-                    Event::TransferProgress { bytes: u64::from(b), now: self.now }
+                    Event::TransferProgress {
+                        bytes: u64::from(b),
+                        now: self.now,
+                    }
                 }
             };
             out = self.s.event(event, self.now);
@@ -313,7 +444,9 @@ fn transfer_end(b: u8) -> TransferEnd {
         3 => TransferEnd::Aborted,
         4 => TransferEnd::NoDataConnection("Connection refused".into()),
         5 => TransferEnd::DataTls("TLS handshake failed".into()),
-        6 => TransferEnd::Truncated { restored: b & 16 != 0 },
+        6 => TransferEnd::Truncated {
+            restored: b & 16 != 0,
+        },
         7 => TransferEnd::Network("Connection reset by peer".into()),
         8 => TransferEnd::Local(storage_error(b >> 4)),
         _ => TransferEnd::ClientGone,
@@ -327,7 +460,13 @@ fn run(data: &[u8]) {
     let peer = SocketAddr::from(([127, 0, 0, 1], 40000));
     let local = SocketAddr::from(([127, 0, 0, 1], 21));
     let implicit = cfg.mode == ListenerMode::Implicit;
-    let mut r = Run { s: Session::new(cfg, peer, local, start), now: start, transfer: false, prepared: false, closed: false };
+    let mut r = Run {
+        s: Session::new(cfg, peer, local, start),
+        now: start,
+        transfer: false,
+        prepared: false,
+        closed: false,
+    };
     if implicit {
         r.s.implicit_tls(TlsVersion::V1_3);
     }
@@ -354,10 +493,14 @@ fn run(data: &[u8]) {
                 }
                 let was_transfer = r.transfer;
                 let parsed = command::parse(&line);
-                let is_abor = parsed.as_ref().is_ok_and(|c| *c == ferroftp_proto::Command::Abor);
+                let is_abor = parsed
+                    .as_ref()
+                    .is_ok_and(|c| *c == ferroftp_proto::Command::Abor);
                 let sets_up = matches!(
                     parsed,
-                    Ok(ferroftp_proto::Command::Pasv | ferroftp_proto::Command::Port(_) | ferroftp_proto::Command::Eprt(_))
+                    Ok(ferroftp_proto::Command::Pasv
+                        | ferroftp_proto::Command::Port(_)
+                        | ferroftp_proto::Command::Eprt(_))
                 );
                 let epsv_only = r.s.data_policy() == DataPolicy::EpsvOnly;
                 let out = r.s.command(command::parse(&line), r.now);
@@ -370,28 +513,48 @@ fn run(data: &[u8]) {
                     assert_eq!(finals, 1, "{replies:?}");
                 } else if was_transfer {
                     if is_abor {
-                        assert!(replies.is_empty(), "ABOR during a transfer answered at once: {replies:?}");
+                        assert!(
+                            replies.is_empty(),
+                            "ABOR during a transfer answered at once: {replies:?}"
+                        );
                     } else {
-                        assert_eq!(codes(&replies), [213], "during a transfer: {:?}", String::from_utf8_lossy(&line));
+                        assert_eq!(
+                            codes(&replies),
+                            [213],
+                            "during a transfer: {:?}",
+                            String::from_utf8_lossy(&line)
+                        );
                     }
                 } else if r.transfer {
                     // The transfer started: its 150, the final reply later.
                     assert_eq!(codes(&replies), [150]);
                 } else {
                     if epsv_only && sets_up {
-                        assert!(matches!(codes(&replies)[..], [503] | [530]), "after EPSV ALL: {replies:?}");
+                        assert!(
+                            matches!(codes(&replies)[..], [503] | [530]),
+                            "after EPSV ALL: {replies:?}"
+                        );
                     }
-                    assert_eq!(finals, 1, "{:?} got {replies:?}", String::from_utf8_lossy(&line));
+                    assert_eq!(
+                        finals,
+                        1,
+                        "{:?} got {replies:?}",
+                        String::from_utf8_lossy(&line)
+                    );
                     assert!(prelims == 0 || replies.last().is_some_and(|x| x.code >= 200));
                 }
             }
             200..=239 => {
                 if r.transfer {
                     r.transfer = false;
-                    let out = r.s.event(Event::TransferEnded(transfer_end(input.or0())), r.now);
+                    let out =
+                        r.s.event(Event::TransferEnded(transfer_end(input.or0())), r.now);
                     r.drive(out, &mut input, &mut replies);
                     if !r.closed {
-                        assert!(replies.last().is_some_and(|x| x.code >= 200), "transfer end: {replies:?}");
+                        assert!(
+                            replies.last().is_some_and(|x| x.code >= 200),
+                            "transfer end: {replies:?}"
+                        );
                     }
                     assert!(matches!(r.s.activity(), Activity::Idle));
                 }
