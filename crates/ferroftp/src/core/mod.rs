@@ -148,6 +148,16 @@ impl Session {
         self.settings = settings;
     }
 
+    /// The client's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The address the client connected to.
+    pub fn local(&self) -> SocketAddr {
+        self.local
+    }
+
     /// Who is logged in.
     pub fn login(&self) -> &LoginState {
         &self.login

@@ -235,6 +235,18 @@ enum FoundHome {
     Configured(Option<std::path::PathBuf>),
 }
 
+/// What one command's effects hand on to the next effect of the same command: kept in the
+/// effect loop's (boxed) future, not in every idle session.
+#[derive(Default)]
+struct Scratch {
+    /// AUTH: the TLS set-up made ready before the 234.
+    tls_ready: Option<SessionTls>,
+    /// The home a password or certificate check found.
+    found: Option<FoundHome>,
+    /// What a transfer reads or writes, opened and waiting for its data connection.
+    prepared: Option<Job>,
+}
+
 /// What carrying out an effect leads to.
 enum Step {
     Event(Event),
@@ -251,23 +263,16 @@ struct Session {
     core: core::Session,
     /// Set once the control connection is TLS.
     tls: Option<SessionTls>,
-    /// AUTH: the TLS set-up made ready before the 234.
-    tls_ready: Option<SessionTls>,
     /// A line over the limit arrived (the limit); the session ends once the lines before it ran.
     too_long: Option<usize>,
     inbuf: Vec<u8>,
     lines: VecDeque<Vec<u8>>,
-    peer: SocketAddr,
-    local: SocketAddr,
     shared: Arc<Shared>,
     /// The configuration and users in force, taken afresh before each command.
     live: Arc<Live>,
     home: Option<Home>,
-    found: Option<FoundHome>,
     /// The passive port the core's `DataSetup::Passive` stands for.
     passive: Option<PassiveListener>,
-    /// What a transfer reads or writes, opened and waiting for its data connection.
-    prepared: Option<Job>,
     transfer: Option<Running>,
     /// What the admin API sees of this session, and its way to close it.
     handle: Arc<SessionHandle>,
@@ -331,19 +336,14 @@ impl Session {
             listener,
             core,
             tls: None,
-            tls_ready: None,
             too_long: None,
             inbuf: Vec::new(),
             lines: VecDeque::new(),
-            peer,
-            local,
             live,
             reloaded: shared.reloaded.subscribe(),
             shared,
             home: None,
-            found: None,
             passive: None,
-            prepared: None,
             transfer: None,
             handle,
         }

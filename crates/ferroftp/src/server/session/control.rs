@@ -397,6 +397,7 @@ impl Session {
     /// Send the core's replies and carry out its effects, feeding each result back, until it
     /// has nothing more to do.
     pub(super) async fn drive(&mut self, mut out: Output) -> io::Result<Flow> {
+        let mut scratch = Scratch::default();
         loop {
             if !matches!(out.effect, Some(Effect::StartTransfer { .. })) {
                 self.follow_core();
@@ -407,7 +408,7 @@ impl Session {
             let Some(effect) = out.effect.take() else {
                 return Ok(Flow::Continue);
             };
-            match self.carry_out(effect).await {
+            match self.carry_out(effect, &mut scratch).await {
                 Step::Event(event) => out = self.core.event(event, Instant::now()),
                 Step::Done => return Ok(Flow::Continue),
                 Step::Close(reason) => return Ok(Flow::Close(reason)),

@@ -59,11 +59,11 @@ pub(super) fn is_internal(ip: IpAddr) -> bool {
 }
 
 impl Session {
-    pub(super) async fn carry_out(&mut self, effect: Effect) -> Step {
+    pub(super) async fn carry_out(&mut self, effect: Effect, scratch: &mut Scratch) -> Step {
         match effect {
             Effect::CheckCertificate { name } => {
                 let user = self.certificate_user(&name).map(|user| {
-                    self.found = Some(FoundHome::Configured(user.home.clone()));
+                    scratch.found = Some(FoundHome::Configured(user.home.clone()));
                     Account {
                         name: user.name,
                         perms: user.permissions,
@@ -73,15 +73,15 @@ impl Session {
                 Step::Event(Event::Certificate(user))
             }
             Effect::VerifyPassword { name, password } => {
-                Step::Event(self.verify_password(name, password).await)
+                Step::Event(self.verify_password(name, password, scratch).await)
             }
-            Effect::OpenHome { account, method } => {
-                Step::Event(Event::HomeOpened(self.open_home(account, method).await))
-            }
+            Effect::OpenHome { account, method } => Step::Event(Event::HomeOpened(
+                self.open_home(account, method, scratch).await,
+            )),
             Effect::PrepareTls(_) => {
                 Step::Event(match self.live.tls.as_ref().map(|t| t.session()) {
                     Some(Ok(session)) => {
-                        self.tls_ready = Some(session);
+                        scratch.tls_ready = Some(session);
                         Event::TlsReady
                     }
                     Some(Err(e)) => {
@@ -91,22 +91,22 @@ impl Session {
                     None => Event::TlsUnavailable { configured: false },
                 })
             }
-            Effect::Handshake(_) => Step::Event(self.handshake().await),
+            Effect::Handshake(_) => Step::Event(self.handshake(scratch).await),
             Effect::OpenPassive(kind) => Step::Event(self.open_passive(kind).await),
             Effect::Storage(op) => Step::Event(Event::Storage(self.storage(op).await)),
             Effect::PrepareTransfer(kind, source) => {
-                Step::Event(self.prepare_transfer(kind, source).await)
+                Step::Event(self.prepare_transfer(kind, source, scratch).await)
             }
             Effect::StartTransfer {
                 kind,
                 data,
                 protected,
-            } => match self.start_transfer(kind, data, protected) {
+            } => match self.start_transfer(kind, data, protected, scratch) {
                 Some(event) => Step::Event(event),
                 None => Step::Done,
             },
             Effect::DiscardTransfer => {
-                self.prepared = None;
+                scratch.prepared = None;
                 Step::Done
             }
             Effect::AbortTransfer => {
@@ -133,8 +133,8 @@ impl Session {
             PassiveKind::Pasv => match announce_address(
                 &Arc::clone(&self.live),
                 &Arc::clone(&self.shared),
-                self.peer,
-                self.local,
+                self.core.peer(),
+                self.core.local(),
             )
             .await
             {
@@ -145,7 +145,7 @@ impl Session {
         };
         // A new PASV replaces the old one, whose port is released right here.
         self.passive = None;
-        let listener = match self.live.ports.bind(self.local.ip()) {
+        let listener = match self.live.ports.bind(self.core.local().ip()) {
             Ok(l) => l.counted(self.shared.metrics.passive_port()),
             Err(e) => {
                 tracing::error!(error = %e, "cannot open a passive port");
@@ -187,14 +187,14 @@ impl Session {
                     .proxy_protocol
                     .then(|| Arc::new(cfg.proxy.trusted.clone()));
                 Some(Box::pin(listener.accept(
-                    self.peer.ip(),
+                    self.core.peer().ip(),
                     cfg.passive.allow_foreign_ip,
                     cfg.limits.data_timeout(),
                     proxies,
                 )))
             }
             DataSetup::Active(target) => {
-                let local_ip = self.local.ip();
+                let local_ip = self.core.local().ip();
                 let timeout = self.live.config.limits.data_timeout();
                 // 20 for 21, 989 for 990: what classic firewall rules expect.
                 let source_port = self
@@ -202,7 +202,7 @@ impl Session {
                     .config
                     .active
                     .source_port_below_listener
-                    .then(|| self.local.port().saturating_sub(1));
+                    .then(|| self.core.local().port().saturating_sub(1));
                 Some(Box::pin(data::connect_active(
                     local_ip,
                     target,

@@ -81,7 +81,12 @@ pub(super) fn maybe_rehash(shared: &Arc<Shared>, live: &Live, user: &User, passw
 impl Session {
     /// PASS for a user (anonymous logins do not come here): the ban and throttling rules, the
     /// hash check (off the async workers when it is slow), the failure bookkeeping.
-    pub(super) async fn verify_password(&mut self, name: String, password: String) -> Event {
+    pub(super) async fn verify_password(
+        &mut self,
+        name: String,
+        password: String,
+        scratch: &mut Scratch,
+    ) -> Event {
         let shared = Arc::clone(&self.shared);
         let live = Arc::clone(&self.live);
         // The ban is checked before every password check, not only at connect: sessions
@@ -90,7 +95,7 @@ impl Session {
         let deadline = self.core.login_deadline();
         let mut ticket = match shared
             .guard
-            .admit_waiting(self.peer.ip(), &name, deadline.into())
+            .admit_waiting(self.core.peer().ip(), &name, deadline.into())
             .await
         {
             Admission::Verify { ticket, wait } => {
@@ -110,7 +115,7 @@ impl Session {
                         "password checks from the address did not end in time",
                     ),
                 };
-                warn!(ip = %self.peer.ip(), user = %name, reason, "login refused before the password check");
+                warn!(ip = %self.core.peer().ip(), user = %name, reason, "login refused before the password check");
                 return Event::LoginRefused(why);
             }
         };
@@ -140,7 +145,7 @@ impl Session {
                 .unwrap_or(Err(Refusal::Incorrect))
                 .map(|(user, password, found)| {
                     if let Some(landing) = found {
-                        self.found = Some(FoundHome::Landed(landing));
+                        scratch.found = Some(FoundHome::Landed(landing));
                     }
                     (user, password)
                 }),
@@ -151,12 +156,12 @@ impl Session {
             Ok((user, password)) => {
                 shared
                     .guard
-                    .success(self.peer.ip(), &user.name, std::time::Instant::now());
+                    .success(self.core.peer().ip(), &user.name, std::time::Instant::now());
                 // The check is over: the next one from this address may start.
                 drop(ticket.take());
                 maybe_rehash(&shared, &live, &user, password);
-                if !matches!(self.found, Some(FoundHome::Landed(_))) {
-                    self.found = Some(FoundHome::Configured(user.home.clone()));
+                if !matches!(scratch.found, Some(FoundHome::Landed(_))) {
+                    scratch.found = Some(FoundHome::Configured(user.home.clone()));
                 }
                 Event::PasswordAccepted(Account {
                     name: user.name,
@@ -172,21 +177,21 @@ impl Session {
                     // back, banned, and the fail2ban line below), so that nothing the client
                     // sees tells that the password was right, which would be worth knowing
                     // once the account is enabled again.
-                    warn!(ip = %self.peer.ip(), user = %name, "login refused: user disabled");
+                    warn!(ip = %self.core.peer().ip(), user = %name, "login refused: user disabled");
                 }
                 // The line fail2ban matches (contrib/fail2ban): keep its shape. The client's
                 // address comes first, before the user name that the client chose.
                 let failures = self.core.failed_logins() + 1;
-                warn!(ip = %self.peer.ip(), user = %name, failures, "login failed");
+                warn!(ip = %self.core.peer().ip(), user = %name, failures, "login failed");
                 let verdict =
                     shared
                         .guard
-                        .failure(self.peer.ip(), &name, std::time::Instant::now());
+                        .failure(self.core.peer().ip(), &name, std::time::Instant::now());
                 // Counted as a failure now: no longer as a check in progress.
                 drop(ticket);
                 if let Some(ban) = verdict.banned {
                     shared.metrics.banned();
-                    warn!(ip = %self.peer.ip(), ban_secs = ban.as_secs(), "address banned after repeated failed logins");
+                    warn!(ip = %self.core.peer().ip(), ban_secs = ban.as_secs(), "address banned after repeated failed logins");
                     return Event::PasswordRejected {
                         banned: Some(ban.as_secs()),
                     };
@@ -203,8 +208,13 @@ impl Session {
     /// this is defence in depth). Resolving (symbolic links followed), the cache check,
     /// creating a missing home and opening it all touch the file system, so they run together
     /// on one blocking thread: a slow mount must not stall an async worker at every login.
-    pub(super) async fn open_home(&mut self, account: Account, method: core::LoginMethod) -> bool {
-        let found = match (method, self.found.take()) {
+    pub(super) async fn open_home(
+        &mut self,
+        account: Account,
+        method: core::LoginMethod,
+        scratch: &mut Scratch,
+    ) -> bool {
+        let found = match (method, scratch.found.take()) {
             (core::LoginMethod::Anonymous, _) => {
                 FoundHome::Configured(Some(self.live.config.anonymous.home.clone()))
             }

@@ -75,8 +75,8 @@ pub(super) async fn open_data_tls(tcp: TcpStream, p: &DataTls) -> Result<Stream,
 
 impl Session {
     /// The 234 is out: turn the control connection into TLS.
-    pub(super) async fn handshake(&mut self) -> Event {
-        let Some(session) = self.tls_ready.take() else {
+    pub(super) async fn handshake(&mut self, scratch: &mut Scratch) -> Event {
+        let Some(session) = scratch.tls_ready.take() else {
             return Event::NotPlain;
         };
         // Anything the client sent after AUTH and before the handshake is plaintext that an

@@ -63,6 +63,7 @@ impl Session {
         &mut self,
         kind: TransferKind,
         source: TransferSource,
+        scratch: &mut Scratch,
     ) -> Event {
         let fs = match self.fs() {
             Ok(fs) => fs,
@@ -74,7 +75,7 @@ impl Session {
                 match blocking(move || fs.open_read(&p, offset)).await {
                     Ok((file, len)) => {
                         let total = len - offset;
-                        self.prepared = Some(Job::Send(SendSource::File(file, offset, total)));
+                        scratch.prepared = Some(Job::Send(SendSource::File(file, offset, total)));
                         Event::TransferPrepared {
                             total: Some(total),
                             path,
@@ -86,13 +87,13 @@ impl Session {
             TransferSource::Write { path, mode } => {
                 let p = path.clone();
                 match blocking(move || fs.create_upload(&p, mode)).await {
-                    Ok(upload) => self.prepared_upload(upload, path),
+                    Ok(upload) => self.prepared_upload(upload, path, scratch),
                     Err(e) => Event::Storage(Err(e)),
                 }
             }
             TransferSource::Unique { dir, hint } => {
                 match blocking(move || fs.create_unique(&dir, &hint)).await {
-                    Ok((path, upload)) => self.prepared_upload(upload, path),
+                    Ok((path, upload)) => self.prepared_upload(upload, path, scratch),
                     Err(e) => Event::Storage(Err(e)),
                 }
             }
@@ -115,7 +116,7 @@ impl Session {
                             prefix: target.prefix,
                             now: SystemTime::now(),
                         };
-                        self.prepared = Some(Job::Send(SendSource::Listing(target.source, fmt)));
+                        scratch.prepared = Some(Job::Send(SendSource::Listing(target.source, fmt)));
                         Event::TransferPrepared {
                             total: None,
                             path: target.path,
@@ -127,10 +128,15 @@ impl Session {
         }
     }
 
-    pub(super) fn prepared_upload(&mut self, mut upload: Upload, path: VPath) -> Event {
+    pub(super) fn prepared_upload(
+        &mut self,
+        mut upload: Upload,
+        path: VPath,
+        scratch: &mut Scratch,
+    ) -> Event {
         match upload.take_file() {
             Some(file) => {
-                self.prepared = Some(Job::Receive(file, upload));
+                scratch.prepared = Some(Job::Receive(file, upload));
                 Event::TransferPrepared { total: None, path }
             }
             None => Event::TransferRefused(Reply::new(451, "Local error: upload has no file")),
@@ -143,8 +149,10 @@ impl Session {
         kind: TransferKind,
         data: DataSetup,
         protected: bool,
+        scratch: &mut Scratch,
     ) -> Option<Event> {
-        let (Some(job), Some(connect)) = (self.prepared.take(), self.data_connection(data)) else {
+        let (Some(job), Some(connect)) = (scratch.prepared.take(), self.data_connection(data))
+        else {
             // The core and the driver disagree about the set-up: a bug, answered all the same.
             return Some(Event::TransferEnded(TransferEnd::NoDataConnection(
                 "no data connection is set up".to_string(),
@@ -571,7 +579,7 @@ impl Session {
         };
         let line = crate::observe::xferlog::Entry {
             elapsed,
-            remote: self.peer.ip(),
+            remote: self.core.peer().ip(),
             bytes,
             path: &path,
             binary: running.binary,
