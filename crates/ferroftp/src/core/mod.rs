@@ -39,6 +39,7 @@ pub use effects::{
 };
 pub use replies::{allowed_before_login, feat_reply, fs_reply, help_reply, storage_failure_reply};
 pub use state::{Account, Activity, DataPolicy, DataSetup, LoginState, Prot, Running, TlsState};
+pub use transfer::{is_abor_line, runs_during_transfer};
 
 use crate::auth::Permissions;
 use crate::config::{ActiveConfig, ListenerMode, TlsPolicy};

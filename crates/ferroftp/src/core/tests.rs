@@ -580,6 +580,18 @@ fn transfer_failures_have_their_replies() {
     }
 }
 
+#[test]
+fn only_bare_abor_and_stat_overtake_a_transfer() {
+    for line in [&b"ABOR"[..], b"abor", b"STAT", b"stat  ", b"Abor\t"] {
+        assert!(runs_during_transfer(line), "{line:?}");
+    }
+    for line in [&b"STAT /"[..], b"NOOP", b"LIST", b" ABOR", b"ABORT", b""] {
+        assert!(!runs_during_transfer(line), "{line:?}");
+    }
+    assert!(is_abor_line(b" abor "));
+    assert!(!is_abor_line(b"STAT"));
+}
+
 // ---- timers ----
 
 #[test]

@@ -255,6 +255,20 @@ impl Session {
     }
 }
 
+/// Whether a control line that waits in the queue runs while a transfer is under way: only a
+/// bare ABOR or STAT, which overtake the lines before them; the others wait for the end of the
+/// transfer and then run in order, as pipelining clients expect.
+pub fn runs_during_transfer(line: &[u8]) -> bool {
+    let verb = line.trim_ascii_end();
+    verb.eq_ignore_ascii_case(b"ABOR") || verb.eq_ignore_ascii_case(b"STAT")
+}
+
+/// Whether a line is ABOR: one already sent when the data connection fails means the client
+/// ended the transfer on purpose.
+pub fn is_abor_line(line: &[u8]) -> bool {
+    line.trim_ascii().eq_ignore_ascii_case(b"ABOR")
+}
+
 fn no_data_setup() -> Reply {
     Reply::new(425, "Use PASV, EPSV, PORT or EPRT first")
 }

@@ -324,11 +324,10 @@ impl Session {
         if self.transfer.is_none() {
             return self.lines.pop_front();
         }
-        let pos = self.lines.iter().position(|l| {
-            let upper = l.to_ascii_uppercase();
-            let trimmed = upper.trim_ascii_end();
-            trimmed == b"ABOR" || trimmed == b"STAT"
-        })?;
+        let pos = self
+            .lines
+            .iter()
+            .position(|l| core::runs_during_transfer(l))?;
         self.lines.remove(pos)
     }
 
@@ -338,10 +337,7 @@ impl Session {
         if self.client_gone() {
             return false;
         }
-        let pos = self.lines.iter().position(|l| {
-            let upper = l.to_ascii_uppercase();
-            upper.trim_ascii() == b"ABOR"
-        });
+        let pos = self.lines.iter().position(|l| core::is_abor_line(l));
         pos.and_then(|p| self.lines.remove(p)).is_some()
     }
 
