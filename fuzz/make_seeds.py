@@ -3,14 +3,15 @@
 
 control_line: byte 0 = line-length limit (255 = 4096), then raw client bytes.
 path_resolver: flags, repeat, cwd length (u16 LE), cwd, argument.
-session: login byte, then per command: verb index, flags, argument bytes (see session.rs).
+session_tcp: login byte, then per command: verb index, flags, argument bytes (see session_tcp.rs).
+session: settings byte, then operations: commands, effect answers, transfer ends, timers (see session.rs).
 """
 import os
 import re
 import struct
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SRC = open(os.path.join(HERE, "fuzz_targets", "session.rs"), encoding="utf-8").read()
+SRC = open(os.path.join(HERE, "fuzz_targets", "session_tcp.rs"), encoding="utf-8").read()
 
 
 def rust_list(name):
@@ -100,7 +101,7 @@ paths = {
 for name, data in paths.items():
     write("path_resolver", name, data)
 
-# ---- session ----
+# ---- session_tcp ----
 KIND_NONE, KIND_SPECIAL, KIND_RAW, KIND_LONG, KIND_PATH_RAW, KIND_PATH = 0, 1, 2, 3, 4, 6
 PIPE, LF, CRCRLF, LOWER, TELNET = 8, 0x10, 0x20, 0x40, 0x80
 
@@ -186,6 +187,50 @@ session = {
 }
 for name, steps in session.items():
     login = 0x02 if name in ("readonly_writes",) else 0x00
-    write("session", name, bytes([login]) + b"".join(steps))
-write("session", "anonymous", bytes([0x02]) + b"".join([PASV, cmd("LIST"), path_cmd("MKD", "new"), PASV, path_cmd("STOR", "new.txt")]))
-write("session", "not_logged_in", bytes([0x80]) + b"".join([cmd("PWD"), PASV, cmd("FEAT"), special("USER", 0), special("PASS", 0), cmd("PWD")]))
+    write("session_tcp", name, bytes([login]) + b"".join(steps))
+write("session_tcp", "anonymous", bytes([0x02]) + b"".join([PASV, cmd("LIST"), path_cmd("MKD", "new"), PASV, path_cmd("STOR", "new.txt")]))
+write("session_tcp", "not_logged_in", bytes([0x80]) + b"".join([cmd("PWD"), PASV, cmd("FEAT"), special("USER", 0), special("PASS", 0), cmd("PWD")]))
+
+# ---- session (the core, no I/O) ----
+CORE_SRC = open(os.path.join(HERE, "fuzz_targets", "session.rs"), encoding="utf-8").read()
+
+
+def core_list(name):
+    body = re.search(r"const %s: &\[&str\] = &\[(.*?)\];" % name, CORE_SRC, re.S).group(1)
+    return re.findall(r'"((?:[^"\\]|\\.)*)"', body)
+
+
+CORE_VERBS = core_list("VERBS")
+CORE_ARGS = core_list("ARGS")
+
+
+def c(verb, arg=None, *answers):
+    """A command (verb index, argument index or 160 for none), then the answers to its effects."""
+    a = 160 if arg is None else CORE_ARGS.index(arg)
+    return bytes([CORE_VERBS.index(verb), a]) + bytes(answers)
+
+
+LOGIN = c("USER", "alice") + c("PASS", "pw", 0, 1)
+END_OK = bytes([200, 0])
+core = {
+    "login_list_quit": LOGIN + c("PWD") + c("PASV", None, 3) + c("LIST", None, 2) + END_OK + c("QUIT"),
+    "wrong_passwords": c("USER", "alice") + c("PASS", "pw", 2) + c("USER", "alice") + c("PASS", "pw", 2) + c("USER", "alice") + c("PASS", "pw", 2),
+    "banned": c("USER", "alice") + c("PASS", "pw", 3),
+    "rename": LOGIN + c("RNFR", "file.txt", 0, 2) + c("RNTO", "dir") + c("RNFR", "file.txt", 0, 2) + c("NOOP") + c("RNTO", "dir"),
+    "rest_retr": LOGIN + c("REST", "7") + c("NOOP") + c("PASV", None, 3) + c("RETR", "file.txt", 10) + bytes([201, 0]),
+    "stor_no_data": LOGIN + c("STOR", "file.txt") + c("APPE", "file.txt") + c("STOU"),
+    "transfer_abor_stat": LOGIN + c("EPSV", None, 3) + c("STOR", "file.txt", 2) + c("STAT", None, 5) + c("NOOP", None, 9) + c("ABOR") + bytes([203, 3]),
+    "epsv_all": LOGIN + c("EPSV", "ALL") + c("PASV") + c("PORT", "127,0,0,1,200,10") + c("EPRT", "|1|127.0.0.1|51210|") + c("EPSV", None, 4),
+    "tls_pbsz_prot": bytes([1]) + c("PROT", "P") + c("AUTH", "TLS", 1, 3) + c("PROT", "P") + c("PBSZ", "0") + c("PROT", "P") + c("PROT", "C") + c("CCC"),
+    "tls_required": bytes([5]) + c("USER", "alice") + c("AUTH", "TLS", 1, 3) + c("USER", "alice", 1, 1),
+    "data_tls_required": bytes([9]) + c("AUTH", "TLS", 1, 3) + c("USER", "alice", 0) + c("PASS", "pw", 0, 1) + c("PBSZ", "0") + c("PROT", "C") + c("PASV", None, 3) + c("LIST"),
+    "anonymous": bytes([16]) + c("USER", "anonymous") + c("PASS", "pw", 1) + c("DELE", "file.txt") + c("CWD", "../../etc/passwd", 2),
+    "file_ops": LOGIN + c("CWD", "dir", 2) + c("MKD", "dir/sub", 0) + c("SIZE", "file.txt", 0) + c("TYPE", "I") + c("SIZE", "file.txt", 0) + c("MDTM", "file.txt", 0) + c("MLST", None, 2) + c("SITE", "CHMOD 4755 file.txt") + c("DELE", ".ferroftp-upload.0.part") + c("STAT", "dir", 0),
+    "timeouts": c("NOOP") + bytes([240]),
+    "reload_gone": LOGIN + bytes([255, 3]),
+    "parse_errors": c("FOO") + c("", None) + c("PORT", "x y") + c("REST", "18446744073709551615") + c("USER", None),
+    "rein": LOGIN + c("TYPE", "I") + c("EPSV", "ALL") + c("REIN") + c("LIST") + c("USER", "alice"),
+}
+for name, data in core.items():
+    settings = b"" if data[:1] in (b"\x01", b"\x05", b"\x09", b"\x10") else b"\x00"
+    write("session", name, settings + data)

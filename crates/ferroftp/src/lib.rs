@@ -18,6 +18,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod core;
 pub mod doctor;
 pub mod error;
 pub mod import;
