@@ -703,11 +703,26 @@ impl Write for Conn {
     }
 }
 
-/// A reply: its code and its lines joined by newlines.
+/// A reply as the checks read it: its code and its lines joined by newlines (the code and
+/// the separator of the first and last line left out, trailing blanks trimmed).
 struct Reply {
     code: u16,
     text: String,
 }
+
+impl From<ferroftp_proto::Reply> for Reply {
+    fn from(reply: ferroftp_proto::Reply) -> Self {
+        let lines: Vec<&str> = reply.lines.iter().map(|l| l.trim_end()).collect();
+        Self {
+            code: reply.code,
+            text: lines.join("\n"),
+        }
+    }
+}
+
+/// The longest reply read before giving up on the server (a greeting banner or FEAT is a few
+/// hundred bytes).
+const MAX_REPLY: usize = 64 * 1024;
 
 impl std::fmt::Display for Reply {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -735,56 +750,27 @@ impl Control {
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "not connected"))
     }
 
-    fn read_line(&mut self) -> io::Result<String> {
+    /// The next reply, read with proto's client-side codec; bytes after it stay buffered.
+    fn reply(&mut self) -> io::Result<Reply> {
         loop {
-            if let Some(end) = self.buf.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = self.buf.drain(..=end).collect();
-                return Ok(String::from_utf8_lossy(&line).trim_end().to_owned());
-            }
-            if self.buf.len() > 64 * 1024 {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "reply line too long",
-                ));
+            match ferroftp_proto::Reply::decode(&self.buf) {
+                Ok(Some((reply, used))) => {
+                    self.buf.drain(..used);
+                    return Ok(Reply::from(reply));
+                }
+                Ok(None) if self.buf.len() > MAX_REPLY => {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, "reply too long"));
+                }
+                Ok(None) => {}
+                Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
             }
             let mut chunk = [0u8; 4096];
             let n = self.conn()?.read(&mut chunk)?;
             if n == 0 {
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
-            self.buf.extend_from_slice(&chunk[..n]);
+            self.buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
         }
-    }
-
-    fn reply(&mut self) -> io::Result<Reply> {
-        let bad = |line: &str| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "not an FTP reply: {:?}",
-                    line.chars().take(80).collect::<String>()
-                ),
-            )
-        };
-        let first = self.read_line()?;
-        let code: u16 = first
-            .get(..3)
-            .and_then(|c| c.parse().ok())
-            .filter(|c| (100..600).contains(c))
-            .ok_or_else(|| bad(&first))?;
-        let mut text = first.get(4..).unwrap_or("").to_owned();
-        if first.as_bytes().get(3) == Some(&b'-') {
-            let end = format!("{code} ");
-            loop {
-                let line = self.read_line()?;
-                text.push('\n');
-                text.push_str(line.strip_prefix(&end).unwrap_or(&line));
-                if line.starts_with(&end) {
-                    break;
-                }
-            }
-        }
-        Ok(Reply { code, text })
     }
 
     fn send(&mut self, line: &str) -> io::Result<()> {
