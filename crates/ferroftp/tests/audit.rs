@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::io::{BufRead, ErrorKind, Write};
+use std::io::{ErrorKind, Write};
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -112,16 +112,15 @@ fn a_control_flood_after_a_failed_transfer_keeps_the_servers_memory_bounded() {
     // Every line is answered, in order, and nothing is lost: the 426 of the transfer, a 500
     // per empty line, then the NOOP's 200.
     let (mut failed, mut empty) = (0usize, 0usize);
-    let mut line = Vec::new();
     loop {
-        line.clear();
-        let n = c.reader.read_until(b'\n', &mut line).unwrap();
-        assert!(n > 0, "connection closed after {empty} empty-line replies");
-        match &line[..3] {
-            b"426" => failed += 1,
-            b"500" => empty += 1,
-            b"200" => break,
-            other => panic!("unexpected reply {:?}", String::from_utf8_lossy(other)),
+        let Some((code, text)) = c.next_reply().unwrap() else {
+            panic!("connection closed after {empty} empty-line replies");
+        };
+        match code {
+            426 => failed += 1,
+            500 => empty += 1,
+            200 => break,
+            other => panic!("unexpected reply {other} {text}"),
         }
     }
     flooder.join().unwrap();

@@ -359,29 +359,45 @@ impl Ctrl {
         self.stream.write_all(bytes).unwrap();
     }
 
-    /// Read one reply: (code, all text lines joined by '\n').
+    /// Read one reply: (code, all text lines joined by '\n'; the last line of a multi-line
+    /// reply keeps its code, `211 End`). Read with proto's client-side codec, line by line
+    /// from `reader`, so that nothing after the reply is taken from it; panics on a closed
+    /// connection, on bytes that are not a reply, and on text that is not UTF-8.
     pub fn reply(&mut self) -> (u16, String) {
-        let mut first = String::new();
-        self.reader.read_line(&mut first).unwrap();
-        assert!(first.len() >= 4, "short reply line {first:?}");
-        let code: u16 = first[..3]
-            .parse()
-            .unwrap_or_else(|_| panic!("bad reply {first:?}"));
-        let mut text = first[4..].trim_end().to_string();
-        if first.as_bytes()[3] == b'-' {
-            let end = format!("{code} ");
-            loop {
-                let mut line = String::new();
-                let n = self.reader.read_line(&mut line).unwrap();
-                assert!(n > 0, "connection closed inside a multi-line reply");
-                text.push('\n');
-                text.push_str(line.trim_end());
-                if line.starts_with(&end) {
-                    break;
+        match self.next_reply() {
+            Ok(Some(reply)) => reply,
+            Ok(None) => panic!("the connection closed before a whole reply"),
+            Err(e) => panic!("reading a reply: {e}"),
+        }
+    }
+
+    /// Like [`Ctrl::reply`], but `Ok(None)` when the connection is closed before a whole
+    /// reply, and the read error (a timeout, say) as it is.
+    pub fn next_reply(&mut self) -> std::io::Result<Option<(u16, String)>> {
+        let mut raw = Vec::new();
+        loop {
+            let start = raw.len();
+            if self.reader.read_until(b'\n', &mut raw)? == 0 {
+                return Ok(None);
+            }
+            // Only a line that starts with a code can end a reply: the rest need no decoding
+            // (which keeps a long STAT listing linear).
+            let line = &raw[start..];
+            if start > 0 && !(line.len() >= 3 && line[..3].iter().all(u8::is_ascii_digit)) {
+                continue;
+            }
+            match ferroftp_proto::Reply::decode(&raw) {
+                Ok(Some((reply, used))) => {
+                    assert_eq!(used, raw.len(), "a reply ends at a line end");
+                    std::str::from_utf8(&raw).unwrap_or_else(|e| {
+                        panic!("reply not UTF-8 ({e}): {:?}", String::from_utf8_lossy(&raw))
+                    });
+                    return Ok(Some(reply_text(reply)));
                 }
+                Ok(None) => {}
+                Err(e) => panic!("{e}"),
             }
         }
-        (code, text)
     }
 
     /// Whether the server has closed the connection (reads to EOF, with the read timeout).
@@ -463,6 +479,26 @@ impl Ctrl {
         assert_eq!(got, code, "expected {code}, got {got} {text}");
         text
     }
+}
+
+/// A reply as the tests read it: the first line's text, then each further line whole (the
+/// last with its code), trailing blanks trimmed, joined by '\n'.
+fn reply_text(reply: ferroftp_proto::Reply) -> (u16, String) {
+    let n = reply.lines.len();
+    let text = reply
+        .lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            if i > 0 && i + 1 == n {
+                format!("{} {l}", reply.code).trim_end().to_string()
+            } else {
+                l.trim_end().to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    (reply.code, text)
 }
 
 pub fn read_all(mut s: TcpStream) -> Vec<u8> {
