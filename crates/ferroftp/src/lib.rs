@@ -15,6 +15,7 @@
 pub mod auth;
 pub mod config;
 pub mod doctor;
+mod http;
 pub mod import;
 pub mod observe;
 pub mod server;
