@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{Ctrl, Options, TestServer, bin, free_block_below_ephemeral};
+use common::{Ctrl, Options, TestServer, bin, free_port_range};
 
 /// A server whose only user, `u`, has exactly `perms`, logging at info (a flood of bad lines
 /// would fill the debug log).
@@ -145,7 +145,7 @@ fn an_active_data_connection_that_reaches_itself_fails_with_425() {
     // A listener port whose port below is free, for the server to listen on. Both below the
     // ephemeral range: probed free and released inside it, either could be given to another
     // test's outgoing connection before the server binds it.
-    let port = free_block_below_ephemeral(2) + 1;
+    let port = free_port_range(2) + 1;
     let server = TestServer::with(Options {
         listen: Some(format!("127.0.0.1:{port}")),
         config: "[active]\nsource_port_below_listener = true\n".into(),

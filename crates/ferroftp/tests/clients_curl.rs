@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Options, TestServer, pseudo_random};
+use common::{Options, TestServer, log_count, pseudo_random};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
@@ -50,11 +50,6 @@ fn enc(path: &str) -> String {
         }
     }
     s
-}
-
-/// How many server log lines contain `needle`.
-fn log_count(server: &TestServer, needle: &str) -> usize {
-    server.log().lines().filter(|l| l.contains(needle)).count()
 }
 
 /// The `bytes=` of every logged transfer with this verb, in order.

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{TestServer, pseudo_random};
+use common::{TestServer, log_count, pseudo_random, same};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -62,18 +62,6 @@ fn lftp_ok(server: &TestServer, passive: bool, script: &str) -> String {
 /// Quote a local path for an lftp command line.
 fn q(p: &Path) -> String {
     format!("\"{}\"", p.to_str().unwrap())
-}
-
-/// Compare bytes without dumping them on failure.
-fn same(got: &[u8], want: &[u8], what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: length differs");
-    if let Some(i) = got.iter().zip(want).position(|(a, b)| a != b) {
-        panic!("{what}: first differing byte at offset {i}");
-    }
-}
-
-fn log_count(server: &TestServer, needle: &str) -> usize {
-    server.log().lines().filter(|l| l.contains(needle)).count()
 }
 
 fn transfers(server: &TestServer, verb: &str) -> usize {

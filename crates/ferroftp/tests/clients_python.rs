@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Options, TestServer, pseudo_random};
+use common::{Options, TestServer, log_count, pseudo_random, same};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, UNIX_EPOCH};
@@ -46,18 +46,6 @@ fn run_script(server: &TestServer, host: &str, script: &str) -> String {
         "{script} did not finish: {stdout}"
     );
     stdout
-}
-
-/// Compare bytes without dumping them on failure.
-fn same(got: &[u8], want: &[u8], what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: length differs");
-    if let Some(i) = got.iter().zip(want).position(|(a, b)| a != b) {
-        panic!("{what}: first differing byte at offset {i}");
-    }
-}
-
-fn log_count(server: &TestServer, needle: &str) -> usize {
-    server.log().lines().filter(|l| l.contains(needle)).count()
 }
 
 fn set_mtime(path: &std::path::Path, secs: u64) {

@@ -20,7 +20,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Ctrl, Options, TestServer, pseudo_random};
+use common::{
+    Ctrl, Options, TEMP_PREFIX, TestServer, is_root, names_in, pseudo_random, reset, same,
+    temp_files, wait_for,
+};
 use suppaftp::types::FileType;
 use suppaftp::{FtpError, RustlsConnector, RustlsFtpStream};
 
@@ -28,43 +31,8 @@ use suppaftp::{FtpError, RustlsConnector, RustlsFtpStream};
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-const TEMP_PREFIX: &str = ".ferroftp-upload.";
-
 fn skip(test: &str, why: &str) {
     eprintln!("SKIP {test}: {why}");
-}
-
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
-
-/// Compare bytes without dumping them on failure.
-fn same(got: &[u8], want: &[u8], what: &str) {
-    if let Some(i) = got.iter().zip(want).position(|(a, b)| a != b) {
-        panic!(
-            "{what}: first differing byte at offset {i} (lengths {} and {})",
-            got.len(),
-            want.len()
-        );
-    }
-    assert_eq!(got.len(), want.len(), "{what}: length differs");
-}
-
-/// Names in a directory on disk, sorted, hidden upload temp files included.
-fn names_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
-fn temp_files(dir: &Path) -> Vec<String> {
-    names_in(dir)
-        .into_iter()
-        .filter(|n| n.starts_with(TEMP_PREFIX))
-        .collect()
 }
 
 /// Size of the largest upload temp file in `dir` (None: there is none).
@@ -80,28 +48,11 @@ fn file_len(p: &Path) -> u64 {
     std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
 }
 
-/// Wait until `cond` holds (polling), or panic with `what`.
-fn wait_for(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn assert_transfer_start((code, text): (u16, String), what: &str) {
     assert!(
         code == 150 || code == 125,
         "{what}: expected 150/125, got {code} {text}"
     );
-}
-
-/// Close with RST instead of FIN.
-fn reset(stream: TcpStream) {
-    socket2::SockRef::from(&stream)
-        .set_linger(Some(Duration::ZERO))
-        .unwrap();
-    drop(stream);
 }
 
 /// A small receive buffer, so that a slow reader really holds the server back (no autotuning

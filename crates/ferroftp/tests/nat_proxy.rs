@@ -11,25 +11,15 @@ use std::time::{Duration, Instant};
 
 use common::{Ctrl, Options, TestServer};
 
+/// A TCP connection to `to` from the loopback address `src` (standing for another host).
 fn connect_from(src: &str, to: SocketAddr) -> TcpStream {
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    let src: SocketAddr = format!("{src}:0").parse().unwrap();
-    sock.bind(&src.into()).unwrap();
-    sock.connect_timeout(&to.into(), Duration::from_secs(5))
-        .unwrap();
-    let s: TcpStream = sock.into();
+    let s = common::connect_from(src.parse().unwrap(), to).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s
 }
 
 fn ctrl_over(stream: TcpStream) -> Ctrl {
-    let mut c = Ctrl {
-        reader: std::io::BufReader::new(stream.try_clone().unwrap()),
-        stream,
-    };
-    let (code, text) = c.reply();
-    assert_eq!(code, 220, "greeting: {text}");
-    c
+    Ctrl::greeted(stream)
 }
 
 fn free_port_on(ip: &str) -> u16 {
@@ -42,12 +32,7 @@ fn free_port_on(ip: &str) -> u16 {
 
 /// `n` free consecutive ports on `ip`.
 fn free_range(ip: &str, n: u16) -> u16 {
-    for base in (41000u16..60000).step_by(53) {
-        if (base..base + n).all(|p| std::net::TcpListener::bind((ip, p)).is_ok()) {
-            return base;
-        }
-    }
-    panic!("no free range");
+    common::free_port_range_on(ip.parse().unwrap(), n)
 }
 
 fn user() -> Vec<(String, String, String)> {

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bin, run, run_with_input};
+use common::{bin, is_root, run, run_with_input};
 use serde_json::Value;
 
 const TOKEN: &str = "production-test-token-0123456789";
@@ -74,11 +74,6 @@ impl Setup {
         let m = std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         (m.uid(), m.gid(), m.mode() & 0o7777)
     }
-}
-
-fn is_root() -> bool {
-    let (_, out, _) = run(Command::new("id").arg("-u"));
-    out.trim() == "0"
 }
 
 fn id(flag: &str, user: &str) -> u32 {

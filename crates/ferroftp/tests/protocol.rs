@@ -10,10 +10,9 @@ use std::io::{BufRead, ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::sync::atomic::{AtomicU16, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use common::{Ctrl, Options, TestServer, pseudo_random, read_all};
+use common::{Ctrl, Options, TestServer, free_port_range, pseudo_random, read_all};
 
 // ---------------------------------------------------------------------------------------------
 // Local helpers
@@ -121,31 +120,6 @@ fn snapshot(root: &Path) -> Snapshot {
     let mut out = Snapshot::new();
     walk(root, root, &mut out);
     out
-}
-
-/// A range of `n` consecutive ports, currently free on 127.0.0.1, below the ephemeral range.
-fn free_port_range(n: u16) -> u16 {
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let seed = (SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos()
-        ^ std::process::id().wrapping_mul(2_654_435_761)) as u16;
-    let _ = NEXT.compare_exchange(0, 12000 + seed % 15000, Ordering::SeqCst, Ordering::SeqCst);
-    for _ in 0..500 {
-        let base = NEXT.fetch_add(n + 3, Ordering::SeqCst);
-        if base > 30000 {
-            NEXT.store(12000, Ordering::SeqCst);
-            continue;
-        }
-        let held: Vec<_> = (0..n)
-            .map(|i| TcpListener::bind((Ipv4Addr::LOCALHOST, base + i)))
-            .collect();
-        if held.iter().all(Result::is_ok) {
-            return base;
-        }
-    }
-    panic!("no free port range of {n} found");
 }
 
 fn files_in(dir: &Path) -> BTreeSet<String> {

@@ -186,17 +186,14 @@ fn listeners_are_added_and_removed_without_dropping_sessions() {
     server.assert_still_serving();
 }
 
-/// `n` consecutive ports free on loopback now.
+/// `n` consecutive ports free on loopback now, not overlapping `avoid`'s `n`.
 fn free_range(n: u16, avoid: Option<u16>) -> u16 {
-    for base in (42000u16..60000).step_by(37) {
-        if avoid.is_some_and(|a| base < a + n && a < base + n) {
-            continue;
-        }
-        if (base..base + n).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+    loop {
+        let base = common::free_port_range(n);
+        if !avoid.is_some_and(|a| base < a + n && a < base + n) {
             return base;
         }
     }
-    panic!("no free range");
 }
 
 fn pasv_port(c: &mut common::Ctrl) -> (u16, std::net::TcpStream) {

@@ -16,7 +16,7 @@
 
 mod common;
 
-use common::{Options, TestServer, pseudo_random};
+use common::{Options, TestServer, log_count, names_in, pseudo_random, same};
 use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::net::SocketAddr;
@@ -82,28 +82,6 @@ impl Ftps {
 
 fn path_str(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-/// Compare bytes without dumping them on failure.
-fn same(got: &[u8], want: &[u8], what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: length differs");
-    if let Some(i) = got.iter().zip(want).position(|(a, b)| a != b) {
-        panic!("{what}: first differing byte at offset {i}");
-    }
-}
-
-fn log_count(server: &TestServer, needle: &str) -> usize {
-    server.log().lines().filter(|l| l.contains(needle)).count()
-}
-
-/// Names in a directory on disk, sorted (upload temp files included, so leftovers show).
-fn names_in(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    v.sort();
-    v
 }
 
 // ---- what the server log says about TLS ----
