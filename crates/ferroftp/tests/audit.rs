@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{Ctrl, Options, TestServer, bin, free_port_range};
+use common::{Ctrl, Options, TestServer, bin, free_port_range, port_arg};
 
 /// A server whose only user, `u`, has exactly `perms`, logging at info (a flood of bad lines
 /// would fill the debug log).
@@ -41,13 +41,6 @@ fn status_kib(pid: u32, field: &str) -> u64 {
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-}
-
-fn port_arg(addr: SocketAddr) -> String {
-    let SocketAddr::V4(a) = addr else {
-        panic!("not v4")
-    };
-    ferroftp_proto::addr::format_port(a)
 }
 
 /// The final reply of a transfer command that may have started (150) first.

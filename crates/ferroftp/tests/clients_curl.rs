@@ -5,8 +5,7 @@
 
 mod common;
 
-use common::{Options, TestServer, log_count, pseudo_random};
-use std::path::Path;
+use common::{Options, TestServer, log_count, path_str, pseudo_random};
 use std::process::{Command, Output, Stdio};
 
 /// Run curl with the server's credentials (if `auth`) plus `args`.
@@ -33,10 +32,6 @@ fn curl_ok(server: &TestServer, args: &[&str]) -> Vec<u8> {
         String::from_utf8_lossy(&out.stderr)
     );
     out.stdout
-}
-
-fn path_str(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// Percent-encode a path for an ftp:// URL (keeps '/').

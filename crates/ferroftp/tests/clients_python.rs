@@ -5,16 +5,9 @@
 
 mod common;
 
-use common::{Options, TestServer, log_count, pseudo_random, same};
-use std::path::PathBuf;
+use common::{Options, TestServer, log_count, pseudo_random, same, script_path};
 use std::process::{Command, Stdio};
 use std::time::{Duration, UNIX_EPOCH};
-
-fn script_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/py")
-        .join(name)
-}
 
 /// Run a script against the server and assert it succeeded; returns its stdout.
 fn run_script(server: &TestServer, host: &str, script: &str) -> String {

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{
-    Ctrl, Options, TEMP_PREFIX, TestServer, is_root, names_in, pseudo_random, reset, same,
+    Ctrl, Options, TEMP_PREFIX, TestServer, is_root, names_in, opts, pseudo_random, reset, same,
     temp_files, wait_for,
 };
 use suppaftp::types::FileType;
@@ -81,13 +81,6 @@ fn log_lines(server: &TestServer, needles: &[&str]) -> Vec<String> {
 
 fn sessions_closed(server: &TestServer) -> usize {
     log_lines(server, &["session closed"]).len()
-}
-
-fn opts(config: &str) -> Options {
-    Options {
-        config: config.into(),
-        ..Default::default()
-    }
 }
 
 /// A tmpfs mounted for the life of the guard; unmounted on drop, panics included. Declare it

@@ -14,34 +14,13 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{
-    Ctrl, Options, TestServer, connect_from, first_line, free_port_range, pseudo_random, read_all,
-    reset, temp_files, wait_for,
+    Ctrl, Options, TestServer, assert_transfer_start, connect_from, files_in, first_line,
+    free_port_range, opts, pseudo_random, read_all, reset, temp_files, wait_for,
 };
 
 // ---------------------------------------------------------------------------------------------
 // Local helpers
 // ---------------------------------------------------------------------------------------------
-
-fn opts(config: &str) -> Options {
-    Options {
-        config: config.into(),
-        ..Default::default()
-    }
-}
-
-fn assert_transfer_start(code: u16, text: &str, what: &str) {
-    assert!(
-        code == 150 || code == 125,
-        "{what}: expected 150/125, got {code} {text}"
-    );
-}
-
-fn files_in(dir: &Path) -> BTreeSet<String> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect()
-}
 
 /// The server process's pid, found by its config path on the command line.
 fn server_pid(server: &TestServer) -> Option<u32> {

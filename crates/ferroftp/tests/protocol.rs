@@ -12,27 +12,16 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use common::{Ctrl, Options, TestServer, free_port_range, pseudo_random, read_all};
+use common::{
+    Ctrl, Options, TestServer, assert_transfer_start, files_in, free_port_range, opts, port_arg,
+    pseudo_random, read_all,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Local helpers
 // ---------------------------------------------------------------------------------------------
 
 const BIG: u64 = 50 << 20;
-
-fn opts(config: &str) -> Options {
-    Options {
-        config: config.into(),
-        ..Default::default()
-    }
-}
-
-fn assert_transfer_start(code: u16, text: &str, what: &str) {
-    assert!(
-        code == 150 || code == 125,
-        "{what}: expected 150/125, got {code} {text}"
-    );
-}
 
 /// Assert that no reply arrives on the control connection for `d`.
 fn assert_silent(c: &mut Ctrl, d: Duration) {
@@ -86,13 +75,6 @@ fn pasv_port(text: &str) -> u16 {
         .port()
 }
 
-fn port_arg(addr: SocketAddr) -> String {
-    let SocketAddr::V4(a) = addr else {
-        panic!("not v4")
-    };
-    ferroftp_proto::addr::format_port(a)
-}
-
 fn make_big(path: &Path) {
     let f = std::fs::File::create(path).unwrap();
     f.set_len(BIG).unwrap();
@@ -120,13 +102,6 @@ fn snapshot(root: &Path) -> Snapshot {
     let mut out = Snapshot::new();
     walk(root, root, &mut out);
     out
-}
-
-fn files_in(dir: &Path) -> BTreeSet<String> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -16,7 +16,10 @@
 
 mod common;
 
-use common::{Options, TestServer, log_count, names_in, pseudo_random, same};
+use common::{
+    Options, TestServer, assert_same_tree, log_count, names_in, path_str, pseudo_random, q, same,
+    script_path,
+};
 use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::net::SocketAddr;
@@ -78,10 +81,6 @@ impl Ftps {
     fn implicit(&self) -> SocketAddr {
         self.server.addrs[1]
     }
-}
-
-fn path_str(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 // ---- what the server log says about TLS ----
@@ -381,11 +380,6 @@ fn lftp_ok(ftps: &Ftps, open_url: &str, script: &str) -> String {
     out
 }
 
-/// Quote a local path for an lftp command line.
-fn q(p: &Path) -> String {
-    format!("\"{}\"", path_str(p))
-}
-
 /// A small tree: nested directories (one empty), a binary file, names with spaces and UTF-8.
 /// Returns the number of files.
 fn make_tree(base: &Path) -> usize {
@@ -408,44 +402,6 @@ fn make_tree(base: &Path) -> usize {
         std::fs::write(p, data).unwrap();
     }
     files.len()
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum Node {
-    Dir,
-    File(Vec<u8>),
-}
-
-/// Every directory and file under `base`, by relative path.
-fn snapshot(base: &Path) -> BTreeMap<String, Node> {
-    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, Node>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let e = e.unwrap();
-            let p = e.path();
-            let rel = p.strip_prefix(base).unwrap().to_str().unwrap().to_string();
-            if e.file_type().unwrap().is_dir() {
-                out.insert(rel, Node::Dir);
-                walk(base, &p, out);
-            } else {
-                out.insert(rel, Node::File(std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(base, base, &mut out);
-    out
-}
-
-/// Assert two trees hold the same directories and byte-identical files.
-fn assert_same_tree(got: &Path, want: &Path) {
-    let (g, w) = (snapshot(got), snapshot(want));
-    let names = |m: &BTreeMap<String, Node>| m.keys().cloned().collect::<Vec<_>>();
-    assert_eq!(names(&g), names(&w), "{got:?} vs {want:?}");
-    for (k, v) in &w {
-        if let (Node::File(a), Node::File(b)) = (v, &g[k]) {
-            same(b, a, k);
-        }
-    }
 }
 
 #[test]
@@ -568,12 +524,6 @@ fn lftp_verifies_the_certificate_and_refuses_one_from_another_ca() {
 }
 
 // ---- Python's ftplib ----
-
-fn script_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/py")
-        .join(name)
-}
 
 /// Run a scenario of tests/py/tls_ftplib.py against `addr`; asserts it succeeded.
 fn ftplib(ftps: &Ftps, scenario: &str, addr: SocketAddr) -> String {

@@ -212,3 +212,19 @@ pub fn first_line(s: &TcpStream) -> String {
     let _ = BufReader::new(s).read_line(&mut line);
     line
 }
+
+/// Assert a transfer started: 150 or 125.
+pub fn assert_transfer_start(code: u16, text: &str, what: &str) {
+    assert!(
+        code == 150 || code == 125,
+        "{what}: expected 150/125, got {code} {text}"
+    );
+}
+
+/// The PORT argument (`h1,h2,h3,h4,p1,p2`) for an IPv4 address.
+pub fn port_arg(addr: SocketAddr) -> String {
+    let SocketAddr::V4(a) = addr else {
+        panic!("not v4")
+    };
+    ferroftp_proto::addr::format_port(a)
+}

@@ -330,6 +330,14 @@ pub fn dev_cert(dir: &Path, hosts: &[&str]) -> (PathBuf, PathBuf) {
     (dir.join("cert.pem"), dir.join("key.pem"))
 }
 
+/// Options with `config` (TOML) added to the generated config file.
+pub fn opts(config: &str) -> Options {
+    Options {
+        config: config.into(),
+        ..Default::default()
+    }
+}
+
 /// How many server log lines contain `needle`.
 pub fn log_count(server: &TestServer, needle: &str) -> usize {
     server.log().lines().filter(|l| l.contains(needle)).count()

@@ -114,3 +114,77 @@ pub fn temp_files(dir: &Path) -> Vec<String> {
         .filter(|n| n.starts_with(TEMP_PREFIX))
         .collect()
 }
+
+/// The names in `dir`, as a set.
+pub fn files_in(dir: &Path) -> std::collections::BTreeSet<String> {
+    names_in(dir).into_iter().collect()
+}
+
+/// A path as the `&str` a command line needs.
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Quote a local path for an lftp command line.
+pub fn q(p: &Path) -> String {
+    format!("\"{}\"", path_str(p))
+}
+
+/// A script of tests/py.
+pub fn script_path(name: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/py")
+        .join(name)
+}
+
+/// What a path in a tree is, for [`snapshot`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Node {
+    /// A directory.
+    Dir,
+    /// A file and its bytes.
+    File(Vec<u8>),
+}
+
+/// Every directory and file under `base`, by relative path.
+pub fn snapshot(base: &Path) -> std::collections::BTreeMap<String, Node> {
+    fn walk(base: &Path, dir: &Path, out: &mut std::collections::BTreeMap<String, Node>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            let rel = p.strip_prefix(base).unwrap().to_str().unwrap().to_string();
+            if e.file_type().unwrap().is_dir() {
+                out.insert(rel, Node::Dir);
+                walk(base, &p, out);
+            } else {
+                out.insert(rel, Node::File(std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(base, base, &mut out);
+    out
+}
+
+/// Assert two trees hold the same directories and byte-identical files.
+pub fn assert_same_tree(got: &Path, want: &Path) {
+    let (g, w) = (snapshot(got), snapshot(want));
+    let missing: Vec<_> = w.keys().filter(|k| !g.contains_key(*k)).collect();
+    let extra: Vec<_> = g.keys().filter(|k| !w.contains_key(*k)).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{got:?} vs {want:?}: missing: {missing:?}\nextra: {extra:?}"
+    );
+    let differ: Vec<_> = w
+        .iter()
+        .filter(|(k, v)| g.get(*k) != Some(v))
+        .map(|(k, v)| match (v, &g[k]) {
+            (Node::File(a), Node::File(b)) => match a.iter().zip(b).position(|(x, y)| x != y) {
+                Some(i) => format!("{k} (first differing byte at offset {i})"),
+                None => format!("{k} ({} bytes, got {})", a.len(), b.len()),
+            },
+            _ => format!("{k} (kind differs)"),
+        })
+        .collect();
+    assert!(differ.is_empty(), "files differ: {differ:?}");
+}
