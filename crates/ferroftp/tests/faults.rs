@@ -24,8 +24,7 @@ use common::{
     Ctrl, Options, TEMP_PREFIX, TestServer, is_root, names_in, opts, pseudo_random, reset, same,
     temp_files, wait_for,
 };
-use suppaftp::types::FileType;
-use suppaftp::{FtpError, RustlsConnector, RustlsFtpStream};
+use suppaftp::{FtpError, RustlsFtpStream};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -158,29 +157,7 @@ impl TlsFiles {
 
 /// AUTH TLS (then PBSZ 0, PROT P), login, TYPE I, verifying the server against `tls.cert`.
 fn ftps_login(server: &TestServer, tls: &TlsFiles) -> RustlsFtpStream {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(&tls.cert).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let ftp = RustlsFtpStream::connect_timeout(server.addr, Duration::from_secs(10)).unwrap();
-    ftp.get_ref()
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let mut ftp = ftp
-        .into_secure(RustlsConnector::from(Arc::new(config)), "127.0.0.1")
-        .unwrap();
-    ftp.login(server.user.as_str(), server.password.as_str())
-        .unwrap();
-    ftp.transfer_type(FileType::Binary).unwrap();
-    ftp
+    common::ftps_login(server.addr, &tls.cert, &server.user, &server.password)
 }
 
 /// The code and text of the reply suppaftp did not expect.

@@ -9,12 +9,10 @@ use std::collections::BTreeMap;
 use std::io::{Cursor, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Options, TestServer, read_all};
-use suppaftp::types::FileType;
-use suppaftp::{RustlsConnector, RustlsFtpStream, Status};
+use common::{Options, TestServer, ftps_login, read_all};
+use suppaftp::Status;
 
 // ---- scraping ----
 
@@ -115,36 +113,6 @@ fn metrics_addr(server: &TestServer) -> SocketAddr {
 }
 
 // ---- FTPS with suppaftp (rustls) ----
-
-fn rustls_client(ca: &Path) -> Arc<rustls::ClientConfig> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Arc::new(config)
-}
-
-/// AUTH TLS, PBSZ 0, PROT P, login, TYPE I.
-fn ftps_login(addr: SocketAddr, ca: &Path, user: &str, password: &str) -> RustlsFtpStream {
-    let ftp = RustlsFtpStream::connect_timeout(addr, Duration::from_secs(10)).unwrap();
-    ftp.get_ref()
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let mut ftp = ftp
-        .into_secure(RustlsConnector::from(rustls_client(ca)), "127.0.0.1")
-        .unwrap();
-    ftp.login(user, password).unwrap();
-    ftp.transfer_type(FileType::Binary).unwrap();
-    ftp
-}
 
 // ---- the xferlog ----
 

@@ -17,15 +17,14 @@
 mod common;
 
 use common::{
-    Options, TestServer, assert_same_tree, log_count, names_in, path_str, pseudo_random, q, same,
-    script_path,
+    Options, TestServer, assert_same_tree, log_count, names_in, path_str, pseudo_random, q,
+    rustls_client, same, script_path,
 };
 use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use suppaftp::types::FileType;
 use suppaftp::{RustlsConnector, RustlsFtpStream};
@@ -693,27 +692,6 @@ fn ftplib_over_implicit_ftps_is_protected_without_pbsz_or_prot() {
 }
 
 // ---- suppaftp (rustls) ----
-
-/// A rustls client configuration that trusts exactly the certificate in `ca`, for the given
-/// TLS versions.
-fn rustls_client(
-    ca: &Path,
-    versions: &[&'static rustls::SupportedProtocolVersion],
-) -> Arc<rustls::ClientConfig> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(versions)
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Arc::new(config)
-}
 
 /// AUTH TLS (suppaftp then sends PBSZ 0 and PROT P), login, binary.
 fn suppaftp_login(

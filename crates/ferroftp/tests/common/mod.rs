@@ -1,12 +1,13 @@
 //! Test harness: runs the real `ferroftp` binary on an ephemeral loopback port with a temporary
 //! root ([`server`]), a small raw control-connection client for checking exact replies
-//! ([`ctrl`]), free loopback ports ([`ports`]) and small helpers ([`util`]). Every test binary
+//! ([`ctrl`]), free loopback ports ([`ports`]), TLS clients ([`tls`]) and small helpers ([`util`]). Every test binary
 //! has `mod common;` and uses what it needs, as `common::X`.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
 pub mod ctrl;
 pub mod ports;
 pub mod server;
+pub mod tls;
 pub mod util;
 
 // Not every binary uses every module.
@@ -16,5 +17,7 @@ pub use ctrl::*;
 pub use ports::*;
 #[allow(unused_imports)]
 pub use server::*;
+#[allow(unused_imports)]
+pub use tls::*;
 #[allow(unused_imports)]
 pub use util::*;
