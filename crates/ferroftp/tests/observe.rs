@@ -721,16 +721,6 @@ fn the_fail2ban_filter_matches_failed_logins_in_real_text_and_json_logs() {
 
 // ---- reload ----
 
-/// Send SIGHUP and wait for the `n`-th reload to be logged as done.
-fn reload(server: &TestServer, n: usize) {
-    server.signal("HUP");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while server.log().matches("configuration reloaded").count() < n {
-        assert!(Instant::now() < deadline, "no reload:\n{}", server.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// A loopback address with a port free just now.
 fn free_port() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -775,7 +765,7 @@ fn sighup_reopens_the_xferlog_and_moves_the_metrics_listener() {
         format!("{original}[metrics]\nlisten = \"{first}\"\n"),
     )
     .unwrap();
-    reload(&server, 1);
+    server.reloaded(1);
     c.stor("two.txt", b"22");
     let lines = xferlog_lines(&path, 1);
     assert!(
@@ -802,7 +792,7 @@ fn sighup_reopens_the_xferlog_and_moves_the_metrics_listener() {
         format!("{original}[metrics]\nlisten = \"{second}\"\n"),
     )
     .unwrap();
-    reload(&server, 2);
+    server.reloaded(2);
     expect(
         second,
         &[("ferroftp_transfers_total{verb=\"STOR\",result=\"ok\"}", 2.0)],
@@ -811,7 +801,7 @@ fn sighup_reopens_the_xferlog_and_moves_the_metrics_listener() {
 
     // Off again.
     std::fs::write(&config, &original).unwrap();
-    reload(&server, 3);
+    server.reloaded(3);
     assert_closes(second);
     c.cmd_ok("QUIT", 221);
 }

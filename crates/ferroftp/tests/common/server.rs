@@ -136,6 +136,35 @@ impl TestServer {
         assert!(ok, "kill -{name} failed");
     }
 
+    /// Send SIGHUP and wait for the `n`-th reload's outcome in the log (counted from the
+    /// start): its "configuration reloaded" or "reload refused" line.
+    pub fn reload(&self, n: usize) -> String {
+        self.signal("HUP");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            let done: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains("configuration reloaded") || l.contains("reload refused"))
+                .collect();
+            if let Some(line) = done.get(n - 1) {
+                return (*line).to_string();
+            }
+            assert!(Instant::now() < deadline, "no reload logged:\n{log}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// [`TestServer::reload`], asserting the reload was done (not refused).
+    pub fn reloaded(&self, n: usize) {
+        let line = self.reload(n);
+        assert!(
+            line.contains("configuration reloaded"),
+            "reload {n}: {line}\n{}",
+            self.log()
+        );
+    }
+
     /// Wait until the log contains `needle` (or panic after `secs`).
     pub fn wait_for_log(&self, needle: &str, secs: u64) -> String {
         let deadline = Instant::now() + Duration::from_secs(secs);
