@@ -7,7 +7,9 @@
 
 mod common;
 
-use common::{TestServer, assert_same_tree, log_count, pseudo_random, q, same, snapshot};
+use common::{
+    TestServer, assert_same_tree, log_count, mtime_secs, pseudo_random, q, same, snapshot,
+};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -131,16 +133,6 @@ fn make_tree(base: &Path) -> (usize, usize) {
         files.len(),
         files.iter().filter(|(_, d)| !d.is_empty()).count(),
     )
-}
-
-fn mtime_secs(p: &Path) -> u64 {
-    std::fs::metadata(p)
-        .unwrap()
-        .modified()
-        .unwrap()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
 }
 
 #[test]

@@ -5,9 +5,10 @@
 
 mod common;
 
-use common::{Options, TestServer, log_count, pseudo_random, same, script_path};
+use common::{
+    Options, TestServer, log_count, mtime_secs, pseudo_random, same, script_path, set_mtime,
+};
 use std::process::{Command, Stdio};
-use std::time::{Duration, UNIX_EPOCH};
 
 /// Run a script against the server and assert it succeeded; returns its stdout.
 fn run_script(server: &TestServer, host: &str, script: &str) -> String {
@@ -39,17 +40,6 @@ fn run_script(server: &TestServer, host: &str, script: &str) -> String {
         "{script} did not finish: {stdout}"
     );
     stdout
-}
-
-fn set_mtime(path: &std::path::Path, secs: u64) {
-    let f = std::fs::File::options().write(true).open(path).unwrap();
-    f.set_modified(UNIX_EPOCH + Duration::from_secs(secs))
-        .unwrap();
-}
-
-fn mtime_secs(path: &std::path::Path) -> u64 {
-    let m = std::fs::metadata(path).unwrap().modified().unwrap();
-    m.duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
 #[test]

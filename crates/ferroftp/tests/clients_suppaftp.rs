@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{TestServer, log_count, pseudo_random, same};
+use common::{TestServer, log_count, pseudo_random, same, set_mtime};
 use std::io::{Cursor, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, UNIX_EPOCH};
@@ -37,12 +37,6 @@ fn refused<T: std::fmt::Debug>(r: Result<T, FtpError>) -> Status {
         Err(FtpError::UnexpectedResponse(resp)) => resp.status,
         other => panic!("expected a refusal, got {other:?}"),
     }
-}
-
-fn set_mtime(path: &std::path::Path, secs: u64) {
-    let f = std::fs::File::options().write(true).open(path).unwrap();
-    f.set_modified(UNIX_EPOCH + Duration::from_secs(secs))
-        .unwrap();
 }
 
 #[test]

@@ -19,16 +19,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bin, is_root, run, run_with_input};
+use common::{bin, is_root, repo, run, run_with_input};
 use serde_json::Value;
 
 const TOKEN: &str = "production-test-token-0123456789";
 /// A bcrypt hash of "carol-pw" (as in tests/migration.rs).
 const CAROL_BCRYPT: &str = "$2b$05$CarolSaltCarolSaltCareNveiyKdSda/yYKeG7KONPgtKNQ5fBfu";
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 /// The system user, the server running as it and the temporary tree; all removed on drop,
 /// also when an assertion fails.

@@ -188,3 +188,21 @@ pub fn assert_same_tree(got: &Path, want: &Path) {
         .collect();
     assert!(differ.is_empty(), "files differ: {differ:?}");
 }
+
+/// The repository's top directory.
+pub fn repo() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Set a file's modification time to `secs` after the epoch.
+pub fn set_mtime(path: &Path, secs: u64) {
+    let f = std::fs::File::options().write(true).open(path).unwrap();
+    f.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(secs))
+        .unwrap();
+}
+
+/// A file's modification time, in whole seconds after the epoch.
+pub fn mtime_secs(path: &Path) -> u64 {
+    let m = std::fs::metadata(path).unwrap().modified().unwrap();
+    m.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
