@@ -1,6 +1,7 @@
 //! Prometheus metrics: counters and gauges kept in atomics, rendered in the text exposition
-//! format, and a minimal HTTP/1.1 responder that serves them on their own listener
-//! (`metrics.listen`, `--metrics-listen`): `GET /metrics` and nothing else.
+//! format, and the axum router that serves them on their own listener (`metrics.listen`,
+//! `--metrics-listen`) through the serve loop the admin API uses ([`crate::http`]):
+//! `GET /metrics` and nothing else.
 //!
 //! Everything a session touches is a relaxed atomic add on a fixed slot; the only lock is the
 //! short list of listeners, taken once per accepted connection. A session holds one `Arc` (to
