@@ -221,14 +221,7 @@ impl TestServer {
         if !opts.users.is_empty() {
             let users_path = dir.path().join("users.toml");
             for (name, pw, extra) in &opts.users {
-                add_user(&users_path, name, pw, None);
-                if !extra.is_empty() {
-                    let mut text = std::fs::read_to_string(&users_path).unwrap();
-                    // Put the extra keys into this user's table (it is the last one added).
-                    text.push_str(extra);
-                    text.push('\n');
-                    std::fs::write(&users_path, text).unwrap();
-                }
+                add_user_with(&users_path, name, pw, extra);
             }
             config.push_str(&format!(
                 "users_file = {:?}\n",
@@ -345,6 +338,18 @@ pub fn add_user(users: &Path, name: &str, password: &str, home: Option<&Path>) {
         "passwd failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// [`add_user`], then `extra` (TOML lines such as `home = "x"`) into the new user's table
+/// (the last one in the file).
+pub fn add_user_with(users: &Path, name: &str, password: &str, extra: &str) {
+    add_user(users, name, password, None);
+    if !extra.is_empty() {
+        let mut text = std::fs::read_to_string(users).unwrap();
+        text.push_str(extra);
+        text.push('\n');
+        std::fs::write(users, text).unwrap();
+    }
 }
 
 /// A development certificate for `hosts`, made with `ferroftp cert`: (cert.pem, key.pem).
