@@ -12,6 +12,7 @@ pub struct Ctrl {
 }
 
 impl Ctrl {
+    /// Connect to `addr` and assert its 220 greeting.
     pub fn connect(addr: SocketAddr) -> Self {
         Self::greeted(TcpStream::connect(addr).unwrap())
     }
@@ -35,6 +36,7 @@ impl Ctrl {
         }
     }
 
+    /// Send bytes as they are (no CRLF added).
     pub fn send_raw(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).unwrap();
     }
@@ -92,6 +94,7 @@ impl Ctrl {
         }
     }
 
+    /// Send `line` with CRLF and read its reply.
     pub fn cmd(&mut self, line: &str) -> (u16, String) {
         self.send_raw(format!("{line}\r\n").as_bytes());
         self.reply()
@@ -104,6 +107,7 @@ impl Ctrl {
         text
     }
 
+    /// USER and PASS, asserting 331 then 230.
     pub fn login(&mut self, user: &str, password: &str) {
         self.cmd_ok(&format!("USER {user}"), 331);
         self.cmd_ok(&format!("PASS {password}"), 230);
@@ -154,6 +158,7 @@ impl Ctrl {
         String::from_utf8(bytes).unwrap()
     }
 
+    /// Read a reply and assert its code; returns the text.
     pub fn cmd_ok_reply(&mut self, code: u16) -> String {
         let (got, text) = self.reply();
         assert_eq!(got, code, "expected {code}, got {got} {text}");
@@ -181,6 +186,7 @@ fn reply_text(reply: ferroftp_proto::Reply) -> (u16, String) {
     (reply.code, text)
 }
 
+/// Read a data connection to its end (20 s read timeout).
 pub fn read_all(mut s: TcpStream) -> Vec<u8> {
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut v = Vec::new();

@@ -4,10 +4,15 @@
 //! has `mod common;` and uses what it needs, as `common::X`.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 
+/// The raw control-connection client.
 pub mod ctrl;
+/// Free loopback ports.
 pub mod ports;
+/// The server under test.
 pub mod server;
+/// TLS clients.
 pub mod tls;
+/// Small helpers.
 pub mod util;
 
 // Not every binary uses every module.

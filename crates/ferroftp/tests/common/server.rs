@@ -77,19 +77,23 @@ pub fn startup_line(line: &str) -> Startup {
     Startup::Other
 }
 
+/// The ferroftp binary under test.
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_ferroftp")
 }
 
 impl TestServer {
+    /// A server with the default options (a generated user, one plain listener).
     pub fn start() -> Self {
         Self::with(Options::default())
     }
 
+    /// A server started with `opts`.
     pub fn with(opts: Options) -> Self {
         Self::with_wrapper(opts, &[], |_, _| {})
     }
 
+    /// The first listener's port.
     pub fn port(&self) -> u16 {
         self.addr.port()
     }
@@ -104,6 +108,7 @@ impl TestServer {
         )
     }
 
+    /// The server's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
