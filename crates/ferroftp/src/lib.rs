@@ -21,6 +21,7 @@ pub mod config;
 pub mod core;
 pub mod doctor;
 pub mod error;
+mod http;
 pub mod import;
 pub mod observe;
 pub mod policy;

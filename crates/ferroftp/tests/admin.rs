@@ -11,9 +11,9 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Options, TestServer, bin, run};
+use common::{Options, TestServer, bin, run, wait_for};
 use serde_json::Value;
 
 const TOKEN: &str = "test-admin-token-0123456789abcdef";
@@ -120,15 +120,6 @@ fn error(
         .to_string()
 }
 
-/// Poll until `f` holds (or panic after `secs`).
-fn wait_until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn sessions(addr: SocketAddr) -> Vec<Value> {
     ok(addr, "GET", "/sessions", None, 200)
         .as_array()
@@ -228,7 +219,7 @@ fn status_and_sessions_show_who_is_connected_and_a_transfer_in_progress() {
     assert_eq!(s["local"], server.addr.to_string());
     anon.cmd_ok("QUIT", 221);
     drop(anon);
-    wait_until(10, "the first session to end", || {
+    wait_for("the first session to end", Duration::from_secs(10), || {
         session_of(addr, anon_peer).is_none()
     });
 
@@ -252,7 +243,7 @@ fn status_and_sessions_show_who_is_connected_and_a_transfer_in_progress() {
     let data = ftp.pasv_connect();
     ftp.cmd_ok("RETR big.bin", 150);
     let mut transfer = Value::Null;
-    wait_until(10, "the transfer's progress", || {
+    wait_for("the transfer's progress", Duration::from_secs(10), || {
         transfer = session_of(addr, peer).unwrap()["transfer"].clone();
         transfer["bytes"].as_u64().unwrap_or(0) > 0
     });
@@ -306,7 +297,7 @@ fn a_kicked_upload_is_discarded_like_any_interrupted_upload() {
     ftp.cmd_ok("STOR partial.bin", 150);
     data.write_all(&vec![7u8; 256 * 1024]).unwrap();
     let mut id = 0;
-    wait_until(10, "the upload's progress", || {
+    wait_for("the upload's progress", Duration::from_secs(10), || {
         let s = session_of(addr, peer).unwrap();
         id = s["id"].as_u64().unwrap();
         s["transfer"]["bytes"].as_u64().unwrap_or(0) > 0
@@ -443,7 +434,7 @@ fn users_are_added_disabled_and_enabled_through_the_api() {
     let (code, text) = bob.reply();
     assert_eq!(code, 421, "{text}");
     assert!(bob.is_closed());
-    wait_until(10, "bob's session to end", || {
+    wait_for("bob's session to end", Duration::from_secs(10), || {
         session_of(addr, bob_peer).is_none()
     });
     let mut c = server.connect();
@@ -682,7 +673,7 @@ fn reload_applies_a_change_refuses_a_bad_config_and_rereads_the_token() {
     std::fs::write(&config, &original).unwrap();
     std::fs::write(token_dir.path().join("admin.token"), "the-new-token\n").unwrap();
     server.signal("HUP");
-    wait_until(10, "the new token", || {
+    wait_for("the new token", Duration::from_secs(10), || {
         call(addr, "GET", "/status", Some("the-new-token"), None).0 == 200
     });
     assert_eq!(call(addr, "GET", "/status", Some(TOKEN), None).0, 401);

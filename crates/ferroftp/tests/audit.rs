@@ -5,14 +5,14 @@
 
 mod common;
 
-use std::io::{BufRead, ErrorKind, Write};
+use std::io::{ErrorKind, Write};
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{Ctrl, Options, TestServer, bin, free_block_below_ephemeral};
+use common::{Ctrl, Options, TestServer, bin, free_port_range, port_arg};
 
 /// A server whose only user, `u`, has exactly `perms`, logging at info (a flood of bad lines
 /// would fill the debug log).
@@ -41,13 +41,6 @@ fn status_kib(pid: u32, field: &str) -> u64 {
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-}
-
-fn port_arg(addr: SocketAddr) -> String {
-    let SocketAddr::V4(a) = addr else {
-        panic!("not v4")
-    };
-    ferroftp_proto::addr::format_port(a)
 }
 
 /// The final reply of a transfer command that may have started (150) first.
@@ -112,16 +105,15 @@ fn a_control_flood_after_a_failed_transfer_keeps_the_servers_memory_bounded() {
     // Every line is answered, in order, and nothing is lost: the 426 of the transfer, a 500
     // per empty line, then the NOOP's 200.
     let (mut failed, mut empty) = (0usize, 0usize);
-    let mut line = Vec::new();
     loop {
-        line.clear();
-        let n = c.reader.read_until(b'\n', &mut line).unwrap();
-        assert!(n > 0, "connection closed after {empty} empty-line replies");
-        match &line[..3] {
-            b"426" => failed += 1,
-            b"500" => empty += 1,
-            b"200" => break,
-            other => panic!("unexpected reply {:?}", String::from_utf8_lossy(other)),
+        let Some((code, text)) = c.next_reply().unwrap() else {
+            panic!("connection closed after {empty} empty-line replies");
+        };
+        match code {
+            426 => failed += 1,
+            500 => empty += 1,
+            200 => break,
+            other => panic!("unexpected reply {other} {text}"),
         }
     }
     flooder.join().unwrap();
@@ -146,7 +138,7 @@ fn an_active_data_connection_that_reaches_itself_fails_with_425() {
     // A listener port whose port below is free, for the server to listen on. Both below the
     // ephemeral range: probed free and released inside it, either could be given to another
     // test's outgoing connection before the server binds it.
-    let port = free_block_below_ephemeral(2) + 1;
+    let port = free_port_range(2) + 1;
     let server = TestServer::with(Options {
         listen: Some(format!("127.0.0.1:{port}")),
         config: "[active]\nsource_port_below_listener = true\n".into(),

@@ -63,11 +63,7 @@ fn users_file(dir: &Path, users: &[(&str, &str)]) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let path = dir.join("users.toml");
     for (name, extra) in users {
-        common::add_user(&path, name, "pw", None);
-        let mut text = std::fs::read_to_string(&path).unwrap();
-        text.push_str(extra);
-        text.push('\n');
-        std::fs::write(&path, text).unwrap();
+        common::add_user_with(&path, name, "pw", extra);
     }
     path
 }

@@ -5,8 +5,7 @@
 
 mod common;
 
-use common::{Options, TestServer, pseudo_random};
-use std::path::Path;
+use common::{Options, TestServer, log_count, path_str, pseudo_random};
 use std::process::{Command, Output, Stdio};
 
 /// Run curl with the server's credentials (if `auth`) plus `args`.
@@ -35,10 +34,6 @@ fn curl_ok(server: &TestServer, args: &[&str]) -> Vec<u8> {
     out.stdout
 }
 
-fn path_str(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 /// Percent-encode a path for an ftp:// URL (keeps '/').
 fn enc(path: &str) -> String {
     let mut s = String::new();
@@ -50,11 +45,6 @@ fn enc(path: &str) -> String {
         }
     }
     s
-}
-
-/// How many server log lines contain `needle`.
-fn log_count(server: &TestServer, needle: &str) -> usize {
-    server.log().lines().filter(|l| l.contains(needle)).count()
 }
 
 /// The `bytes=` of every logged transfer with this verb, in order.

@@ -7,8 +7,9 @@
 
 mod common;
 
-use common::{TestServer, pseudo_random};
-use std::collections::BTreeMap;
+use common::{
+    TestServer, assert_same_tree, log_count, mtime_secs, pseudo_random, q, same, snapshot,
+};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -57,23 +58,6 @@ fn lftp_ok(server: &TestServer, passive: bool, script: &str) -> String {
     let (ok, out, err) = lftp(server, passive, script);
     assert!(ok, "lftp `{script}` failed\nstdout:\n{out}\nstderr:\n{err}");
     out
-}
-
-/// Quote a local path for an lftp command line.
-fn q(p: &Path) -> String {
-    format!("\"{}\"", p.to_str().unwrap())
-}
-
-/// Compare bytes without dumping them on failure.
-fn same(got: &[u8], want: &[u8], what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: length differs");
-    if let Some(i) = got.iter().zip(want).position(|(a, b)| a != b) {
-        panic!("{what}: first differing byte at offset {i}");
-    }
-}
-
-fn log_count(server: &TestServer, needle: &str) -> usize {
-    server.log().lines().filter(|l| l.contains(needle)).count()
 }
 
 fn transfers(server: &TestServer, verb: &str) -> usize {
@@ -149,62 +133,6 @@ fn make_tree(base: &Path) -> (usize, usize) {
         files.len(),
         files.iter().filter(|(_, d)| !d.is_empty()).count(),
     )
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum Node {
-    Dir,
-    File(Vec<u8>),
-}
-
-/// Every directory and file under `base`, by relative path.
-fn snapshot(base: &Path) -> BTreeMap<String, Node> {
-    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, Node>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let e = e.unwrap();
-            let p = e.path();
-            let rel = p.strip_prefix(base).unwrap().to_str().unwrap().to_string();
-            if e.file_type().unwrap().is_dir() {
-                out.insert(rel, Node::Dir);
-                walk(base, &p, out);
-            } else {
-                out.insert(rel, Node::File(std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(base, base, &mut out);
-    out
-}
-
-/// Assert two trees hold the same directories and byte-identical files.
-fn assert_same_tree(got: &Path, want: &Path) {
-    let (g, w) = (snapshot(got), snapshot(want));
-    let missing: Vec<_> = w.keys().filter(|k| !g.contains_key(*k)).collect();
-    let extra: Vec<_> = g.keys().filter(|k| !w.contains_key(*k)).collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "missing: {missing:?}\nextra: {extra:?}"
-    );
-    let differ: Vec<_> = w
-        .iter()
-        .filter(|(k, v)| g.get(*k) != Some(v))
-        .map(|(k, v)| match (v, &g[k]) {
-            (Node::File(a), Node::File(b)) => format!("{k} ({} bytes, got {})", a.len(), b.len()),
-            _ => format!("{k} (kind differs)"),
-        })
-        .collect();
-    assert!(differ.is_empty(), "files differ: {differ:?}");
-}
-
-fn mtime_secs(p: &Path) -> u64 {
-    std::fs::metadata(p)
-        .unwrap()
-        .modified()
-        .unwrap()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
 }
 
 #[test]

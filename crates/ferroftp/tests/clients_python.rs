@@ -5,16 +5,10 @@
 
 mod common;
 
-use common::{Options, TestServer, pseudo_random};
-use std::path::PathBuf;
+use common::{
+    Options, TestServer, log_count, mtime_secs, pseudo_random, same, script_path, set_mtime,
+};
 use std::process::{Command, Stdio};
-use std::time::{Duration, UNIX_EPOCH};
-
-fn script_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/py")
-        .join(name)
-}
 
 /// Run a script against the server and assert it succeeded; returns its stdout.
 fn run_script(server: &TestServer, host: &str, script: &str) -> String {
@@ -46,29 +40,6 @@ fn run_script(server: &TestServer, host: &str, script: &str) -> String {
         "{script} did not finish: {stdout}"
     );
     stdout
-}
-
-/// Compare bytes without dumping them on failure.
-fn same(got: &[u8], want: &[u8], what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: length differs");
-    if let Some(i) = got.iter().zip(want).position(|(a, b)| a != b) {
-        panic!("{what}: first differing byte at offset {i}");
-    }
-}
-
-fn log_count(server: &TestServer, needle: &str) -> usize {
-    server.log().lines().filter(|l| l.contains(needle)).count()
-}
-
-fn set_mtime(path: &std::path::Path, secs: u64) {
-    let f = std::fs::File::options().write(true).open(path).unwrap();
-    f.set_modified(UNIX_EPOCH + Duration::from_secs(secs))
-        .unwrap();
-}
-
-fn mtime_secs(path: &std::path::Path) -> u64 {
-    let m = std::fs::metadata(path).unwrap().modified().unwrap();
-    m.duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
 #[test]

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{TestServer, pseudo_random};
+use common::{TestServer, log_count, pseudo_random, same, set_mtime};
 use std::io::{Cursor, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, UNIX_EPOCH};
@@ -37,24 +37,6 @@ fn refused<T: std::fmt::Debug>(r: Result<T, FtpError>) -> Status {
         Err(FtpError::UnexpectedResponse(resp)) => resp.status,
         other => panic!("expected a refusal, got {other:?}"),
     }
-}
-
-/// Compare bytes without dumping them on failure.
-fn same(got: &[u8], want: &[u8], what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: length differs");
-    if let Some(i) = got.iter().zip(want).position(|(a, b)| a != b) {
-        panic!("{what}: first differing byte at offset {i}");
-    }
-}
-
-fn log_count(server: &TestServer, needle: &str) -> usize {
-    server.log().lines().filter(|l| l.contains(needle)).count()
-}
-
-fn set_mtime(path: &std::path::Path, secs: u64) {
-    let f = std::fs::File::options().write(true).open(path).unwrap();
-    f.set_modified(UNIX_EPOCH + Duration::from_secs(secs))
-        .unwrap();
 }
 
 #[test]

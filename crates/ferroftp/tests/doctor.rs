@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{
-    Options, TestServer, add_user, bin, code_and_text, dev_cert, free_block_below_ephemeral,
+    Options, TestServer, add_user, bin, code_and_text, dev_cert, free_port, free_port_range,
     lines_with, run_with_input,
 };
 
@@ -32,29 +32,10 @@ fn doctor(args: &[&str], stdin: &str, within: Duration) -> (i32, String) {
     (code, text)
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A passive range of `n` ports that are free now (probed; good enough on loopback).
+/// A passive range of `n` ports that are free now: (first, last).
 fn free_range(n: u16) -> (u16, u16) {
-    for _ in 0..100 {
-        let low = free_port();
-        if low.checked_add(n).is_none() {
-            continue;
-        }
-        let held: Vec<_> = (low..low + n)
-            .map(|p| TcpListener::bind(("127.0.0.1", p)))
-            .collect();
-        if held.iter().all(Result::is_ok) {
-            return (low, low + n - 1);
-        }
-    }
-    panic!("no free range of {n} ports");
+    let low = free_port_range(n);
+    (low, low + n - 1)
 }
 
 /// A configuration directory: a root, a users file, a development certificate, and a
@@ -229,7 +210,7 @@ fn a_running_ferroftp_on_the_configured_ports_is_recognised_not_failed() {
     let (server, path, explicit, implicit) = loop {
         tries += 1;
         assert!(tries <= 5, "no block of ports stayed free");
-        let base = free_block_below_ephemeral(9);
+        let base = free_port_range(9);
         let (explicit, implicit, admin, metrics) = (base, base + 1, base + 2, base + 3);
         let (low, high) = (base + 4, base + 8);
         let config = format!(

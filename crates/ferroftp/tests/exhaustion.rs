@@ -15,15 +15,17 @@ mod common;
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use common::{Ctrl, Options, TestServer, connect_from, read_all};
+use common::{
+    Ctrl, Options, TestServer, connect_from, first_line, free_port_range, read_all, reset, wait_for,
+};
 
 // ---------------------------------------------------------------------------------------------
 // The server, its user and the well-behaved client
@@ -70,13 +72,6 @@ impl Target {
     }
 }
 
-/// A TCP connection from a chosen local address (e.g. 127.0.0.2) to `to`.
-/// Close with RST instead of FIN.
-fn reset(stream: TcpStream) {
-    let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
-    drop(stream);
-}
-
 /// A control connection from one source address; its data connections come from the same one
 /// (the server refuses passive connections from another address than the control's).
 struct Client {
@@ -94,13 +89,7 @@ impl Client {
 
     /// Read the 220 greeting on a connection made from `from`.
     fn over(stream: TcpStream, from: Ipv4Addr) -> Self {
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        let mut ctrl = Ctrl {
-            reader: BufReader::new(stream.try_clone().unwrap()),
-            stream,
-        };
+        let mut ctrl = Ctrl::over(stream);
         let (code, text) = ctrl.reply();
         assert_eq!(code, 220, "greeting for a client at {from}: {code} {text}");
         Self { ctrl, from }
@@ -272,23 +261,6 @@ fn drain(mut s: TcpStream) -> u64 {
     }
 }
 
-/// The first line the server sends on a fresh connection.
-fn first_line(s: &TcpStream) -> String {
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut line = String::new();
-    let _ = BufReader::new(s).read_line(&mut line);
-    line
-}
-
-/// Wait until `cond` holds (polling), or panic with `what`.
-fn wait_for(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}
-
 fn log_lines(server: &TestServer, needles: &[&str]) -> usize {
     server
         .log()
@@ -312,31 +284,6 @@ fn big_directory(server: &TestServer) -> &'static str {
         .unwrap();
     }
     "big"
-}
-
-/// A range of `n` consecutive ports, currently free on 127.0.0.1, below the ephemeral range.
-fn free_port_range(n: u16) -> u16 {
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let seed = (SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos()
-        ^ std::process::id().wrapping_mul(2_654_435_761)) as u16;
-    let _ = NEXT.compare_exchange(0, 12000 + seed % 15000, Ordering::SeqCst, Ordering::SeqCst);
-    for _ in 0..500 {
-        let base = NEXT.fetch_add(n + 3, Ordering::SeqCst);
-        if base > 30000 {
-            NEXT.store(12000, Ordering::SeqCst);
-            continue;
-        }
-        let held: Vec<_> = (0..n)
-            .map(|i| TcpListener::bind((Ipv4Addr::LOCALHOST, base + i)))
-            .collect();
-        if held.iter().all(Result::is_ok) {
-            return base;
-        }
-    }
-    panic!("no free port range of {n} found");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -20,51 +20,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Ctrl, Options, TestServer, pseudo_random};
-use suppaftp::types::FileType;
-use suppaftp::{FtpError, RustlsConnector, RustlsFtpStream};
+use common::{
+    Ctrl, Options, TEMP_PREFIX, TestServer, is_root, names_in, opts, pseudo_random, reset, same,
+    temp_files, wait_for,
+};
+use suppaftp::{FtpError, RustlsFtpStream};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-const TEMP_PREFIX: &str = ".ferroftp-upload.";
-
 fn skip(test: &str, why: &str) {
     eprintln!("SKIP {test}: {why}");
-}
-
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
-
-/// Compare bytes without dumping them on failure.
-fn same(got: &[u8], want: &[u8], what: &str) {
-    if let Some(i) = got.iter().zip(want).position(|(a, b)| a != b) {
-        panic!(
-            "{what}: first differing byte at offset {i} (lengths {} and {})",
-            got.len(),
-            want.len()
-        );
-    }
-    assert_eq!(got.len(), want.len(), "{what}: length differs");
-}
-
-/// Names in a directory on disk, sorted, hidden upload temp files included.
-fn names_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
-fn temp_files(dir: &Path) -> Vec<String> {
-    names_in(dir)
-        .into_iter()
-        .filter(|n| n.starts_with(TEMP_PREFIX))
-        .collect()
 }
 
 /// Size of the largest upload temp file in `dir` (None: there is none).
@@ -80,28 +47,11 @@ fn file_len(p: &Path) -> u64 {
     std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
 }
 
-/// Wait until `cond` holds (polling), or panic with `what`.
-fn wait_for(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn assert_transfer_start((code, text): (u16, String), what: &str) {
     assert!(
         code == 150 || code == 125,
         "{what}: expected 150/125, got {code} {text}"
     );
-}
-
-/// Close with RST instead of FIN.
-fn reset(stream: TcpStream) {
-    socket2::SockRef::from(&stream)
-        .set_linger(Some(Duration::ZERO))
-        .unwrap();
-    drop(stream);
 }
 
 /// A small receive buffer, so that a slow reader really holds the server back (no autotuning
@@ -130,13 +80,6 @@ fn log_lines(server: &TestServer, needles: &[&str]) -> Vec<String> {
 
 fn sessions_closed(server: &TestServer) -> usize {
     log_lines(server, &["session closed"]).len()
-}
-
-fn opts(config: &str) -> Options {
-    Options {
-        config: config.into(),
-        ..Default::default()
-    }
 }
 
 /// A tmpfs mounted for the life of the guard; unmounted on drop, panics included. Declare it
@@ -214,29 +157,7 @@ impl TlsFiles {
 
 /// AUTH TLS (then PBSZ 0, PROT P), login, TYPE I, verifying the server against `tls.cert`.
 fn ftps_login(server: &TestServer, tls: &TlsFiles) -> RustlsFtpStream {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(&tls.cert).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let ftp = RustlsFtpStream::connect_timeout(server.addr, Duration::from_secs(10)).unwrap();
-    ftp.get_ref()
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let mut ftp = ftp
-        .into_secure(RustlsConnector::from(Arc::new(config)), "127.0.0.1")
-        .unwrap();
-    ftp.login(server.user.as_str(), server.password.as_str())
-        .unwrap();
-    ftp.transfer_type(FileType::Binary).unwrap();
-    ftp
+    common::ftps_login(server.addr, &tls.cert, &server.user, &server.password)
 }
 
 /// The code and text of the reply suppaftp did not expect.

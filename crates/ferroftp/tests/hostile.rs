@@ -6,74 +6,21 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicU16, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use common::{Ctrl, Options, TestServer, connect_from, pseudo_random, read_all};
+use common::{
+    Ctrl, Options, TestServer, assert_transfer_start, connect_from, files_in, first_line,
+    free_port_range, opts, pseudo_random, read_all, reset, temp_files, wait_for,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Local helpers
 // ---------------------------------------------------------------------------------------------
-
-fn opts(config: &str) -> Options {
-    Options {
-        config: config.into(),
-        ..Default::default()
-    }
-}
-
-fn assert_transfer_start(code: u16, text: &str, what: &str) {
-    assert!(
-        code == 150 || code == 125,
-        "{what}: expected 150/125, got {code} {text}"
-    );
-}
-
-/// A TCP connection from a chosen local IP (e.g. 127.0.0.2) to `to`.
-/// Close with RST instead of FIN.
-fn reset(stream: TcpStream) {
-    socket2::SockRef::from(&stream)
-        .set_linger(Some(Duration::ZERO))
-        .unwrap();
-    drop(stream);
-}
-
-/// Read one raw reply line from a fresh connection (no 220 assumption).
-fn first_line(s: &TcpStream) -> String {
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut line = String::new();
-    let _ = BufReader::new(s).read_line(&mut line);
-    line
-}
-
-fn temp_files(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(".ferroftp-upload."))
-        .collect()
-}
-
-fn files_in(dir: &Path) -> BTreeSet<String> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect()
-}
-
-/// Wait until `cond` holds (polling), or panic with `what`.
-fn wait_for(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// The server process's pid, found by its config path on the command line.
 fn server_pid(server: &TestServer) -> Option<u32> {
@@ -99,31 +46,6 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
-}
-
-/// A range of `n` consecutive ports, currently free on 127.0.0.1, below the ephemeral range.
-fn free_port_range(n: u16) -> u16 {
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let seed = (SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos()
-        ^ std::process::id().wrapping_mul(2_654_435_761)) as u16;
-    let _ = NEXT.compare_exchange(0, 12000 + seed % 15000, Ordering::SeqCst, Ordering::SeqCst);
-    for _ in 0..500 {
-        let base = NEXT.fetch_add(n + 3, Ordering::SeqCst);
-        if base > 30000 {
-            NEXT.store(12000, Ordering::SeqCst);
-            continue;
-        }
-        let held: Vec<_> = (0..n)
-            .map(|i| TcpListener::bind((Ipv4Addr::LOCALHOST, base + i)))
-            .collect();
-        if held.iter().all(Result::is_ok) {
-            return base;
-        }
-    }
-    panic!("no free port range of {n} found");
 }
 
 /// A server whose root has `pub.txt`, with a sibling directory `outside/` (next to the root,
@@ -1086,12 +1008,8 @@ fn failed_logins_close_the_connection_after_the_limit() {
     }
     let _ = c.stream.write_all(burst.as_bytes());
     let mut codes = Vec::new();
-    loop {
-        let mut line = String::new();
-        match c.reader.read_line(&mut line) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => codes.push(line[..3].to_string()),
-        }
+    while let Ok(Some((code, _))) = c.next_reply() {
+        codes.push(code.to_string());
     }
     assert_eq!(codes, ["331", "530", "331", "421"], "{codes:?}");
     server.assert_still_serving();

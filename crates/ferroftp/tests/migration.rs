@@ -88,11 +88,6 @@ fn hash_in(users: &Path, user: &str) -> String {
         .to_owned()
 }
 
-fn reload(server: &TestServer) {
-    server.signal("HUP");
-    server.wait_for_log("configuration reloaded", 10);
-}
-
 #[test]
 fn bcrypt_and_crypt_hashes_log_in_and_wrong_passwords_get_the_same_reply() {
     let (_dir, users) = users_file(&[
@@ -180,7 +175,7 @@ fn rehash_rewrites_the_file_to_argon2id_and_logins_go_on_across_reload_and_resta
     );
 
     // A reload reads the argon2id hashes; the passwords are the same.
-    reload(&server1);
+    server1.reloaded(1);
     let _alice = assert_logs_in(&server1, "alice");
     let _carol = assert_logs_in(&server1, "carol");
     assert_eq!(
@@ -216,7 +211,7 @@ fn rehash_never_overwrites_a_password_changed_since_the_file_was_loaded() {
     server.wait_for_log("from=sha512-crypt", 20);
     server.wait_for_log("no longer holds the hash that was checked", 20);
     assert_eq!(hash_in(&users, "alice"), changed);
-    reload(&server);
+    server.reloaded(1);
     let mut c = server.connect();
     c.login("alice", "brand-new");
     let _bob = assert_logs_in(&server, "bob");
@@ -514,7 +509,7 @@ fn import_users_refuses_homes_outside_the_root_before_writing_and_the_server_kee
         "{err}"
     );
     assert_eq!(std::fs::read_to_string(&users).unwrap(), before);
-    reload(&server);
+    server.reloaded(1);
     assert_logs_in(&server, "bob");
     // Under the root: imported; the server reloads the file and frank logs in.
     with_config.extend(["--home-root", "homes"]);

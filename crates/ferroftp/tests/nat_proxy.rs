@@ -11,25 +11,15 @@ use std::time::{Duration, Instant};
 
 use common::{Ctrl, Options, TestServer};
 
+/// A TCP connection to `to` from the loopback address `src` (standing for another host).
 fn connect_from(src: &str, to: SocketAddr) -> TcpStream {
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    let src: SocketAddr = format!("{src}:0").parse().unwrap();
-    sock.bind(&src.into()).unwrap();
-    sock.connect_timeout(&to.into(), Duration::from_secs(5))
-        .unwrap();
-    let s: TcpStream = sock.into();
+    let s = common::connect_from(src.parse().unwrap(), to).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s
 }
 
 fn ctrl_over(stream: TcpStream) -> Ctrl {
-    let mut c = Ctrl {
-        reader: std::io::BufReader::new(stream.try_clone().unwrap()),
-        stream,
-    };
-    let (code, text) = c.reply();
-    assert_eq!(code, 220, "greeting: {text}");
-    c
+    Ctrl::greeted(stream)
 }
 
 fn free_port_on(ip: &str) -> u16 {
@@ -42,12 +32,7 @@ fn free_port_on(ip: &str) -> u16 {
 
 /// `n` free consecutive ports on `ip`.
 fn free_range(ip: &str, n: u16) -> u16 {
-    for base in (41000u16..60000).step_by(53) {
-        if (base..base + n).all(|p| std::net::TcpListener::bind((ip, p)).is_ok()) {
-            return base;
-        }
-    }
-    panic!("no free range");
+    common::free_port_range_on(ip.parse().unwrap(), n)
 }
 
 fn user() -> Vec<(String, String, String)> {
@@ -148,24 +133,11 @@ fn bans_and_limits_apply_to_the_client_behind_the_proxy() {
     let (code, text) = c.cmd("PASS wrong");
     assert_eq!(code, 421, "{text}");
     // That client is banned...
-    let mut s = proxied("203.0.113.66");
-    let mut line = String::new();
-    std::io::BufReader::new(&mut s).read_line_compat(&mut line);
+    let line = common::first_line(&proxied("203.0.113.66"));
     assert!(line.starts_with("421"), "{line}");
     // ...the proxy itself and other clients behind it are not.
     let mut c = ctrl_over(proxied("203.0.113.67"));
     c.login("alice", "alicepw");
-}
-
-trait ReadLineCompat {
-    fn read_line_compat(&mut self, line: &mut String);
-}
-
-impl<R: Read> ReadLineCompat for std::io::BufReader<R> {
-    fn read_line_compat(&mut self, line: &mut String) {
-        use std::io::BufRead;
-        let _ = self.read_line(line);
-    }
 }
 
 #[test]

@@ -9,12 +9,10 @@ use std::collections::BTreeMap;
 use std::io::{Cursor, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Options, TestServer, read_all};
-use suppaftp::types::FileType;
-use suppaftp::{RustlsConnector, RustlsFtpStream, Status};
+use common::{Options, TestServer, ftps_login, read_all};
+use suppaftp::Status;
 
 // ---- scraping ----
 
@@ -115,36 +113,6 @@ fn metrics_addr(server: &TestServer) -> SocketAddr {
 }
 
 // ---- FTPS with suppaftp (rustls) ----
-
-fn rustls_client(ca: &Path) -> Arc<rustls::ClientConfig> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Arc::new(config)
-}
-
-/// AUTH TLS, PBSZ 0, PROT P, login, TYPE I.
-fn ftps_login(addr: SocketAddr, ca: &Path, user: &str, password: &str) -> RustlsFtpStream {
-    let ftp = RustlsFtpStream::connect_timeout(addr, Duration::from_secs(10)).unwrap();
-    ftp.get_ref()
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let mut ftp = ftp
-        .into_secure(RustlsConnector::from(rustls_client(ca)), "127.0.0.1")
-        .unwrap();
-    ftp.login(user, password).unwrap();
-    ftp.transfer_type(FileType::Binary).unwrap();
-    ftp
-}
 
 // ---- the xferlog ----
 
@@ -753,16 +721,6 @@ fn the_fail2ban_filter_matches_failed_logins_in_real_text_and_json_logs() {
 
 // ---- reload ----
 
-/// Send SIGHUP and wait for the `n`-th reload to be logged as done.
-fn reload(server: &TestServer, n: usize) {
-    server.signal("HUP");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while server.log().matches("configuration reloaded").count() < n {
-        assert!(Instant::now() < deadline, "no reload:\n{}", server.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// A loopback address with a port free just now.
 fn free_port() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -807,7 +765,7 @@ fn sighup_reopens_the_xferlog_and_moves_the_metrics_listener() {
         format!("{original}[metrics]\nlisten = \"{first}\"\n"),
     )
     .unwrap();
-    reload(&server, 1);
+    server.reloaded(1);
     c.stor("two.txt", b"22");
     let lines = xferlog_lines(&path, 1);
     assert!(
@@ -834,7 +792,7 @@ fn sighup_reopens_the_xferlog_and_moves_the_metrics_listener() {
         format!("{original}[metrics]\nlisten = \"{second}\"\n"),
     )
     .unwrap();
-    reload(&server, 2);
+    server.reloaded(2);
     expect(
         second,
         &[("ferroftp_transfers_total{verb=\"STOR\",result=\"ok\"}", 2.0)],
@@ -843,7 +801,7 @@ fn sighup_reopens_the_xferlog_and_moves_the_metrics_listener() {
 
     // Off again.
     std::fs::write(&config, &original).unwrap();
-    reload(&server, 3);
+    server.reloaded(3);
     assert_closes(second);
     c.cmd_ok("QUIT", 221);
 }

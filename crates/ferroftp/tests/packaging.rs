@@ -8,11 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{bin, run};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use common::{bin, repo, run};
 
 fn contrib(name: &str) -> PathBuf {
     repo().join("contrib/systemd").join(name)

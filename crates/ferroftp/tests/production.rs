@@ -19,16 +19,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bin, run, run_with_input};
+use common::{bin, is_root, repo, run, run_with_input};
 use serde_json::Value;
 
 const TOKEN: &str = "production-test-token-0123456789";
 /// A bcrypt hash of "carol-pw" (as in tests/migration.rs).
 const CAROL_BCRYPT: &str = "$2b$05$CarolSaltCarolSaltCareNveiyKdSda/yYKeG7KONPgtKNQ5fBfu";
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 /// The system user, the server running as it and the temporary tree; all removed on drop,
 /// also when an assertion fails.
@@ -74,11 +70,6 @@ impl Setup {
         let m = std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         (m.uid(), m.gid(), m.mode() & 0o7777)
     }
-}
-
-fn is_root() -> bool {
-    let (_, out, _) = run(Command::new("id").arg("-u"));
-    out.trim() == "0"
 }
 
 fn id(flag: &str, user: &str) -> u32 {

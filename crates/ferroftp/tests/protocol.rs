@@ -10,30 +10,18 @@ use std::io::{BufRead, ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::sync::atomic::{AtomicU16, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use common::{Ctrl, Options, TestServer, pseudo_random, read_all};
+use common::{
+    Ctrl, Options, TestServer, assert_transfer_start, files_in, free_port_range, opts, port_arg,
+    pseudo_random, read_all,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Local helpers
 // ---------------------------------------------------------------------------------------------
 
 const BIG: u64 = 50 << 20;
-
-fn opts(config: &str) -> Options {
-    Options {
-        config: config.into(),
-        ..Default::default()
-    }
-}
-
-fn assert_transfer_start(code: u16, text: &str, what: &str) {
-    assert!(
-        code == 150 || code == 125,
-        "{what}: expected 150/125, got {code} {text}"
-    );
-}
 
 /// Assert that no reply arrives on the control connection for `d`.
 fn assert_silent(c: &mut Ctrl, d: Duration) {
@@ -87,13 +75,6 @@ fn pasv_port(text: &str) -> u16 {
         .port()
 }
 
-fn port_arg(addr: SocketAddr) -> String {
-    let SocketAddr::V4(a) = addr else {
-        panic!("not v4")
-    };
-    ferroftp_proto::addr::format_port(a)
-}
-
 fn make_big(path: &Path) {
     let f = std::fs::File::create(path).unwrap();
     f.set_len(BIG).unwrap();
@@ -121,38 +102,6 @@ fn snapshot(root: &Path) -> Snapshot {
     let mut out = Snapshot::new();
     walk(root, root, &mut out);
     out
-}
-
-/// A range of `n` consecutive ports, currently free on 127.0.0.1, below the ephemeral range.
-fn free_port_range(n: u16) -> u16 {
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let seed = (SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos()
-        ^ std::process::id().wrapping_mul(2_654_435_761)) as u16;
-    let _ = NEXT.compare_exchange(0, 12000 + seed % 15000, Ordering::SeqCst, Ordering::SeqCst);
-    for _ in 0..500 {
-        let base = NEXT.fetch_add(n + 3, Ordering::SeqCst);
-        if base > 30000 {
-            NEXT.store(12000, Ordering::SeqCst);
-            continue;
-        }
-        let held: Vec<_> = (0..n)
-            .map(|i| TcpListener::bind((Ipv4Addr::LOCALHOST, base + i)))
-            .collect();
-        if held.iter().all(Result::is_ok) {
-            return base;
-        }
-    }
-    panic!("no free port range of {n} found");
-}
-
-fn files_in(dir: &Path) -> BTreeSet<String> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -27,27 +27,6 @@ fn users_path(server: &TestServer) -> std::path::PathBuf {
     server.dir.path().join("users.toml")
 }
 
-/// Send SIGHUP and wait for the reload's outcome (the n-th one) in the log.
-fn reload(server: &TestServer, n: usize) -> String {
-    server.signal("HUP");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let log = server.log();
-        let done: Vec<&str> = log
-            .lines()
-            .filter(|l| l.contains("configuration reloaded") || l.contains("reload refused"))
-            .collect();
-        if done.len() >= n {
-            return done[n - 1].to_string();
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no reload logged:\n{log}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn a_new_user_can_log_in_after_sighup_and_sessions_stay_up() {
     let mut server = server("");
@@ -58,7 +37,7 @@ fn a_new_user_can_log_in_after_sighup_and_sessions_stay_up() {
     c.cmd_ok("PASS carolpw", 530);
 
     add_user(&users_path(&server), "carol", "carolpw", None);
-    let line = reload(&server, 1);
+    let line = server.reload(1);
     assert!(line.contains("3 users"), "{line}");
 
     let mut c = server.connect();
@@ -90,7 +69,7 @@ fn changed_permissions_apply_to_open_sessions_and_a_disabled_user_is_logged_out(
     );
     let text = text.replacen("\nname = \"bob\"", "\nname = \"bob\"\ndisabled = true", 1);
     std::fs::write(&users, text).unwrap();
-    reload(&server, 1);
+    server.reload(1);
 
     let (code, text) = alice.cmd("MKD after");
     assert_eq!(code, 550, "{text}");
@@ -117,7 +96,7 @@ fn a_bad_configuration_is_refused_whole_and_the_old_one_stays() {
         good.replace("idle_timeout_secs = 300", "idle_timeout_secs = 0"),
     )
     .unwrap();
-    let line = reload(&server, 1);
+    let line = server.reload(1);
     assert!(
         line.contains("reload refused") && line.contains("limits.idle_timeout_secs"),
         "{line}"
@@ -127,7 +106,7 @@ fn a_bad_configuration_is_refused_whole_and_the_old_one_stays() {
     let users = users_path(&server);
     let users_text = std::fs::read_to_string(&users).unwrap();
     std::fs::write(&users, "[[user]]\nname = \n").unwrap();
-    let line = reload(&server, 2);
+    let line = server.reload(2);
     assert!(
         line.contains("reload refused") && line.contains("users"),
         "{line}"
@@ -135,7 +114,7 @@ fn a_bad_configuration_is_refused_whole_and_the_old_one_stays() {
     let mut c = server.connect();
     c.login("alice", "alicepw");
     std::fs::write(&users, users_text).unwrap();
-    let line = reload(&server, 3);
+    let line = server.reload(3);
     assert!(line.contains("configuration reloaded"), "{line}");
     server.assert_still_serving();
 }
@@ -165,7 +144,7 @@ fn listeners_are_added_and_removed_without_dropping_sessions() {
     let text = std::fs::read_to_string(&config).unwrap();
     let both = format!("{text}[[listener]]\nbind = \"127.0.0.1:{second}\"\nmode = \"explicit\"\n");
     std::fs::write(&config, &both).unwrap();
-    let line = reload(&server, 1);
+    let line = server.reload(1);
     assert!(line.contains("1 started"), "{line}");
     let mut c = common::Ctrl::connect(([127, 0, 0, 1], second).into());
     c.login("alice", "alicepw");
@@ -178,7 +157,7 @@ fn listeners_are_added_and_removed_without_dropping_sessions() {
     // Drop the first listener: new connections to it are refused, the session on it lives.
     let only_second = both.replace(&first, "");
     std::fs::write(&config, only_second).unwrap();
-    let line = reload(&server, 2);
+    let line = server.reload(2);
     assert!(line.contains("1 stopped"), "{line}");
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
     alice.cmd_ok("NOOP", 200);
@@ -186,17 +165,14 @@ fn listeners_are_added_and_removed_without_dropping_sessions() {
     server.assert_still_serving();
 }
 
-/// `n` consecutive ports free on loopback now.
+/// `n` consecutive ports free on loopback now, not overlapping `avoid`'s `n`.
 fn free_range(n: u16, avoid: Option<u16>) -> u16 {
-    for base in (42000u16..60000).step_by(37) {
-        if avoid.is_some_and(|a| base < a + n && a < base + n) {
-            continue;
-        }
-        if (base..base + n).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+    loop {
+        let base = common::free_port_range(n);
+        if !avoid.is_some_and(|a| base < a + n && a < base + n) {
             return base;
         }
     }
-    panic!("no free range");
 }
 
 fn pasv_port(c: &mut common::Ctrl) -> (u16, std::net::TcpStream) {
@@ -252,7 +228,7 @@ fn transfers_running_across_a_reload_finish_intact_and_the_next_pasv_uses_the_ne
     )
     .unwrap();
     add_user(&users_path(&server), "carol", "carolpw", None);
-    let line = reload(&server, 1);
+    let line = server.reload(1);
     assert!(
         line.contains("configuration reloaded") && line.contains("3 users"),
         "{line}"
@@ -315,7 +291,7 @@ fn a_misspelled_log_level_is_refused_at_reload_and_logging_goes_on() {
     let config = config_path(&server);
     let good = std::fs::read_to_string(&config).unwrap();
     std::fs::write(&config, good.replace("level = \"info\"", "level = \"inf\"")).unwrap();
-    let line = reload(&server, 1);
+    let line = server.reload(1);
     assert!(
         line.contains("reload refused")
             && line.contains("log.level")

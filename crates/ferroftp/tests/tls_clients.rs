@@ -16,13 +16,15 @@
 
 mod common;
 
-use common::{Options, TestServer, pseudo_random};
+use common::{
+    Options, TestServer, assert_same_tree, log_count, names_in, path_str, pseudo_random, q,
+    rustls_client, same, script_path,
+};
 use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use suppaftp::types::FileType;
 use suppaftp::{RustlsConnector, RustlsFtpStream};
@@ -78,32 +80,6 @@ impl Ftps {
     fn implicit(&self) -> SocketAddr {
         self.server.addrs[1]
     }
-}
-
-fn path_str(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-/// Compare bytes without dumping them on failure.
-fn same(got: &[u8], want: &[u8], what: &str) {
-    assert_eq!(got.len(), want.len(), "{what}: length differs");
-    if let Some(i) = got.iter().zip(want).position(|(a, b)| a != b) {
-        panic!("{what}: first differing byte at offset {i}");
-    }
-}
-
-fn log_count(server: &TestServer, needle: &str) -> usize {
-    server.log().lines().filter(|l| l.contains(needle)).count()
-}
-
-/// Names in a directory on disk, sorted (upload temp files included, so leftovers show).
-fn names_in(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    v.sort();
-    v
 }
 
 // ---- what the server log says about TLS ----
@@ -403,11 +379,6 @@ fn lftp_ok(ftps: &Ftps, open_url: &str, script: &str) -> String {
     out
 }
 
-/// Quote a local path for an lftp command line.
-fn q(p: &Path) -> String {
-    format!("\"{}\"", path_str(p))
-}
-
 /// A small tree: nested directories (one empty), a binary file, names with spaces and UTF-8.
 /// Returns the number of files.
 fn make_tree(base: &Path) -> usize {
@@ -430,44 +401,6 @@ fn make_tree(base: &Path) -> usize {
         std::fs::write(p, data).unwrap();
     }
     files.len()
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum Node {
-    Dir,
-    File(Vec<u8>),
-}
-
-/// Every directory and file under `base`, by relative path.
-fn snapshot(base: &Path) -> BTreeMap<String, Node> {
-    fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, Node>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let e = e.unwrap();
-            let p = e.path();
-            let rel = p.strip_prefix(base).unwrap().to_str().unwrap().to_string();
-            if e.file_type().unwrap().is_dir() {
-                out.insert(rel, Node::Dir);
-                walk(base, &p, out);
-            } else {
-                out.insert(rel, Node::File(std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(base, base, &mut out);
-    out
-}
-
-/// Assert two trees hold the same directories and byte-identical files.
-fn assert_same_tree(got: &Path, want: &Path) {
-    let (g, w) = (snapshot(got), snapshot(want));
-    let names = |m: &BTreeMap<String, Node>| m.keys().cloned().collect::<Vec<_>>();
-    assert_eq!(names(&g), names(&w), "{got:?} vs {want:?}");
-    for (k, v) in &w {
-        if let (Node::File(a), Node::File(b)) = (v, &g[k]) {
-            same(b, a, k);
-        }
-    }
 }
 
 #[test]
@@ -590,12 +523,6 @@ fn lftp_verifies_the_certificate_and_refuses_one_from_another_ca() {
 }
 
 // ---- Python's ftplib ----
-
-fn script_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/py")
-        .join(name)
-}
 
 /// Run a scenario of tests/py/tls_ftplib.py against `addr`; asserts it succeeded.
 fn ftplib(ftps: &Ftps, scenario: &str, addr: SocketAddr) -> String {
@@ -765,27 +692,6 @@ fn ftplib_over_implicit_ftps_is_protected_without_pbsz_or_prot() {
 }
 
 // ---- suppaftp (rustls) ----
-
-/// A rustls client configuration that trusts exactly the certificate in `ca`, for the given
-/// TLS versions.
-fn rustls_client(
-    ca: &Path,
-    versions: &[&'static rustls::SupportedProtocolVersion],
-) -> Arc<rustls::ClientConfig> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(versions)
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Arc::new(config)
-}
 
 /// AUTH TLS (suppaftp then sends PBSZ 0 and PROT P), login, binary.
 fn suppaftp_login(

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Ctrl, Options, TestServer, bin, pseudo_random};
+use common::{Ctrl, Options, TestServer, bin, is_root, log_count, pseudo_random};
 
 // ---------------------------------------------------------------------------------------------
 // The Python TLS client
@@ -322,10 +322,6 @@ fn server(
         ..Options::default()
     });
     (server, certs)
-}
-
-fn log_count(server: &TestServer, needle: &str) -> usize {
-    server.log().lines().filter(|l| l.contains(needle)).count()
 }
 
 /// Wait until `needle` appears in at least `n` log lines.
@@ -943,11 +939,6 @@ fn run_to_exit(args: &[&std::ffi::OsStr]) -> (Option<i32>, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-fn is_root() -> bool {
-    let out = Command::new("id").arg("-u").output().unwrap();
-    String::from_utf8_lossy(&out.stdout).trim() == "0"
 }
 
 /// A certificate valid from `not_before` to `not_after` (year, month, day) and its key, PEM.

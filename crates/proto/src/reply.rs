@@ -70,45 +70,86 @@ impl Reply {
     }
 
     /// Parse one complete reply from the front of `input`, as a client would: returns the reply
-    /// and how many bytes it used, or `None` if `input` does not yet hold a complete reply.
+    /// and how many bytes it used, or `None` if `input` does not yet hold a complete reply or
+    /// does not start with one ([`Reply::decode`] tells the two apart).
     pub fn parse(input: &[u8]) -> Option<(Reply, usize)> {
-        let text = std::str::from_utf8(input).ok()?;
+        Self::decode(input).ok().flatten()
+    }
+
+    /// Read one reply from the front of `input`, as a client reads a control connection:
+    /// `Ok(Some((reply, used)))` when a complete reply is there, `Ok(None)` when more bytes are
+    /// needed, and an error when what is there cannot be a reply (a first line without a code
+    /// 100-599 and a space or `-` after it, or a line ended by a bare LF), so that a client
+    /// stops waiting instead of reading on. Lines end with CRLF; text that is not UTF-8 (a
+    /// file name in another encoding) is kept with replacement characters.
+    pub fn decode(input: &[u8]) -> Result<Option<(Reply, usize)>, NotAReply> {
         let mut used = 0;
         let mut lines = Vec::new();
         let mut code: Option<u16> = None;
-        for raw in text.split_inclusive("\r\n") {
-            if !raw.ends_with("\r\n") {
-                return None;
-            }
-            used += raw.len();
-            let line = &raw[..raw.len() - 2];
+        while let Some(lf) = input
+            .get(used..)
+            .and_then(|rest| rest.iter().position(|&b| b == b'\n'))
+        {
+            let raw = input.get(used..used + lf).unwrap_or_default();
+            used += lf + 1;
+            let Some(bytes) = raw.strip_suffix(b"\r") else {
+                return Err(NotAReply::new(raw));
+            };
+            let line = String::from_utf8_lossy(bytes);
             match code {
                 None => {
-                    let c = line.get(..3)?.parse::<u16>().ok()?;
-                    match line.as_bytes().get(3) {
-                        Some(b' ') | None => {
-                            return Some((Reply::new(c, line.get(4..).unwrap_or("")), used));
-                        }
+                    let c = bytes
+                        .get(..3)
+                        .filter(|d| d.iter().all(u8::is_ascii_digit))
+                        .and_then(|d| std::str::from_utf8(d).ok()?.parse::<u16>().ok())
+                        .filter(|c| (100..600).contains(c))
+                        .ok_or_else(|| NotAReply::new(bytes))?;
+                    let text = line.get(4..).unwrap_or("").to_string();
+                    match bytes.get(3) {
+                        Some(b' ') | None => return Ok(Some((Reply::new(c, text), used))),
                         Some(b'-') => {
                             code = Some(c);
-                            lines.push(line[4..].to_string());
+                            lines.push(text);
                         }
-                        Some(_) => return None,
+                        Some(_) => return Err(NotAReply::new(bytes)),
                     }
                 }
                 Some(c) => {
-                    let end = format!("{c:03} ");
-                    if line.starts_with(&end) || line == end.trim_end() {
+                    let end = format!("{c:03}");
+                    if line == end || line.starts_with(&format!("{end} ")) {
                         lines.push(line.get(4..).unwrap_or("").to_string());
-                        return Some((Reply { code: c, lines }, used));
+                        return Ok(Some((Reply { code: c, lines }, used)));
                     }
-                    lines.push(line.to_string());
+                    lines.push(line.into_owned());
                 }
             }
         }
-        None
+        Ok(None)
     }
 }
+
+/// Bytes on a control connection that cannot be an FTP reply (from [`Reply::decode`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotAReply {
+    /// The offending line, without its line end, lossily decoded and cut to 80 characters.
+    pub line: String,
+}
+
+impl NotAReply {
+    fn new(raw: &[u8]) -> Self {
+        Self {
+            line: String::from_utf8_lossy(raw).chars().take(80).collect(),
+        }
+    }
+}
+
+impl fmt::Display for NotAReply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "not an FTP reply: {:?}", self.line)
+    }
+}
+
+impl std::error::Error for NotAReply {}
 
 fn sanitize(text: &str) -> String {
     text.replace(['\r', '\n'], " ")
@@ -149,6 +190,27 @@ mod tests {
     }
 
     #[test]
+    fn decode_reads_one_reply_and_tells_garbage_from_a_partial_reply() {
+        let two = b"211-Features:\r\n UTF8\r\n211 End\r\n200 next\r\n";
+        let (r, used) = Reply::decode(two).unwrap().unwrap();
+        assert_eq!(r.code, 211);
+        assert_eq!(r.lines, ["Features:", " UTF8", "End"]);
+        assert_eq!(&two[used..], b"200 next\r\n");
+        assert_eq!(Reply::decode(b"211-Features:\r\n UTF8\r\n"), Ok(None));
+        assert_eq!(Reply::decode(b"220"), Ok(None));
+        let bad = |b: &[u8]| Reply::decode(b).unwrap_err().line;
+        assert_eq!(bad(b"SSH-2.0-OpenSSH_9.6\r\n"), "SSH-2.0-OpenSSH_9.6");
+        assert_eq!(bad(b"220 bare LF\n"), "220 bare LF");
+        assert_eq!(bad(b"999 no such code\r\n"), "999 no such code");
+        assert_eq!(bad(b"220x\r\n"), "220x");
+        // Text in another encoding than UTF-8 is kept, and a later reply does not matter.
+        let (r, _) = Reply::decode(b"550 caf\xe9: No such file\r\n\xff")
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.lines, ["caf\u{fffd}: No such file"]);
+    }
+
+    #[test]
     fn quotes_paths_with_quotes() {
         assert_eq!(quote_path("/a \"b\""), "\"/a \"\"b\"\"\"");
     }
@@ -163,6 +225,13 @@ mod tests {
             prop_assert_eq!(parsed.code, code);
             prop_assert_eq!(parsed.lines.len(), lines.len());
             prop_assert_eq!(parsed.lines.first().map(|s| s.as_str()), lines.first().map(|s| s.as_str()));
+        }
+
+        #[test]
+        fn decode_needs_more_bytes_for_any_cut_of_a_reply(code in 100u16..600, lines in prop::collection::vec("[ -~]{0,40}", 1..5), cut in 0usize..400) {
+            let bytes = Reply { code, lines }.render();
+            let cut = cut.min(bytes.len() - 1);
+            prop_assert_eq!(Reply::decode(&bytes[..cut]), Ok(None));
         }
 
         #[test]

@@ -1,6 +1,7 @@
 //! Prometheus metrics: counters and gauges kept in atomics, rendered in the text exposition
-//! format, and a minimal HTTP/1.1 responder that serves them on their own listener
-//! (`metrics.listen`, `--metrics-listen`): `GET /metrics` and nothing else.
+//! format, and the axum router that serves them on their own listener (`metrics.listen`,
+//! `--metrics-listen`) through the serve loop the admin API uses ([`crate::http`]):
+//! `GET /metrics` and nothing else.
 //!
 //! Everything a session touches is a relaxed atomic add on a fixed slot; the only lock is the
 //! short list of listeners, taken once per accepted connection. A session holds one `Arc` (to
@@ -12,9 +13,11 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use ferroftp_proto::Verb;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 use crate::config::ListenerMode;
 
@@ -550,177 +553,129 @@ pub(crate) async fn bind(addr: SocketAddr) -> Result<TcpListener, crate::error::
     crate::error::bind(addr, "metrics.listen").await
 }
 
-/// Scrapes served at once; more wait for their turn in the accept queue.
-const MAX_CONNECTIONS: usize = 8;
-/// The longest request head read.
-const MAX_REQUEST: usize = 8 * 1024;
-/// Time for a client to send its request and take the answer.
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// What each scraper may take, no more than the hand-written server this replaced allowed:
+/// 8 connections at once (more wait in the accept queue), 10 s for the request and the answer,
+/// 8 KiB of request head (more is a 431), one request per connection.
+const LIMITS: crate::http::Limits = crate::http::Limits {
+    name: "metrics",
+    connections: 8,
+    header_timeout: Duration::from_secs(10),
+    lifetime: Duration::from_secs(10),
+    max_head: 8 * 1024,
+    keep_alive: false,
+    title_case_headers: true,
+};
+
+/// Makes the body of a scrape.
+type Render = Arc<dyn Fn() -> String + Send + Sync>;
 
 /// Serve `GET /metrics` on `listener` until the task is aborted; `render` makes the body.
-pub(crate) async fn serve(listener: TcpListener, render: Arc<dyn Fn() -> String + Send + Sync>) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
-            return;
-        };
-        let (stream, _) = match listener.accept().await {
-            Ok(conn) => conn,
-            Err(e) => {
-                tracing::debug!(error = %e, "metrics: accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let render = Arc::clone(&render);
-        tokio::spawn(async move {
-            let _ = tokio::time::timeout(IO_TIMEOUT, respond(stream, &*render)).await;
-            drop(slot);
-        });
-    }
+pub(crate) async fn serve(listener: TcpListener, render: Render) {
+    let stop = tokio_util::sync::CancellationToken::new();
+    crate::http::serve(listener, router(render), LIMITS, stop).await;
 }
 
-/// Read one request and answer it; the connection is closed after each answer.
-async fn respond(mut stream: TcpStream, render: &(dyn Fn() -> String + Send + Sync)) {
-    let mut head = Vec::with_capacity(512);
-    let mut buf = [0u8; 1024];
-    let complete = loop {
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => break false,
-            Ok(n) => head.extend_from_slice(buf.get(..n).unwrap_or_default()),
-        }
-        if head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n") {
-            break true;
-        }
-        if head.len() > MAX_REQUEST {
-            let _ = write_response(
-                &mut stream,
-                431,
-                "Request Header Fields Too Large",
-                "",
-                b"",
-                false,
-            )
-            .await;
-            return;
-        }
-    };
-    if !complete {
-        return;
-    }
-    let (status, reason, extra, body, head_only) = match route(&head) {
-        Route::Metrics { head_only } => (200, "OK", CONTENT_TYPE, render().into_bytes(), head_only),
-        Route::NotFound => (
-            404,
-            "Not Found",
-            "",
-            b"Not found: try /metrics\n".to_vec(),
-            false,
-        ),
-        Route::MethodNotAllowed => (
-            405,
-            "Method Not Allowed",
-            "Allow: GET, HEAD\r\n",
-            b"Only GET (and HEAD) are allowed on /metrics\n".to_vec(),
-            false,
-        ),
-        Route::BadRequest => (400, "Bad Request", "", b"Bad request\n".to_vec(), false),
-    };
-    let _ = write_response(&mut stream, status, reason, extra, &body, head_only).await;
+/// `GET` (and `HEAD`) of `/metrics` (a query string is ignored); 405 for another method
+/// there, 404 elsewhere. Requests that are not HTTP/1 get hyper's 400.
+fn router(render: Render) -> axum::Router {
+    axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(scrape).fallback(method_not_allowed),
+        )
+        .fallback(not_found)
+        .with_state(render)
 }
 
-const CONTENT_TYPE: &str = "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n";
+async fn scrape(State(render): State<Render>) -> Response {
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], render()).into_response()
+}
 
-async fn write_response(
-    stream: &mut TcpStream,
-    status: u16,
-    reason: &str,
-    extra: &str,
-    body: &[u8],
-    head_only: bool,
-) -> std::io::Result<()> {
-    let mut response = format!(
-        "HTTP/1.1 {status} {reason}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
+async fn method_not_allowed() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        [(header::ALLOW, "GET, HEAD")],
+        "Only GET (and HEAD) are allowed on /metrics\n",
     )
-    .into_bytes();
-    if !head_only {
-        response.extend_from_slice(body);
-    }
-    stream.write_all(&response).await?;
-    stream.shutdown().await
+        .into_response()
 }
 
-/// What a request asks for.
-#[derive(Debug, PartialEq, Eq)]
-enum Route {
-    Metrics { head_only: bool },
-    NotFound,
-    MethodNotAllowed,
-    BadRequest,
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "Not found: try /metrics\n").into_response()
 }
 
-/// Route a request by its request line (`METHOD TARGET HTTP/1.x`).
-fn route(head: &[u8]) -> Route {
-    let line_end = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
-    let Ok(line) = std::str::from_utf8(head.get(..line_end).unwrap_or_default()) else {
-        return Route::BadRequest;
-    };
-    let mut parts = line.trim_end_matches('\r').split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Route::BadRequest;
-    };
-    if !version.starts_with("HTTP/1.") || method.is_empty() {
-        return Route::BadRequest;
-    }
-    // An absolute-form target (`http://host/metrics`) names the same path.
-    let path = match target.split_once("://") {
-        Some((_, rest)) => rest.find('/').map_or("/", |i| rest.get(i..).unwrap_or("/")),
-        None => target,
-    };
-    let path = path.split(['?', '#']).next().unwrap_or_default();
-    if path != "/metrics" {
-        return Route::NotFound;
-    }
-    match method {
-        "GET" => Route::Metrics { head_only: false },
-        "HEAD" => Route::Metrics { head_only: true },
-        _ => Route::MethodNotAllowed,
-    }
-}
+const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn requests_are_routed_by_method_and_path() {
-        let r = |s: &str| route(s.as_bytes());
-        assert_eq!(
-            r("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"),
-            Route::Metrics { head_only: false }
+    /// One request to a metrics listener serving "body": the raw answer, read to its end
+    /// (the server closes each connection after one answer).
+    async fn exchange(addr: SocketAddr, request: &[u8]) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(request).await.unwrap();
+        let mut answer = Vec::new();
+        s.read_to_end(&mut answer).await.unwrap();
+        String::from_utf8(answer).unwrap()
+    }
+
+    #[tokio::test]
+    async fn requests_are_routed_by_method_and_path() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(serve(listener, Arc::new(|| "body\n".to_owned())));
+        let r = |req: &'static str| exchange(addr, req.as_bytes());
+        let status = |answer: &str| answer.split(' ').nth(1).unwrap_or_default().to_owned();
+        for req in [
+            "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET /metrics?x=1 HTTP/1.0\r\n\r\n",
+            "GET http://h:9/metrics HTTP/1.1\r\n\r\n",
+        ] {
+            let answer = r(req).await;
+            // HTTP/1.0 for a 1.0 request.
+            assert_eq!(status(&answer), "200", "{answer}");
+            assert!(
+                answer.contains("\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"),
+                "{answer}"
+            );
+            assert!(answer.contains("\r\nContent-Length: 5\r\n"), "{answer}");
+            assert!(answer.ends_with("\r\n\r\nbody\n"), "{answer}");
+        }
+        let head = r("HEAD /metrics HTTP/1.1\r\n\r\n").await;
+        assert_eq!(status(&head), "200");
+        assert!(
+            head.contains("\r\nContent-Length: 5\r\n") && head.ends_with("\r\n\r\n"),
+            "{head}"
         );
-        assert_eq!(
-            r("GET /metrics?x=1 HTTP/1.0\r\n\r\n"),
-            Route::Metrics { head_only: false }
+        let post = r("POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n").await;
+        assert_eq!(status(&post), "405");
+        assert!(post.contains("\r\nAllow: GET, HEAD\r\n"), "{post}");
+        assert!(
+            post.ends_with("Only GET (and HEAD) are allowed on /metrics\n"),
+            "{post}"
         );
-        assert_eq!(
-            r("GET http://h:9/metrics HTTP/1.1\r\n\r\n"),
-            Route::Metrics { head_only: false }
-        );
-        assert_eq!(
-            r("HEAD /metrics HTTP/1.1\r\n\r\n"),
-            Route::Metrics { head_only: true }
-        );
-        assert_eq!(r("POST /metrics HTTP/1.1\r\n\r\n"), Route::MethodNotAllowed);
-        assert_eq!(r("GET / HTTP/1.1\r\n\r\n"), Route::NotFound);
-        assert_eq!(r("GET /metricsx HTTP/1.1\r\n\r\n"), Route::NotFound);
-        assert_eq!(r("POST /other HTTP/1.1\r\n\r\n"), Route::NotFound);
-        assert_eq!(r("GET /metrics\r\n\r\n"), Route::BadRequest);
-        assert_eq!(r("GET /metrics SPDY/3\r\n\r\n"), Route::BadRequest);
-        assert_eq!(r("\u{1}\r\n\r\n"), Route::BadRequest);
+        for req in [
+            "GET / HTTP/1.1\r\n\r\n",
+            "GET /metricsx HTTP/1.1\r\n\r\n",
+            "POST /other HTTP/1.1\r\n\r\n",
+        ] {
+            let answer = r(req).await;
+            assert_eq!(status(&answer), "404", "{req}");
+            assert!(answer.ends_with("Not found: try /metrics\n"), "{answer}");
+        }
+        for req in [
+            "GET /metrics\r\n\r\n",
+            "GET /metrics SPDY/3\r\n\r\n",
+            "\u{1}\r\n\r\n",
+        ] {
+            assert_eq!(status(&r(req).await), "400", "{req:?}");
+        }
+        // A request head over 8 KiB is refused.
+        let big = format!("GET /metrics HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(9000));
+        assert_eq!(status(&exchange(addr, big.as_bytes()).await), "431");
+        server.abort();
     }
 
     #[test]

@@ -163,74 +163,22 @@ pub(crate) fn spawn(
     };
     let app = router(state);
     let stop = CancellationToken::new();
-    let task = tokio::spawn(serve(listener, app, stop.clone()));
+    let task = tokio::spawn(crate::http::serve(listener, app, LIMITS, stop.clone()));
     AdminServer { stop, task }
 }
 
-/// Connections served at once; more wait in the accept queue (as the metrics listener does).
-const MAX_CONNECTIONS: usize = 16;
-/// Time to send a request's head, and how long an idle keep-alive connection is kept.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// The longest a connection lasts, whatever it does: bounds a body sent slowly (requests are
-/// short; the longest, a kick, waits up to 10 s).
-const CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
-/// The most a request's head may take in memory (hyper's floor is 8 KiB).
-const MAX_HEAD: usize = 16 * 1024;
-
-/// Accept and serve connections until `stop`: at most [`MAX_CONNECTIONS`] at once, each
-/// closed if its request head is not in within [`HEADER_TIMEOUT`] and after
-/// [`CONNECTION_LIFETIME`] in any case, so that half-sent requests cannot hold descriptors.
-async fn serve(listener: TcpListener, app: axum::Router, stop: CancellationToken) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    // Dropping the set (the task aborted) aborts the connections too.
-    let mut conns = tokio::task::JoinSet::new();
-    loop {
-        let slot = tokio::select! {
-            () = stop.cancelled() => break,
-            slot = Arc::clone(&slots).acquire_owned() => match slot {
-                Ok(slot) => slot,
-                Err(_) => break,
-            },
-        };
-        let (stream, peer) = tokio::select! {
-            () = stop.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    tracing::debug!(error = %e, "admin API: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        while conns.try_join_next().is_some() {}
-        let service = hyper_util::service::TowerToHyperService::new(
-            app.clone().layer(axum::Extension(ConnectInfo(peer))),
-        );
-        let stop = stop.clone();
-        conns.spawn(async move {
-            let mut http = hyper::server::conn::http1::Builder::new();
-            http.timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .max_buf_size(MAX_HEAD);
-            let conn = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-            let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                () = tokio::time::sleep(CONNECTION_LIFETIME) => {
-                    tracing::debug!(%peer, "admin API: connection closed after its lifetime");
-                }
-                () = stop.cancelled() => {
-                    // Requests in flight finish; idle connections close.
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
-            drop(slot);
-        });
-    }
-    while conns.join_next().await.is_some() {}
-}
+/// What each admin client may take: 16 connections at once, 10 s to send a request's head
+/// (and to keep an idle keep-alive connection), 30 s per connection whatever it does (bounds a
+/// body sent slowly: requests are short; the longest, a kick, waits up to 10 s), 16 KiB of head.
+const LIMITS: crate::http::Limits = crate::http::Limits {
+    name: "admin API",
+    connections: 16,
+    header_timeout: Duration::from_secs(10),
+    lifetime: Duration::from_secs(30),
+    max_head: 16 * 1024,
+    keep_alive: true,
+    title_case_headers: false,
+};
 
 #[derive(Clone)]
 struct AppState {
