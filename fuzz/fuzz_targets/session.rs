@@ -33,7 +33,7 @@ use ferroftp::core::{
     PassiveKind, PreCheckRefusal, Session, Settings, StorageDone, StorageOp, TlsVersion,
     TransferEnd, TransferSource,
 };
-use ferroftp::storage::{Entry, EntryKind, StorageError, VPath};
+use ferroftp::storage::{Capabilities, Entry, EntryKind, StorageError, VPath};
 use ferroftp_proto::{Reply, command};
 use libfuzzer_sys::fuzz_target;
 
@@ -292,7 +292,15 @@ impl Run {
                         PreCheckRefusal::AddressBusy
                     }),
                 },
-                Effect::OpenHome { .. } => Event::HomeOpened(b % 8 != 0),
+                Effect::OpenHome { .. } => {
+                    Event::HomeOpened((b % 8 != 0).then_some(Capabilities {
+                        rename: b & 8 == 0,
+                        append: b & 16 == 0,
+                        write_at: b & 32 == 0,
+                        set_mode: b & 64 == 0,
+                        set_modified: b & 128 == 0,
+                    }))
+                }
                 Effect::PrepareTls(_) => match b % 4 {
                     0 => Event::TlsUnavailable {
                         configured: b & 4 != 0,

@@ -311,8 +311,8 @@ fn rename_and_append_on_a_back_end_without_them_get_a_clear_reply_and_change_not
     let listing = ftp.list(None).unwrap();
     let paths = server.fs.paths();
 
-    // RNFR is accepted (the file is there: suppaftp stops at a refused RNFR with its 550);
-    // RNTO is refused, and nothing moved.
+    // RNFR is refused at once (the session knows what the storage cannot do), so the client
+    // never gets as far as RNTO, and nothing moved.
     let (code, text) = refusal(ftp.rename("keep.txt", "moved.txt"));
     assert_eq!(code, 502, "{text}");
     assert!(

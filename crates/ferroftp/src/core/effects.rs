@@ -8,7 +8,7 @@ use ferroftp_proto::Reply;
 use ferroftp_proto::verbs::Verb;
 
 use super::state::{Account, DataSetup};
-use crate::storage::{Entry, StorageError, VPath, WriteMode};
+use crate::storage::{Capabilities, Entry, StorageError, VPath, WriteMode};
 
 /// The kinds of transfer over a data connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -335,8 +335,8 @@ pub enum Event {
     },
     /// The guard would not let the password be checked.
     LoginRefused(PreCheckRefusal),
-    /// The home was opened (or not).
-    HomeOpened(bool),
+    /// The home was opened, with what its storage can do (`None`: it could not be opened).
+    HomeOpened(Option<Capabilities>),
     /// TLS can be offered.
     TlsReady,
     /// TLS cannot be offered: configured but failing (`true`) or not configured.

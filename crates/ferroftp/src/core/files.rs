@@ -68,6 +68,8 @@ impl Session {
             if path.is_root() {
                 return Err(Reply::new(550, "The home directory cannot be renamed"));
             }
+            // Refused at RNFR, not only at RNTO: the client learns at once, before it asks.
+            Self::supports(self.storage.rename, "rename", &arg)?;
             let op = StorageOp::Metadata(path.clone());
             Ok(self.storage(FileCmd::Rnfr(path), arg, op))
         })())
@@ -112,6 +114,11 @@ impl Session {
         done((|| {
             self.need(Permission::Write)?;
             let path = self.resolve(&arg)?;
+            Self::supports(
+                self.storage.set_modified,
+                "setting a modification time",
+                &arg,
+            )?;
             Ok(self.storage(FileCmd::Mfmt(time), arg, StorageOp::SetModified(path, time)))
         })())
     }
@@ -130,6 +137,7 @@ impl Session {
                     ),
                 ));
             }
+            Self::supports(self.storage.set_mode, "chmod", &arg)?;
             let op = StorageOp::SetMode(path.clone(), mode);
             Ok(self.storage(FileCmd::Chmod(path, mode), arg, op))
         })())

@@ -13,7 +13,7 @@ use super::{
     Output, PreCheckRefusal, Session,
 };
 use crate::config::TlsPolicy;
-use crate::storage::VPath;
+use crate::storage::{Capabilities, VPath};
 
 impl Session {
     /// Back to the state right after the greeting (the control connection's TLS stays).
@@ -189,11 +189,12 @@ impl Session {
         account: Account,
         method: LoginMethod,
         ok: Reply,
-        opened: bool,
+        opened: Option<Capabilities>,
     ) -> Output {
-        if !opened {
+        let Some(storage) = opened else {
             return Output::reply(Reply::new(530, "Login refused: home directory unavailable"));
-        }
+        };
+        self.storage = storage;
         self.login = LoginState::LoggedIn { account, method };
         self.cwd = VPath::root();
         Output::reply(ok)

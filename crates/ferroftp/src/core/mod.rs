@@ -43,7 +43,7 @@ pub use transfer::{is_abor_line, runs_during_transfer};
 
 use crate::auth::Permissions;
 use crate::config::{ActiveConfig, ListenerMode, TlsPolicy};
-use crate::storage::VPath;
+use crate::storage::{Capabilities, StorageError, VPath};
 use state::Pending;
 
 /// The configuration the rules read; the driver gives a fresh copy after a reload.
@@ -108,6 +108,9 @@ pub struct Session {
     rnfr: Option<VPath>,
     mlst: MlstFacts,
     failed_logins: u32,
+    /// What the logged-in user's storage can do: a command it cannot carry out is refused
+    /// (502) before any effect, instead of failing half-way.
+    storage: Capabilities,
     connected_at: Instant,
     last_activity: Instant,
     /// The command waiting for an effect's result.
@@ -132,6 +135,7 @@ impl Session {
             rnfr: None,
             mlst: MlstFacts::default(),
             failed_logins: 0,
+            storage: Capabilities::ALL,
             connected_at: now,
             last_activity: now,
             pending: None,
@@ -489,6 +493,16 @@ impl Session {
     }
 
     /// The logged-in account if it holds `perm`, else 530 or 550.
+    /// Refuses (502) what the user's storage cannot do (`supported` false), naming the
+    /// operation as the storage would.
+    fn supports(supported: bool, what: &'static str, shown: &str) -> Result<(), Reply> {
+        if supported {
+            Ok(())
+        } else {
+            Err(replies::fs_reply(shown, &StorageError::Unsupported(what)))
+        }
+    }
+
     fn need(&self, perm: crate::auth::Permission) -> Result<&Account, Reply> {
         let account = self.logged_in()?;
         if account.perms.has(perm) {

@@ -49,6 +49,8 @@ struct Sim {
     effects: Vec<String>,
     /// Whether a started transfer keeps running (else it ends at once, complete).
     hold_transfers: bool,
+    /// What the storage of the home opened at login can do.
+    storage: Capabilities,
 }
 
 impl Sim {
@@ -60,6 +62,7 @@ impl Sim {
             replies: Vec::new(),
             effects: Vec::new(),
             hold_transfers: false,
+            storage: Capabilities::ALL,
         }
     }
 
@@ -94,7 +97,7 @@ impl Sim {
             let event = match effect {
                 Effect::CheckCertificate { .. } => Event::Certificate(None),
                 Effect::VerifyPassword { name, .. } => Event::PasswordAccepted(account(&name)),
-                Effect::OpenHome { .. } => Event::HomeOpened(true),
+                Effect::OpenHome { .. } => Event::HomeOpened(Some(self.storage)),
                 Effect::PrepareTls(_) => Event::TlsReady,
                 Effect::Handshake(_) => Event::TlsEstablished(TlsVersion::V1_3),
                 Effect::OpenPassive(_) => Event::PassiveOpened {
@@ -250,7 +253,7 @@ fn a_client_certificate_logs_in_with_232() {
             ..
         })
     ));
-    let mut out = s.event(Event::HomeOpened(true), t);
+    let mut out = s.event(Event::HomeOpened(Some(Capabilities::ALL)), t);
     let r: Vec<_> = out.replies.drain().collect();
     assert_eq!(codes(&r), [232]);
     assert_eq!(s.user(), Some("dave"));
@@ -278,7 +281,7 @@ fn an_unavailable_home_refuses_the_login() {
     s.command(command::parse(b"USER alice"), t);
     s.command(command::parse(b"PASS pw"), t);
     s.event(Event::PasswordAccepted(account("alice")), t);
-    let mut out = s.event(Event::HomeOpened(false), t);
+    let mut out = s.event(Event::HomeOpened(None), t);
     let r: Vec<_> = out.replies.drain().collect();
     assert_eq!(text(&r[0]), "Login refused: home directory unavailable");
     assert_eq!(s.login(), &LoginState::LoggedOut);
@@ -451,7 +454,8 @@ fn permissions_are_checked_before_any_storage_operation() {
     let mut ro = account("ro");
     ro.perms = Permissions::READ_ONLY;
     sim.s.event(Event::PasswordAccepted(ro), sim.t);
-    sim.s.event(Event::HomeOpened(true), sim.t);
+    sim.s
+        .event(Event::HomeOpened(Some(Capabilities::ALL)), sim.t);
     sim.effects.clear();
     for line in [
         "DELE f",
@@ -852,4 +856,47 @@ proptest! {
             prop_assert!(r.iter().all(|r| (100..600).contains(&r.code)));
         }
     }
+}
+
+#[test]
+fn what_the_storage_cannot_do_is_refused_before_any_effect() {
+    let mut sim = Sim::new(Settings::plain());
+    sim.storage = Capabilities {
+        rename: false,
+        append: false,
+        write_at: false,
+        set_mode: false,
+        set_modified: false,
+    };
+    sim.cmd("USER alice");
+    sim.cmd("PASS secret");
+    sim.cmd("PASV");
+    let effects = sim.effects.len();
+    for (line, what) in [
+        ("RNFR a.txt", "rename"),
+        ("APPE a.txt", "appending"),
+        ("SITE CHMOD 644 a.txt", "chmod"),
+        ("MFMT 20200101000000 a.txt", "setting a modification time"),
+    ] {
+        let got = sim.cmd(line);
+        assert_eq!(codes(&got), [502], "{line}");
+        assert!(
+            text(&got[0]).contains(&format!("{what} is not supported")),
+            "{line}: {got:?}"
+        );
+    }
+    assert_eq!(codes(&sim.cmd("REST 5")), [350]);
+    let got = sim.cmd("STOR a.txt");
+    assert_eq!(codes(&got), [502]);
+    assert!(
+        text(&got[0]).contains("resuming an upload is not supported"),
+        "{got:?}"
+    );
+    // No storage operation, no transfer: the refusals came before anything was touched. The
+    // passive port is still there for the next transfer.
+    assert_eq!(sim.effects.len(), effects, "{:?}", &sim.effects[effects..]);
+    assert_eq!(codes(&sim.cmd("STOR a.txt")), [150, 226]);
+    // A storage that can do everything lets the same commands through.
+    let mut full = Sim::logged_in();
+    assert_eq!(codes(&full.cmd("RNFR a.txt")), [350]);
 }

@@ -73,6 +73,15 @@ impl Session {
             if path.is_root() {
                 return Err(Reply::new(553, "Cannot store over the home directory"));
             }
+            match mode {
+                WriteMode::Append | WriteMode::AppendAt(_) => {
+                    Self::supports(self.storage.append, "appending", &arg)?;
+                }
+                WriteMode::At(_) => {
+                    Self::supports(self.storage.write_at, "resuming an upload", &arg)?;
+                }
+                WriteMode::Replace => {}
+            }
             self.require_data_setup()?;
             Ok(self.prepare(kind, arg, offset, TransferSource::Write { path, mode }))
         })())

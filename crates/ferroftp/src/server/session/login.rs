@@ -201,7 +201,7 @@ impl Session {
         account: Account,
         method: core::LoginMethod,
         scratch: &mut Scratch,
-    ) -> bool {
+    ) -> Option<crate::storage::Capabilities> {
         let found = match (method, scratch.found.take()) {
             (core::LoginMethod::Anonymous, _) => {
                 FoundHome::Configured(Some(self.live.config.anonymous.home.clone()))
@@ -224,7 +224,7 @@ impl Session {
             Ok(found) => found,
             Err(reason) => {
                 tracing::error!(user = %account.name, %reason, "login refused: home directory not allowed");
-                return false;
+                return None;
             }
         };
         match opened {
@@ -237,12 +237,13 @@ impl Session {
                 };
                 info!(user = %account.name, home = %home.display(), permissions = %account.perms, method = how, "login ok");
                 self.shared.metrics.login_ok(method);
+                let capabilities = fs.capabilities();
                 self.home = Some(Home { fs, path: home });
-                true
+                Some(capabilities)
             }
             Err(e) => {
                 tracing::error!(user = %account.name, home = %home.display(), error = %e, "home directory unavailable");
-                false
+                None
             }
         }
     }
