@@ -745,57 +745,22 @@ impl<'h> Client<'h> {
         }
     }
 
-    /// The next complete reply, or `None` when the server closed the connection.
+    /// The next complete reply, or `None` when the server closed the connection. Replies are
+    /// framed by proto's client codec (`Reply::decode`, the one `doctor --connect` and the tests
+    /// use); the checks on each line are this target's oracle, stricter than a client must be.
     fn read_reply(&mut self) -> Option<Reply> {
         let deadline = Instant::now() + REPLY_TIMEOUT;
-        let mut first: Option<(String, bool)> = None;
-        let mut text = String::new();
         loop {
-            while let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
-                let l: Vec<u8> = self.buf.drain(..i + 2).take(i).collect();
-                let s = String::from_utf8_lossy(&l).into_owned();
-                self.log.push(format!("< {}", s.escape_debug()));
-                trace(self.h, format_args!("< {}", s.escape_debug()));
-                if l.contains(&b'\r') || l.contains(&b'\n') {
-                    self.fail(&format!("bare CR or LF inside a reply line: {s:?}"));
+            match ferroftp_proto::Reply::decode(&self.buf) {
+                Err(e) => self.fail(&format!("not a reply: {e}")),
+                Ok(Some((reply, used))) => {
+                    let raw: Vec<u8> = self.buf.drain(..used).collect();
+                    return Some(Reply {
+                        code: reply.code,
+                        text: self.check_reply_lines(&raw),
+                    });
                 }
-                check_marker(self, &l);
-                text.push_str(&s);
-                text.push('\n');
-                match &first {
-                    None => {
-                        let ok = l.len() >= 4
-                            && (b'1'..=b'5').contains(&l[0])
-                            && l[1..3].iter().all(u8::is_ascii_digit)
-                            && (l[3] == b' ' || l[3] == b'-');
-                        if !ok {
-                            self.fail(&format!(
-                                "reply line {s:?} does not start with a code 1xx-5xx"
-                            ));
-                        }
-                        let code = String::from_utf8_lossy(&l[..3]).into_owned();
-                        if l[3] == b' ' {
-                            return Some(Reply {
-                                code: code.parse().expect("digits"),
-                                text,
-                            });
-                        }
-                        first = Some((code, true));
-                    }
-                    Some((code, _)) => {
-                        if l.starts_with(code.as_bytes()) && l.get(3) == Some(&b' ') {
-                            return Some(Reply {
-                                code: code.parse().expect("digits"),
-                                text,
-                            });
-                        }
-                        if l.len() >= 3 && l[..3].iter().all(u8::is_ascii_digit) {
-                            self.fail(&format!(
-                                "middle line {s:?} of a {code} reply starts like a reply code"
-                            ));
-                        }
-                    }
-                }
+                Ok(None) => {}
             }
             let mut chunk = [0u8; 4096];
             let now = Instant::now();
@@ -816,7 +781,7 @@ impl<'h> Client<'h> {
                         Ok(_) => "end of stream".into(),
                         Err(e) => format!("{e}"),
                     };
-                    if !self.buf.is_empty() || first.is_some() {
+                    if !self.buf.is_empty() {
                         self.fail("the server closed the connection in the middle of a reply");
                     }
                     self.closed = true;
@@ -824,6 +789,47 @@ impl<'h> Client<'h> {
                 }
             }
         }
+    }
+
+    /// The lines of one reply as `Reply::decode` framed it (`raw`, CRLF-ended), logged and
+    /// checked: no bare CR, a code 1xx-5xx and a space or `-` on the first line, no middle
+    /// line that starts like a code, no marker of a file outside the home. Its text, a line
+    /// each.
+    fn check_reply_lines(&mut self, raw: &[u8]) -> String {
+        let lines: Vec<&[u8]> = raw
+            .split_inclusive(|&b| b == b'\n')
+            .map(|l| l.strip_suffix(b"\r\n").unwrap_or(l))
+            .collect();
+        let last = lines.len().saturating_sub(1);
+        let mut text = String::new();
+        for (i, l) in lines.into_iter().enumerate() {
+            let s = String::from_utf8_lossy(l).into_owned();
+            self.log.push(format!("< {}", s.escape_debug()));
+            trace(self.h, format_args!("< {}", s.escape_debug()));
+            if l.contains(&b'\r') || l.contains(&b'\n') {
+                self.fail(&format!("bare CR or LF inside a reply line: {s:?}"));
+            }
+            check_marker(self, l);
+            let code_like = l.len() >= 3 && l[..3].iter().all(u8::is_ascii_digit);
+            if i == 0 {
+                let ok = l.len() >= 4
+                    && (b'1'..=b'5').contains(&l[0])
+                    && code_like
+                    && (l[3] == b' ' || l[3] == b'-');
+                if !ok {
+                    self.fail(&format!(
+                        "reply line {s:?} does not start with a code 1xx-5xx"
+                    ));
+                }
+            } else if i < last && code_like {
+                self.fail(&format!(
+                    "middle line {s:?} of a reply starts like a reply code"
+                ));
+            }
+            text.push_str(&s);
+            text.push('\n');
+        }
+        text
     }
 
     /// Read replies until every step sent has its final reply. With `park`, stop early when
