@@ -467,12 +467,15 @@ fn the_admin_api_and_metrics_are_checked_bound_exposed_and_token_mode() {
     // The admin port is taken by someone else; metrics listen on every address.
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let admin = taken.local_addr().unwrap();
-    let metrics = free_port();
+    // The other ports from below the ephemeral range, where `taken`'s cannot be: a CI run once
+    // saw free_port() hand out the taken port again, and the config was refused as two
+    // listeners on one address instead of checked.
+    let metrics = free_port_range(1);
     let extra = format!(
         "[admin]\nlisten = \"{admin}\"\ntoken_file = {token:?}\n[metrics]\nlisten = \"0.0.0.0:{metrics}\"\n",
         token = token.to_str().unwrap()
     );
-    let config = s.write(free_port(), &extra);
+    let config = s.write(free_port_range(1), &extra);
     let (code, out) = check(&config);
     assert_eq!(code, 1, "the admin port in use is a FAIL:\n{out}");
     assert!(
