@@ -176,17 +176,8 @@ impl LocalFs {
     /// or escaping one is listed as [`EntryKind::Symlink`]. Names that are not UTF-8 are
     /// skipped (the client could not address them).
     pub fn list(&self, p: &VPath) -> Result<Vec<Entry>, StorageError> {
-        let mut stream = self.read_dir(p)?;
-        let mut entries = Vec::new();
-        loop {
-            let batch = stream.next_batch(1024)?;
-            if batch.is_empty() {
-                break;
-            }
-            entries.extend(batch);
-        }
-        entries.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(entries)
+        // The trait's own: every back-end lists a whole directory the same way.
+        <Self as Storage>::list(self, p)
     }
 
     /// The entries of directory `p` as they come from the file system, a batch at a time, so
@@ -454,10 +445,6 @@ impl Storage for LocalFs {
 
     fn read_dir_names(&self, p: &VPath) -> Result<DirStream, StorageError> {
         LocalFs::read_dir_names(self, p).map(DirStream::from)
-    }
-
-    fn list(&self, p: &VPath) -> Result<Vec<Entry>, StorageError> {
-        LocalFs::list(self, p)
     }
 
     fn open_read(&self, p: &VPath, offset: u64) -> Result<(ReadStream, u64), StorageError> {
