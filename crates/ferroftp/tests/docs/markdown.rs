@@ -224,14 +224,7 @@ pub(crate) fn section<'a>(page: &'a str, heading: &str) -> Option<&'a str> {
 /// The anchors mdBook gives a page's headings (and explicit `id="..."`s).
 pub(crate) fn anchors(text: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    let mut in_code = false;
-    for line in text.lines() {
-        if line.trim_start().starts_with("```") {
-            in_code = !in_code;
-        }
-        if in_code {
-            continue;
-        }
+    for line in prose_lines(text) {
         if let Some(heading) = line.strip_prefix('#') {
             let heading = heading.trim_start_matches('#');
             if heading.starts_with(' ') {
@@ -257,36 +250,31 @@ pub(crate) fn anchors(text: &str) -> BTreeSet<String> {
     out
 }
 
+/// The lines of a page outside its fenced code blocks (fence lines left out too).
+fn prose_lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut in_code = false;
+    text.lines().filter(move |line| {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+            return false;
+        }
+        !in_code
+    })
+}
+
 /// A page's text without its code blocks and code spans (no links there).
 pub(crate) fn prose(text: &str) -> String {
     let mut out = String::new();
-    let mut in_code = false;
-    for line in text.lines() {
-        if line.trim_start().starts_with("```") {
-            in_code = !in_code;
-            continue;
-        }
-        if !in_code {
-            let spans: Vec<&str> = line.split('`').collect();
-            out.extend(spans.iter().step_by(2).copied());
-            out.push('\n');
-        }
+    for line in prose_lines(text) {
+        out.extend(line.split('`').step_by(2));
+        out.push('\n');
     }
     out
 }
 
 /// The inline code spans of a page's prose (outside fenced blocks).
 pub(crate) fn code_spans(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut in_code = false;
-    for line in text.lines() {
-        if line.trim_start().starts_with("```") {
-            in_code = !in_code;
-            continue;
-        }
-        if !in_code {
-            out.extend(line.split('`').skip(1).step_by(2).map(str::to_owned));
-        }
-    }
-    out
+    prose_lines(text)
+        .flat_map(|line| line.split('`').skip(1).step_by(2).map(str::to_owned))
+        .collect()
 }
